@@ -1,0 +1,394 @@
+//! The directory backend: a bucket is a directory, an object a file, written atomically.
+//!
+//! Layout of one bucket directory:
+//! - `<stored name>`: the object's bytes, exactly as the imagehoster's fs store keeps them, so an
+//!   existing store is served in place;
+//! - `.meta/<stored name>.json`: content type, user metadata and digests (absent for old objects);
+//! - `.tmp/`: bodies being written. A put streams into a temp file, fsyncs it, writes the sidecar,
+//!   then renames the body into place and fsyncs the directory: readers see all or nothing.
+//!
+//! A missing bucket directory (an unmounted disk) makes every call `Unavailable`, never `NotFound`.
+
+use std::collections::BTreeMap;
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use crate::store::page_size;
+use crate::{
+    BlobStore, BodyStream, ByteRange, DigestingWriter, GetObject, Key, Layout, ListEntry, ListPage,
+    ListRequest, ObjectMeta, PutOptions, PutResult, StoreError,
+};
+
+const META_DIR: &str = ".meta";
+const TMP_DIR: &str = ".tmp";
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One bucket in a directory.
+#[derive(Debug)]
+pub struct DirStore {
+    name: String,
+    bucket: PathBuf,
+    layout: Layout,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sidecar {
+    size: u64,
+    md5: String,
+    sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<String, String>,
+}
+
+impl DirStore {
+    /// Opens `root/bucket`. With `create`, missing directories are made (local and test setups);
+    /// without it, a missing directory is reported, so a typo or an unmounted disk is noticed.
+    pub fn open(
+        name: &str,
+        root: &Path,
+        bucket: &str,
+        layout: Layout,
+        create: bool,
+    ) -> Result<Self, StoreError> {
+        let bucket_key = Key::new(bucket)?;
+        if bucket_key.as_str().contains('/') {
+            return Err(StoreError::InvalidKey {
+                key: bucket.into(),
+                reason: "bucket name with `/`",
+            });
+        }
+        let dir = root.join(bucket_key.as_str());
+        let store = Self {
+            name: format!("{name}/{bucket}"),
+            bucket: dir,
+            layout,
+        };
+        if create {
+            std::fs::create_dir_all(store.bucket.join(TMP_DIR)).map_err(|e| store.unavailable(e))?;
+            std::fs::create_dir_all(store.bucket.join(META_DIR)).map_err(|e| store.unavailable(e))?;
+        } else if !store.bucket.is_dir() {
+            return Err(StoreError::Unavailable {
+                store: store.name.clone(),
+                reason: format!("bucket directory {} does not exist", store.bucket.display()),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Where `key`'s bytes live (for tests that tamper with a copy behind the store's back).
+    pub fn path_of(&self, key: &Key) -> Result<PathBuf, StoreError> {
+        Ok(self.bucket.join(self.layout.stored_name(key)?))
+    }
+
+    fn meta_path(&self, stored: &str) -> PathBuf {
+        self.bucket.join(META_DIR).join(format!("{stored}.json"))
+    }
+
+    fn unavailable(&self, e: io::Error) -> StoreError {
+        StoreError::Unavailable {
+            store: self.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Turns an I/O error about one object into NotFound only when the bucket itself is present.
+    async fn classify(&self, e: io::Error, key: &Key) -> StoreError {
+        if e.kind() == io::ErrorKind::NotFound
+            && tokio::fs::metadata(&self.bucket).await.is_ok_and(|m| m.is_dir())
+        {
+            StoreError::NotFound { key: key.to_string() }
+        } else if e.kind() == io::ErrorKind::NotFound {
+            StoreError::Unavailable {
+                store: self.name.clone(),
+                reason: format!("bucket directory {} is missing", self.bucket.display()),
+            }
+        } else {
+            self.unavailable(e)
+        }
+    }
+
+    async fn ensure_bucket(&self) -> Result<(), StoreError> {
+        match tokio::fs::metadata(&self.bucket).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            _ => Err(StoreError::Unavailable {
+                store: self.name.clone(),
+                reason: format!("bucket directory {} is missing", self.bucket.display()),
+            }),
+        }
+    }
+
+    async fn read_meta(&self, stored: &str, size: u64, modified: Option<SystemTime>) -> ObjectMeta {
+        let sidecar = tokio::fs::read(self.meta_path(stored))
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok())
+            // A sidecar from a different write than the body (a lost race) is ignored, not trusted.
+            .filter(|s| s.size == size);
+        match sidecar {
+            Some(s) => ObjectMeta {
+                size,
+                etag: Some(s.md5),
+                content_type: s.content_type,
+                last_modified: modified,
+                metadata: s.metadata,
+            },
+            None => ObjectMeta {
+                size,
+                last_modified: modified,
+                ..ObjectMeta::default()
+            },
+        }
+    }
+
+    async fn write_atomically(&self, tmp: &Path, dest: &Path) -> io::Result<()> {
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(tmp, dest).await?;
+        if let Some(parent) = dest.parent() {
+            let dir = tokio::fs::File::open(parent).await?;
+            dir.sync_all().await?;
+        }
+        Ok(())
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.bucket
+            .join(TMP_DIR)
+            .join(format!("{:032x}", rand::random::<u128>()))
+    }
+}
+
+/// Removes a temp file unless the put completed.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn new(path: PathBuf) -> Self {
+        Self(Some(path))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// The file was renamed into place: nothing to clean up.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for DirStore {
+    fn describe(&self) -> &str {
+        &self.name
+    }
+
+    async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
+        let stored = self.layout.stored_name(key)?;
+        self.ensure_bucket().await?;
+        tokio::fs::create_dir_all(self.bucket.join(TMP_DIR))
+            .await
+            .map_err(|e| self.unavailable(e))?;
+
+        let tmp = TempFile::new(self.temp_path());
+        let mut file = tokio::fs::File::create(tmp.path())
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let mut digest = DigestingWriter::new(opts.max_size);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            digest.update(&chunk)?;
+            file.write_all(&chunk).await.map_err(|e| self.unavailable(e))?;
+        }
+        file.sync_all().await.map_err(|e| self.unavailable(e))?;
+        drop(file);
+        let digests = digest.finish();
+
+        let sidecar = Sidecar {
+            size: digests.size,
+            md5: digests.md5_hex(),
+            sha256: digests.sha256_hex(),
+            content_type: opts.content_type.clone(),
+            metadata: opts.metadata.clone(),
+        };
+        let meta_tmp = TempFile::new(self.temp_path());
+        let json = serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))?;
+        let mut mf = tokio::fs::File::create(meta_tmp.path())
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        mf.write_all(&json).await.map_err(|e| self.unavailable(e))?;
+        mf.sync_all().await.map_err(|e| self.unavailable(e))?;
+        drop(mf);
+        self.write_atomically(meta_tmp.path(), &self.meta_path(&stored))
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        meta_tmp.keep();
+
+        self.write_atomically(tmp.path(), &self.bucket.join(&stored))
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        tmp.keep();
+        Ok(PutResult {
+            digests,
+            etag: Some(sidecar.md5),
+        })
+    }
+
+    async fn get(&self, key: &Key, range: Option<ByteRange>) -> Result<GetObject, StoreError> {
+        let stored = self.layout.stored_name(key)?;
+        let mut file = match tokio::fs::File::open(self.bucket.join(&stored)).await {
+            Ok(f) => f,
+            Err(e) => return Err(self.classify(e, key).await),
+        };
+        let md = file.metadata().await.map_err(|e| self.unavailable(e))?;
+        if !md.is_file() {
+            return Err(StoreError::NotFound { key: key.to_string() });
+        }
+        let size = md.len();
+        let meta = self.read_meta(&stored, size, md.modified().ok()).await;
+        let (range, len) = match range {
+            Some(r) => {
+                let (first, last) = r.resolve(size)?;
+                file.seek(SeekFrom::Start(first))
+                    .await
+                    .map_err(|e| self.unavailable(e))?;
+                (Some((first, last)), last - first + 1)
+            }
+            None => (None, size),
+        };
+        let body = ReaderStream::with_capacity(file.take(len), READ_CHUNK);
+        Ok(GetObject {
+            meta,
+            range,
+            body: Box::pin(body),
+        })
+    }
+
+    async fn head(&self, key: &Key) -> Result<ObjectMeta, StoreError> {
+        let stored = self.layout.stored_name(key)?;
+        let md = match tokio::fs::metadata(self.bucket.join(&stored)).await {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(StoreError::NotFound { key: key.to_string() }),
+            Err(e) => return Err(self.classify(e, key).await),
+        };
+        Ok(self.read_meta(&stored, md.len(), md.modified().ok()).await)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        let stored = self.layout.stored_name(key)?;
+        self.ensure_bucket().await?;
+        for path in [self.bucket.join(&stored), self.meta_path(&stored)] {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, req: &ListRequest) -> Result<ListPage, StoreError> {
+        self.ensure_bucket().await?;
+        let bucket = self.bucket.clone();
+        let layout = self.layout;
+        let req = req.clone();
+        let limit = page_size(&req);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(limit + 1);
+            walk(&bucket, "", &req, layout, limit + 1, &mut out).map(|_| out)
+        })
+        .await
+        .map_err(|e| self.unavailable(io::Error::other(e)))?;
+        let mut entries = result.map_err(|e| self.unavailable(e))?;
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|e| e.stored_name.clone())
+        } else {
+            None
+        };
+        Ok(ListPage { entries, next })
+    }
+}
+
+/// Depth-first walk in byte order of full stored names. A directory `d` sorts as `d/`, which is
+/// where its children fall among the sibling files. Returns `true` once `limit` entries are found.
+fn walk(
+    dir: &Path,
+    rel: &str,
+    req: &ListRequest,
+    layout: Layout,
+    limit: usize,
+    out: &mut Vec<ListEntry>,
+) -> io::Result<bool> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            children.push((format!("{rel}{name}/"), entry.path(), true));
+        } else if ft.is_file() {
+            children.push((format!("{rel}{name}"), entry.path(), false));
+        }
+    }
+    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let after = req.start_after.as_deref();
+    for (full, path, is_dir) in children {
+        // Nothing under or at `full` can match the prefix, or everything there precedes start_after.
+        if !(full.starts_with(&req.prefix) || req.prefix.starts_with(&full)) {
+            if full.as_str() > req.prefix.as_str() {
+                return Ok(false);
+            }
+            continue;
+        }
+        if is_dir {
+            if after.is_some_and(|a| a > full.as_str() && !a.starts_with(&full)) {
+                continue;
+            }
+            if walk(&path, &full, req, layout, limit, out)? {
+                return Ok(true);
+            }
+        } else {
+            if after.is_some_and(|a| a >= full.as_str()) || !full.starts_with(&req.prefix) {
+                continue;
+            }
+            let Some(key) = layout.key_of(&full) else {
+                tracing::debug!(name = %full, "skipping a file that is not a key of this layout");
+                continue;
+            };
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            out.push(ListEntry {
+                key,
+                stored_name: full,
+                size,
+                etag: None,
+            });
+            if out.len() >= limit {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,45 @@
+//! Command-line flags every daemon accepts, flattened into each service's own clap parser.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigLoader;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
+    /// TOML configuration file (layered over the built-in defaults, under the environment and CLI).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override one setting, e.g. `--set server.listen=127.0.0.1:8800` (repeatable; wins over all).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Load and validate the configuration, print a summary, and exit (0 = valid, 2 = invalid).
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Log format: `text` or `json` (shorthand for `--set log.format=...`).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Log filter, e.g. `info` or `imagehost=debug,info` (shorthand for `--set log.level=...`).
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl CommonArgs {
+    /// A loader for `service` with this invocation's file and overrides, reading the real environment.
+    pub fn loader(&self, service: &str) -> ConfigLoader {
+        let mut overrides = self.set.clone();
+        if let Some(f) = &self.log_format {
+            overrides.push(format!("log.format={f}"));
+        }
+        if let Some(l) = &self.log_level {
+            overrides.push(format!("log.level={l}"));
+        }
+        ConfigLoader::new(service)
+            .file(self.config.clone())
+            .env_vars(std::env::vars())
+            .overrides(overrides)
+    }
+}

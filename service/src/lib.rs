@@ -1,0 +1,18 @@
+//! Plumbing shared by edge, imagehost and blobsync: config layering, logs, admin listener, shutdown.
+//!
+//! Every daemon follows the same shape: `main.rs` parses [`CommonArgs`], loads its config with
+//! [`ConfigLoader`], calls [`telemetry::init`], then hands a listener and a [`Shutdown`] to its
+//! library's `run`. Tests call `run` in-process on `127.0.0.1:0`.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use cli::CommonArgs;
+pub use config::{ConfigError, ConfigLoader};
+pub use secret::Secret;
+pub use shutdown::Shutdown;
+pub use telemetry::{LogConfig, LogFormat};

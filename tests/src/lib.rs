@@ -1,0 +1,27 @@
+//! The shared test harness: real servers on loopback, started and stopped by the tests themselves.
+//!
+//! - [`garage`]: installs Garage 2.5.0 when missing, starts independent single-node instances, each
+//!   with its own buckets and key, stops and restarts them by PID; they die with the test process.
+//! - [`ports`]: free loopback ports below the kernel's ephemeral range.
+//! - [`wait`]: bounded readiness polling.
+//! - [`tempdir`]: temporary directories removed when the test ends.
+//!
+//! Everything here is synchronous and should be called from the test's own thread, so that child
+//! processes (tied to that thread's lifetime) live exactly as long as the test.
+
+pub mod garage;
+pub mod ports;
+pub mod process;
+pub mod wait;
+
+pub use garage::{Garage, S3Access};
+pub use ports::free_port;
+pub use wait::{http_status, wait_until};
+
+/// A temporary directory removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hive-test-")
+        .tempdir()
+        .expect("create a temporary directory")
+}

@@ -1,0 +1,25 @@
+//! Child processes that cannot outlive the test: killed on drop and when the test process dies.
+
+use std::process::{Child, Command};
+
+/// Spawns `cmd` so the kernel kills it (SIGKILL) if the spawning thread's process goes away, even
+/// when the test is killed without unwinding.
+pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own process state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Kills and reaps a child; harmless if it already exited.
+pub fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
