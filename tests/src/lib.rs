@@ -4,12 +4,16 @@
 //!   with its own buckets and key, stops and restarts them by PID; they die with the test process.
 //! - [`ports`]: free loopback ports below the kernel's ephemeral range.
 //! - [`wait`]: bounded readiness polling.
+//! - [`http`]: a small blocking HTTP/1.1 client for functional tests.
+//! - [`origin`]: a real HTTP origin on loopback that counts its requests.
 //! - [`tempdir`]: temporary directories removed when the test ends.
 //!
 //! Everything here is synchronous and should be called from the test's own thread, so that child
 //! processes (tied to that thread's lifetime) live exactly as long as the test.
 
 pub mod garage;
+pub mod http;
+pub mod origin;
 pub mod ports;
 pub mod process;
 pub mod wait;

@@ -23,3 +23,18 @@ pub fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Sends SIGTERM, as systemd does on `stop`.
+pub fn terminate(child: &Child) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+/// Waits up to `timeout` for the child to exit.
+pub fn wait_exit(child: &mut Child, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+    crate::wait_until(timeout, std::time::Duration::from_millis(20), || {
+        child.try_wait().ok().flatten()
+    })
+}
