@@ -1,14 +1,16 @@
 //! imagehost's configuration: one struct, unknown keys rejected, layered by `service::ConfigLoader`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use blobstore::FileserverConfig;
 use serde::{Deserialize, Serialize};
 use service::admin::AdminConfig;
-use service::LogConfig;
+use service::{LogConfig, Secret};
 
 /// Secret keys that may be given as `<key>_file` paths.
-pub const SECRET_KEYS: &[&str] = &["secret_access_key"];
+pub const SECRET_KEYS: &[&str] = &["secret_access_key", "redis_url"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,8 +19,109 @@ pub struct Config {
     pub buckets: Buckets,
     /// The fileservers, in read-preference order. Uploads are written to all of them.
     pub fileservers: Vec<FileserverConfig>,
+    pub upload: UploadConfig,
+    pub upload_limits: UploadLimits,
+    pub accounts: AccountsConfig,
+    pub blacklist: BlacklistConfig,
+    /// `redis://…` shared by every imagehost node for upload quotas; unset = per-node memory.
+    /// May be given as `redis_url_file` (it can carry a password).
+    pub redis_url: Option<Secret>,
     pub log: LogConfig,
     pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Largest upload request and file, in bytes (OH `max_image_size`), enforced while streaming.
+    pub max_image_size: u64,
+    /// Accept any bytes, as OH does; by default only sniffed jpeg/png/gif/webp/avif (D7).
+    pub accept_any_type: bool,
+    /// Fileservers that must hold an upload before it is acknowledged.
+    pub write_quorum: usize,
+    /// Bytes of an upload kept in memory before it spills to a temporary file.
+    pub spool_memory: usize,
+    /// Where spilled uploads go (default: the system temporary directory).
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// OH `[upload_limits]`: exactly `max` uploads per account per sliding `duration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadLimits {
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    pub max: u64,
+    /// Minimum reputation score (condenser's repLog10) to upload.
+    pub reputation: i64,
+}
+
+/// Where account authorities come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Hive API nodes, tried in turn (`condenser_api.get_accounts`).
+    pub rpc_nodes: Vec<String>,
+    /// A JSON array of accounts in `get_accounts` format; when set, no RPC node is called.
+    pub static_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long an account's authorities are reused before being fetched again.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+/// Hot-reloaded blacklist files (§5): a JSON array, or `{"urls": [...], "patterns": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlacklistConfig {
+    pub images_file: Option<PathBuf>,
+    pub accounts_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            max_image_size: 15_000_000,
+            accept_any_type: false,
+            write_quorum: 1,
+            spool_memory: 1 << 20,
+            spool_dir: None,
+        }
+    }
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(7 * 24 * 3600),
+            max: 300,
+            reputation: 10,
+        }
+    }
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            rpc_nodes: vec!["https://api.hive.blog".into()],
+            static_file: None,
+            timeout: Duration::from_secs(2),
+            cache_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for BlacklistConfig {
+    fn default() -> Self {
+        Self {
+            images_file: None,
+            accounts_file: None,
+            reload_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +148,11 @@ impl Default for Config {
             server: ServerConfig::default(),
             buckets: Buckets::default(),
             fileservers: vec![FileserverConfig::directory("local", "./data/fileserver")],
+            upload: UploadConfig::default(),
+            upload_limits: UploadLimits::default(),
+            accounts: AccountsConfig::default(),
+            blacklist: BlacklistConfig::default(),
+            redis_url: None,
             log: LogConfig::default(),
             admin: AdminConfig::default(),
         }
@@ -102,6 +210,34 @@ impl Config {
         if self.buckets.uploads == self.buckets.proxy {
             return Err("buckets.uploads and buckets.proxy must differ".into());
         }
+        if self.upload.max_image_size == 0 {
+            return Err("upload.max_image_size must be more than 0".into());
+        }
+        if self.upload.write_quorum == 0 || self.upload.write_quorum > self.fileservers.len() {
+            return Err(format!(
+                "upload.write_quorum {} must be between 1 and the number of fileservers ({})",
+                self.upload.write_quorum,
+                self.fileservers.len()
+            ));
+        }
+        if self.upload_limits.max == 0 {
+            return Err("upload_limits.max must be at least 1".into());
+        }
+        if self.accounts.static_file.is_none() {
+            if self.accounts.rpc_nodes.is_empty() {
+                return Err("accounts: set rpc_nodes or static_file".into());
+            }
+            for n in &self.accounts.rpc_nodes {
+                if !(n.starts_with("http://") || n.starts_with("https://")) {
+                    return Err(format!("accounts.rpc_nodes: `{n}` must be an http(s) URL"));
+                }
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://")) {
+                return Err("redis_url must start with redis:// or rediss://".into());
+            }
+        }
         Ok(())
     }
 }
@@ -142,6 +278,12 @@ mod tests {
             ("[buckets]\nuploads = \"x\"\nproxy = \"x\"\n", Some("must differ")),
             ("[buckets]\nuploads = \"../x\"\n", Some("buckets.uploads")),
             ("[log]\nformat = \"xml\"\n", Some("log.format")),
+            ("[upload]\nwrite_quorum = 2\n", Some("upload.write_quorum")),
+            ("[upload]\nmax_image_size = 0\n", Some("upload.max_image_size")),
+            ("[accounts]\nrpc_nodes = []\n", Some("set rpc_nodes or static_file")),
+            ("[accounts]\nrpc_nodes = [\"api.hive.blog\"]\n", Some("accounts.rpc_nodes")),
+            ("redis_url = \"localhost:6379\"\n", Some("redis_url")),
+            ("[upload_limits]\nduration = \"7d\"\nmax = 300\nreputation = 10\n", None),
         ];
         for (text, want) in cases {
             match (load(text), want) {

@@ -1,19 +1,26 @@
-//! Routes: the OH health routes, the load-balancer readiness route (D14) and the 404 fallback.
+//! The router, in OH's registration order (§1.1), and what every response carries (§1.2):
+//! `X-Request-Id`, `X-Content-Type-Options: nosniff`, CORS reflecting `Origin` with `Vary: Origin`,
+//! and 204 preflights. Methods a path does not route fall through to the JSON 404, never 405.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use blobstore::ListRequest;
 use serde_json::json;
 
+use crate::auth::AccountSource;
+use crate::blacklist::Blacklist;
 use crate::metrics::{FILESERVER_PROBES, RESPONSES};
+use crate::quota::Quota;
 use crate::stores::Stores;
-use crate::Config;
+use crate::{serve, upload, ApiError, Config};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -21,46 +28,121 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    #[allow(dead_code)]
-    config: Config,
-    stores: Stores,
+pub struct Inner {
+    pub config: Config,
+    pub stores: Stores,
+    pub accounts: AccountSource,
+    pub blacklist: Arc<Blacklist>,
+    pub quota: Quota,
+    pub spool_dir: Arc<Path>,
     version: String,
 }
 
 impl AppState {
-    pub fn new(config: Config, stores: Stores) -> Self {
+    pub fn new(
+        config: Config,
+        stores: Stores,
+        accounts: AccountSource,
+        blacklist: Arc<Blacklist>,
+        quota: Quota,
+    ) -> Self {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
         let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), started);
+        let spool_dir: Arc<Path> =
+            Arc::from(config.upload.spool_dir.clone().unwrap_or_else(std::env::temp_dir));
         Self {
             inner: Arc::new(Inner {
                 config,
                 stores,
+                accounts,
+                blacklist,
+                quota,
+                spool_dir,
                 version,
             }),
         }
     }
+
+    pub fn inner(&self) -> &Inner {
+        &self.inner
+    }
 }
 
 pub fn router(state: AppState) -> Router {
+    let max_body = state.inner.config.upload.max_image_size as usize + 64 * 1024;
     Router::new()
-        .route("/", get(healthcheck))
-        .route("/.well-known/healthcheck.json", get(healthcheck))
-        .route("/healthcheck", get(readiness))
+        .route("/", get(healthcheck).fallback(not_found))
+        .route(
+            "/.well-known/healthcheck.json",
+            get(healthcheck).fallback(not_found),
+        )
+        .route("/healthcheck", get(readiness).fallback(not_found))
+        .route(
+            "/cs/{username}/{signature}",
+            post(upload::checksum).fallback(not_found),
+        )
+        .route(
+            "/{first}/{second}",
+            post(upload::signed).get(serve::with_name).fallback(not_found),
+        )
+        .route("/{hash}", get(serve::bare).fallback(not_found))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(common_headers))
         .with_state(state)
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request id, nosniff and CORS on every response; CORS preflights answered here.
+async fn common_headers(req: Request, next: Next) -> Response {
+    let request_id = ["x-amzn-trace-id", "x-request-id"]
+        .iter()
+        .find_map(|h| req.headers().get(*h).cloned())
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&format!("dev-{}", rand::random::<u32>()))
+                .unwrap_or(HeaderValue::from_static("dev-0"))
+        });
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let preflight =
+        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET,POST,OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Content-Type,Authorization"),
+        );
+        r
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.insert(REQUEST_ID.clone(), request_id);
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    resp
 }
 
 /// OH's health body: `{"ok":true,"version":…,"date":…}` with `Cache-Control: no-cache`.
 async fn healthcheck(State(state): State<AppState>) -> Response {
     RESPONSES.with_label_values(&["healthcheck", "200"]).inc();
-    let date = humanize_now();
     (
         [(header::CACHE_CONTROL, "no-cache")],
-        Json(json!({"ok": true, "version": state.inner.version, "date": date})),
+        Json(json!({"ok": true, "version": state.inner.version, "date": iso_now()})),
     )
         .into_response()
 }
@@ -72,8 +154,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
             max_keys: 1,
             ..ListRequest::default()
         };
-        let ok = tokio::time::timeout(Duration::from_secs(2), fs.uploads.list(&req)).await;
-        let state = match ok {
+        let state = match tokio::time::timeout(Duration::from_secs(2), fs.uploads.list(&req)).await {
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "unavailable",
             Err(_) => "timeout",
@@ -103,15 +184,11 @@ async fn readiness(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     RESPONSES.with_label_values(&["fallback", "404"]).inc();
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": {"name": "not_found"}})),
-    )
-        .into_response()
+    ApiError::NotFound.into_response()
 }
 
 /// RFC 3339 UTC time with milliseconds, as JavaScript's `Date.toISOString()` prints it.
-fn humanize_now() -> String {
+fn iso_now() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -1,27 +1,66 @@
 //! The Hive imagehoster, rebuilt: the HTTP API frontends already speak, over N fileservers.
 //!
 //! This crate is a library with a thin binary (`main.rs`). [`run`] serves the API on a listener
-//! until the shutdown signal, then drains. So far it serves the health routes over the configured
-//! fileservers; uploads, serving and the resizing proxy land in later steps.
+//! until the shutdown signal, then drains. Routes so far: health and readiness, signed uploads
+//! (`/:user/:sig`, `/cs/:user/:sig`) written to every fileserver at a quorum, and serving uploads
+//! (`/:hash/:filename?`) with fallback between fileservers.
 
+pub mod auth;
+pub mod blacklist;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod metrics;
+pub mod quota;
+pub mod serve;
+pub mod sniff;
 pub mod stores;
+pub mod upload;
 
 pub use config::Config;
-pub use error::Error;
+pub use error::{ApiError, Error};
 
 use service::Shutdown;
 use tokio::net::TcpListener;
+
+use crate::auth::source::RpcAccounts;
+use crate::auth::AccountSource;
 
 /// Serves the API on `listener` (and `/metrics` on the admin listener, if configured) until
 /// `shutdown`, then lets in-flight requests finish within `admin.drain_timeout`.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
     config.validate().map_err(Error::Config)?;
     let stores = stores::Stores::open(&config)?;
-    let app = http::router(http::AppState::new(config.clone(), stores));
+    let accounts = match &config.accounts.static_file {
+        Some(path) => AccountSource::from_file(path)?,
+        None => AccountSource::Rpc(RpcAccounts::new(
+            config.accounts.rpc_nodes.clone(),
+            config.accounts.timeout,
+            config.accounts.cache_ttl,
+        )?),
+    };
+    let blacklist = blacklist::Blacklist::load(
+        config.blacklist.images_file.clone(),
+        config.blacklist.accounts_file.clone(),
+    )
+    .map_err(Error::Blacklist)?;
+    blacklist.spawn_reloader(config.blacklist.reload_interval);
+    let redis_url = config.redis_url.as_ref().map(|s| s.expose().to_string());
+    let quota = quota::Quota::connect(redis_url.as_deref())
+        .await
+        .map_err(Error::Redis)?;
+    if redis_url.is_none() {
+        tracing::warn!("no redis_url: upload quotas are counted per imagehost node, not across the cluster");
+    }
+
+    let app = http::router(http::AppState::new(
+        config.clone(),
+        stores,
+        accounts,
+        blacklist,
+        quota,
+    ));
     let drain = config.admin.drain_timeout;
     let admin = match config.admin.listen {
         Some(addr) => {

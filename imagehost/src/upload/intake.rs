@@ -1,0 +1,96 @@
+//! Reading an upload request: the multipart body streamed into a spool while hashing, with every
+//! limit enforced before or while bytes arrive (§2.1 steps 3–7, D8).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use futures::TryStreamExt;
+
+use crate::keys::{UploadDigests, UploadHasher};
+use crate::upload::spool::{Spool, Spooled};
+use crate::ApiError;
+
+/// A received file: its bytes, name and digests.
+pub struct Received {
+    pub body: Spooled,
+    pub filename: String,
+    pub digests: UploadDigests,
+}
+
+/// Checks the headers (multipart, numeric Content-Length within the limit), then streams the
+/// first file part into a spool. Nothing beyond `max_size` bytes is ever read.
+pub async fn receive(
+    headers: &HeaderMap,
+    body: Body,
+    max_size: u64,
+    spool_memory: usize,
+    spool_dir: Arc<Path>,
+) -> Result<Received, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.contains("multipart/form-data") {
+        return Err(ApiError::BadRequest("Request must be multipart/form-data"));
+    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or(ApiError::LengthRequired)?;
+    if length > max_size {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|_| ApiError::BadRequest("Invalid multipart boundary"))?;
+    let limits = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(max_size)
+            .per_field(max_size),
+    );
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let mut multipart = multer::Multipart::with_constraints(stream, boundary, limits);
+
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        // The first part with a filename is the file, whatever its field name (OH uses busboy).
+        let Some(filename) = field.file_name().map(str::to_string) else {
+            continue;
+        };
+        let mut spool = Spool::new(spool_memory, spool_dir);
+        let mut hasher = UploadHasher::default();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if spool.len() + chunk.len() as u64 > max_size {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            hasher.update(&chunk);
+            spool
+                .write(&chunk)
+                .await
+                .map_err(|e| ApiError::Internal(format!("spool: {e}")))?;
+        }
+        let body = spool
+            .finish()
+            .await
+            .map_err(|e| ApiError::Internal(format!("spool: {e}")))?;
+        return Ok(Received {
+            body,
+            filename,
+            digests: hasher.finish(),
+        });
+    }
+    Err(ApiError::FileMissing)
+}
+
+fn multipart_error(e: multer::Error) -> ApiError {
+    match e {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            ApiError::PayloadTooLarge
+        }
+        multer::Error::StreamReadFailed(_)
+        | multer::Error::IncompleteStream
+        | multer::Error::IncompleteFieldData { .. } => ApiError::BadRequest("Upload body incomplete"),
+        _ => ApiError::BadRequest("Malformed multipart body"),
+    }
+}

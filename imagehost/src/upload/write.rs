@@ -1,0 +1,111 @@
+//! The write path: one upload to every fileserver in parallel, acknowledged at the write quorum.
+//!
+//! Each fileserver first answers whether it already holds the key (re-uploads are cheap and
+//! idempotent: keys are content hashes); otherwise the body streams to it from the spool and the
+//! digest it computed is checked against ours. The response goes out once `quorum` servers hold
+//! the object whole; the other writes finish in the background. A server that failed is logged,
+//! counted and recorded for repair.
+
+use std::sync::Arc;
+
+use blobstore::{Key, PutOptions, StoreError};
+use tokio::sync::mpsc;
+
+use crate::metrics::{WRITES, WRITE_REPAIRS};
+use crate::stores::Fileserver;
+use crate::upload::spool::Spooled;
+
+/// How one fileserver's write ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Written,
+    AlreadyPresent,
+    Failed(String),
+}
+
+/// What the caller needs to answer the client.
+#[derive(Debug)]
+pub struct Acknowledged {
+    pub holders: usize,
+}
+
+/// Writes `body` under `key` to every server; returns once `quorum` hold it, or an error naming
+/// every failure once that can no longer happen.
+pub async fn write_all(
+    servers: &[Fileserver],
+    key: &Key,
+    body: Arc<Spooled>,
+    sha256: [u8; 32],
+    opts: PutOptions,
+    quorum: usize,
+) -> Result<Acknowledged, String> {
+    let (tx, mut rx) = mpsc::channel(servers.len().max(1));
+    for fs in servers {
+        let (fs, key, body, opts, tx) = (fs.clone(), key.clone(), body.clone(), opts.clone(), tx.clone());
+        tokio::spawn(async move {
+            let outcome = write_one(&fs, &key, &body, sha256, &opts).await;
+            match &outcome {
+                Outcome::Written => WRITES.with_label_values(&[fs.name.as_str(), "written"]).inc(),
+                Outcome::AlreadyPresent => WRITES.with_label_values(&[fs.name.as_str(), "present"]).inc(),
+                Outcome::Failed(reason) => {
+                    WRITES.with_label_values(&[fs.name.as_str(), "failed"]).inc();
+                    WRITE_REPAIRS.with_label_values(&[fs.name.as_str()]).inc();
+                    // The repair record: blobsync's intake will consume these (see the blobsync issue).
+                    tracing::warn!(
+                        fileserver = %fs.name, key = %key, reason = %reason,
+                        "upload write failed; the object needs repair on this fileserver"
+                    );
+                }
+            }
+            let _ = tx.send(outcome).await;
+        });
+    }
+    drop(tx);
+    let (mut ok, mut failures) = (0, Vec::new());
+    while let Some(outcome) = rx.recv().await {
+        match outcome {
+            Outcome::Written | Outcome::AlreadyPresent => {
+                ok += 1;
+                if ok >= quorum {
+                    return Ok(Acknowledged { holders: ok });
+                }
+            }
+            Outcome::Failed(reason) => failures.push(reason),
+        }
+    }
+    Err(format!(
+        "{ok} of {} fileservers hold the upload, {quorum} needed: {}",
+        servers.len(),
+        failures.join("; ")
+    ))
+}
+
+async fn write_one(
+    fs: &Fileserver,
+    key: &Key,
+    body: &Spooled,
+    sha256: [u8; 32],
+    opts: &PutOptions,
+) -> Outcome {
+    match fs.uploads.head(key).await {
+        Ok(meta) if meta.size == body.len() => return Outcome::AlreadyPresent,
+        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Outcome::Failed(format!("{}: {e}", fs.name)),
+    }
+    let stream = match body.stream().await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(format!("{}: reading the spool: {e}", fs.name)),
+    };
+    match fs.uploads.put(key, stream, opts).await {
+        Ok(put) if put.digests.sha256 == sha256 => Outcome::Written,
+        Ok(_) => {
+            // Cannot happen unless the spool was damaged; never leave a wrong object behind.
+            let _ = fs.uploads.delete(key).await;
+            Outcome::Failed(format!(
+                "{}: stored bytes did not hash to the upload's digest",
+                fs.name
+            ))
+        }
+        Err(e) => Outcome::Failed(format!("{}: {e}", fs.name)),
+    }
+}
