@@ -112,6 +112,18 @@ fn read_response(mut r: impl BufRead, head_only: bool) -> std::io::Result<Respon
     })
 }
 
+/// Sends raw bytes (a hand-made request), optionally half-closes the connection, and reads the
+/// response: for requests a normal client would not send (chunked uploads, truncated bodies).
+pub fn raw(addr: SocketAddr, bytes: &[u8], half_close: bool) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(bytes)?;
+    if half_close {
+        s.shutdown(std::net::Shutdown::Write)?;
+    }
+    read_response(BufReader::new(s), false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 //!
 //! - [`garage`]: installs Garage 2.5.0 when missing, starts independent single-node instances, each
 //!   with its own buckets and key, stops and restarts them by PID; they die with the test process.
+//! - [`hive`]: a Hive API node stand-in speaking the real JSON-RPC wire format.
+//! - [`redis`]: a real `redis-server` on loopback.
 //! - [`ports`]: free loopback ports below the kernel's ephemeral range.
 //! - [`wait`]: bounded readiness polling.
 //! - [`http`]: a small blocking HTTP/1.1 client for functional tests.
@@ -12,10 +14,12 @@
 //! processes (tied to that thread's lifetime) live exactly as long as the test.
 
 pub mod garage;
+pub mod hive;
 pub mod http;
 pub mod origin;
 pub mod ports;
 pub mod process;
+pub mod redis;
 pub mod wait;
 
 pub use garage::{Garage, S3Access};

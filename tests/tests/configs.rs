@@ -14,6 +14,7 @@ fn with_secret_files(name: &str, dir: &Path) -> String {
     for secret in ["fs1-secret-key", "fs2-secret-key"] {
         std::fs::write(dir.join(secret), "example-secret\n").expect("write secret");
     }
+    std::fs::write(dir.join("redis-url"), "redis://:password@127.0.0.1:6379/\n").expect("write secret");
     text.replace("/run/secrets/", &format!("{}/", dir.display()))
 }
 

@@ -1,0 +1,9 @@
+//! imagehost's upload and serving contract, in-process, over two real fileservers (directories
+//! or Garage instances), a Hive API node stand-in, and Redis where quotas are shared.
+
+mod api {
+    pub mod contract;
+    pub mod faults;
+    pub mod fixture;
+    pub mod quota;
+}
