@@ -490,3 +490,23 @@ async fn blacklist_file_changes_apply_without_restart_and_any_field_name_is_acce
     assert_eq!(status, 451, "the new entry applies without a restart");
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_any_type_restores_oh_behaviour() {
+    let f = Fixture::start(Backend::Directory, |c, _, _| c.upload.accept_any_type = true).await;
+    let text = b"not an image at all";
+    let r = f
+        .upload(
+            &format!("/alice/{}", signature(&f.keys.posting, text, false)),
+            "notes.txt",
+            text,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = f.get(&format!("/{}/notes.txt", key_of(text))).await;
+    assert_eq!(
+        (r.status, r.header("content-type"), r.body.as_slice()),
+        (200, Some("application/octet-stream"), &text[..])
+    );
+    f.stop().await;
+}
