@@ -2,14 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use blobstore::FileserverConfig;
 use serde::{Deserialize, Serialize};
 use service::admin::AdminConfig;
-use service::LogConfig;
+use service::{LogConfig, Secret};
 
 /// Secret keys that may be given as `<key>_file` paths.
-pub const SECRET_KEYS: &[&str] = &["secret_access_key"];
+pub const SECRET_KEYS: &[&str] = &["secret_access_key", "token"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,15 +21,103 @@ pub struct Config {
     /// The fileservers kept identical (two or more).
     pub fileservers: Vec<FileserverConfig>,
     pub queue: QueueConfig,
+    pub copy: CopyConfig,
+    pub anti_entropy: AntiEntropyConfig,
+    pub scrub: ScrubConfig,
+    pub tombstones: TombstoneConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct CopyConfig {
+    /// Copies in flight at once.
+    pub workers: usize,
+    /// Bytes per second read from source replicas, all copies together (0 = unlimited).
+    pub bandwidth_limit: u64,
+    /// First retry delay after a failure; doubles per attempt up to `max_backoff`. Never dropped.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Largest object copied (a bound on what one copy may stream).
+    pub max_object_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AntiEntropyConfig {
+    /// Time between full passes over every fileserver's listing (0 = only `sync --once`).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Keys listed per page and server.
+    pub page_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubConfig {
+    /// Time between scrub passes (0 = off).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Bytes per second re-read by the scrub (0 = unlimited).
+    pub bandwidth_limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TombstoneConfig {
+    /// How long a takedown is remembered (and enforced) after every server applied it.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for CopyConfig {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            bandwidth_limit: 0,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            max_object_size: 1 << 30,
+        }
+    }
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(3600),
+            page_size: 1000,
+        }
+    }
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(7 * 24 * 3600),
+            bandwidth_limit: 20 << 20,
+        }
+    }
+}
+
+impl Default for TombstoneConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// The intake and status API.
+    /// The intake, takedown and status API.
     pub listen: SocketAddr,
+    /// When set, events, takedowns and sync need `Authorization: Bearer <token>` (`token_file`).
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +137,10 @@ impl Default for Config {
                 FileserverConfig::directory("fs-b", "./data/fs-b"),
             ],
             queue: QueueConfig::default(),
+            copy: CopyConfig::default(),
+            anti_entropy: AntiEntropyConfig::default(),
+            scrub: ScrubConfig::default(),
+            tombstones: TombstoneConfig::default(),
             log: LogConfig::default(),
             admin: AdminConfig::default(),
         }
@@ -58,6 +151,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8900)),
+            token: None,
         }
     }
 }
@@ -95,6 +189,20 @@ impl Config {
         if self.queue.path.as_os_str().is_empty() {
             return Err("queue.path is empty".into());
         }
+        if self.copy.workers == 0 {
+            return Err("copy.workers must be at least 1".into());
+        }
+        if self.copy.initial_backoff.is_zero() || self.copy.max_backoff < self.copy.initial_backoff {
+            return Err("copy.initial_backoff must be > 0 and <= copy.max_backoff".into());
+        }
+        if !(1..=1000).contains(&self.anti_entropy.page_size) {
+            return Err("anti_entropy.page_size must be between 1 and 1000".into());
+        }
+        if self.tombstones.retention < Duration::from_secs(24 * 3600) {
+            return Err(
+                "tombstones.retention must be at least 1 day (outages last longer than you think)".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -115,6 +223,16 @@ mod tests {
             ),
             ("[queue]\npath = \"\"\n", Some("queue.path")),
             ("[queue]\nfile = \"x\"\n", Some("unknown field `file`")),
+            ("[copy]\nworkers = 0\n", Some("copy.workers")),
+            (
+                "[copy]\ninitial_backoff = \"10m\"\nmax_backoff = \"1m\"\n",
+                Some("copy.initial_backoff"),
+            ),
+            ("[tombstones]\nretention = \"1h\"\n", Some("tombstones.retention")),
+            (
+                "[anti_entropy]\npage_size = 5000\n",
+                Some("anti_entropy.page_size"),
+            ),
         ];
         for (text, want) in cases {
             let got = ConfigLoader::new("blobsync")

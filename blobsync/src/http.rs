@@ -1,50 +1,232 @@
-//! The status API.
+//! The API: change events in (S3 event-notification JSON, as MinIO's webhook and imagehost send),
+//! takedowns, status, and an on-demand anti-entropy pass. Writes are fsynced before the answer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use blobstore::{BlobStore, ListRequest};
+use blobstore::{Key, ListRequest};
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::metrics::BACKLOG;
+use crate::engine::Engine;
+use crate::metrics::EVENTS;
+use crate::queue::{now_ms, Action};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub inner: Arc<Inner>,
-}
-
-pub struct Inner {
-    pub db: sled::Db,
-    pub stores: Vec<Arc<dyn BlobStore>>,
+    pub engine: Arc<Engine>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/status", get(status)).with_state(state)
+    Router::new()
+        .route("/events", post(events))
+        .route("/objects/{bucket}/{*key}", delete(takedown))
+        .route("/status", get(status))
+        .route("/sync", post(sync))
+        .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
+        .with_state(state)
 }
 
-/// Backlog and each fileserver bucket's reachability.
-async fn status(State(state): State<AppState>) -> impl IntoResponse {
-    let backlog = state.inner.db.len();
-    BACKLOG.set(backlog as i64);
-    let probes = state.inner.stores.iter().map(|s| async move {
-        let req = ListRequest {
-            max_keys: 1,
-            ..ListRequest::default()
-        };
-        let up = matches!(
-            tokio::time::timeout(Duration::from_secs(2), s.list(&req)).await,
-            Ok(Ok(_))
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+/// When `server.token` is set, writes need `Authorization: Bearer <token>`.
+fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
+    match &state.engine.config.server.token {
+        None => true,
+        Some(t) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.strip_prefix("Bearer ").is_some_and(|given| given == t.expose())),
+    }
+}
+
+#[derive(Deserialize)]
+struct Notification {
+    #[serde(rename = "Records", default)]
+    records: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(rename = "eventName", default)]
+    event_name: String,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: BucketEntity,
+    object: ObjectEntity,
+}
+
+#[derive(Deserialize)]
+struct BucketEntity {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ObjectEntity {
+    key: String,
+}
+
+/// S3 event keys are URL-encoded, with `+` for spaces.
+fn decode_key(raw: &str) -> String {
+    percent_encoding::percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let Ok(n) = serde_json::from_slice::<Notification>(&body) else {
+        EVENTS.with_label_values(&["malformed"]).inc();
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected an S3 event notification: {\"Records\": [...]}",
         );
-        (s.describe().to_string(), if up { "ok" } else { "unavailable" })
-    });
+    };
+    let engine = &state.engine;
+    let (mut queued, mut ignored) = (0, 0);
+    for r in n.records {
+        let key = decode_key(&r.s3.object.key);
+        let created = r.event_name.contains("ObjectCreated");
+        match (engine.lane(&r.s3.bucket.name), created, Key::new(key.as_str())) {
+            (Some(lane), true, Ok(_)) => {
+                if let Err(e) = engine
+                    .queue
+                    .enqueue(&r.s3.bucket.name, &key, Action::Copy, lane, &[])
+                {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
+                }
+                queued += 1;
+            }
+            // Deletes never come from events (only takedowns delete), nor from unmirrored buckets.
+            _ => ignored += 1,
+        }
+    }
+    // Durable before acknowledged.
+    if let Err(e) = engine.queue.flush().await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
+    }
+    EVENTS.with_label_values(&["queued"]).inc_by(queued);
+    EVENTS.with_label_values(&["ignored"]).inc_by(ignored);
+    engine.wake.notify_waiters();
+    Json(json!({ "queued": queued, "ignored": ignored })).into_response()
+}
+
+async fn takedown(
+    State(state): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let engine = &state.engine;
+    let Some(lane) = engine.lane(&bucket) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("bucket `{bucket}` is not mirrored"),
+        );
+    };
+    if Key::new(key.as_str()).is_err() {
+        return error(StatusCode::BAD_REQUEST, "invalid key");
+    }
+    let retention = engine.config.tombstones.retention;
+    let t = match engine.queue.add_tombstone(&bucket, &key, retention) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
+    };
+    if let Err(e) = engine.queue.enqueue(&bucket, &key, Action::Delete, lane, &[]) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
+    }
+    if let Err(e) = engine.queue.flush().await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
+    }
+    engine.wake.notify_waiters();
+    tracing::info!(%bucket, %key, "takedown recorded");
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "bucket": bucket, "key": key, "tombstone_until_ms": t.keep_until_ms })),
+    )
+        .into_response()
+}
+
+async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    state.engine.sync_now.notify_one();
+    (StatusCode::ACCEPTED, Json(json!({ "anti_entropy": "started" }))).into_response()
+}
+
+/// Backlog, oldest pending age, takedowns, anti-entropy state and each fileserver's reachability.
+async fn status(State(state): State<AppState>) -> Response {
+    let engine = &state.engine;
+    engine.update_gauges();
+    let pending = engine.queue.pending();
+    let copies = pending.iter().filter(|i| i.action == Action::Copy).count();
+    let oldest = engine
+        .queue
+        .oldest_pending_ms()
+        .map(|t| now_ms().saturating_sub(t) / 1000);
+    let probes = engine
+        .replicator
+        .servers
+        .iter()
+        .flat_map(|s| s.buckets.values())
+        .map(|st| async move {
+            let req = ListRequest {
+                max_keys: 1,
+                ..ListRequest::default()
+            };
+            let up = matches!(
+                tokio::time::timeout(Duration::from_secs(2), st.list(&req)).await,
+                Ok(Ok(_))
+            );
+            (st.describe().to_string(), if up { "ok" } else { "unavailable" })
+        });
     let servers: serde_json::Map<String, serde_json::Value> = futures::future::join_all(probes)
         .await
         .into_iter()
         .map(|(n, s)| (n, json!(s)))
         .collect();
-    Json(json!({"backlog": backlog, "fileservers": servers}))
+    let ae: serde_json::Map<String, serde_json::Value> = engine
+        .config
+        .buckets
+        .iter()
+        .map(|b| {
+            let done = engine.queue.meta(&format!("ae_done:{b}")).ok().flatten();
+            let cp = engine.queue.meta(&crate::antientropy::checkpoint_name(b)).ok().flatten();
+            (b.clone(), json!({ "last_complete_pass_ms": done.and_then(|d| d.parse::<u64>().ok()), "checkpoint": cp }))
+        })
+        .collect();
+    Json(json!({
+        "backlog": pending.len(),
+        "pending_copies": copies,
+        "pending_takedowns": pending.len() - copies,
+        "oldest_pending_seconds": oldest,
+        "tombstones": engine.queue.tombstone_count(),
+        "fileservers": servers,
+        "anti_entropy": ae,
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_keys_are_url_decoded() {
+        assert_eq!(super::decode_key("DQmAbc"), "DQmAbc");
+        assert_eq!(super::decode_key("a+b%2Fc"), "a b/c");
+    }
 }

@@ -1,9 +1,12 @@
-//! The blobsync binary: CLI, config, logs, then `blobsync::run`.
+//! The blobsync binary: `run` (the daemon, default), `status`, `sync --once`.
+
+use std::io::{Read, Write};
+use std::time::Duration;
 
 use anyhow::Context;
 use blobsync::config::SECRET_KEYS;
 use blobsync::Config;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use service::{CommonArgs, Shutdown};
 
 /// Verified N-way replication between fileservers.
@@ -12,6 +15,22 @@ use service::{CommonArgs, Shutdown};
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Print the running daemon's backlog, oldest pending age and per-server state.
+    Status,
+    /// One anti-entropy pass over every fileserver, then copy until done; progress and ETA on stderr.
+    Sync {
+        /// Required: run once and exit (the daemon does this periodically on its own).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,17 +55,61 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(Command::Status) = cli.command {
+        return status(&config);
+    }
     service::telemetry::init(&config.log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the runtime")?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("listen on {}", config.server.listen))?;
-        blobsync::run(config, listener, Shutdown::on_signals())
-            .await
-            .context("blobsync failed")
+        match cli.command {
+            Some(Command::Sync { once }) => {
+                anyhow::ensure!(
+                    once,
+                    "use `blobsync sync --once` (the daemon syncs periodically by itself)"
+                );
+                let left = blobsync::sync_once(config, Shutdown::on_signals()).await?;
+                std::process::exit(if left == 0 { 0 } else { 3 });
+            }
+            _ => {
+                let listener = tokio::net::TcpListener::bind(config.server.listen)
+                    .await
+                    .with_context(|| format!("listen on {}", config.server.listen))?;
+                blobsync::run(config, listener, Shutdown::on_signals())
+                    .await
+                    .context("blobsync failed")
+            }
+        }
     })
+}
+
+/// `GET /status` from the daemon at `server.listen`, printed for people.
+fn status(config: &Config) -> anyhow::Result<()> {
+    let addr = config.server.listen;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .with_context(|| format!("no blobsync daemon answers on {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body).context("the daemon's /status is not JSON")?;
+    println!("backlog               {}", v["backlog"]);
+    println!(
+        "  copies / takedowns  {} / {}",
+        v["pending_copies"], v["pending_takedowns"]
+    );
+    println!("oldest pending        {}s", v["oldest_pending_seconds"]);
+    println!("tombstones            {}", v["tombstones"]);
+    if let Some(servers) = v["fileservers"].as_object() {
+        for (name, state) in servers {
+            println!("{name:<22}{}", state.as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
 }

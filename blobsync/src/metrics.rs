@@ -2,13 +2,121 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_int_gauge, IntGauge};
+use prometheus::{
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge, Histogram,
+    IntCounter, IntCounterVec, IntGauge,
+};
 
-/// Items waiting in the persistent queue.
 pub static BACKLOG: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "blobsync_backlog_objects",
-        "Objects waiting in the replication queue"
+        "Objects waiting in the replication queue (exact)"
     )
     .expect("register blobsync_backlog_objects")
+});
+
+pub static OLDEST_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "blobsync_oldest_pending_seconds",
+        "Age of the oldest pending queue item"
+    )
+    .expect("register blobsync_oldest_pending_seconds")
+});
+
+pub static TOMBSTONES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("blobsync_tombstones", "Takedowns remembered").expect("register blobsync_tombstones")
+});
+
+pub static LAG: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "blobsync_replication_lag_seconds",
+        "From the request to copy until every fileserver holds the object",
+        vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 3600.0]
+    )
+    .expect("register blobsync_replication_lag_seconds")
+});
+
+pub static COPIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "blobsync_copies_total",
+        "Verified copies written, by target fileserver",
+        &["server"]
+    )
+    .expect("register blobsync_copies_total")
+});
+
+pub static COPY_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "blobsync_copy_bytes_total",
+        "Bytes read from source replicas for copies"
+    )
+    .expect("register blobsync_copy_bytes_total")
+});
+
+pub static DELETES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "blobsync_takedowns_applied_total",
+        "Takedowns applied on every fileserver"
+    )
+    .expect("register blobsync_takedowns_applied_total")
+});
+
+pub static FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "blobsync_failures_total",
+        "Failed attempts by cause (all are retried)",
+        &["cause"]
+    )
+    .expect("register blobsync_failures_total")
+});
+
+pub static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "blobsync_events_total",
+        "Change events received, by outcome",
+        &["outcome"]
+    )
+    .expect("register blobsync_events_total")
+});
+
+pub static AE_FINDINGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "blobsync_antientropy_findings_total",
+        "Objects anti-entropy queued",
+        &["bucket", "kind"]
+    )
+    .expect("register blobsync_antientropy_findings_total")
+});
+
+pub static AE_PASSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "blobsync_antientropy_passes_total",
+        "Anti-entropy passes by outcome",
+        &["outcome"]
+    )
+    .expect("register blobsync_antientropy_passes_total")
+});
+
+pub static SCRUB_CHECKED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "blobsync_scrub_checked_total",
+        "Stored copies re-read and re-hashed"
+    )
+    .expect("register blobsync_scrub_checked_total")
+});
+
+pub static SCRUB_CORRUPT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "blobsync_scrub_corrupt_total",
+        "Copies found corrupt or unreadable"
+    )
+    .expect("register blobsync_scrub_corrupt_total")
+});
+
+pub static SCRUB_REPAIRED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "blobsync_scrub_repaired_total",
+        "Corrupt copies replaced from a verified one"
+    )
+    .expect("register blobsync_scrub_repaired_total")
 });

@@ -1,0 +1,261 @@
+//! Anti-entropy: one streaming pass over the sorted listings of every fileserver, merged, so
+//! whatever is missing anywhere is queued for copying (and tombstoned keys for deletion).
+//!
+//! Memory is one page per fileserver, whatever the number of objects. A checkpoint (the last
+//! stored name handled) is saved as the pass goes, so a restart resumes where it stopped. A
+//! listing that fails aborts the pass (and keeps the checkpoint): nothing is ever concluded from a
+//! missing or empty listing except "copy to it", and nothing is ever deleted because of one.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use blobstore::{BlobStore, ListEntry, ListRequest};
+
+use crate::metrics::AE_FINDINGS;
+use crate::queue::{now_ms, Action, Queue};
+
+/// What to do about one stored name, given which servers list it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Nothing,
+    Copy,
+    Delete,
+}
+
+/// The pure rule: tombstones win; otherwise a name some servers lack is copied.
+pub fn decide(present: &[bool], tombstoned: bool) -> Decision {
+    let any = present.iter().any(|p| *p);
+    let all = present.iter().all(|p| *p);
+    match (tombstoned, any, all) {
+        (true, true, _) => Decision::Delete,
+        (true, false, _) => Decision::Nothing,
+        (false, true, false) => Decision::Copy,
+        _ => Decision::Nothing,
+    }
+}
+
+/// One server's listing, read a page at a time.
+struct Lister {
+    store: Arc<dyn BlobStore>,
+    buf: VecDeque<ListEntry>,
+    next: Option<String>,
+    done: bool,
+    page: usize,
+}
+
+impl Lister {
+    async fn head(&mut self) -> Result<Option<&ListEntry>, String> {
+        if self.buf.is_empty() && !self.done {
+            let req = ListRequest {
+                prefix: String::new(),
+                start_after: self.next.clone(),
+                max_keys: self.page,
+            };
+            let p = self
+                .store
+                .list(&req)
+                .await
+                .map_err(|e| format!("{}: {e}", self.store.describe()))?;
+            self.buf.extend(p.entries);
+            match p.next {
+                Some(n) => self.next = Some(n),
+                None => self.done = true,
+            }
+            if self.buf.is_empty() {
+                self.done = true;
+            }
+        }
+        Ok(self.buf.front())
+    }
+}
+
+/// Progress of a pass, readable while it runs (for `sync --once` and status).
+#[derive(Default)]
+pub struct Progress {
+    pub scanned: AtomicU64,
+    pub queued: AtomicU64,
+}
+
+/// Checkpoint name for a bucket.
+pub fn checkpoint_name(bucket: &str) -> String {
+    format!("ae:{bucket}")
+}
+
+/// Runs one pass over `bucket` on `stores` (one per server, same order every time).
+pub async fn pass(
+    stores: &[Arc<dyn BlobStore>],
+    bucket: &str,
+    lane: u8,
+    queue: &Queue,
+    page: usize,
+    progress: &Progress,
+) -> Result<(), String> {
+    let cp = checkpoint_name(bucket);
+    let resume = queue.meta(&cp).map_err(|e| e.to_string())?;
+    if let Some(at) = &resume {
+        tracing::info!(bucket, resume_after = %at, "anti-entropy resuming from its checkpoint");
+    }
+    let mut listers: Vec<Lister> = stores
+        .iter()
+        .map(|s| Lister {
+            store: s.clone(),
+            buf: VecDeque::new(),
+            next: resume.clone(),
+            done: false,
+            page,
+        })
+        .collect();
+    let mut since_checkpoint = 0;
+    loop {
+        let mut heads = Vec::with_capacity(listers.len());
+        for l in listers.iter_mut() {
+            heads.push(l.head().await?.map(|e| e.stored_name.clone()));
+        }
+        let Some(name) = heads.iter().flatten().min().cloned() else {
+            break;
+        };
+        let present: Vec<bool> = heads
+            .iter()
+            .map(|h| h.as_deref() == Some(name.as_str()))
+            .collect();
+        let mut key = None;
+        for (l, p) in listers.iter_mut().zip(&present) {
+            if *p {
+                key = l.buf.pop_front().map(|e| e.key);
+            }
+        }
+        progress.scanned.fetch_add(1, Ordering::Relaxed);
+        let Some(key) = key else { continue };
+        let tombstoned = queue
+            .tombstone(bucket, key.as_str())
+            .map_err(|e| e.to_string())?
+            .is_some();
+        match decide(&present, tombstoned) {
+            Decision::Nothing => {}
+            Decision::Copy => {
+                queue
+                    .enqueue(bucket, key.as_str(), Action::Copy, lane, &[])
+                    .map_err(|e| e.to_string())?;
+                progress.queued.fetch_add(1, Ordering::Relaxed);
+                AE_FINDINGS.with_label_values(&[bucket, "missing"]).inc();
+            }
+            Decision::Delete => {
+                queue
+                    .enqueue(bucket, key.as_str(), Action::Delete, lane, &[])
+                    .map_err(|e| e.to_string())?;
+                progress.queued.fetch_add(1, Ordering::Relaxed);
+                AE_FINDINGS.with_label_values(&[bucket, "tombstoned"]).inc();
+            }
+        }
+        since_checkpoint += 1;
+        if since_checkpoint >= page {
+            // Queued work is written before the checkpoint that covers it (sled keeps order).
+            queue.set_meta(&cp, Some(&name)).map_err(|e| e.to_string())?;
+            since_checkpoint = 0;
+        }
+    }
+    queue.set_meta(&cp, None).map_err(|e| e.to_string())?;
+    queue
+        .set_meta(&format!("ae_done:{bucket}"), Some(&now_ms().to_string()))
+        .map_err(|e| e.to_string())?;
+    queue.flush().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blobstore::{body_from_bytes, DirStore, Key, Layout, PutOptions};
+
+    #[test]
+    fn decision_table() {
+        let cases: &[(&[bool], bool, Decision)] = &[
+            (&[true, true], false, Decision::Nothing),
+            (&[true, false], false, Decision::Copy),
+            (&[false, true, true], false, Decision::Copy),
+            (&[true, true], true, Decision::Delete),
+            (&[false, true], true, Decision::Delete),
+            (&[false, false], true, Decision::Nothing),
+            (&[false, false], false, Decision::Nothing),
+        ];
+        for (present, tomb, want) in cases {
+            assert_eq!(decide(present, *tomb), *want, "{present:?} tombstoned={tomb}");
+        }
+    }
+
+    async fn store_with(dir: &std::path::Path, name: &str, keys: &[&str]) -> Arc<dyn BlobStore> {
+        let s = DirStore::open(name, &dir.join(name), "uploads", Layout::Flat, true).unwrap();
+        for k in keys {
+            s.put(
+                &Key::new(*k).unwrap(),
+                body_from_bytes(k.as_bytes().to_vec()),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        Arc::new(s)
+    }
+
+    #[tokio::test]
+    async fn merge_finds_what_each_side_lacks_and_respects_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = store_with(dir.path(), "a", &["k1", "k2", "k4", "k5"]).await;
+        let b = store_with(dir.path(), "b", &["k2", "k3", "k5"]).await;
+        let q = Queue::temporary().unwrap();
+        q.add_tombstone("uploads", "k5", std::time::Duration::from_secs(86400))
+            .unwrap();
+        let progress = Progress::default();
+        pass(&[a, b], "uploads", 1, &q, 2, &progress).await.unwrap();
+        let mut got: Vec<(String, Action)> = q.pending().into_iter().map(|i| (i.key, i.action)).collect();
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            got,
+            vec![
+                ("k1".into(), Action::Copy),
+                ("k3".into(), Action::Copy),
+                ("k4".into(), Action::Copy),
+                ("k5".into(), Action::Delete),
+            ]
+        );
+        assert_eq!(progress.scanned.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            q.meta(&checkpoint_name("uploads")).unwrap(),
+            None,
+            "a finished pass clears its checkpoint"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_listing_aborts_and_keeps_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = store_with(dir.path(), "a", &["k1", "k2", "k3", "k4"]).await;
+        let b = store_with(dir.path(), "b", &[]).await;
+        let q = Queue::temporary().unwrap();
+        q.set_meta(&checkpoint_name("uploads"), Some("k2")).unwrap();
+        std::fs::rename(dir.path().join("b/uploads"), dir.path().join("b/gone")).unwrap();
+        assert!(pass(
+            &[a.clone(), b.clone()],
+            "uploads",
+            1,
+            &q,
+            1000,
+            &Progress::default()
+        )
+        .await
+        .is_err());
+        assert_eq!(q.backlog(), 0, "nothing concluded from a failed listing");
+        assert_eq!(
+            q.meta(&checkpoint_name("uploads")).unwrap().as_deref(),
+            Some("k2")
+        );
+        std::fs::rename(dir.path().join("b/gone"), dir.path().join("b/uploads")).unwrap();
+        pass(&[a, b], "uploads", 1, &q, 1000, &Progress::default())
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = q.pending().into_iter().map(|i| i.key).collect();
+        keys.sort();
+        assert_eq!(keys, ["k3", "k4"], "resumed after the checkpoint");
+    }
+}

@@ -1,0 +1,360 @@
+//! Carrying out one queue item: copy an object to every fileserver that lacks it (or holds a bad
+//! copy), or delete it everywhere.
+//!
+//! A copy reads the object once from a replica and streams it to all targets at the same time,
+//! hashing as it goes. For upload keys (`D…`, a hash of the content) the bytes must hash to the key
+//! before the targets may commit: the stream ends with an explicit end marker only then; a bad
+//! source, a read error or a cancelled task ends it with an error instead, so a target never
+//! stores a partial or wrong object.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use blobstore::{BlobStore, BodyStream, Key, PutOptions, StoreError};
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::limit::RateLimiter;
+use crate::metrics::{COPIES, COPY_BYTES, FAILURES};
+
+const PREFIX: &[u8] = b"ImageSigningChallenge";
+
+/// One fileserver, opened for each mirrored bucket.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub name: String,
+    pub buckets: HashMap<String, Arc<dyn BlobStore>>,
+}
+
+/// What a copy found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyOutcome {
+    /// Every server already holds a good copy.
+    Converged,
+    /// Copied to these servers.
+    Copied(Vec<String>),
+    /// No reachable server holds the object (nothing to copy from).
+    NowhereToCopyFrom,
+}
+
+/// For an upload key, the digest its content must have: `D` + base58(0x12 0x20 ‖ sha256(prefix ‖ data)).
+pub fn expected_digest(key: &str) -> Option<[u8; 32]> {
+    if key.len() != 47 || !key.starts_with("DQm") {
+        return None;
+    }
+    let raw = bs58::decode(&key[1..]).into_vec().ok()?;
+    (raw.len() == 34 && raw[..2] == [0x12, 0x20])
+        .then(|| raw[2..].try_into().ok())
+        .flatten()
+}
+
+/// Hashes content the way upload keys are derived.
+#[derive(Clone)]
+pub struct KeyHasher(Sha256);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        let mut h = Sha256::new();
+        h.update(PREFIX);
+        Self(h)
+    }
+}
+
+impl KeyHasher {
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.0.update(chunk);
+    }
+
+    pub fn matches(self, want: &[u8; 32]) -> bool {
+        let got: [u8; 32] = self.0.finalize().into();
+        &got == want
+    }
+}
+
+enum Frame {
+    Data(Bytes),
+    End,
+}
+
+/// The receiving side of a fan-out: ends cleanly only after an explicit `End`. A sender dropped
+/// without it (source error, corrupt source, cancelled copy) makes the stream end in an error.
+fn frames_to_body(rx: mpsc::Receiver<Frame>) -> BodyStream {
+    Box::pin(futures::stream::unfold(Some(rx), |state| async move {
+        let mut rx = state?;
+        match rx.recv().await {
+            Some(Frame::Data(b)) => Some((Ok(b), Some(rx))),
+            Some(Frame::End) => None,
+            None => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "copy source ended early",
+                )),
+                None,
+            )),
+        }
+    }))
+}
+
+pub struct Replicator {
+    pub servers: Vec<Server>,
+    pub limiter: Option<Arc<RateLimiter>>,
+    pub max_object_size: u64,
+}
+
+enum State {
+    Present(u64),
+    Missing,
+    Unavailable(String),
+}
+
+impl Replicator {
+    fn store(&self, server: &Server, bucket: &str) -> Result<Arc<dyn BlobStore>, String> {
+        server
+            .buckets
+            .get(bucket)
+            .cloned()
+            .ok_or_else(|| format!("{}: bucket {bucket} is not mirrored", server.name))
+    }
+
+    /// Makes every server hold a verified copy. `bad` names servers whose copy must be replaced.
+    /// `Err` means "try again later" (a server is unreachable, or no good source yet).
+    pub async fn copy(&self, bucket: &str, key: &Key, bad: &[String]) -> Result<CopyOutcome, String> {
+        let heads = futures::future::join_all(self.servers.iter().map(|s| async move {
+            let store = match self.store(s, bucket) {
+                Ok(st) => st,
+                Err(e) => return (s, State::Unavailable(e)),
+            };
+            let state = match store.head(key).await {
+                Ok(meta) => State::Present(meta.size),
+                Err(StoreError::NotFound { .. }) => State::Missing,
+                Err(e) => State::Unavailable(e.to_string()),
+            };
+            (s, state)
+        }))
+        .await;
+        let mut sources = Vec::new();
+        let mut targets = Vec::new();
+        let mut waiting = Vec::new();
+        for (s, state) in heads {
+            match state {
+                State::Present(_) if bad.contains(&s.name) => targets.push(s),
+                State::Present(size) => sources.push((s, size)),
+                State::Missing => targets.push(s),
+                State::Unavailable(e) => waiting.push(format!("{}: {e}", s.name)),
+            }
+        }
+        if targets.is_empty() {
+            return if waiting.is_empty() {
+                Ok(CopyOutcome::Converged)
+            } else {
+                Err(waiting.join("; "))
+            };
+        }
+        if sources.is_empty() {
+            return if waiting.is_empty() {
+                Ok(CopyOutcome::NowhereToCopyFrom)
+            } else {
+                Err(format!("no reachable replica yet: {}", waiting.join("; ")))
+            };
+        }
+        let mut errors = waiting;
+        for (source, size) in sources {
+            if size > self.max_object_size {
+                return Err(format!("{key} is {size} bytes, over copy.max_object_size"));
+            }
+            match self.stream_copy(bucket, key, source, &targets).await {
+                Ok(failed) if failed.is_empty() && errors.is_empty() => {
+                    return Ok(CopyOutcome::Copied(
+                        targets.iter().map(|t| t.name.clone()).collect(),
+                    ))
+                }
+                Ok(failed) => {
+                    errors.extend(failed);
+                    return Err(errors.join("; "));
+                }
+                Err(SourceProblem::Corrupt) => {
+                    FAILURES.with_label_values(&["corrupt_source"]).inc();
+                    tracing::warn!(server = %source.name, %key, "replica does not match its key; trying another");
+                    errors.push(format!("{}: content does not hash to the key", source.name));
+                }
+                Err(SourceProblem::Read(e)) => {
+                    FAILURES.with_label_values(&["source_read"]).inc();
+                    errors.push(format!("{}: {e}", source.name));
+                }
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// Streams from `source` to every target; returns the targets that failed.
+    async fn stream_copy(
+        &self,
+        bucket: &str,
+        key: &Key,
+        source: &Server,
+        targets: &[&Server],
+    ) -> Result<Vec<String>, SourceProblem> {
+        let src = self.store(source, bucket).map_err(SourceProblem::Read)?;
+        let got = src
+            .get(key, None)
+            .await
+            .map_err(|e| SourceProblem::Read(e.to_string()))?;
+        let opts = PutOptions {
+            max_size: Some(self.max_object_size),
+            content_type: got.meta.content_type.clone(),
+            metadata: got.meta.metadata.clone(),
+        };
+        let mut feeds = Vec::new();
+        let mut puts = Vec::new();
+        for t in targets {
+            let (tx, rx) = mpsc::channel::<Frame>(4);
+            feeds.push(tx);
+            let store = self.store(t, bucket).map_err(SourceProblem::Read)?;
+            let (key, opts, name) = (key.clone(), opts.clone(), t.name.clone());
+            puts.push(tokio::spawn(async move {
+                store
+                    .put(&key, frames_to_body(rx), &opts)
+                    .await
+                    .map(|r| (name.clone(), r))
+                    .map_err(|e| (name, e))
+            }));
+        }
+        let expected = expected_digest(key.as_str());
+        let mut hasher = KeyHasher::default();
+        let mut sha = Sha256::new();
+        let mut body = got.body;
+        let mut bytes = 0u64;
+        while let Some(chunk) = body.next().await {
+            // On error, the feeds are dropped without `End`: every target's put fails.
+            let chunk = chunk.map_err(|e| SourceProblem::Read(e.to_string()))?;
+            if let Some(l) = &self.limiter {
+                l.acquire(chunk.len() as u64).await;
+            }
+            bytes += chunk.len() as u64;
+            hasher.update(&chunk);
+            sha.update(&chunk);
+            for tx in &feeds {
+                let _ = tx.send(Frame::Data(chunk.clone())).await;
+            }
+        }
+        if let Some(want) = expected {
+            if !hasher.matches(&want) {
+                return Err(SourceProblem::Corrupt);
+            }
+        }
+        for tx in &feeds {
+            let _ = tx.send(Frame::End).await;
+        }
+        drop(feeds);
+        let sha: [u8; 32] = sha.finalize().into();
+        let mut failed = Vec::new();
+        for p in puts {
+            match p.await {
+                Ok(Ok((name, r))) if r.digests.sha256 == sha => {
+                    COPIES.with_label_values(&[name.as_str()]).inc();
+                    COPY_BYTES.inc_by(bytes);
+                }
+                Ok(Ok((name, _))) => failed.push(format!("{name}: stored digest differs")),
+                Ok(Err((name, e))) => {
+                    FAILURES
+                        .with_label_values(&[if e.is_retriable() {
+                            "target_unavailable"
+                        } else {
+                            "target_refused"
+                        }])
+                        .inc();
+                    failed.push(format!("{name}: {e}"));
+                }
+                Err(e) => failed.push(format!("copy task: {e}")),
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Deletes the object on every server; `Err` while any server is unreachable.
+    pub async fn delete(&self, bucket: &str, key: &Key) -> Result<(), String> {
+        let results = futures::future::join_all(self.servers.iter().map(|s| async move {
+            match self.store(s, bucket) {
+                Ok(st) => st.delete(key).await.map_err(|e| format!("{}: {e}", s.name)),
+                Err(e) => Err(e),
+            }
+        }))
+        .await;
+        let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            FAILURES.with_label_values(&["delete_unavailable"]).inc();
+            Err(errors.join("; "))
+        }
+    }
+}
+
+enum SourceProblem {
+    Corrupt,
+    Read(String),
+}
+
+/// Exponential backoff: `initial · 2^(attempts)`, capped.
+pub fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
+    initial.saturating_mul(1u32 << attempts.min(20)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_keys_name_their_content() {
+        let gif = hex::decode(
+            "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b",
+        )
+        .unwrap();
+        let want = expected_digest("DQmbvHsfahN2rUoqV5TnXKdT7EPU2SD1ZiKJE6oWpnE8wgX").expect("an upload key");
+        let mut h = KeyHasher::default();
+        h.update(&gif);
+        assert!(h.matches(&want));
+        let mut h = KeyHasher::default();
+        h.update(b"other");
+        assert!(!h.matches(&want));
+        for not_upload in [
+            "U5dtZPvjpfzc3fgGtsoNQq7WLNv8sLT",
+            "DQmShort",
+            "DQmbvHsfahN2rUoqV5TnXKdT7EPU2SD1ZiKJE6oWpnE8wg0",
+        ] {
+            assert_eq!(expected_digest(not_upload), None, "{not_upload}");
+        }
+    }
+
+    #[test]
+    fn backoff_table() {
+        let (i, m) = (Duration::from_secs(1), Duration::from_secs(300));
+        let cases = [(0, 1), (1, 2), (2, 4), (8, 256), (9, 300), (40, 300)];
+        for (attempts, secs) in cases {
+            assert_eq!(backoff(i, m, attempts), Duration::from_secs(secs), "{attempts}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_without_end_is_an_error_not_eof() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Frame::Data(Bytes::from_static(b"partial")))
+            .await
+            .unwrap();
+        drop(tx);
+        let items: Vec<io::Result<Bytes>> = frames_to_body(rx).collect().await;
+        assert!(
+            items[0].is_ok() && items.last().unwrap().is_err(),
+            "truncation must surface"
+        );
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Frame::Data(Bytes::from_static(b"whole"))).await.unwrap();
+        tx.send(Frame::End).await.unwrap();
+        let items: Vec<io::Result<Bytes>> = frames_to_body(rx).collect().await;
+        assert_eq!(items.len(), 1);
+    }
+}

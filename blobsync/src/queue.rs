@@ -1,0 +1,473 @@
+//! The persistent work queue, tombstones and checkpoints, in one sled database.
+//!
+//! Trees:
+//! - `items`: `bucket \0 key` → [`Item`]. An item leaves only when its work is done; a failure
+//!   reschedules it with backoff. Nothing is ever dropped: a growing backlog is reported instead.
+//! - `due`: `lane ‖ due_ms ‖ bucket \0 key` → ``: the schedule, lanes first (takedowns, then
+//!   uploads, then the proxy cache), then due time. An index: stale entries are skipped.
+//! - `tombstones`: `bucket \0 key` → [`Tombstone`]: takedowns, which win over every copy.
+//! - `meta`: anti-entropy checkpoints and pass times.
+//!
+//! Callers make an enqueue durable with [`Queue::flush`] before acknowledging it. After a crash,
+//! [`Queue::recover`] reschedules items that were in flight; nothing is lost and nothing rescanned.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Make every fileserver hold a verified copy.
+    Copy,
+    /// Remove from every fileserver (a takedown).
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub bucket: String,
+    pub key: String,
+    pub action: Action,
+    pub lane: u8,
+    pub attempts: u32,
+    pub due_ms: u64,
+    /// When the oldest still-pending request for this object arrived (for lag and age).
+    pub enqueued_ms: u64,
+    pub last_error: Option<String>,
+    /// Fileservers whose copy is known bad (found by scrub): overwritten from a good replica.
+    #[serde(default)]
+    pub bad: Vec<String>,
+    /// Bumped by every enqueue, so completing an older version never erases newer work.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub created_ms: u64,
+    /// Kept at least until then, and until every fileserver has applied it.
+    pub keep_until_ms: u64,
+    pub applied_everywhere: bool,
+}
+
+pub struct Queue {
+    db: sled::Db,
+    items: sled::Tree,
+    due: sled::Tree,
+    tombstones: sled::Tree,
+    meta: sled::Tree,
+    in_flight: Mutex<HashSet<Vec<u8>>>,
+    /// Highest lane ever scheduled, so `take_due` visits only lanes that exist.
+    max_lane: std::sync::atomic::AtomicU8,
+}
+
+fn id(bucket: &str, key: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(bucket.len() + key.len() + 1);
+    v.extend_from_slice(bucket.as_bytes());
+    v.push(0);
+    v.extend_from_slice(key.as_bytes());
+    v
+}
+
+fn due_key(lane: u8, due_ms: u64, id: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + id.len());
+    v.push(lane);
+    v.extend_from_slice(&due_ms.to_be_bytes());
+    v.extend_from_slice(id);
+    v
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Option<T> {
+    serde_json::from_slice(b).ok()
+}
+
+/// Lanes in priority order: takedowns first.
+pub const DELETE_LANE: u8 = 0;
+
+impl Queue {
+    pub fn open(path: &std::path::Path) -> Result<Self, sled::Error> {
+        Self::from_db(sled::Config::new().path(path).open()?)
+    }
+
+    pub fn temporary() -> Result<Self, sled::Error> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self {
+            items: db.open_tree("items")?,
+            due: db.open_tree("due")?,
+            tombstones: db.open_tree("tombstones")?,
+            meta: db.open_tree("meta")?,
+            db,
+            in_flight: Mutex::new(HashSet::new()),
+            max_lane: std::sync::atomic::AtomicU8::new(u8::MAX),
+        })
+    }
+
+    /// Makes everything written so far durable (fsync). Call before acknowledging an enqueue.
+    pub async fn flush(&self) -> Result<(), sled::Error> {
+        self.db.flush_async().await.map(|_| ())
+    }
+
+    /// Adds work for one object, merging with work already pending: a delete wins over a copy,
+    /// the earlier due time and enqueue time are kept, bad-copy lists are united.
+    pub fn enqueue(
+        &self,
+        bucket: &str,
+        key: &str,
+        action: Action,
+        lane: u8,
+        bad: &[String],
+    ) -> Result<(), sled::Error> {
+        let now = now_ms();
+        let lane = if action == Action::Delete {
+            DELETE_LANE
+        } else {
+            lane
+        };
+        let item_id = id(bucket, key);
+        let merged = self.items.update_and_fetch(&item_id, |old| {
+            let next = match old.and_then(decode::<Item>) {
+                Some(mut it) => {
+                    if action == Action::Delete {
+                        it.action = Action::Delete;
+                        it.lane = DELETE_LANE;
+                    }
+                    it.due_ms = it.due_ms.min(now);
+                    for b in bad {
+                        if !it.bad.contains(b) {
+                            it.bad.push(b.clone());
+                        }
+                    }
+                    it.version += 1;
+                    it
+                }
+                None => Item {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    action,
+                    lane,
+                    attempts: 0,
+                    due_ms: now,
+                    enqueued_ms: now,
+                    last_error: None,
+                    bad: bad.to_vec(),
+                    version: 1,
+                },
+            };
+            Some(encode(&next))
+        })?;
+        if let Some(it) = merged.as_deref().and_then(decode::<Item>) {
+            self.due.insert(due_key(it.lane, it.due_ms, &item_id), &[])?;
+        }
+        Ok(())
+    }
+
+    /// Tells the scheduler how many lanes exist (0 = takedowns, then one per bucket).
+    pub fn set_lanes(&self, highest: u8) {
+        self.max_lane.store(highest, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Claims the most urgent item due by `now` (lanes first), or `None`. Only entries due by
+    /// `now` are visited, so a large backlog waiting on backoff costs nothing here.
+    pub fn take_due(&self, now: u64) -> Result<Option<Item>, sled::Error> {
+        let lanes = self.max_lane.load(std::sync::atomic::Ordering::Relaxed);
+        for lane in 0..=lanes {
+            let start = due_key(lane, 0, &[]);
+            let end = due_key(lane, now.saturating_add(1), &[]);
+            for entry in self.due.range(start..end) {
+                let (k, _) = entry?;
+                let due = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default());
+                let item_id = k[9..].to_vec();
+                let item = self.items.get(&item_id)?.as_deref().and_then(decode::<Item>);
+                let Some(item) = item.filter(|it| it.due_ms == due && it.lane == lane) else {
+                    self.due.remove(&k)?; // stale index entry
+                    continue;
+                };
+                {
+                    let Ok(mut flight) = self.in_flight.lock() else {
+                        return Ok(None);
+                    };
+                    if flight.contains(&item_id) {
+                        continue; // a worker has it; its outcome reschedules it if needed
+                    }
+                    flight.insert(item_id.clone());
+                }
+                self.due.remove(&k)?;
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+
+    fn release(&self, item: &Item) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(&id(&item.bucket, &item.key));
+        }
+    }
+
+    /// The work in `item` is done. Work enqueued meanwhile (a newer version) stays pending.
+    pub fn complete(&self, item: &Item) -> Result<(), sled::Error> {
+        let item_id = id(&item.bucket, &item.key);
+        let current = self.items.get(&item_id)?;
+        let same = current
+            .as_deref()
+            .and_then(decode::<Item>)
+            .is_some_and(|c| c.version == item.version);
+        if same {
+            // Compare-and-swap: an enqueue racing us wins.
+            let _ = self.items.compare_and_swap(&item_id, current, None::<&[u8]>)?;
+        }
+        self.reschedule_if_pending(&item_id)?;
+        self.release(item);
+        Ok(())
+    }
+
+    /// The work failed: try again after `backoff`, never give up.
+    pub fn retry(&self, item: &Item, error: &str, backoff: Duration) -> Result<(), sled::Error> {
+        let item_id = id(&item.bucket, &item.key);
+        let due = now_ms() + backoff.as_millis() as u64;
+        let updated = self.items.update_and_fetch(&item_id, |old| {
+            old.and_then(decode::<Item>).map(|mut it| {
+                it.attempts += 1;
+                it.last_error = Some(error.chars().take(500).collect());
+                if it.version == item.version {
+                    it.due_ms = due;
+                }
+                encode(&it)
+            })
+        })?;
+        if let Some(it) = updated.as_deref().and_then(decode::<Item>) {
+            self.due.insert(due_key(it.lane, it.due_ms, &item_id), &[])?;
+        }
+        self.release(item);
+        Ok(())
+    }
+
+    fn reschedule_if_pending(&self, item_id: &[u8]) -> Result<(), sled::Error> {
+        if let Some(it) = self.items.get(item_id)?.as_deref().and_then(decode::<Item>) {
+            self.due.insert(due_key(it.lane, it.due_ms, item_id), &[])?;
+        }
+        Ok(())
+    }
+
+    /// After a restart: every pending item gets a schedule entry again (those in flight at the
+    /// crash had none). Returns how many items are pending.
+    pub fn recover(&self) -> Result<usize, sled::Error> {
+        let mut n = 0;
+        for entry in self.items.iter() {
+            let (k, v) = entry?;
+            if let Some(it) = decode::<Item>(&v) {
+                self.due.insert(due_key(it.lane, it.due_ms, &k), &[])?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Objects waiting, exactly.
+    pub fn backlog(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Items per (bucket, action) and the oldest enqueue time, for status and metrics.
+    pub fn pending(&self) -> Vec<Item> {
+        self.items
+            .iter()
+            .filter_map(|e| e.ok())
+            .filter_map(|(_, v)| decode::<Item>(&v))
+            .collect()
+    }
+
+    pub fn oldest_pending_ms(&self) -> Option<u64> {
+        self.items
+            .iter()
+            .filter_map(|e| e.ok())
+            .filter_map(|(_, v)| decode::<Item>(&v))
+            .map(|i| i.enqueued_ms)
+            .min()
+    }
+
+    // ---- tombstones ------------------------------------------------------------------------
+
+    pub fn add_tombstone(
+        &self,
+        bucket: &str,
+        key: &str,
+        retention: Duration,
+    ) -> Result<Tombstone, sled::Error> {
+        let now = now_ms();
+        let t = Tombstone {
+            created_ms: now,
+            keep_until_ms: now + retention.as_millis() as u64,
+            applied_everywhere: false,
+        };
+        self.tombstones.insert(id(bucket, key), encode(&t))?;
+        Ok(t)
+    }
+
+    pub fn tombstone(&self, bucket: &str, key: &str) -> Result<Option<Tombstone>, sled::Error> {
+        Ok(self.tombstones.get(id(bucket, key))?.as_deref().and_then(decode))
+    }
+
+    pub fn mark_applied(&self, bucket: &str, key: &str) -> Result<(), sled::Error> {
+        self.tombstones.update_and_fetch(id(bucket, key), |old| {
+            old.and_then(decode::<Tombstone>).map(|mut t| {
+                t.applied_everywhere = true;
+                encode(&t)
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Forgets tombstones past retention that every fileserver applied. Returns how many.
+    pub fn gc_tombstones(&self, now: u64) -> Result<usize, sled::Error> {
+        let mut n = 0;
+        for entry in self.tombstones.iter() {
+            let (k, v) = entry?;
+            if decode::<Tombstone>(&v).is_some_and(|t| t.applied_everywhere && t.keep_until_ms <= now) {
+                self.tombstones.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    // ---- checkpoints -------------------------------------------------------------------------
+
+    pub fn meta(&self, name: &str) -> Result<Option<String>, sled::Error> {
+        Ok(self
+            .meta
+            .get(name)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_meta(&self, name: &str, value: Option<&str>) -> Result<(), sled::Error> {
+        match value {
+            Some(v) => self.meta.insert(name, v.as_bytes()).map(|_| ()),
+            None => self.meta.remove(name).map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_then_due_time_and_nothing_dropped() {
+        let q = Queue::temporary().unwrap();
+        q.enqueue("proxy", "U1", Action::Copy, 2, &[]).unwrap();
+        q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap();
+        q.enqueue("uploads", "D2", Action::Delete, 1, &[]).unwrap();
+        let order: Vec<String> = (0..3)
+            .map(|_| q.take_due(now_ms() + 1).unwrap().unwrap().key)
+            .collect();
+        assert_eq!(
+            order,
+            ["D2", "D1", "U1"],
+            "takedowns, then uploads, then the proxy cache"
+        );
+        assert!(
+            q.take_due(now_ms() + 1).unwrap().is_none(),
+            "claimed items are not handed out twice"
+        );
+        assert_eq!(q.backlog(), 3, "claimed is not done");
+    }
+
+    #[test]
+    fn failures_back_off_and_recover_after_a_crash() {
+        let q = Queue::temporary().unwrap();
+        q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap();
+        let it = q.take_due(now_ms()).unwrap().unwrap();
+        q.retry(&it, "fs1 unavailable", Duration::from_secs(60)).unwrap();
+        assert!(
+            q.take_due(now_ms()).unwrap().is_none(),
+            "not due before its backoff"
+        );
+        let later = q.take_due(now_ms() + 61_000).unwrap().unwrap();
+        assert_eq!(
+            (later.attempts, later.last_error.as_deref()),
+            (1, Some("fs1 unavailable"))
+        );
+        // A crash while `later` was in flight: a new process recovers it.
+        let q2 = Queue {
+            in_flight: Mutex::new(HashSet::new()),
+            max_lane: std::sync::atomic::AtomicU8::new(u8::MAX),
+            ..q
+        };
+        q2.due.clear().unwrap();
+        assert_eq!(q2.recover().unwrap(), 1);
+        assert!(q2.take_due(now_ms() + 61_000).unwrap().is_some());
+    }
+
+    #[test]
+    fn completing_an_old_version_keeps_newer_work() {
+        let q = Queue::temporary().unwrap();
+        q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap();
+        let copy = q.take_due(now_ms()).unwrap().unwrap();
+        // A takedown arrives while the copy runs.
+        q.enqueue("uploads", "D1", Action::Delete, 1, &[]).unwrap();
+        q.complete(&copy).unwrap();
+        assert_eq!(q.backlog(), 1);
+        let next = q.take_due(now_ms() + 1).unwrap().unwrap();
+        assert_eq!(
+            next.action,
+            Action::Delete,
+            "the takedown survives the copy finishing"
+        );
+        q.complete(&next).unwrap();
+        assert_eq!(q.backlog(), 0);
+    }
+
+    #[test]
+    fn merging_keeps_delete_and_unites_bad_copies() {
+        let q = Queue::temporary().unwrap();
+        q.enqueue("uploads", "D1", Action::Delete, 1, &[]).unwrap();
+        q.enqueue("uploads", "D1", Action::Copy, 1, &["fs1".into()])
+            .unwrap();
+        q.enqueue("uploads", "D1", Action::Copy, 1, &["fs2".into(), "fs1".into()])
+            .unwrap();
+        let it = q.take_due(now_ms() + 1).unwrap().unwrap();
+        assert_eq!(
+            (it.action, it.bad.clone(), it.version),
+            (Action::Delete, vec!["fs1".into(), "fs2".into()], 3)
+        );
+    }
+
+    #[test]
+    fn tombstones_are_kept_until_applied_and_expired() {
+        let q = Queue::temporary().unwrap();
+        let t = q.add_tombstone("uploads", "D1", Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            q.gc_tombstones(t.keep_until_ms + 1).unwrap(),
+            0,
+            "not applied everywhere yet"
+        );
+        q.mark_applied("uploads", "D1").unwrap();
+        assert_eq!(
+            q.gc_tombstones(t.keep_until_ms - 1).unwrap(),
+            0,
+            "still within retention"
+        );
+        assert_eq!(q.gc_tombstones(t.keep_until_ms).unwrap(), 1);
+        assert!(q.tombstone("uploads", "D1").unwrap().is_none());
+    }
+}
