@@ -1,0 +1,394 @@
+//! blobsync in-process over real fileservers (Garage pairs, and directories where a test must
+//! tamper with stored bytes): event-driven copies, outage repair, takedowns, listings that never
+//! delete, and scrub repair.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blobstore::{
+    body_from_bytes, collect_body, BlobStore, FileserverConfig, Key, ListRequest, PutOptions, S3Config,
+};
+use blobsync::Config;
+use harness::http::Response;
+use harness::Garage;
+use service::{Secret, Shutdown};
+use sha2::{Digest, Sha256};
+
+/// Content and its upload key, as imagehost derives it.
+fn upload(seed: u64, len: usize) -> (String, Vec<u8>) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut h = Sha256::new();
+    h.update(b"ImageSigningChallenge");
+    h.update(&data);
+    let mut mh = vec![0x12, 0x20];
+    mh.extend_from_slice(&h.finalize());
+    (format!("D{}", bs58::encode(mh).into_string()), data)
+}
+
+fn metric(name: &str) -> f64 {
+    service::admin::render_metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn s3(g: &Garage) -> FileserverConfig {
+    let a = g.access();
+    FileserverConfig {
+        name: g.name().to_string(),
+        s3: Some(S3Config {
+            endpoint: a.endpoint.clone(),
+            access_key_id: Some(a.access_key.clone()),
+            secret_access_key: Some(Secret::new(a.secret_key.clone())),
+            connect_timeout: Duration::from_millis(300),
+            max_attempts: 1,
+            ..S3Config::default()
+        }),
+        ..FileserverConfig::default()
+    }
+}
+
+struct Fixture {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<Result<(), blobsync::Error>>,
+    /// `stores[server]` for the uploads bucket, opened independently of blobsync.
+    stores: Vec<Arc<dyn BlobStore>>,
+    garages: Vec<Garage>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(
+    fileservers: Vec<FileserverConfig>,
+    garages: Vec<Garage>,
+    dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut Config),
+) -> Fixture {
+    let mut config = Config {
+        fileservers,
+        ..Config::default()
+    };
+    config.queue.path = dir.path().join("queue");
+    config.copy.initial_backoff = Duration::from_millis(100);
+    config.copy.max_backoff = Duration::from_millis(500);
+    config.anti_entropy.interval = Duration::ZERO;
+    config.scrub.interval = Duration::ZERO;
+    tweak(&mut config);
+    let stores = config
+        .fileservers
+        .iter()
+        .map(|fs| blobstore::open_bucket(fs, "uploads").expect("open"))
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(blobsync::run(config, listener, shutdown.clone()));
+    let f = Fixture {
+        addr,
+        shutdown,
+        task,
+        stores,
+        garages,
+        _dir: dir,
+    };
+    f.wait(Duration::from_secs(10), || async {
+        f.request("GET", "/status", b"").await.status == 200
+    })
+    .await;
+    f
+}
+
+async fn garage_pair(tweak: impl FnOnce(&mut Config)) -> Fixture {
+    let garages = Garage::start_many(2, &["uploads", "proxy"]);
+    let fs = garages.iter().map(s3).collect();
+    start(fs, garages, harness::tempdir(), tweak).await
+}
+
+impl Fixture {
+    async fn request(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let (addr, method, path, body) = (self.addr, method.to_string(), path.to_string(), body.to_vec());
+        tokio::task::spawn_blocking(move || {
+            harness::http::request(addr, &method, &path, &[], &body).expect("request")
+        })
+        .await
+        .expect("join")
+    }
+
+    async fn event(&self, bucket: &str, key: &str) -> Response {
+        let body = serde_json::json!({
+            "EventName": "s3:ObjectCreated:Put",
+            "Key": format!("{bucket}/{key}"),
+            "Records": [{
+                "eventVersion": "2.0", "eventSource": "minio:s3", "eventName": "s3:ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 1}},
+            }],
+        });
+        self.request("POST", "/events", body.to_string().as_bytes()).await
+    }
+
+    async fn put(&self, i: usize, key: &str, data: &[u8]) {
+        self.stores[i]
+            .put(
+                &Key::new(key).expect("key"),
+                body_from_bytes(data.to_vec()),
+                &PutOptions::default(),
+            )
+            .await
+            .expect("put directly on a fileserver");
+    }
+
+    async fn read(&self, i: usize, key: &str) -> Option<Vec<u8>> {
+        let got = self.stores[i]
+            .get(&Key::new(key).expect("key"), None)
+            .await
+            .ok()?;
+        collect_body(got.body, 64 << 20).await.ok().map(|b| b.to_vec())
+    }
+
+    async fn keys(&self, i: usize) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut req = ListRequest::default();
+        loop {
+            let page = self.stores[i].list(&req).await.expect("list");
+            out.extend(page.entries.into_iter().map(|e| e.key.to_string()));
+            match page.next {
+                Some(n) => req.start_after = Some(n),
+                None => return out,
+            }
+        }
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.request("GET", "/status", b"").await.body).expect("status json")
+    }
+
+    async fn wait<F, Fut>(&self, limit: Duration, mut cond: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        while !cond().await {
+            assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("stops")
+            .expect("join")
+            .expect("ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_driven_copy_lands_within_seconds() {
+    let f = garage_pair(|_| {}).await;
+    let (key, data) = upload(1, 200_000);
+    f.put(0, &key, &data).await;
+    let sent = Instant::now();
+    let r = f.event("uploads", &key).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, r#"{"ignored":0,"queued":1}"#.to_string())
+    );
+    f.wait(Duration::from_secs(10), || async {
+        f.read(1, &key).await.as_deref() == Some(&data[..])
+    })
+    .await;
+    eprintln!("event → verified copy on fs1 in {:?}", sent.elapsed());
+    let s = f.status().await;
+    assert_eq!(s["backlog"], 0);
+    // Unmirrored buckets and delete events change nothing.
+    let r = f.event("elsewhere", &key).await;
+    assert_eq!(r.text(), r#"{"ignored":1,"queued":0}"#);
+    let r = f.request("POST", "/events", b"not json").await;
+    assert_eq!(r.status, 400);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fileserver_down_for_a_while_is_repaired_when_it_returns() {
+    let mut f = garage_pair(|_| {}).await;
+    f.garages[1].stop();
+    let objects: Vec<(String, Vec<u8>)> = (0..20).map(|i| upload(100 + i, 5_000 + i as usize)).collect();
+    for (k, d) in &objects {
+        f.put(0, k, d).await;
+        assert_eq!(f.event("uploads", k).await.status, 200);
+    }
+    // The backlog is exact and nothing is dropped while fs1 is away.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = f.status().await;
+    assert_eq!(s["backlog"], 20, "{s}");
+    assert_eq!(s["fileservers"]["fs1/uploads"], "unavailable");
+    assert!(s["oldest_pending_seconds"].as_u64().is_some());
+
+    f.garages[1].restart();
+    let want: BTreeSet<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    f.wait(Duration::from_secs(30), || async { f.keys(1).await == want })
+        .await;
+    for (k, d) in &objects {
+        assert_eq!(f.read(1, k).await.as_deref(), Some(&d[..]), "{k} byte-identical");
+    }
+    f.wait(Duration::from_secs(5), || async {
+        f.status().await["backlog"] == 0
+    })
+    .await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_made_while_a_server_is_down_is_applied_later_and_never_undone() {
+    let mut f = garage_pair(|_| {}).await;
+    let (key, data) = upload(7, 3_000);
+    f.put(0, &key, &data).await;
+    f.put(1, &key, &data).await;
+    f.garages[1].stop();
+
+    let r = f.request("DELETE", &format!("/objects/uploads/{key}"), b"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    f.wait(Duration::from_secs(5), || async {
+        f.read(0, &key).await.is_none()
+    })
+    .await;
+
+    f.garages[1].restart();
+    f.wait(Duration::from_secs(15), || async {
+        f.read(1, &key).await.is_none()
+    })
+    .await;
+
+    // Someone writes it back behind blobsync's back, and anti-entropy or an event sees it:
+    // the tombstone wins, the object is removed again and never copied.
+    f.put(1, &key, &data).await;
+    assert_eq!(f.event("uploads", &key).await.status, 200);
+    assert_eq!(f.request("POST", "/sync", b"").await.status, 202);
+    f.wait(Duration::from_secs(15), || async {
+        f.read(1, &key).await.is_none()
+    })
+    .await;
+    assert!(f.read(0, &key).await.is_none(), "never resurrected on fs0");
+    assert_eq!(f.status().await["tombstones"], 1);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_or_failing_listings_delete_nothing() {
+    let garages = Garage::start_many(2, &["uploads", "proxy"]);
+    let fs: Vec<FileserverConfig> = garages.iter().map(s3).collect();
+    let objects: Vec<(String, Vec<u8>)> = (0..30).map(|i| upload(300 + i, 1_000)).collect();
+    {
+        let store = blobstore::open_bucket(&fs[0], "uploads").expect("open");
+        for (k, d) in &objects {
+            store
+                .put(
+                    &Key::new(k.as_str()).unwrap(),
+                    body_from_bytes(d.clone()),
+                    &PutOptions::default(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let mut garages = garages;
+    // fs1 is down at start-up: its listing fails, the pass aborts, and fs0 keeps everything.
+    garages[1].stop();
+    let mut f = start(fs, garages, harness::tempdir(), |_| {}).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let all: BTreeSet<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(f.keys(0).await, all, "a failed listing deleted nothing");
+
+    // fs1 returns empty: an empty listing means "copy to it", never "delete elsewhere".
+    f.garages[1].restart();
+    assert_eq!(f.request("POST", "/sync", b"").await.status, 202);
+    f.wait(Duration::from_secs(30), || async { f.keys(1).await == all })
+        .await;
+    assert_eq!(f.keys(0).await, all);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_finds_and_repairs_a_corrupted_copy_on_disk() {
+    let dir = harness::tempdir();
+    let fs = vec![
+        FileserverConfig::directory("fs0", dir.path().join("fs0")),
+        FileserverConfig::directory("fs1", dir.path().join("fs1")),
+    ];
+    let (key, data) = upload(9, 50_000);
+    let (other, other_data) = upload(10, 1_000);
+    let copy_on_fs1 = dir.path().join("fs1/uploads").join(&key);
+    let f = start(fs, Vec::new(), dir, |c| {
+        c.scrub.interval = Duration::from_millis(300)
+    })
+    .await;
+    for i in 0..2 {
+        f.put(i, &key, &data).await;
+        f.put(i, &other, &other_data).await;
+    }
+    // Bit rot behind the store's back.
+    let mut bytes = std::fs::read(&copy_on_fs1).expect("read copy");
+    bytes[1234] ^= 0x40;
+    std::fs::write(&copy_on_fs1, &bytes).expect("corrupt copy");
+
+    f.wait(Duration::from_secs(20), || async {
+        f.read(1, &key).await.as_deref() == Some(&data[..])
+    })
+    .await;
+    assert!(metric("blobsync_scrub_corrupt_total") >= 1.0);
+    assert!(metric("blobsync_scrub_repaired_total") >= 1.0);
+    assert_eq!(
+        f.read(0, &key).await.as_deref(),
+        Some(&data[..]),
+        "the good copy is untouched"
+    );
+    assert_eq!(f.read(1, &other).await.as_deref(), Some(&other_data[..]));
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_source_is_never_copied() {
+    let dir = harness::tempdir();
+    let fs = vec![
+        FileserverConfig::directory("fs0", dir.path().join("fs0")),
+        FileserverConfig::directory("fs1", dir.path().join("fs1")),
+    ];
+    let (key, data) = upload(11, 4_000);
+    let f = start(fs, Vec::new(), dir, |_| {}).await;
+    // The only replica does not match its key: it must not spread.
+    let mut wrong = data.clone();
+    wrong[0] ^= 1;
+    f.put(0, &key, &wrong).await;
+    assert_eq!(f.event("uploads", &key).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(f.read(1, &key).await.is_none(), "a corrupt replica is not copied");
+    let s = f.status().await;
+    assert_eq!(
+        s["backlog"], 1,
+        "the item waits (never dropped) for a good replica: {s}"
+    );
+    // A good copy appears on fs1 (say, re-uploaded): the bad one on fs0 is left for scrub; the
+    // queued item now finds fs1 present and fs0 present, so it converges.
+    f.put(1, &key, &data).await;
+    f.wait(Duration::from_secs(10), || async {
+        f.status().await["backlog"] == 0
+    })
+    .await;
+    f.stop().await;
+}
