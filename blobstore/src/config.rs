@@ -120,6 +120,12 @@ pub struct S3Config {
     pub initial_backoff: Duration,
     /// Bodies up to this size go in one PutObject; larger ones as multipart parts of this size.
     pub part_size: u64,
+    /// Reuse connections between requests. Unset: reuse for `https://` endpoints (a handshake is
+    /// costly) and not for plain `http://` ones. Servers that leave Nagle's algorithm on (Garage)
+    /// make every GET on a reused connection stall for the client's delayed ACK (~40 ms on Linux,
+    /// measured: 45 ms against 4.4 ms per small GET), while a fresh LAN connection costs well under
+    /// a millisecond.
+    pub keep_alive: Option<bool>,
 }
 
 impl Default for S3Config {
@@ -136,6 +142,7 @@ impl Default for S3Config {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(100),
             part_size: 8 << 20,
+            keep_alive: None,
         }
     }
 }
@@ -161,6 +168,11 @@ impl S3Config {
             return Err("s3.max_attempts must be at least 1".into());
         }
         self.credentials().map(|_| ())
+    }
+
+    /// Whether connections are reused (see `keep_alive`).
+    pub fn reuses_connections(&self) -> bool {
+        self.keep_alive.unwrap_or(self.endpoint.starts_with("https://"))
     }
 
     /// The access key pair from config, else from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.

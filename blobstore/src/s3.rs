@@ -47,7 +47,11 @@ impl S3Store {
             reason,
         };
         let (access, secret) = cfg.credentials().map_err(refuse)?;
-        let http = aws_smithy_http_client::Builder::new()
+        let mut http = aws_smithy_http_client::Builder::new();
+        if !cfg.reuses_connections() {
+            http = http.pool_max_idle_per_host(0);
+        }
+        let http = http
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
         let conf = aws_sdk_s3::Config::builder()
