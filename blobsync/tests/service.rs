@@ -99,7 +99,62 @@ fn check_config_and_sigterm() {
         (harness::http_status(addr, "/status") == Some(200)).then_some(())
     })
     .expect("blobsync became ready");
+
+    // `blobsync status` asks the running daemon.
+    let out = Command::new(BIN)
+        .args(["status", "--set", &format!("server.listen=127.0.0.1:{port}")])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("backlog") && text.contains("a/uploads"),
+        "{text}"
+    );
     terminate(&child);
     let status = wait_exit(&mut child, Duration::from_secs(15)).expect("exits in time");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sync_once_backfills_and_reports_what_is_left() {
+    let dir = harness::tempdir();
+    let d = dir.path().display().to_string();
+    // fs-a holds 50 objects, fs-b none.
+    for i in 0..50 {
+        let p = dir.path().join("a/uploads");
+        std::fs::create_dir_all(&p).expect("mkdir");
+        std::fs::write(p.join(format!("U{i:03}")), format!("object {i}")).expect("write");
+    }
+    let fileservers = format!(
+        "fileservers=[{{ name = \"a\", directory = {{ path = \"{d}/a\" }} }}, {{ name = \"b\", directory = {{ path = \"{d}/b\" }} }}]"
+    );
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "sync",
+                "--once",
+                "--set",
+                &fileservers,
+                "--set",
+                &format!("queue.path={d}/queue"),
+            ])
+            .args(extra)
+            .output()
+            .expect("sync --once")
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("sync finished") && err.contains("50 queued"),
+        "{err}"
+    );
+    for i in 0..50 {
+        let copy = std::fs::read_to_string(dir.path().join(format!("b/uploads/U{i:03}"))).expect("copied");
+        assert_eq!(copy, format!("object {i}"));
+    }
+    // Idempotent: nothing left to do.
+    let out = run(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 queued"));
+    let _ = Stdio::null();
 }

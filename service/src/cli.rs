@@ -7,23 +7,23 @@ use crate::config::ConfigLoader;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct CommonArgs {
     /// TOML configuration file (layered over the built-in defaults, under the environment and CLI).
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
     /// Override one setting, e.g. `--set server.listen=127.0.0.1:8800` (repeatable; wins over all).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
     pub set: Vec<String>,
 
     /// Load and validate the configuration, print a summary, and exit (0 = valid, 2 = invalid).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub check_config: bool,
 
     /// Log format: `text` or `json` (shorthand for `--set log.format=...`).
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", global = true)]
     pub log_format: Option<String>,
 
     /// Log filter, e.g. `info` or `imagehost=debug,info` (shorthand for `--set log.level=...`).
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, value_name = "FILTER", global = true)]
     pub log_level: Option<String>,
 }
 
