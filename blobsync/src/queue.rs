@@ -292,6 +292,14 @@ impl Queue {
             .collect()
     }
 
+    /// Whether any pending item has not been attempted yet (stops at the first one found).
+    pub fn has_untried(&self) -> bool {
+        self.items
+            .iter()
+            .filter_map(|e| e.ok())
+            .any(|(_, v)| decode::<Item>(&v).is_some_and(|i| i.attempts == 0))
+    }
+
     pub fn oldest_pending_ms(&self) -> Option<u64> {
         self.items
             .iter()

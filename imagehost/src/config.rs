@@ -10,7 +10,7 @@ use service::admin::AdminConfig;
 use service::{LogConfig, Secret};
 
 /// Secret keys that may be given as `<key>_file` paths.
-pub const SECRET_KEYS: &[&str] = &["secret_access_key", "redis_url"];
+pub const SECRET_KEYS: &[&str] = &["secret_access_key", "redis_url", "token"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +26,7 @@ pub struct Config {
     /// `redis://…` shared by every imagehost node for upload quotas; unset = per-node memory.
     /// May be given as `redis_url_file` (it can carry a password).
     pub redis_url: Option<Secret>,
+    pub replication: ReplicationConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
 }
@@ -69,6 +70,16 @@ pub struct AccountsConfig {
     /// How long an account's authorities are reused before being fetched again.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
+}
+
+/// Where to report uploads a fileserver missed (blobsync's intake).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// e.g. `http://127.0.0.1:8900/events`; unset: misses are only logged and counted.
+    pub events_url: Option<String>,
+    /// blobsync's `server.token`, if it has one (`token_file`).
+    pub token: Option<Secret>,
 }
 
 /// Hot-reloaded blacklist files (§5): a JSON array, or `{"urls": [...], "patterns": [...]}`.
@@ -153,6 +164,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             blacklist: BlacklistConfig::default(),
             redis_url: None,
+            replication: ReplicationConfig::default(),
             log: LogConfig::default(),
             admin: AdminConfig::default(),
         }

@@ -34,6 +34,7 @@ pub struct Inner {
     pub accounts: AccountSource,
     pub blacklist: Arc<Blacklist>,
     pub quota: Quota,
+    pub replication: Option<Arc<crate::replication::Replication>>,
     pub spool_dir: Arc<Path>,
     version: String,
 }
@@ -45,6 +46,7 @@ impl AppState {
         accounts: AccountSource,
         blacklist: Arc<Blacklist>,
         quota: Quota,
+        replication: Option<Arc<crate::replication::Replication>>,
     ) -> Self {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -60,6 +62,7 @@ impl AppState {
                 accounts,
                 blacklist,
                 quota,
+                replication,
                 spool_dir,
                 version,
             }),

@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod quota;
+pub mod replication;
 pub mod serve;
 pub mod sniff;
 pub mod stores;
@@ -54,12 +55,20 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         tracing::warn!("no redis_url: upload quotas are counted per imagehost node, not across the cluster");
     }
 
+    let replication = match &config.replication.events_url {
+        Some(url) => Some(std::sync::Arc::new(
+            replication::Replication::new(url, config.replication.token.clone(), &config.buckets.uploads)
+                .map_err(Error::Config)?,
+        )),
+        None => None,
+    };
     let app = http::router(http::AppState::new(
         config.clone(),
         stores,
         accounts,
         blacklist,
         quota,
+        replication,
     ));
     let drain = config.admin.drain_timeout;
     let admin = match config.admin.listen {

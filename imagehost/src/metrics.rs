@@ -113,3 +113,13 @@ pub static QUOTA_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("register imagehost_quota_checks_total")
 });
+
+/// Change events sent to blobsync, by outcome (`sent`, `lost`).
+pub static REPLICATION_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_replication_events_total",
+        "Change events sent to blobsync",
+        &["outcome"]
+    )
+    .expect("register imagehost_replication_events_total")
+});

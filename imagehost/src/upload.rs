@@ -159,6 +159,7 @@ async fn handle(
         received.digests.data_hash,
         opts,
         quorum,
+        s.replication.clone(),
     )
     .await
     .map_err(ApiError::Unavailable)?;

@@ -9,9 +9,10 @@
 use std::sync::Arc;
 
 use blobstore::{Key, PutOptions, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{WRITES, WRITE_REPAIRS};
+use crate::replication::Replication;
 use crate::stores::Fileserver;
 use crate::upload::spool::Spooled;
 
@@ -30,7 +31,8 @@ pub struct Acknowledged {
 }
 
 /// Writes `body` under `key` to every server; returns once `quorum` hold it, or an error naming
-/// every failure once that can no longer happen.
+/// every failure once that can no longer happen. The writes still running go on in the
+/// background; when all are done, servers that missed the object are reported to replication.
 pub async fn write_all(
     servers: &[Fileserver],
     key: &Key,
@@ -38,6 +40,7 @@ pub async fn write_all(
     sha256: [u8; 32],
     opts: PutOptions,
     quorum: usize,
+    replication: Option<Arc<Replication>>,
 ) -> Result<Acknowledged, String> {
     let (tx, mut rx) = mpsc::channel(servers.len().max(1));
     for fs in servers {
@@ -50,7 +53,6 @@ pub async fn write_all(
                 Outcome::Failed(reason) => {
                     WRITES.with_label_values(&[fs.name.as_str(), "failed"]).inc();
                     WRITE_REPAIRS.with_label_values(&[fs.name.as_str()]).inc();
-                    // The repair record: blobsync's intake will consume these (see the blobsync issue).
                     tracing::warn!(
                         fileserver = %fs.name, key = %key, reason = %reason,
                         "upload write failed; the object needs repair on this fileserver"
@@ -61,23 +63,41 @@ pub async fn write_all(
         });
     }
     drop(tx);
-    let (mut ok, mut failures) = (0, Vec::new());
-    while let Some(outcome) = rx.recv().await {
-        match outcome {
-            Outcome::Written | Outcome::AlreadyPresent => {
-                ok += 1;
-                if ok >= quorum {
-                    return Ok(Acknowledged { holders: ok });
+    let total = servers.len();
+    let (ack_tx, ack_rx) = oneshot::channel();
+    let key = key.clone();
+    tokio::spawn(async move {
+        let (mut ok, mut failures) = (0, Vec::new());
+        let mut ack = Some(ack_tx);
+        while let Some(outcome) = rx.recv().await {
+            match outcome {
+                Outcome::Written | Outcome::AlreadyPresent => {
+                    ok += 1;
+                    if ok >= quorum {
+                        if let Some(a) = ack.take() {
+                            let _ = a.send(Ok(Acknowledged { holders: ok }));
+                        }
+                    }
                 }
+                Outcome::Failed(reason) => failures.push(reason),
             }
-            Outcome::Failed(reason) => failures.push(reason),
         }
-    }
-    Err(format!(
-        "{ok} of {} fileservers hold the upload, {quorum} needed: {}",
-        servers.len(),
-        failures.join("; ")
-    ))
+        if let Some(a) = ack.take() {
+            let _ = a.send(Err(format!(
+                "{ok} of {total} fileservers hold the upload, {quorum} needed: {}",
+                failures.join("; ")
+            )));
+        }
+        // Some fileserver missed it, but at least one holds it: replication copies it over.
+        if !failures.is_empty() && ok > 0 {
+            if let Some(r) = replication {
+                r.object_changed(key.as_str()).await;
+            }
+        }
+    });
+    ack_rx
+        .await
+        .unwrap_or_else(|_| Err("write task ended early".into()))
 }
 
 async fn write_one(

@@ -94,3 +94,63 @@ async fn write_quorum_of_two_refuses_when_one_is_down() {
     );
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_write_is_reported_to_replication() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = received.clone();
+    let intake = harness::origin::Origin::start(move |req| {
+        if let Ok(v) = serde_json::from_slice(&req.body) {
+            sink.lock().unwrap().push(v);
+        }
+        harness::origin::Reply::ok(r#"{"queued":1,"ignored":0}"#)
+    });
+    let url = format!("http://{}/events", intake.addr());
+    let mut f = Fixture::start(Backend::Garage, |c, _, _| {
+        c.replication.events_url = Some(url.clone())
+    })
+    .await;
+
+    // All fileservers up: nothing to report.
+    let a = png(5, 5);
+    assert_eq!(
+        f.upload(
+            &format!("/alice/{}", signature(&f.keys.posting, &a, false)),
+            "a.png",
+            &a
+        )
+        .await
+        .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(received.lock().unwrap().is_empty());
+
+    f.garages[0].stop();
+    let b = png(6, 5);
+    assert_eq!(
+        f.upload(
+            &format!("/alice/{}", signature(&f.keys.posting, &b, false)),
+            "b.png",
+            &b
+        )
+        .await
+        .status,
+        200
+    );
+    let key = key_of(&b);
+    for _ in 0..100 {
+        if !received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = received.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let r = &events[0]["Records"][0];
+    assert_eq!(r["eventName"], "s3:ObjectCreated:Put");
+    assert_eq!(r["s3"]["bucket"]["name"], "uploads");
+    assert_eq!(r["s3"]["object"]["key"], key.as_str());
+    f.stop().await;
+}

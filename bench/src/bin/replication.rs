@@ -1,0 +1,366 @@
+//! blobsync against `rclone sync --checksum --fast-list` on the same two Garage instances, in the
+//! same run: a cold backfill of N objects into an empty server, then a pass after 1 % churn (adds
+//! plus takedowns); wall time and peak RSS of both, and the ratios. Then replication lag p50/p99
+//! under a steady 50 uploads/s.
+//!
+//! Run it through `bench/run` (release build). `BENCH_OBJECTS` sets N (default 20000).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench::{measure, mib, print_table, wait_with_rusage, Row};
+use blobstore::{body_from_bytes, BlobStore, Key, ListRequest, PutOptions};
+use futures::{StreamExt, TryStreamExt};
+use harness::{Garage, S3Access};
+use sha2::{Digest, Sha256};
+
+const SIZE: usize = 8 * 1024;
+
+fn object(seed: u64) -> (String, Vec<u8>) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data: Vec<u8> = (0..SIZE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut h = Sha256::new();
+    h.update(b"ImageSigningChallenge");
+    h.update(&data);
+    let mut mh = vec![0x12, 0x20];
+    mh.extend_from_slice(&h.finalize());
+    (format!("D{}", bs58::encode(mh).into_string()), data)
+}
+
+fn fileserver(name: &str, a: &S3Access) -> blobstore::FileserverConfig {
+    blobstore::FileserverConfig {
+        name: name.into(),
+        s3: Some(blobstore::S3Config {
+            endpoint: a.endpoint.clone(),
+            access_key_id: Some(a.access_key.clone()),
+            secret_access_key: Some(service::Secret::new(a.secret_key.clone())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn put_all(store: &Arc<dyn BlobStore>, seeds: impl Iterator<Item = u64>) {
+    futures::stream::iter(seeds)
+        .map(|s| {
+            let store = store.clone();
+            async move {
+                let (k, d) = object(s);
+                store
+                    .put(
+                        &Key::new(k).expect("key"),
+                        body_from_bytes(d),
+                        &PutOptions::default(),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("seed objects");
+}
+
+async fn keys(store: &Arc<dyn BlobStore>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut req = ListRequest::default();
+    loop {
+        let page = store.list(&req).await.expect("list");
+        out.extend(page.entries.into_iter().map(|e| e.key.to_string()));
+        match page.next {
+            Some(n) => req.start_after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+async fn wipe(store: &Arc<dyn BlobStore>) {
+    let all = keys(store).await;
+    futures::stream::iter(all)
+        .map(|k| {
+            let store = store.clone();
+            async move { store.delete(&Key::new(k).expect("key")).await }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("wipe");
+}
+
+fn rclone(a: &S3Access, b: &S3Access, log: &Path) -> Command {
+    let mut c = Command::new("rclone");
+    // The plain-HTTP Garage endpoints need no CA; a machine-wide AWS_CA_BUNDLE breaks rclone's
+    // S3 backend setup ("unsupported transport").
+    c.env_remove("AWS_CA_BUNDLE");
+    c.args([
+        "sync",
+        "--checksum",
+        "--fast-list",
+        "--transfers",
+        "8",
+        "--checkers",
+        "16",
+        "a:uploads",
+        "b:uploads",
+    ]);
+    for (name, acc) in [("A", a), ("B", b)] {
+        let v = |k: &str| format!("RCLONE_CONFIG_{name}_{k}");
+        c.env(v("TYPE"), "s3")
+            .env(v("PROVIDER"), "Other")
+            .env(v("ENDPOINT"), &acc.endpoint)
+            .env(v("REGION"), "us-east-1")
+            .env(v("ACCESS_KEY_ID"), &acc.access_key)
+            .env(v("SECRET_ACCESS_KEY"), &acc.secret_key)
+            .env(v("FORCE_PATH_STYLE"), "true")
+            .env(v("NO_CHECK_BUCKET"), "true");
+    }
+    c.stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("rclone log"));
+    c
+}
+
+fn check(ok: bool, what: &str, log: &Path) {
+    if !ok {
+        panic!(
+            "{what} failed:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
+fn blobsync_config(dir: &Path, port: u16, a: &S3Access, b: &S3Access) -> PathBuf {
+    let fs = |n: &str, x: &S3Access| {
+        format!(
+            "[[fileservers]]\nname = \"{n}\"\ns3 = {{ endpoint = \"{}\", access_key_id = \"{}\", secret_access_key = \"{}\" }}\n",
+            x.endpoint, x.access_key, x.secret_key
+        )
+    };
+    let path = dir.join("blobsync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = 8\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}{}",
+            dir.join("queue").display(),
+            fs("fs0", a),
+            fs("fs1", b)
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+fn post(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> u16 {
+    harness::http::request(addr, method, path, &[], body.as_bytes())
+        .map(|r| r.status)
+        .unwrap_or(0)
+}
+
+fn event(key: &str) -> String {
+    serde_json::json!({"Records": [{"eventName": "s3:ObjectCreated:Put",
+        "s3": {"bucket": {"name": "uploads"}, "object": {"key": key}}}]})
+    .to_string()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let bin = std::env::var("BLOBSYNC_BIN").unwrap_or_else(|_| "target/release/blobsync".into());
+    assert!(
+        Path::new(&bin).exists(),
+        "build blobsync first (bench/run does): {bin}"
+    );
+    let garages = Garage::start_many(2, &["uploads"]);
+    let (a, b) = (garages[0].access().clone(), garages[1].access().clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fs0 = blobstore::open_bucket(&fileserver("fs0", &a), "uploads").expect("fs0");
+    let fs1 = blobstore::open_bucket(&fileserver("fs1", &b), "uploads").expect("fs1");
+    let dir = harness::tempdir();
+
+    eprintln!("seeding {n} objects of {SIZE} bytes into fs0 …");
+    rt.block_on(put_all(&fs0, 0..n));
+
+    // ---- cold backfill ------------------------------------------------------------------------
+    eprintln!("rclone cold backfill …");
+    let log = dir.path().join("rclone.log");
+    let rclone_cold = measure(&mut rclone(&a, &b, &log));
+    check(rclone_cold.status.success(), "rclone cold", &log);
+    assert_eq!(rt.block_on(keys(&fs1)).len() as u64, n);
+    rt.block_on(wipe(&fs1));
+
+    eprintln!("blobsync cold backfill …");
+    let port = harness::free_port();
+    let cfg = blobsync_config(dir.path(), port, &a, &b);
+    let ours_cold = measure(
+        Command::new(&bin)
+            .args(["sync", "--once", "--config"])
+            .arg(&cfg)
+            .stderr(Stdio::null()),
+    );
+    assert!(ours_cold.status.success());
+    assert_eq!(rt.block_on(keys(&fs1)).len() as u64, n);
+
+    // ---- 1 % churn: adds plus takedowns --------------------------------------------------------
+    let churn = n / 100;
+    eprintln!("rclone after {churn} adds + {churn} takedowns …");
+    rt.block_on(put_all(&fs0, n..n + churn));
+    rt.block_on(async {
+        for s in 0..churn {
+            fs0.delete(&Key::new(object(s).0).expect("key"))
+                .await
+                .expect("takedown at the source");
+        }
+    });
+    let rclone_churn = measure(&mut rclone(&a, &b, &log));
+    check(rclone_churn.status.success(), "rclone churn", &log);
+
+    eprintln!("blobsync after {churn} adds + {churn} takedowns (events and the takedown API) …");
+    let mut daemon = Command::new(&bin)
+        .args(["--config"])
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    harness::wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        harness::http_status(addr, "/status")
+    })
+    .expect("daemon up");
+    let (adds, downs): (Vec<u64>, Vec<u64>) =
+        ((n + churn..n + 2 * churn).collect(), (churn..2 * churn).collect());
+    rt.block_on(put_all(&fs0, adds.iter().copied()));
+    let start = Instant::now();
+    for s in &adds {
+        assert_eq!(post(addr, "POST", "/events", &event(&object(*s).0)), 200);
+    }
+    for s in &downs {
+        assert_eq!(
+            post(addr, "DELETE", &format!("/objects/uploads/{}", object(*s).0), ""),
+            202
+        );
+    }
+    // Left after both phases: everything but the two sets of takedowns.
+    let want: BTreeSet<String> = (2 * churn..n + 2 * churn).map(|s| object(s).0).collect();
+    while rt.block_on(keys(&fs1)) != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "blobsync churn did not converge"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ours_churn = start.elapsed();
+
+    // ---- lag under a steady 50 uploads/s for 30 s ------------------------------------------------
+    eprintln!("replication lag at 50 uploads/s for 30 s …");
+    let lags: Vec<f64> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for s in n + 2 * churn..n + 2 * churn + 1500 {
+            tick.tick().await;
+            let (k, d) = object(s);
+            let key = Key::new(k.as_str()).expect("key");
+            fs0.put(&key, body_from_bytes(d), &PutOptions::default())
+                .await
+                .expect("put");
+            let acked = Instant::now();
+            let body = event(&k);
+            tokio::task::spawn_blocking(move || post(addr, "POST", "/events", &body));
+            let fs1 = fs1.clone();
+            tasks.push(tokio::spawn(async move {
+                while !fs1.exists(&key).await.unwrap_or(false) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                acked.elapsed().as_secs_f64()
+            }));
+        }
+        let mut lags = Vec::new();
+        for t in tasks {
+            lags.push(t.await.expect("lag task"));
+        }
+        lags
+    });
+    let mut sorted = lags.clone();
+    sorted.sort_by(f64::total_cmp);
+    // SAFETY: SIGTERM to our own child.
+    unsafe { libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM) };
+    let (_, daemon_rss) = wait_with_rusage(daemon.id());
+    let _ = daemon.try_wait();
+
+    let per_object = 64.0 * n as f64;
+    print_table(
+        &format!(
+            "blobsync vs rclone {}: {n} objects of {} KiB, two Garage 2.5.0 instances, same run",
+            "1.60",
+            SIZE / 1024
+        ),
+        "blobsync",
+        "rclone",
+        &[
+            Row {
+                what: "cold backfill, wall".into(),
+                ours: ours_cold.wall.as_secs_f64(),
+                reference: Some(rclone_cold.wall.as_secs_f64()),
+                unit: "s",
+                target: "≤ 0.8x",
+            },
+            Row {
+                what: "cold backfill, peak RSS".into(),
+                ours: mib(ours_cold.peak_rss),
+                reference: Some(mib(rclone_cold.peak_rss)),
+                unit: "MiB",
+                target: "≤ 64 MiB + 64 B/object",
+            },
+            Row {
+                what: format!("1% churn ({churn} adds + {churn} takedowns), wall"),
+                ours: ours_churn.as_secs_f64(),
+                reference: Some(rclone_churn.wall.as_secs_f64()),
+                unit: "s",
+                target: "≤ 0.1x",
+            },
+            Row {
+                what: "daemon peak RSS (churn + lag phases)".into(),
+                ours: mib(daemon_rss),
+                reference: Some(mib(rclone_churn.peak_rss)),
+                unit: "MiB",
+                target: "",
+            },
+            Row {
+                what: "replication lag p50 at 50 uploads/s".into(),
+                ours: percentile(&sorted, 0.5) * 1000.0,
+                reference: None,
+                unit: "ms",
+                target: "",
+            },
+            Row {
+                what: "replication lag p99 at 50 uploads/s".into(),
+                ours: percentile(&sorted, 0.99) * 1000.0,
+                reference: None,
+                unit: "ms",
+                target: "≤ 5000 ms",
+            },
+        ],
+    );
+    println!(
+        "RSS budget for {n} objects: {:.1} MiB",
+        (64.0 * 1024.0 * 1024.0 + per_object) / (1024.0 * 1024.0)
+    );
+}

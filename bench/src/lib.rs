@@ -1,0 +1,74 @@
+//! Shared helpers for the benchmarks: timing a child process with its peak RSS, and a results
+//! table that prints each figure beside the reference tool's and the ratio.
+
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Wall time, peak resident memory (bytes) and exit status of a child process.
+pub struct Measured {
+    pub wall: Duration,
+    pub peak_rss: u64,
+    pub status: ExitStatus,
+}
+
+/// Runs `cmd` to completion and reads its peak RSS from `wait4`'s resource usage.
+pub fn measure(cmd: &mut Command) -> Measured {
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn the measured command");
+    let (status, peak_rss) = wait_with_rusage(child.id());
+    Measured {
+        wall: start.elapsed(),
+        peak_rss,
+        status,
+    }
+}
+
+/// Waits for `pid` and returns its exit status and peak RSS in bytes.
+pub fn wait_with_rusage(pid: u32) -> (ExitStatus, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: wait4 on our own child with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    (ExitStatus::from_raw(status), usage.ru_maxrss as u64 * 1024)
+}
+
+/// One row: our figure, the reference's, and the ratio ours/reference.
+pub struct Row {
+    pub what: String,
+    pub ours: f64,
+    pub reference: Option<f64>,
+    pub unit: &'static str,
+    pub target: &'static str,
+}
+
+pub fn print_table(title: &str, ours: &str, reference: &str, rows: &[Row]) {
+    println!("\n{title}");
+    println!(
+        "{:<44} {:>14} {:>14} {:>8}  target",
+        "measure", ours, reference, "ratio"
+    );
+    for r in rows {
+        let reference_text = r
+            .reference
+            .map(|v| format!("{v:.1} {}", r.unit))
+            .unwrap_or_else(|| "-".into());
+        let ratio = r
+            .reference
+            .filter(|v| *v > 0.0)
+            .map(|v| format!("{:.2}x", r.ours / v))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<44} {:>14} {:>14} {:>8}  {}",
+            r.what,
+            format!("{:.1} {}", r.ours, r.unit),
+            reference_text,
+            ratio,
+            r.target
+        );
+    }
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
