@@ -12,6 +12,7 @@ pub struct Measured {
 }
 
 /// Runs `cmd` to completion and reads its peak RSS from `wait4`'s resource usage.
+#[allow(clippy::zombie_processes)] // reaped by `wait_with_rusage`, which also reads the rusage
 pub fn measure(cmd: &mut Command) -> Measured {
     let start = Instant::now();
     let child = cmd.spawn().expect("spawn the measured command");
