@@ -45,6 +45,20 @@ impl FileserverConfig {
         }
     }
 
+    /// An S3 fileserver with static credentials and default timeouts.
+    pub fn s3(name: &str, endpoint: &str, access_key_id: &str, secret_access_key: &str) -> Self {
+        Self {
+            name: name.into(),
+            s3: Some(S3Config {
+                endpoint: endpoint.into(),
+                access_key_id: Some(access_key_id.into()),
+                secret_access_key: Some(Secret::new(secret_access_key)),
+                ..S3Config::default()
+            }),
+            ..Self::default()
+        }
+    }
+
     /// Checks the entry names a backend and is self-consistent.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty()

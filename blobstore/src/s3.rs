@@ -277,6 +277,25 @@ async fn fill_part(
     Ok(buf.freeze())
 }
 
+/// What GET and HEAD responses say about an object.
+fn object_meta(
+    size: u64,
+    etag: Option<&str>,
+    content_type: Option<&str>,
+    modified: Option<&aws_smithy_types::DateTime>,
+    metadata: Option<&HashMap<String, String>>,
+) -> ObjectMeta {
+    ObjectMeta {
+        size,
+        etag: etag.map(unquote),
+        content_type: content_type.map(str::to_string),
+        last_modified: modified.and_then(to_system_time),
+        metadata: metadata
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    }
+}
+
 /// S3 servers quote ETags (`"9e10…"`); callers compare the bare hex.
 fn unquote(etag: &str) -> String {
     etag.trim_matches('"').to_string()
@@ -363,16 +382,13 @@ impl BlobStore for S3Store {
             Some((first, last, total)) if range.is_some() => (Some((first, last)), total),
             _ => (None, length),
         };
-        let meta = ObjectMeta {
+        let meta = object_meta(
             size,
-            etag: out.e_tag().map(unquote),
-            content_type: out.content_type().map(str::to_string),
-            last_modified: out.last_modified().and_then(to_system_time),
-            metadata: out
-                .metadata()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        };
+            out.e_tag(),
+            out.content_type(),
+            out.last_modified(),
+            out.metadata(),
+        );
         let stream: BodyStream = Box::pin(futures::stream::unfold(out.body, |mut b| async move {
             b.next().await.map(|r| (r.map_err(io::Error::other), b))
         }));
@@ -393,16 +409,14 @@ impl BlobStore for S3Store {
             .send()
             .await
             .map_err(|e| self.err(Some(key), e))?;
-        Ok(ObjectMeta {
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            etag: out.e_tag().map(unquote),
-            content_type: out.content_type().map(str::to_string),
-            last_modified: out.last_modified().and_then(to_system_time),
-            metadata: out
-                .metadata()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        })
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        Ok(object_meta(
+            size,
+            out.e_tag(),
+            out.content_type(),
+            out.last_modified(),
+            out.metadata(),
+        ))
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {

@@ -35,26 +35,16 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config: Config = match cli.common.loader("blobsync").secrets(SECRET_KEYS).load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("blobsync: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = config.validate() {
-        eprintln!("blobsync: invalid configuration: {e}");
-        std::process::exit(2);
-    }
-    if cli.common.check_config {
-        println!(
-            "blobsync: configuration OK (listen {}, {} fileservers, buckets {:?})",
-            config.server.listen,
-            config.fileservers.len(),
-            config.buckets
-        );
-        return Ok(());
-    }
+    let config: Config = cli
+        .common
+        .load_or_exit("blobsync", SECRET_KEYS, Config::validate, |c| {
+            format!(
+                "listen {}, {} fileservers, buckets {:?}",
+                c.server.listen,
+                c.fileservers.len(),
+                c.buckets
+            )
+        });
     if let Some(Command::Status) = cli.command {
         return status(&config);
     }

@@ -8,23 +8,9 @@ use std::time::{Duration, Instant};
 use blobstore::{body_from_bytes, collect_body, BlobStore, Key, ListRequest, PutOptions};
 use harness::process::{kill, spawn_tied, terminate, wait_exit};
 use harness::Garage;
-use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blobsync");
 const OBJECTS: u64 = 1000;
-
-fn upload(seed: u64) -> (String, Vec<u8>) {
-    let data: Vec<u8> = (0..8_000u64)
-        .map(|i| ((i * 31 + seed * 7919) % 251) as u8)
-        .chain(seed.to_le_bytes())
-        .collect();
-    let mut h = Sha256::new();
-    h.update(b"ImageSigningChallenge");
-    h.update(&data);
-    let mut mh = vec![0x12, 0x20];
-    mh.extend_from_slice(&h.finalize());
-    (format!("D{}", bs58::encode(mh).into_string()), data)
-}
 
 fn fileserver_toml(g: &Garage) -> String {
     let a = g.access();
@@ -80,7 +66,7 @@ fn twenty_sigkills_during_a_backfill_lose_nothing() {
     let fs1 = blobstore::open_bucket(&cfg.fileservers[1], "uploads").expect("fs1");
     rt.block_on(async {
         let puts = (0..OBJECTS).map(|i| {
-            let (k, d) = upload(i);
+            let (k, d) = harness::content::upload(i, 8_000);
             let fs0 = fs0.clone();
             async move {
                 fs0.put(&Key::new(k).unwrap(), body_from_bytes(d), &PutOptions::default())
@@ -147,7 +133,7 @@ fn twenty_sigkills_during_a_backfill_lose_nothing() {
     // Every copy is whole and hashes to its key.
     rt.block_on(async {
         for i in 0..OBJECTS {
-            let (k, d) = upload(i);
+            let (k, d) = harness::content::upload(i, 8_000);
             let got = fs1
                 .get(&Key::new(k.as_str()).unwrap(), None)
                 .await

@@ -7,33 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blobstore::{
-    body_from_bytes, collect_body, BlobStore, FileserverConfig, Key, ListRequest, PutOptions, S3Config,
-};
+use blobstore::{body_from_bytes, collect_body, BlobStore, FileserverConfig, Key, ListRequest, PutOptions};
 use blobsync::Config;
+use harness::content::upload;
 use harness::http::Response;
 use harness::Garage;
-use service::{Secret, Shutdown};
-use sha2::{Digest, Sha256};
-
-/// Content and its upload key, as imagehost derives it.
-fn upload(seed: u64, len: usize) -> (String, Vec<u8>) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let mut h = Sha256::new();
-    h.update(b"ImageSigningChallenge");
-    h.update(&data);
-    let mut mh = vec![0x12, 0x20];
-    mh.extend_from_slice(&h.finalize());
-    (format!("D{}", bs58::encode(mh).into_string()), data)
-}
+use service::Shutdown;
 
 fn metric(name: &str) -> f64 {
     service::admin::render_metrics()
@@ -48,18 +27,12 @@ fn metric(name: &str) -> f64 {
 
 fn s3(g: &Garage) -> FileserverConfig {
     let a = g.access();
-    FileserverConfig {
-        name: g.name().to_string(),
-        s3: Some(S3Config {
-            endpoint: a.endpoint.clone(),
-            access_key_id: Some(a.access_key.clone()),
-            secret_access_key: Some(Secret::new(a.secret_key.clone())),
-            connect_timeout: Duration::from_millis(300),
-            max_attempts: 1,
-            ..S3Config::default()
-        }),
-        ..FileserverConfig::default()
+    let mut fs = FileserverConfig::s3(g.name(), &a.endpoint, &a.access_key, &a.secret_key);
+    if let Some(s3) = fs.s3.as_mut() {
+        s3.connect_timeout = Duration::from_millis(300);
+        s3.max_attempts = 1;
     }
+    fs
 }
 
 struct Fixture {

@@ -14,25 +14,13 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let config: Config = match cli.common.loader("edge").load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("edge: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = config.validate() {
-        eprintln!("edge: invalid configuration: {e}");
-        std::process::exit(2);
-    }
-    if cli.common.check_config {
-        println!(
-            "edge: configuration OK (listen {}, {} upstream node(s))",
-            config.server.listen,
-            config.upstreams.nodes.len()
-        );
-        return;
-    }
+    let config: Config = cli.common.load_or_exit("edge", &[], Config::validate, |c| {
+        format!(
+            "listen {}, {} upstream node(s)",
+            c.server.listen,
+            c.upstreams.nodes.len()
+        )
+    });
     service::telemetry::init(&config.log);
     match edge::build_server(&config) {
         Ok(server) => {

@@ -16,27 +16,17 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config: Config = match cli.common.loader("imagehost").secrets(SECRET_KEYS).load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("imagehost: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = config.validate() {
-        eprintln!("imagehost: invalid configuration: {e}");
-        std::process::exit(2);
-    }
-    if cli.common.check_config {
-        println!(
-            "imagehost: configuration OK (listen {}, {} fileserver(s), buckets {}/{})",
-            config.server.listen,
-            config.fileservers.len(),
-            config.buckets.uploads,
-            config.buckets.proxy
-        );
-        return Ok(());
-    }
+    let config: Config = cli
+        .common
+        .load_or_exit("imagehost", SECRET_KEYS, Config::validate, |c| {
+            format!(
+                "listen {}, {} fileserver(s), buckets {}/{}",
+                c.server.listen,
+                c.fileservers.len(),
+                c.buckets.uploads,
+                c.buckets.proxy
+            )
+        });
     service::telemetry::init(&config.log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use blobstore::{FileserverConfig, S3Config};
+use blobstore::FileserverConfig;
 use harness::http::Response;
 use harness::Garage;
 use imagehost::Config;
-use service::{Secret, Shutdown};
+use service::Shutdown;
 use tokio::net::TcpListener;
 
 type RunTask = tokio::task::JoinHandle<Result<(), imagehost::Error>>;
@@ -104,18 +104,12 @@ async fn health_routes_readiness_and_fallback_on_directories() {
 
 fn garage_fileserver(g: &Garage) -> FileserverConfig {
     let a = g.access();
-    FileserverConfig {
-        name: g.name().to_string(),
-        s3: Some(S3Config {
-            endpoint: a.endpoint.clone(),
-            access_key_id: Some(a.access_key.clone()),
-            secret_access_key: Some(Secret::new(a.secret_key.clone())),
-            connect_timeout: Duration::from_millis(500),
-            max_attempts: 1,
-            ..S3Config::default()
-        }),
-        ..FileserverConfig::default()
+    let mut fs = FileserverConfig::s3(g.name(), &a.endpoint, &a.access_key, &a.secret_key);
+    if let Some(s3) = fs.s3.as_mut() {
+        s3.connect_timeout = Duration::from_millis(500);
+        s3.max_attempts = 1;
     }
+    fs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

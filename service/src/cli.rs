@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::config::ConfigLoader;
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -41,5 +44,34 @@ impl CommonArgs {
             .file(self.config.clone())
             .env_vars(std::env::vars())
             .overrides(overrides)
+    }
+}
+
+impl CommonArgs {
+    /// Loads and validates `service`'s configuration, or prints why not and exits with status 2.
+    /// With `--check-config`, prints `configuration OK (<summary>)` and exits with status 0.
+    pub fn load_or_exit<T: Serialize + DeserializeOwned + Default>(
+        &self,
+        service: &str,
+        secrets: &[&str],
+        validate: impl Fn(&T) -> Result<(), String>,
+        summary: impl Fn(&T) -> String,
+    ) -> T {
+        let config: T = match self.loader(service).secrets(secrets).load() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{service}: {e}");
+                std::process::exit(2);
+            }
+        };
+        if let Err(e) = validate(&config) {
+            eprintln!("{service}: invalid configuration: {e}");
+            std::process::exit(2);
+        }
+        if self.check_config {
+            println!("{service}: configuration OK ({})", summary(&config));
+            std::process::exit(0);
+        }
+        config
     }
 }

@@ -1,5 +1,6 @@
 //! The shared test harness: real servers on loopback, started and stopped by the tests themselves.
 //!
+//! - [`content`]: deterministic test bytes and the upload keys that name them.
 //! - [`garage`]: installs Garage 2.5.0 when missing, starts independent single-node instances, each
 //!   with its own buckets and key, stops and restarts them by PID; they die with the test process.
 //! - [`hive`]: a Hive API node stand-in speaking the real JSON-RPC wire format.
@@ -13,6 +14,7 @@
 //! Everything here is synchronous and should be called from the test's own thread, so that child
 //! processes (tied to that thread's lifetime) live exactly as long as the test.
 
+pub mod content;
 pub mod garage;
 pub mod hive;
 pub mod http;

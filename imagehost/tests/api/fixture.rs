@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use blobstore::{BlobStore, FileserverConfig, Layout, ListRequest, S3Config};
+use blobstore::{BlobStore, FileserverConfig, Layout, ListRequest};
 use harness::hive::{account, Authority, HiveNode};
 use harness::http::Response;
 use harness::Garage;
@@ -14,7 +14,7 @@ use imagehost::auth::signature::{public_key_string, sign, signing_key_from_wif};
 use imagehost::keys::UploadDigests;
 use imagehost::Config;
 use k256::ecdsa::SigningKey;
-use service::{Secret, Shutdown};
+use service::Shutdown;
 
 pub const BOUNDARY: &str = "----hiveTestBoundary7MA4YWxkTrZu0gW";
 /// The dhive vector's image and signatures (see the contract).
@@ -81,18 +81,12 @@ pub fn key_of(data: &[u8]) -> String {
 
 fn s3(g: &Garage) -> FileserverConfig {
     let a = g.access();
-    FileserverConfig {
-        name: g.name().to_string(),
-        s3: Some(S3Config {
-            endpoint: a.endpoint.clone(),
-            access_key_id: Some(a.access_key.clone()),
-            secret_access_key: Some(Secret::new(a.secret_key.clone())),
-            connect_timeout: Duration::from_millis(500),
-            max_attempts: 1,
-            ..S3Config::default()
-        }),
-        ..FileserverConfig::default()
+    let mut fs = FileserverConfig::s3(g.name(), &a.endpoint, &a.access_key, &a.secret_key);
+    if let Some(s3) = fs.s3.as_mut() {
+        s3.connect_timeout = Duration::from_millis(500);
+        s3.max_attempts = 1;
     }
+    fs
 }
 
 impl Fixture {
