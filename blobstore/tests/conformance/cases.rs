@@ -18,18 +18,8 @@ fn key(s: &str) -> Key {
     Key::new(s).expect("valid test key")
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so large bodies need not be kept in memory.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+/// Deterministic pseudo-random bytes, so large bodies need not be kept in memory.
+use harness::content::bytes as pattern;
 
 /// A body of `total` bytes generated chunk by chunk; never more than one chunk in memory.
 fn generated_body(seed: u64, total: usize, chunk: usize) -> BodyStream {
