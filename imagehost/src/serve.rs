@@ -17,7 +17,7 @@ use futures::StreamExt;
 use crate::http::AppState;
 use crate::keys::UPLOAD_KEY_LEN;
 use crate::metrics::{READ_FALLBACKS, SERVED};
-use crate::sniff::{serve_type, SNIFF_LEN};
+use crate::sniff::{serve_type, ACCEPTED_IMAGES, SNIFF_LEN};
 use crate::ApiError;
 
 pub const IMMUTABLE: &str = "public,max-age=29030400,immutable";
@@ -128,9 +128,16 @@ async fn respond(
     head_only: bool,
 ) -> Response {
     let GetObject { meta, range, body } = obj;
-    // The type comes from the bytes: the start of this body when it has it, else a small read.
-    let (content_type, body) = match range {
-        None if !head_only => {
+    // The type comes from the bytes. Uploads store the type sniffed when they arrived, so a HEAD
+    // or a range can reuse it; objects from elsewhere (an old store) are sniffed here.
+    let stored = meta
+        .content_type
+        .as_deref()
+        .and_then(|t| ACCEPTED_IMAGES.iter().find(|a| **a == t))
+        .copied();
+    let (content_type, body) = match (stored, range) {
+        (Some(t), _) if head_only || range.is_some() => (t, body),
+        (_, None) if !head_only => {
             let (head, body) = peek(body, SNIFF_LEN).await;
             (serve_type(&head), body)
         }

@@ -433,6 +433,21 @@ async fn serves_an_existing_partitioned_store_in_place() {
         (r.status, r.header("content-type"), r.body == data),
         (200, Some("image/png"), true)
     );
+    // No stored type for the old object: HEAD and ranges sniff its first bytes.
+    let r = f.request("HEAD", &format!("/{key}/old.png"), &[], b"").await;
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/png")));
+    let r = f
+        .request(
+            "GET",
+            &format!("/{key}/old.png"),
+            &[("Range", "bytes=10-19")],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.header("content-type"), &r.body[..]),
+        (206, Some("image/png"), &data[10..20])
+    );
 
     // New uploads land in the same layout.
     let img = png(6, 6);
