@@ -2,6 +2,7 @@
 //! Garage pair; and proof that no refused upload left an object anywhere.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::fixture::*;
 
@@ -460,10 +461,12 @@ async fn serves_an_existing_partitioned_store_in_place() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let key = key_of(&img);
-    assert!(
-        bucket.join(&key[key.len() - 2..]).join(&key).is_file(),
-        "written under its partition directory"
-    );
+    // W=1: the response may come from fs1 before fs0's write lands.
+    let stored = bucket.join(&key[key.len() - 2..]).join(&key);
+    let landed = harness::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        stored.is_file().then_some(())
+    });
+    assert!(landed.is_some(), "written under its partition directory");
     f.stop().await;
 }
 
