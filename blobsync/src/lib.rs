@@ -134,8 +134,9 @@ pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<usize, Erro
             .run_workers(work.clone(), config.admin.drain_timeout),
     );
     loop {
-        let due_now = engine.queue.pending().iter().any(|i| i.attempts == 0);
-        if !due_now || shutdown.is_triggered() {
+        // Done when nothing is left that has not been tried at least once (the rest waits on a
+        // server that is down, and is retried by the daemon).
+        if !engine.queue.has_untried() || shutdown.is_triggered() {
             break;
         }
         tokio::select! {
