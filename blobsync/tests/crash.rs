@@ -62,19 +62,30 @@ fn twenty_sigkills_during_a_backfill_lose_nothing() {
         .enable_all()
         .build()
         .expect("runtime");
-    let fs0 = blobstore::open_bucket(&cfg.fileservers[0], "uploads").expect("fs0");
     let fs1 = blobstore::open_bucket(&cfg.fileservers[1], "uploads").expect("fs1");
+    // Seed through a client with default timeouts and retries (the service's config uses one
+    // short attempt so kills are quick), a few PUTs at a time so a loaded CI machine copes.
+    let a = garages[0].access();
+    let seeder = blobstore::FileserverConfig::s3("seed", &a.endpoint, &a.access_key, &a.secret_key);
+    let fs0 = blobstore::open_bucket(&seeder, "uploads").expect("fs0");
     rt.block_on(async {
-        let puts = (0..OBJECTS).map(|i| {
-            let (k, d) = harness::content::upload(i, 8_000);
-            let fs0 = fs0.clone();
-            async move {
-                fs0.put(&Key::new(k).unwrap(), body_from_bytes(d), &PutOptions::default())
-                    .await
-                    .map(|_| ())
-            }
-        });
-        futures::future::try_join_all(puts).await.expect("seed fs0");
+        use futures::StreamExt;
+        let results: Vec<_> = futures::stream::iter(0..OBJECTS)
+            .map(|i| {
+                let (k, d) = harness::content::upload(i, 8_000);
+                let fs0 = fs0.clone();
+                async move {
+                    fs0.put(&Key::new(k).unwrap(), body_from_bytes(d), &PutOptions::default())
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        for r in results {
+            r.expect("seed fs0");
+        }
     });
 
     let mut counts = Vec::new();
