@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use service::admin::AdminConfig;
 use service::{LogConfig, Secret};
 
+pub mod imaging;
+pub use imaging::{CacheConfig, PipelineConfig, ProfilesConfig, ProxyConfig};
+
 /// Secret keys that may be given as `<key>_file` paths.
 pub const SECRET_KEYS: &[&str] = &["secret_access_key", "redis_url", "token"];
 
@@ -27,6 +30,10 @@ pub struct Config {
     /// May be given as `redis_url_file` (it can carry a password).
     pub redis_url: Option<Secret>,
     pub replication: ReplicationConfig,
+    pub proxy: ProxyConfig,
+    pub pipeline: PipelineConfig,
+    pub cache: CacheConfig,
+    pub profiles: ProfilesConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
 }
@@ -165,6 +172,10 @@ impl Default for Config {
             blacklist: BlacklistConfig::default(),
             redis_url: None,
             replication: ReplicationConfig::default(),
+            proxy: ProxyConfig::default(),
+            pipeline: PipelineConfig::default(),
+            cache: CacheConfig::default(),
+            profiles: ProfilesConfig::default(),
             log: LogConfig::default(),
             admin: AdminConfig::default(),
         }
@@ -250,7 +261,7 @@ impl Config {
                 return Err("redis_url must start with redis:// or rediss://".into());
             }
         }
-        Ok(())
+        imaging::validate(&self.proxy, &self.pipeline, &self.cache)
     }
 }
 
@@ -296,6 +307,10 @@ mod tests {
             ("[accounts]\nrpc_nodes = [\"api.hive.blog\"]\n", Some("accounts.rpc_nodes")),
             ("redis_url = \"localhost:6379\"\n", Some("redis_url")),
             ("[upload_limits]\nduration = \"7d\"\nmax = 300\nreputation = 10\n", None),
+            ("[pipeline]\nwebp_method = 6\n", Some("pipeline.webp_method")),
+            ("[proxy]\nmax_image_width = 0\n", Some("proxy.max_image_width")),
+            ("[proxy]\nallow_loopback = true\nread_timeout = \"10s\"\n", None),
+            ("[cache]\nmax_bytes = 10\n", Some("cache.max_bytes")),
         ];
         for (text, want) in cases {
             match (load(text), want) {

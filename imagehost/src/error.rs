@@ -24,7 +24,7 @@ pub enum Error {
 }
 
 /// A request that failed, as the client sees it: `{"error":{"info":{…},"name":"…"}}`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -126,7 +126,10 @@ impl ApiError {
 
     /// Transient failures must not be cached by the CDN (D4).
     fn transient(&self) -> bool {
-        matches!(self, ApiError::Internal(_) | ApiError::Unavailable(_))
+        matches!(
+            self,
+            ApiError::Internal(_) | ApiError::Unavailable(_) | ApiError::UpstreamError
+        )
     }
 }
 

@@ -17,10 +17,17 @@ use serde_json::json;
 
 use crate::auth::AccountSource;
 use crate::blacklist::Blacklist;
-use crate::metrics::{FILESERVER_PROBES, RESPONSES};
+use crate::fetch::Fetcher;
+use crate::flight::Flights;
+use crate::hotcache::HotCache;
+use crate::metrics::{FILESERVER_PROBES, PROXY_RESPONSES, RESPONSES};
+use crate::pipeline::Settings;
+use crate::pool::Pool;
+use crate::proxy::original::Original;
+use crate::proxy::{profile, Variant};
 use crate::quota::Quota;
 use crate::stores::Stores;
-use crate::{serve, upload, ApiError, Config};
+use crate::{proxy, serve, upload, ApiError, Config};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -36,6 +43,14 @@ pub struct Inner {
     pub quota: Quota,
     pub replication: Option<Arc<crate::replication::Replication>>,
     pub spool_dir: Arc<Path>,
+    /// `server.service_url`, parsed: our own origin for `/p/` unwrapping and upload shortcuts.
+    pub service_url: url::Url,
+    pub fetcher: Fetcher,
+    pub pool: Pool,
+    pub settings: Settings,
+    pub hotcache: Option<HotCache>,
+    pub variants: Flights<Result<Arc<Variant>, ApiError>>,
+    pub originals: Flights<Result<Original, ApiError>>,
     version: String,
 }
 
@@ -47,7 +62,7 @@ impl AppState {
         blacklist: Arc<Blacklist>,
         quota: Quota,
         replication: Option<Arc<crate::replication::Replication>>,
-    ) -> Self {
+    ) -> Result<Self, crate::Error> {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -55,7 +70,22 @@ impl AppState {
         let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), started);
         let spool_dir: Arc<Path> =
             Arc::from(config.upload.spool_dir.clone().unwrap_or_else(std::env::temp_dir));
-        Self {
+        let service_url = url::Url::parse(&config.server.service_url)
+            .map_err(|e| crate::Error::Config(format!("server.service_url: {e}")))?;
+        let fetcher = Fetcher::new(config.proxy.fetch()).map_err(crate::Error::Config)?;
+        let pool = Pool::new(config.pipeline.workers, config.pipeline.queue);
+        let settings = config.pipeline.settings(&config.proxy);
+        let hotcache = match &config.cache.dir {
+            Some(dir) => Some(
+                HotCache::open(dir, config.cache.max_bytes)
+                    .map_err(|e| crate::Error::Config(format!("cache.dir `{}`: {e}", dir.display())))?,
+            ),
+            None => {
+                tracing::warn!("cache.dir unset: no local hot cache; every miss goes to the fileservers");
+                None
+            }
+        };
+        Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 stores,
@@ -64,9 +94,16 @@ impl AppState {
                 quota,
                 replication,
                 spool_dir,
+                service_url,
+                fetcher,
+                pool,
+                settings,
+                hotcache,
+                variants: Flights::default(),
+                originals: Flights::default(),
                 version,
             }),
-        }
+        })
     }
 
     pub fn inner(&self) -> &Inner {
@@ -83,6 +120,13 @@ pub fn router(state: AppState) -> Router {
             get(healthcheck).fallback(not_found),
         )
         .route("/healthcheck", get(readiness).fallback(not_found))
+        .route("/u/{username}/avatar", get(profile::avatar).fallback(not_found))
+        .route(
+            "/u/{username}/avatar/{size}",
+            get(profile::avatar_sized).fallback(not_found),
+        )
+        .route("/u/{username}/cover", get(profile::cover).fallback(not_found))
+        .route("/p/{url}", get(proxy::handle).fallback(not_found))
         .route(
             "/cs/{username}/{signature}",
             post(upload::checksum).fallback(not_found),
@@ -94,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{hash}", get(serve::bare).fallback(not_found))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(legacy_redirects))
         .layer(middleware::from_fn(common_headers))
         .with_state(state)
 }
@@ -138,6 +183,22 @@ async fn common_headers(req: Request, next: Next) -> Response {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
     resp
+}
+
+/// Route 9, `GET /{W}x{H}/{url}`: the URL spans any number of segments, so it is matched on the
+/// raw request before routing (no earlier GET route can match such a path).
+async fn legacy_redirects(req: Request, next: Next) -> Response {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        let raw = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        if let Some(resp) = proxy::legacy::redirect(raw, accept) {
+            PROXY_RESPONSES
+                .with_label_values(&["legacy", resp.status().as_str()])
+                .inc();
+            return resp;
+        }
+    }
+    next.run(req).await
 }
 
 /// OH's health body: `{"ok":true,"version":…,"date":…}` with `Cache-Control: no-cache`.

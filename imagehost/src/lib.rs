@@ -1,17 +1,24 @@
 //! The Hive imagehoster, rebuilt: the HTTP API frontends already speak, over N fileservers.
 //!
 //! This crate is a library with a thin binary (`main.rs`). [`run`] serves the API on a listener
-//! until the shutdown signal, then drains. Routes so far: health and readiness, signed uploads
-//! (`/:user/:sig`, `/cs/:user/:sig`) written to every fileserver at a quorum, and serving uploads
-//! (`/:hash/:filename?`) with fallback between fileservers.
+//! until the shutdown signal, then drains. Routes: health and readiness, signed uploads
+//! (`/:user/:sig`, `/cs/:user/:sig`) written to every fileserver at a quorum, serving uploads
+//! (`/:hash/:filename?`) with fallback between fileservers, the `/p/` resizing proxy with its
+//! legacy `/{W}x{H}/` redirects, and avatar/cover redirects.
 
 pub mod auth;
 pub mod blacklist;
 pub mod config;
 pub mod error;
+pub mod fetch;
+pub mod flight;
+pub mod hotcache;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod pipeline;
+pub mod pool;
+pub mod proxy;
 pub mod quota;
 pub mod replication;
 pub mod serve;
@@ -69,7 +76,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         blacklist,
         quota,
         replication,
-    ));
+    )?);
     let drain = config.admin.drain_timeout;
     let admin = match config.admin.listen {
         Some(addr) => {

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, Histogram,
-    HistogramVec, IntCounter, IntCounterVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 /// HTTP responses of the health and fallback routes.
@@ -122,4 +122,91 @@ pub static REPLICATION_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["outcome"]
     )
     .expect("register imagehost_replication_events_total")
+});
+
+/// Image pipeline stage times (`decode`, `resize`, `encode`).
+pub static PIPELINE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "imagehost_pipeline_seconds",
+        "Image pipeline stage time",
+        &["stage"],
+        vec![0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+    )
+    .expect("register imagehost_pipeline_seconds")
+});
+
+/// Pipeline jobs by outcome (`ok`, `passthrough`, or the error kind).
+pub static RENDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_renders_total",
+        "Image pipeline jobs by outcome",
+        &["outcome"]
+    )
+    .expect("register imagehost_renders_total")
+});
+
+/// Hot cache events: `hit`, `miss`, `eviction`, `write`, `error`.
+pub static HOTCACHE_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_hotcache_events_total",
+        "Local hot cache events",
+        &["event"]
+    )
+    .expect("register imagehost_hotcache_events_total")
+});
+
+/// Bytes held by the hot cache.
+pub static HOTCACHE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("imagehost_hotcache_bytes", "Bytes held by the local hot cache")
+        .expect("register imagehost_hotcache_bytes")
+});
+
+/// Upstream fetches for /p/ by outcome (`ok`, `blocked`, `timeout`, `too_large`, `status`, `error`, …).
+pub static FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_fetches_total",
+        "Upstream image fetches by outcome",
+        &["outcome"]
+    )
+    .expect("register imagehost_fetches_total")
+});
+
+/// Jobs waiting for a CPU slot.
+pub static POOL_QUEUED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("imagehost_pool_queued", "Image jobs waiting for a CPU slot")
+        .expect("register imagehost_pool_queued")
+});
+
+/// Jobs running on the CPU pool.
+pub static POOL_RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("imagehost_pool_running", "Image jobs running")
+        .expect("register imagehost_pool_running")
+});
+
+/// Jobs refused with 503 because the queue was full.
+pub static POOL_REJECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "imagehost_pool_rejected_total",
+        "Image jobs refused because the queue was full"
+    )
+    .expect("register imagehost_pool_rejected_total")
+});
+
+/// Requests that waited on another request's fetch or render instead of doing their own.
+pub static COALESCED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "imagehost_coalesced_total",
+        "Requests served by another request's in-flight fetch or render"
+    )
+    .expect("register imagehost_coalesced_total")
+});
+
+/// /p/, legacy, avatar and cover responses by route and status.
+pub static PROXY_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_proxy_responses_total",
+        "Proxy, legacy, avatar and cover responses by route and status",
+        &["route", "status"]
+    )
+    .expect("register imagehost_proxy_responses_total")
 });

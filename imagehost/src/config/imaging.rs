@@ -1,0 +1,200 @@
+//! The `/p/` proxy's configuration: fetching (`[proxy]`), the image pipeline (`[pipeline]`), the
+//! local hot cache (`[cache]`) and avatar/cover defaults (`[profiles]`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::FetchConfig;
+use crate::pipeline::{Caps, Settings};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Largest original fetched, in bytes; the download stops the moment it is crossed.
+    pub max_image_size: u64,
+    /// Let the proxy fetch from 127.0.0.0/8, ::1 and `localhost`. For local testing only: it
+    /// opens the SSRF guard to anything listening on this machine.
+    pub allow_loopback: bool,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    pub max_redirects: usize,
+    /// Width cap with no width requested (OH `max_image_width`).
+    pub max_image_width: u32,
+    pub max_image_height: u32,
+    /// Clamp for requested sizes (OH `max_custom_image_width`).
+    pub max_custom_image_width: u32,
+    pub max_custom_image_height: u32,
+    /// Make `format=match` negotiate WebP from `Accept` like `format=auto` (with `Vary: Accept`).
+    pub match_is_auto: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_image_size: 15_000_000,
+            allow_loopback: false,
+            connect_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            max_redirects: 5,
+            max_image_width: 1280,
+            max_image_height: 8000,
+            max_custom_image_width: 8000,
+            max_custom_image_height: 8000,
+            match_is_auto: false,
+        }
+    }
+}
+
+impl ProxyConfig {
+    pub fn fetch(&self) -> FetchConfig {
+        FetchConfig {
+            allow_loopback: self.allow_loopback,
+            max_bytes: self.max_image_size,
+            connect_timeout: self.connect_timeout,
+            header_timeout: self.header_timeout,
+            read_timeout: self.read_timeout,
+            max_redirects: self.max_redirects,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Image jobs running at once; 0 = one per core.
+    pub workers: usize,
+    /// Jobs allowed to wait for a worker; past that, 503 with Retry-After.
+    pub queue: usize,
+    /// Wall-clock budget of one job, checked between stages and frames.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// Largest width or height accepted, read from the header before decoding.
+    pub max_dimension: u32,
+    pub max_pixels: u64,
+    /// Animated GIFs past these render their first frame only.
+    pub max_frames: u32,
+    pub max_animation_pixels: u64,
+    pub jpeg_quality: u8,
+    pub webp_quality: u8,
+    /// libwebp effort, 0–4 (5 and 6 cost seconds on large images with alpha).
+    pub webp_method: u8,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let s = Settings::default();
+        Self {
+            workers: 0,
+            queue: 64,
+            job_timeout: s.budget,
+            max_dimension: s.max_dimension,
+            max_pixels: s.max_pixels,
+            max_frames: s.max_frames,
+            max_animation_pixels: s.max_animation_pixels,
+            jpeg_quality: s.jpeg_quality,
+            webp_quality: s.webp_quality,
+            webp_method: s.webp_method,
+        }
+    }
+}
+
+/// The local hot cache of originals and variants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Directory for cached files; unset disables the hot cache.
+    pub dir: Option<PathBuf>,
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            dir: Some(PathBuf::from("./data/hotcache")),
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Avatar and cover redirects (§4, D12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilesConfig {
+    pub default_avatar: String,
+    pub default_cover: String,
+}
+
+impl Default for ProfilesConfig {
+    fn default() -> Self {
+        Self {
+            default_avatar: "https://images.hive.blog/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4".into(),
+            default_cover: "https://images.ecency.com/DQmTJpVagNJxqTDjF7E4rUYVJjvSfQXAmDmTz9QAyFZwXaE/cover_fallback_day.png"
+                .into(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    pub fn settings(&self, proxy: &ProxyConfig) -> Settings {
+        Settings {
+            caps: Caps {
+                default_width: proxy.max_image_width,
+                default_height: proxy.max_image_height,
+                custom_width: proxy.max_custom_image_width,
+                custom_height: proxy.max_custom_image_height,
+            },
+            max_dimension: self.max_dimension,
+            max_pixels: self.max_pixels,
+            max_frames: self.max_frames,
+            max_animation_pixels: self.max_animation_pixels,
+            budget: self.job_timeout,
+            jpeg_quality: self.jpeg_quality,
+            webp_quality: self.webp_quality,
+            webp_method: self.webp_method,
+            ..Settings::default()
+        }
+    }
+}
+
+/// Rules serde cannot express for these sections.
+pub fn validate(proxy: &ProxyConfig, pipeline: &PipelineConfig, cache: &CacheConfig) -> Result<(), String> {
+    if proxy.max_image_size == 0 {
+        return Err("proxy.max_image_size must be more than 0".into());
+    }
+    if proxy.max_redirects > 20 {
+        return Err("proxy.max_redirects must be at most 20".into());
+    }
+    for (k, v) in [
+        ("proxy.max_image_width", proxy.max_image_width),
+        ("proxy.max_image_height", proxy.max_image_height),
+        ("proxy.max_custom_image_width", proxy.max_custom_image_width),
+        ("proxy.max_custom_image_height", proxy.max_custom_image_height),
+    ] {
+        if v == 0 || v > pipeline.max_dimension {
+            return Err(format!(
+                "{k} must be between 1 and pipeline.max_dimension ({})",
+                pipeline.max_dimension
+            ));
+        }
+    }
+    if !(1..=100).contains(&pipeline.jpeg_quality) || !(1..=100).contains(&pipeline.webp_quality) {
+        return Err("pipeline.jpeg_quality and pipeline.webp_quality must be between 1 and 100".into());
+    }
+    if pipeline.webp_method > 4 {
+        return Err("pipeline.webp_method must be 0–4 (5 and 6 take seconds per image)".into());
+    }
+    if pipeline.max_frames == 0 || pipeline.max_pixels == 0 || pipeline.job_timeout.is_zero() {
+        return Err("pipeline.max_frames, max_pixels and job_timeout must be more than 0".into());
+    }
+    if cache.dir.is_some() && cache.max_bytes < 1 << 20 {
+        return Err("cache.max_bytes must be at least 1 MiB (or unset cache.dir)".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Fetching `/p/` originals (§1.4 step 9, D9): the SSRF guard enforced in the resolver (the only
+//! addresses the client connects to are the ones checked), redirects followed by hand with every
+//! hop re-checked, 5 s connect / 5 s to headers / 60 s read, the size cap enforced while the body
+//! streams, and the type sniffed from the first bytes (the upstream Content-Type is ignored).
+
+pub mod guard;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::metrics::FETCHES;
+use crate::sniff::{sniff, SNIFF_LEN};
+use crate::ApiError;
+pub use guard::Blocked;
+
+pub const USER_AGENT: &str = "HiveProxy/1.0 (+https://gitlab.syncad.com/hive/imagehoster)";
+
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    pub allow_loopback: bool,
+    pub max_bytes: u64,
+    pub connect_timeout: Duration,
+    pub header_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_redirects: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("blocked: {0}")]
+    Blocked(Blocked),
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    #[error("upstream timed out ({0})")]
+    Timeout(&'static str),
+    #[error("more than {0} redirects")]
+    TooManyRedirects(usize),
+    #[error("upstream answered {0}")]
+    Status(u16),
+    #[error("upstream body larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("upstream body is not an accepted image")]
+    NotImage,
+}
+
+impl FetchError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Blocked(_) => "blocked",
+            FetchError::Unreachable(_) => "unreachable",
+            FetchError::Timeout(_) => "timeout",
+            FetchError::TooManyRedirects(_) => "redirects",
+            FetchError::Status(_) => "status",
+            FetchError::TooLarge(_) => "too_large",
+            FetchError::NotImage => "not_image",
+        }
+    }
+
+    /// OH's answers: a thrown fetch is 400 upstream_error, a non-2xx or non-image 400
+    /// invalid_image, an oversize body 413.
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            FetchError::Blocked(_)
+            | FetchError::Unreachable(_)
+            | FetchError::Timeout(_)
+            | FetchError::TooManyRedirects(_) => ApiError::UpstreamError,
+            FetchError::Status(_) | FetchError::NotImage => ApiError::InvalidImage,
+            FetchError::TooLarge(_) => ApiError::PayloadTooLarge,
+        }
+    }
+}
+
+/// A fetched original and its sniffed type.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Bytes,
+    pub mime: &'static str,
+}
+
+pub struct Fetcher {
+    client: reqwest::Client,
+    config: FetchConfig,
+}
+
+/// Resolves, then refuses the whole name if any address is not public.
+struct GuardedResolver {
+    allow_loopback: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = self.allow_loopback;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            guard::check_name(&host, allow)?;
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            for a in &addrs {
+                guard::check_addr(a.ip(), allow)?;
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+fn blocked_in(e: &(dyn std::error::Error + 'static)) -> Option<Blocked> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<Blocked>() {
+            return Some(b.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+impl Fetcher {
+    pub fn new(config: FetchConfig) -> Result<Fetcher, String> {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_loopback: config.allow_loopback,
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(USER_AGENT)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("proxy HTTP client: {e}"))?;
+        Ok(Fetcher { client, config })
+    }
+
+    pub async fn fetch(&self, url: &Url) -> Result<Fetched, FetchError> {
+        let result = self.fetch_inner(url).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        FETCHES.with_label_values(&[outcome]).inc();
+        if let Err(e) = &result {
+            tracing::info!(url = %url, error = %e, "proxy fetch failed");
+        }
+        result
+    }
+
+    async fn fetch_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
+        let c = &self.config;
+        let mut url = url.clone();
+        let mut hops = 0;
+        let resp = loop {
+            guard::check_url(&url, c.allow_loopback).map_err(FetchError::Blocked)?;
+            let sent = tokio::time::timeout(c.header_timeout, self.client.get(url.clone()).send()).await;
+            let resp = match sent {
+                Err(_) => return Err(FetchError::Timeout("headers")),
+                Ok(Err(e)) => {
+                    if let Some(b) = blocked_in(&e) {
+                        return Err(FetchError::Blocked(b));
+                    }
+                    if e.is_timeout() {
+                        return Err(FetchError::Timeout("connect"));
+                    }
+                    return Err(FetchError::Unreachable(e.to_string()));
+                }
+                Ok(Ok(r)) => r,
+            };
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            match (status, location) {
+                (301..=308, Some(loc)) if status != 304 && status != 305 && status != 306 => {
+                    hops += 1;
+                    if hops > c.max_redirects {
+                        return Err(FetchError::TooManyRedirects(c.max_redirects));
+                    }
+                    url = url
+                        .join(&loc)
+                        .map_err(|e| FetchError::Unreachable(format!("bad redirect `{loc}`: {e}")))?;
+                }
+                _ => break resp,
+            }
+        };
+        if !resp.status().is_success() {
+            return Err(FetchError::Status(resp.status().as_u16()));
+        }
+        if resp.content_length().is_some_and(|n| n > c.max_bytes) {
+            return Err(FetchError::TooLarge(c.max_bytes));
+        }
+        let deadline = Instant::now() + c.read_timeout;
+        let mut resp = resp;
+        let mut body = BytesMut::new();
+        let mut sniffed = None;
+        loop {
+            let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Err(_) => return Err(FetchError::Timeout("body")),
+                Ok(Err(e)) => return Err(FetchError::Unreachable(e.to_string())),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => c,
+            };
+            if body.len() as u64 + chunk.len() as u64 > c.max_bytes {
+                return Err(FetchError::TooLarge(c.max_bytes));
+            }
+            body.extend_from_slice(&chunk);
+            if sniffed.is_none() && body.len() >= SNIFF_LEN {
+                sniffed = Some(accepted(&body)?);
+            }
+        }
+        let mime = match sniffed {
+            Some(m) => m,
+            None => accepted(&body)?,
+        };
+        Ok(Fetched {
+            bytes: body.freeze(),
+            mime,
+        })
+    }
+}
+
+/// The sniffed type if it is one the proxy accepts (SVG and everything else are refused).
+fn accepted(head: &[u8]) -> Result<&'static str, FetchError> {
+    match sniff(head) {
+        Some(t @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/avif")) => Ok(t),
+        _ => Err(FetchError::NotImage),
+    }
+}

@@ -1,0 +1,233 @@
+//! The image pipeline: bytes in, one resized and re-encoded image out, bounded in memory and time.
+//!
+//! Every limit is checked from the header before anything is allocated (dimensions, pixels,
+//! frames, bytes); the job's time budget is checked between stages and frames. JPEG decodes with
+//! libjpeg-turbo's DCT scaling, everything resizes with `fast_image_resize`, and encoders are
+//! libjpeg-turbo, libwebp (lossy) and `image` (PNG, GIF). Metadata is dropped, EXIF orientation
+//! applied first. This module is synchronous: callers run it on the CPU pool.
+
+pub mod animate;
+pub mod decode;
+pub mod encode;
+pub mod exif;
+pub mod geometry;
+pub mod raster;
+
+use std::time::{Duration, Instant};
+
+use crate::metrics::PIPELINE_SECONDS;
+use crate::proxy::options::Mode;
+pub use geometry::Caps;
+
+/// The input types the pipeline reads (from sniffed bytes, never a header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Jpeg,
+    Png,
+    Gif,
+    Webp,
+    Avif,
+}
+
+impl Input {
+    pub fn from_mime(mime: &str) -> Option<Input> {
+        Some(match mime {
+            "image/jpeg" => Input::Jpeg,
+            "image/png" => Input::Png,
+            "image/gif" => Input::Gif,
+            "image/webp" => Input::Webp,
+            "image/avif" => Input::Avif,
+            _ => return None,
+        })
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            Input::Jpeg => "image/jpeg",
+            Input::Png => "image/png",
+            Input::Gif => "image/gif",
+            Input::Webp => "image/webp",
+            Input::Avif => "image/avif",
+        }
+    }
+}
+
+/// An output format, resolved (`match` already replaced by the input's own where it applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Match,
+    Jpeg,
+    Png,
+    Webp,
+}
+
+/// One job.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    pub mode: Mode,
+    pub format: Output,
+}
+
+/// Limits and encoder settings, from `[pipeline]` and `[proxy]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub caps: Caps,
+    pub max_dimension: u32,
+    pub max_pixels: u64,
+    pub max_frames: u32,
+    pub max_animation_pixels: u64,
+    pub budget: Duration,
+    pub jpeg_quality: u8,
+    pub webp_quality: u8,
+    pub webp_method: u8,
+    /// libvips' shrink-on-load margin: DCT scaling leaves at least this much for the filter.
+    pub dct_margin: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            caps: Caps::default(),
+            max_dimension: 16_384,
+            max_pixels: 50_000_000,
+            max_frames: 300,
+            max_animation_pixels: 100_000_000,
+            budget: Duration::from_secs(10),
+            jpeg_quality: 85,
+            webp_quality: 80,
+            webp_method: 4,
+            dct_margin: 2.0,
+        }
+    }
+}
+
+/// The result: encoded bytes, their type, and whether they are the input itself.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+    /// True when the input is served as it is (GIF and AVIF passthrough): no variant is stored.
+    pub passthrough: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0} input is not supported for this request")]
+    Unsupported(&'static str),
+    #[error("image is {width}×{height}, past the limit ({limit})")]
+    TooLarge { width: u64, height: u64, limit: String },
+    #[error("corrupt or truncated image: {0}")]
+    Corrupt(String),
+    #[error("image took longer than its {0:?} budget")]
+    OverBudget(Duration),
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+impl PipelineError {
+    /// The label used in metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PipelineError::Unsupported(_) => "unsupported",
+            PipelineError::TooLarge { .. } => "too_large",
+            PipelineError::Corrupt(_) => "corrupt",
+            PipelineError::OverBudget(_) => "over_budget",
+            PipelineError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// A deadline checked between stages.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    deadline: Instant,
+    limit: Duration,
+}
+
+impl Budget {
+    pub fn start(limit: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + limit,
+            limit,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), PipelineError> {
+        if Instant::now() > self.deadline {
+            return Err(PipelineError::OverBudget(self.limit));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a width and height against the settings, before any pixel is allocated.
+pub fn check_size(s: &Settings, width: u64, height: u64) -> Result<(), PipelineError> {
+    let too = |limit: String| PipelineError::TooLarge { width, height, limit };
+    if width == 0 || height == 0 {
+        return Err(PipelineError::Corrupt("zero width or height".into()));
+    }
+    if width > s.max_dimension as u64 || height > s.max_dimension as u64 {
+        return Err(too(format!("{} px per side", s.max_dimension)));
+    }
+    if width * height > s.max_pixels {
+        return Err(too(format!("{} pixels", s.max_pixels)));
+    }
+    Ok(())
+}
+
+/// Renders `data` (already sniffed as `input`) for `req`.
+pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<Rendered, PipelineError> {
+    let budget = Budget::start(s.budget);
+    let passthrough = || Rendered {
+        bytes: data.to_vec(),
+        content_type: input.mime(),
+        passthrough: true,
+    };
+    match input {
+        // §1.4 step 10: fit + match with no size keeps a GIF as it is (animation included).
+        Input::Gif
+            if req.width.is_none()
+                && req.height.is_none()
+                && req.format == Output::Match
+                && req.mode == Mode::Fit =>
+        {
+            return Ok(passthrough());
+        }
+        // OH-develop step 11: AVIF with match is served unchanged.
+        Input::Avif if req.format == Output::Match => return Ok(passthrough()),
+        Input::Avif => return Err(PipelineError::Unsupported("AVIF (only format=match)")),
+        _ => {}
+    }
+    let out = match req.format {
+        Output::Match => match input {
+            Input::Png => Output::Png,
+            Input::Webp => Output::Webp,
+            Input::Gif => return animate::render(data, req, s, &budget, animate::Target::Gif),
+            _ => Output::Jpeg,
+        },
+        f => f,
+    };
+    if input == Input::Gif && out == Output::Webp {
+        return animate::render(data, req, s, &budget, animate::Target::Webp);
+    }
+    let t = Instant::now();
+    let (raster, plan) = decode::still(data, input, req, s)?;
+    PIPELINE_SECONDS
+        .with_label_values(&["decode"])
+        .observe(t.elapsed().as_secs_f64());
+    budget.check()?;
+    let t = Instant::now();
+    let raster = raster.resize(&plan)?;
+    PIPELINE_SECONDS
+        .with_label_values(&["resize"])
+        .observe(t.elapsed().as_secs_f64());
+    budget.check()?;
+    let t = Instant::now();
+    let rendered = encode::still(&raster, out, s)?;
+    PIPELINE_SECONDS
+        .with_label_values(&["encode"])
+        .observe(t.elapsed().as_secs_f64());
+    Ok(rendered)
+}

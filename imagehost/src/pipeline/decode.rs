@@ -1,0 +1,164 @@
+//! Still-image decoding with limits checked from the header first: JPEG through libjpeg-turbo
+//! with DCT scaling chosen from the resize plan, PNG/GIF (first frame)/WebP through `image` with
+//! strict limits. Returns oriented pixels and the plan mapped onto them.
+
+use std::io::Cursor;
+
+use image::{ImageDecoder, ImageFormat, ImageReader};
+use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor};
+
+use super::geometry::{self, Plan};
+use super::raster::Raster;
+use super::{check_size, exif, Input, PipelineError, Request, Settings};
+
+/// Progressive scans allowed (libjpeg-turbo's guard against the many-scans CPU bomb).
+const JPEG_SCAN_LIMIT: u32 = 500;
+
+pub fn still(
+    data: &[u8],
+    input: Input,
+    req: &Request,
+    s: &Settings,
+) -> Result<(Raster, Plan), PipelineError> {
+    match input {
+        Input::Jpeg => jpeg(data, req, s),
+        Input::Png => with_image(data, ImageFormat::Png, req, s),
+        Input::Gif => with_image(data, ImageFormat::Gif, req, s),
+        Input::Webp => with_image(data, ImageFormat::WebP, req, s),
+        Input::Avif => Err(PipelineError::Unsupported("AVIF")),
+    }
+}
+
+/// Oriented size: orientations 5–8 swap the sides.
+fn oriented(w: u32, h: u32, orientation: u8) -> (u32, u32) {
+    if orientation >= 5 {
+        (h, w)
+    } else {
+        (w, h)
+    }
+}
+
+fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), PipelineError> {
+    let corrupt = |e: turbojpeg::Error| PipelineError::Corrupt(e.to_string());
+    let mut d = Decompressor::new().map_err(corrupt)?;
+    let header = d.read_header(data).map_err(corrupt)?;
+    check_size(s, header.width as u64, header.height as u64)?;
+    let orientation = exif::jpeg_orientation(data);
+    let (w, h) = (header.width as u32, header.height as u32);
+    let src = oriented(w, h, orientation);
+    let plan = geometry::plan(src, (req.width, req.height), req.mode, &s.caps);
+    let denom = geometry::dct_denominator(&plan, s.dct_margin);
+    let factor = ScalingFactor::new(1, denom as usize);
+    d.set_scaling_factor(factor).map_err(corrupt)?;
+    d.set_scan_limit(JPEG_SCAN_LIMIT).map_err(corrupt)?;
+    let scaled = header.scaled(factor);
+    let (format, channels) = match header.colorspace {
+        Colorspace::Gray => (PixelFormat::GRAY, 1u8),
+        Colorspace::CMYK | Colorspace::YCCK => (PixelFormat::CMYK, 4),
+        _ => (PixelFormat::RGB, 3),
+    };
+    let pitch = scaled.width * format.size();
+    let mut pixels = vec![0u8; pitch * scaled.height];
+    let image = turbojpeg::Image {
+        pixels: pixels.as_mut_slice(),
+        width: scaled.width,
+        pitch,
+        height: scaled.height,
+        format,
+    };
+    d.decompress(data, image).map_err(corrupt)?;
+    let raster = Raster {
+        width: scaled.width as u32,
+        height: scaled.height as u32,
+        channels: if format == PixelFormat::CMYK { 3 } else { channels },
+        data: if format == PixelFormat::CMYK {
+            cmyk_to_rgb(&pixels)
+        } else {
+            pixels
+        },
+    }
+    .orient(orientation)?;
+    // The plan was made on the full-size source; map its crop onto the decoded pixels.
+    let (fx, fy) = (
+        raster.width as f64 / src.0 as f64,
+        raster.height as f64 / src.1 as f64,
+    );
+    let (l, t, cw, ch) = plan.crop;
+    let plan = Plan {
+        crop: (l * fx, t * fy, cw * fx, ch * fy),
+        ..plan
+    };
+    Ok((raster, plan))
+}
+
+/// Adobe-style (inverted) CMYK, as libjpeg-turbo hands it over, to RGB.
+fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    cmyk.chunks_exact(4)
+        .flat_map(|p| {
+            let k = p[3] as u16;
+            [0, 1, 2].map(|i| ((p[i] as u16 * k + 127) / 255) as u8)
+        })
+        .collect()
+}
+
+/// `image`'s decoders with width/height limits set before the header is parsed and the output
+/// buffer size checked before it is allocated (`into_decoder` does not check `max_alloc`).
+fn with_image(
+    data: &[u8],
+    format: ImageFormat,
+    req: &Request,
+    s: &Settings,
+) -> Result<(Raster, Plan), PipelineError> {
+    let corrupt = |e: image::ImageError| match e {
+        image::ImageError::Limits(l) => PipelineError::TooLarge {
+            width: 0,
+            height: 0,
+            limit: l.to_string(),
+        },
+        other => PipelineError::Corrupt(other.to_string()),
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(data), format);
+    reader.limits(limits(s));
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (w, h) = decoder.dimensions();
+    check_size(s, w as u64, h as u64)?;
+    if decoder.total_bytes() > s.max_pixels.saturating_mul(8) {
+        return Err(PipelineError::TooLarge {
+            width: w as u64,
+            height: h as u64,
+            limit: format!("{} bytes decoded", s.max_pixels.saturating_mul(8)),
+        });
+    }
+    let orientation = decoder.orientation().map(exif_code).unwrap_or(1);
+    let img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let raster = Raster::from_dynamic(img).orient(orientation)?;
+    let plan = geometry::plan(
+        (raster.width, raster.height),
+        (req.width, req.height),
+        req.mode,
+        &s.caps,
+    );
+    Ok((raster, plan))
+}
+
+pub fn limits(s: &Settings) -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(s.max_dimension);
+    l.max_image_height = Some(s.max_dimension);
+    l.max_alloc = Some(s.max_pixels.saturating_mul(8));
+    l
+}
+
+fn exif_code(o: image::metadata::Orientation) -> u8 {
+    use image::metadata::Orientation::*;
+    match o {
+        NoTransforms => 1,
+        FlipHorizontal => 2,
+        Rotate180 => 3,
+        FlipVertical => 4,
+        Rotate90FlipH => 5,
+        Rotate90 => 6,
+        Rotate270FlipH => 7,
+        Rotate270 => 8,
+    }
+}

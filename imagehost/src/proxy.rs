@@ -1,0 +1,223 @@
+//! `GET /p/:url` (§1.4): decode and unwrap the URL, check the blacklist, then serve the variant
+//! from the hot cache, the proxy store, or by getting the original (hot cache, upload store,
+//! proxy store, or a guarded fetch) and rendering it on the CPU pool. One cold variant costs one
+//! fetch and one render however many requests ask for it at once (single-flight per key).
+
+pub mod legacy;
+pub mod options;
+pub mod original;
+pub mod profile;
+pub mod target;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use blobstore::{body_from_bytes, Key, PutOptions};
+use bytes::Bytes;
+
+use crate::http::AppState;
+use crate::metrics::{PROXY_RESPONSES, RENDERS};
+use crate::pipeline::{self, Input, Output};
+use crate::serve::IMMUTABLE;
+use crate::sniff::serve_type;
+use crate::ApiError;
+use options::{Format, Options};
+use target::Source;
+
+/// Cache-Control on errors once the URL is known to be well-formed (§1.4 step 3).
+const ERROR_CACHE: &str = "public,max-age=600";
+
+/// A rendered (or passed-through) image, shared by every request that waited for it.
+#[derive(Debug)]
+pub struct Variant {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    Path(b58): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let resp = match proxy(&state, &b58, query.as_deref(), &headers).await {
+        Ok(r) => r,
+        Err((e, late)) => {
+            let mut r = e.into_response();
+            if late && !r.headers().contains_key(header::CACHE_CONTROL) {
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE));
+            }
+            r
+        }
+    };
+    PROXY_RESPONSES
+        .with_label_values(&["proxy", resp.status().as_str()])
+        .inc();
+    resp
+}
+
+/// Errors carry whether they happened after step 3 (and so get the 600 s Cache-Control).
+async fn proxy(
+    state: &AppState,
+    b58: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, (ApiError, bool)> {
+    let s = state.inner();
+    let opts = options::parse(query).map_err(|e| (e, false))?;
+    let url = target::decode(b58).map_err(|e| (e, false))?;
+    let url = target::unwrap(url, &s.service_url).map_err(|e| (e, false))?;
+    let late = |e: ApiError| (e, true);
+    if s.blacklist.has_url(&url) {
+        return Err(late(ApiError::Blacklisted));
+    }
+    let source = target::source(url, &s.service_url);
+    let negotiate =
+        opts.format == Format::Auto || (opts.format == Format::Match && s.config.proxy.match_is_auto);
+    let format = if negotiate {
+        let accepts_webp = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("image/webp"));
+        if accepts_webp {
+            Format::Webp
+        } else {
+            Format::Match
+        }
+    } else {
+        opts.format
+    };
+    let vkey = target::variant_key(source.key(), &opts, format);
+
+    let variant = match s.hotcache.as_ref() {
+        Some(cache) => cache.get(&vkey).await.map(|bytes| {
+            Arc::new(Variant {
+                content_type: serve_type(&bytes),
+                bytes,
+            })
+        }),
+        None => None,
+    };
+    let variant = match variant {
+        Some(v) => v,
+        None => {
+            let work = produce(state.clone(), source, opts, format, vkey.clone());
+            s.variants
+                .run(&vkey, work)
+                .await
+                .unwrap_or_else(|| Err(ApiError::Internal("render task panicked".into())))
+                .map_err(late)?
+        }
+    };
+    Ok(respond(&variant, &vkey, negotiate))
+}
+
+/// The variant from the proxy store, or rendered from the original and stored.
+async fn produce(
+    state: AppState,
+    source: Source,
+    opts: Options,
+    format: Format,
+    vkey: String,
+) -> Result<Arc<Variant>, ApiError> {
+    let s = state.inner();
+    if let Some(bytes) = original::from_proxy_stores(s, &vkey).await {
+        if let Some(cache) = &s.hotcache {
+            cache.put(&vkey, &bytes).await;
+        }
+        return Ok(Arc::new(Variant {
+            content_type: serve_type(&bytes),
+            bytes,
+        }));
+    }
+    let orig = original::get(&state, &source).await?;
+    let input = Input::from_mime(orig.mime).ok_or(ApiError::InvalidImage)?;
+    let req = pipeline::Request {
+        width: opts.width,
+        height: opts.height,
+        mode: opts.mode,
+        format: match format {
+            Format::Match | Format::Auto => Output::Match,
+            Format::Jpeg => Output::Jpeg,
+            Format::Png => Output::Png,
+            Format::Webp => Output::Webp,
+        },
+    };
+    let settings = s.settings.clone();
+    let data = orig.bytes.clone();
+    let rendered = s
+        .pool
+        .run(move || pipeline::render(&data, input, &req, &settings))
+        .await
+        .map_err(|e| match e {
+            crate::pool::PoolError::Busy => ApiError::Unavailable("image queue full".into()),
+            crate::pool::PoolError::Panicked => ApiError::Internal("image job panicked".into()),
+        })?;
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(e) => {
+            RENDERS.with_label_values(&[e.kind()]).inc();
+            tracing::info!(key = %vkey, error = %e, "image refused");
+            return Err(match e {
+                pipeline::PipelineError::Encode(m) => ApiError::Internal(m),
+                _ => ApiError::InvalidImage,
+            });
+        }
+    };
+    if rendered.passthrough {
+        RENDERS.with_label_values(&["passthrough"]).inc();
+        return Ok(Arc::new(Variant {
+            bytes: orig.bytes,
+            content_type: rendered.content_type,
+        }));
+    }
+    RENDERS.with_label_values(&["ok"]).inc();
+    let bytes = Bytes::from(rendered.bytes);
+    if let Some(cache) = &s.hotcache {
+        cache.put(&vkey, &bytes).await;
+    }
+    store_in_background(&state, &vkey, &bytes, rendered.content_type);
+    Ok(Arc::new(Variant {
+        bytes,
+        content_type: rendered.content_type,
+    }))
+}
+
+/// Writes an object to every fileserver's proxy bucket without holding up the response. The
+/// proxy bucket is a rebuildable cache: a failed write is logged, and the next miss redoes it.
+pub fn store_in_background(state: &AppState, key: &str, bytes: &Bytes, content_type: &str) {
+    let Ok(key) = Key::new(key) else { return };
+    for fs in state.inner().stores.servers.clone() {
+        let (key, bytes) = (key.clone(), bytes.clone());
+        let opts = PutOptions {
+            content_type: Some(content_type.to_string()),
+            ..PutOptions::default()
+        };
+        tokio::spawn(async move {
+            if let Err(e) = fs.proxy.put(&key, body_from_bytes(bytes), &opts).await {
+                tracing::warn!(fileserver = %fs.name, key = %key, error = %e, "proxy store write failed");
+            }
+        });
+    }
+}
+
+fn respond(v: &Variant, vkey: &str, negotiated: bool) -> Response {
+    let mut resp = Response::new(Body::from(v.bytes.clone()));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v.content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(v.bytes.len()));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{vkey}\"")) {
+        h.insert(header::ETAG, etag);
+    }
+    if negotiated {
+        h.append(header::VARY, HeaderValue::from_static("Accept"));
+    }
+    resp.into_response()
+}

@@ -1,0 +1,108 @@
+//! Getting a `/p/` original: the hot cache, then the upload store for our own `D…` uploads (never
+//! fetched, never copied into the proxy store), else the proxy store, else a guarded fetch whose
+//! result is kept in the proxy store. Concurrent misses for one original share one load.
+
+use blobstore::{collect_body, Key};
+use bytes::Bytes;
+
+use super::target::Source;
+use crate::http::{AppState, Inner};
+use crate::sniff::sniff;
+use crate::ApiError;
+
+/// Largest object read back from a store (variants of huge PNGs can exceed the fetch cap).
+const MAX_STORED: u64 = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct Original {
+    pub bytes: Bytes,
+    pub mime: &'static str,
+}
+
+fn typed(bytes: Bytes) -> Result<Original, ApiError> {
+    match sniff(&bytes) {
+        Some(m @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/avif")) => {
+            Ok(Original { bytes, mime: m })
+        }
+        _ => Err(ApiError::InvalidImage),
+    }
+}
+
+pub async fn get(state: &AppState, source: &Source) -> Result<Original, ApiError> {
+    let s = state.inner();
+    let key = source.key().to_string();
+    if let Some(cache) = &s.hotcache {
+        if let Some(bytes) = cache.get(&key).await {
+            return typed(bytes);
+        }
+    }
+    let (state2, source2) = (state.clone(), source.clone());
+    s.originals
+        .run(&key, async move { load(&state2, &source2).await })
+        .await
+        .unwrap_or_else(|| Err(ApiError::Internal("original load panicked".into())))
+}
+
+async fn load(state: &AppState, source: &Source) -> Result<Original, ApiError> {
+    let s = state.inner();
+    let (bytes, key) = match source {
+        Source::Upload(key) => (from_upload_stores(s, key).await?, key),
+        Source::Remote { url, key } => match from_proxy_stores(s, key).await {
+            Some(b) => (b, key),
+            None => {
+                let fetched = s.fetcher.fetch(url).await.map_err(|e| e.to_api())?;
+                super::store_in_background(state, key, &fetched.bytes, fetched.mime);
+                (fetched.bytes, key)
+            }
+        },
+    };
+    let original = typed(bytes)?;
+    if let Some(cache) = &s.hotcache {
+        cache.put(key, &original.bytes).await;
+    }
+    Ok(original)
+}
+
+async fn from_upload_stores(s: &Inner, key: &str) -> Result<Bytes, ApiError> {
+    const MISSING: ApiError = ApiError::BadRequest("Upload not found");
+    let k = Key::new(key).map_err(|_| MISSING)?;
+    let mut unavailable = false;
+    for fs in &s.stores.servers {
+        match fs.uploads.get(&k, None).await {
+            Ok(obj) => match collect_body(obj.body, MAX_STORED).await {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    unavailable = true;
+                    tracing::warn!(fileserver = %fs.name, key, error = %e, "upload read failed; trying the next fileserver");
+                }
+            },
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                unavailable = true;
+                tracing::warn!(fileserver = %fs.name, key, error = %e, "upload read failed; trying the next fileserver");
+            }
+        }
+    }
+    if unavailable {
+        return Err(ApiError::Unavailable(format!(
+            "no reachable fileserver had {key}"
+        )));
+    }
+    Err(MISSING)
+}
+
+/// The first fileserver's copy of `key` in the proxy bucket, if any answers with it.
+pub async fn from_proxy_stores(s: &Inner, key: &str) -> Option<Bytes> {
+    let k = Key::new(key).ok()?;
+    for fs in &s.stores.servers {
+        match fs.proxy.get(&k, None).await {
+            Ok(obj) => match collect_body(obj.body, MAX_STORED).await {
+                Ok(b) => return Some(b),
+                Err(e) => tracing::warn!(fileserver = %fs.name, key, error = %e, "proxy store read failed"),
+            },
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!(fileserver = %fs.name, key, error = %e, "proxy store read failed"),
+        }
+    }
+    None
+}
