@@ -123,7 +123,7 @@ mod tests {
         let b = |u: &str| encode(u);
         let cases: Vec<(&str, String)> = vec![
             (
-                "/100x0/http://host/test.jpg",
+                "/100x0/http://127.0.0.1:8092/test.jpg",
                 "/p/MvwLKy3Sfu9sc8RhWvkWkaZ2nYs6obQqoHRDGgsHx?format=match&mode=fit&width=100".into(),
             ),
             (
