@@ -5,7 +5,8 @@
 
 pub mod guard;
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub struct FetchConfig {
     pub header_timeout: Duration,
     pub read_timeout: Duration,
     pub max_redirects: usize,
+    pub resolve: BTreeMap<String, Vec<IpAddr>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,15 +93,20 @@ pub struct Fetcher {
 /// Resolves, then refuses the whole name if any address is not public.
 struct GuardedResolver {
     allow_loopback: bool,
+    fixed: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow = self.allow_loopback;
+        let fixed = self.fixed.get(name.as_str()).cloned();
         Box::pin(async move {
             let host = name.as_str().to_string();
             guard::check_name(&host, allow)?;
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = match fixed {
+                Some(ips) => ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             for a in &addrs {
                 guard::check_addr(a.ip(), allow)?;
             }
@@ -124,6 +131,7 @@ impl Fetcher {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_loopback: config.allow_loopback,
+                fixed: config.resolve.clone(),
             }))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()

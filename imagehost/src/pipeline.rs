@@ -93,7 +93,7 @@ impl Default for Settings {
             max_dimension: 16_384,
             max_pixels: 50_000_000,
             max_frames: 300,
-            max_animation_pixels: 100_000_000,
+            max_animation_pixels: 25_000_000,
             budget: Duration::from_secs(10),
             jpeg_quality: 85,
             webp_quality: 80,

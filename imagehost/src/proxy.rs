@@ -169,6 +169,7 @@ async fn produce(
             });
         }
     };
+    original::keep(&state, &orig).await;
     if rendered.passthrough {
         RENDERS.with_label_values(&["passthrough"]).inc();
         return Ok(Arc::new(Variant {

@@ -5,5 +5,9 @@ mod api {
     pub mod contract;
     pub mod faults;
     pub mod fixture;
+    pub mod hostile;
+    pub mod images;
+    pub mod proxy;
     pub mod quota;
+    pub mod ssrf;
 }

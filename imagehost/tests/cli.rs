@@ -91,6 +91,8 @@ fn sigterm_drains_and_exits_cleanly() {
                 &format!("server.listen=127.0.0.1:{port}"),
                 "--set",
                 &fileservers,
+                "--set",
+                &format!("cache.dir=\"{}\"", dir.path().join("cache").display()),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),

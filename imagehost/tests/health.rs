@@ -49,6 +49,10 @@ async fn health_routes_readiness_and_fallback_on_directories() {
             FileserverConfig::directory("a", root.path().join("a")),
             FileserverConfig::directory("b", root.path().join("b")),
         ],
+        cache: imagehost::config::CacheConfig {
+            dir: None,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let (addr, shutdown, task) = start(config).await;
@@ -117,6 +121,10 @@ async fn readiness_follows_garage_fileservers() {
     let mut servers = Garage::start_many(2, &["uploads", "proxy"]);
     let config = Config {
         fileservers: servers.iter().map(garage_fileserver).collect(),
+        cache: imagehost::config::CacheConfig {
+            dir: None,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let (addr, shutdown, task) = start(config).await;

@@ -1,6 +1,8 @@
 //! The `/p/` proxy's configuration: fetching (`[proxy]`), the image pipeline (`[pipeline]`), the
 //! local hot cache (`[cache]`) and avatar/cover defaults (`[profiles]`).
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +34,9 @@ pub struct ProxyConfig {
     pub max_custom_image_height: u32,
     /// Make `format=match` negotiate WebP from `Accept` like `format=auto` (with `Vary: Accept`).
     pub match_is_auto: bool,
+    /// Fixed answers for host names, used instead of DNS (like curl's `--resolve`). The SSRF guard
+    /// checks them like any DNS answer.
+    pub resolve: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl Default for ProxyConfig {
@@ -48,6 +53,7 @@ impl Default for ProxyConfig {
             max_custom_image_width: 8000,
             max_custom_image_height: 8000,
             match_is_auto: false,
+            resolve: BTreeMap::new(),
         }
     }
 }
@@ -61,6 +67,7 @@ impl ProxyConfig {
             header_timeout: self.header_timeout,
             read_timeout: self.read_timeout,
             max_redirects: self.max_redirects,
+            resolve: self.resolve.clone(),
         }
     }
 }

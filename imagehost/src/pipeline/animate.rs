@@ -1,23 +1,65 @@
-//! GIF inputs (D10): frames streamed from the decoder and counted as they come, each resized with
-//! the same plan, and encoded as an animated GIF or WebP. Past the frame or total-pixel caps, or
-//! for a single-frame file, the first frame alone is rendered (what OH always did).
+//! GIF inputs (D10). A first pass reads frame headers only (no pixel decoding) to count frames
+//! against the caps; then frames are decoded and composited here (disposal honoured), each
+//! resized with the same plan, and encoded as an animated GIF or WebP. Past the frame or
+//! total-pixel caps, or for a single-frame file, the first frame alone is rendered.
 
 use std::io::Cursor;
+use std::num::NonZeroU64;
 use std::time::Instant;
 
-use image::codecs::gif::{GifDecoder, GifEncoder, Repeat};
-use image::{AnimationDecoder, Delay, Frame, ImageDecoder};
+use gif::{ColorOutput, DecodeOptions, DisposalMethod, MemoryLimit};
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{Delay, Frame};
 
 use super::raster::Raster;
-use super::{
-    check_size, decode, encode, geometry, Budget, Output, PipelineError, Rendered, Request, Settings,
-};
+use super::{check_size, encode, geometry, Budget, Output, PipelineError, Rendered, Request, Settings};
 use crate::metrics::PIPELINE_SECONDS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Gif,
     Webp,
+}
+
+fn corrupt(e: gif::DecodingError) -> PipelineError {
+    PipelineError::Corrupt(e.to_string())
+}
+
+fn options(s: &Settings, skip_pixels: bool) -> DecodeOptions {
+    let mut o = DecodeOptions::new();
+    o.set_color_output(ColorOutput::RGBA);
+    o.check_frame_consistency(true);
+    o.skip_frame_decoding(skip_pixels);
+    if let Some(limit) = NonZeroU64::new(s.max_pixels.saturating_mul(4)) {
+        o.set_memory_limit(MemoryLimit::Bytes(limit));
+    }
+    o
+}
+
+/// Frames to render: all of them within the caps, else 1. Reads headers only.
+fn frames_to_render(data: &[u8], s: &Settings, budget: &Budget) -> Result<(u32, u32, usize), PipelineError> {
+    let mut d = options(s, true).read_info(Cursor::new(data)).map_err(corrupt)?;
+    let (w, h) = (d.width() as u32, d.height() as u32);
+    check_size(s, w as u64, h as u64)?;
+    let per_frame = w as u64 * h as u64;
+    let mut n = 0usize;
+    while d.read_next_frame().map_err(corrupt)?.is_some() {
+        n += 1;
+        if n as u32 > s.max_frames || n as u64 * per_frame > s.max_animation_pixels {
+            tracing::info!(
+                frames = n,
+                "animation past the frame or pixel cap: first frame only"
+            );
+            return Ok((w, h, 1));
+        }
+        if n % 64 == 0 {
+            budget.check()?;
+        }
+    }
+    if n == 0 {
+        return Err(PipelineError::Corrupt("GIF without frames".into()));
+    }
+    Ok((w, h, n))
 }
 
 pub fn render(
@@ -27,32 +69,60 @@ pub fn render(
     budget: &Budget,
     target: Target,
 ) -> Result<Rendered, PipelineError> {
-    let corrupt = |e: image::ImageError| PipelineError::Corrupt(e.to_string());
     let t = Instant::now();
-    let mut decoder = GifDecoder::new(Cursor::new(data)).map_err(corrupt)?;
-    decoder.set_limits(decode::limits(s)).map_err(corrupt)?;
-    let (w, h) = decoder.dimensions();
-    check_size(s, w as u64, h as u64)?;
+    let (w, h, wanted) = frames_to_render(data, s, budget)?;
     let plan = geometry::plan((w, h), (req.width, req.height), req.mode, &s.caps);
-    let per_frame = w as u64 * h as u64;
-    let mut frames: Vec<(Raster, Delay)> = Vec::new();
-    let mut capped = false;
-    for (n, frame) in decoder.into_frames().enumerate() {
+    let mut d = options(s, false).read_info(Cursor::new(data)).map_err(corrupt)?;
+    let (cw, ch) = (w as usize, h as usize);
+    let mut canvas = vec![0u8; cw * ch * 4];
+    let mut frames: Vec<(Raster, u16)> = Vec::with_capacity(wanted);
+    while frames.len() < wanted {
         budget.check()?;
-        if n as u32 >= s.max_frames || (n as u64 + 1) * per_frame > s.max_animation_pixels {
-            capped = true;
-            break;
-        }
-        let frame = match frame {
-            Ok(f) => f,
-            // A broken later frame ends the animation; a broken first frame is a broken file.
-            Err(e) if n == 0 => return Err(corrupt(e)),
-            Err(_) => break,
+        let frame = match d.read_next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if frames.is_empty() => return Err(corrupt(e)),
+            Err(_) => break, // a broken later frame ends the animation
         };
-        let delay = frame.delay();
-        let buf = frame.into_buffer();
-        let raster = Raster::from_dynamic(image::DynamicImage::ImageRgba8(buf));
+        let saved = (frame.dispose == DisposalMethod::Previous).then(|| canvas.clone());
+        let (fl, ft, fw, fh) = (
+            frame.left as usize,
+            frame.top as usize,
+            frame.width as usize,
+            frame.height as usize,
+        );
+        for y in 0..fh.min(ch.saturating_sub(ft)) {
+            for x in 0..fw.min(cw.saturating_sub(fl)) {
+                let src = (y * fw + x) * 4;
+                let Some(px) = frame.buffer.get(src..src + 4) else {
+                    break;
+                };
+                if px[3] != 0 {
+                    let dst = ((ft + y) * cw + fl + x) * 4;
+                    canvas[dst..dst + 4].copy_from_slice(px);
+                }
+            }
+        }
+        let delay = frame.delay;
+        let dispose = frame.dispose;
+        let raster = Raster {
+            width: w,
+            height: h,
+            channels: 4,
+            data: canvas.clone(),
+        };
         frames.push((raster.resize(&plan)?, delay));
+        match (dispose, saved) {
+            (DisposalMethod::Background, _) => {
+                for y in ft..(ft + fh).min(ch) {
+                    let row = (y * cw + fl.min(cw)) * 4;
+                    let end = (y * cw + (fl + fw).min(cw)) * 4;
+                    canvas[row..end].fill(0);
+                }
+            }
+            (DisposalMethod::Previous, Some(prev)) => canvas = prev,
+            _ => {}
+        }
     }
     PIPELINE_SECONDS
         .with_label_values(&["decode"])
@@ -60,38 +130,20 @@ pub fn render(
     if frames.is_empty() {
         return Err(PipelineError::Corrupt("GIF without frames".into()));
     }
-    if capped {
-        tracing::info!(
-            frames = frames.len(),
-            "animation past the frame or pixel cap: first frame only"
-        );
-        frames.truncate(1);
-    }
     budget.check()?;
     let t = Instant::now();
-    let out = if frames.len() == 1 {
-        let (r, _) = frames.remove(0);
-        match target {
-            Target::Gif => Rendered {
-                bytes: gif(vec![(r, Delay::from_numer_denom_ms(0, 1))])?,
-                content_type: "image/gif",
-                passthrough: false,
-            },
-            Target::Webp => encode::still(&r, Output::Webp, s)?,
-        }
-    } else {
-        match target {
-            Target::Gif => Rendered {
-                bytes: gif(frames)?,
-                content_type: "image/gif",
-                passthrough: false,
-            },
-            Target::Webp => Rendered {
-                bytes: webp(&frames, s)?,
-                content_type: "image/webp",
-                passthrough: false,
-            },
-        }
+    let out = match (target, frames.len()) {
+        (Target::Webp, 1) => encode::still(&frames.remove(0).0, Output::Webp, s)?,
+        (Target::Webp, _) => Rendered {
+            bytes: webp(&frames, s)?,
+            content_type: "image/webp",
+            passthrough: false,
+        },
+        (Target::Gif, _) => Rendered {
+            bytes: gif(frames)?,
+            content_type: "image/gif",
+            passthrough: false,
+        },
     };
     PIPELINE_SECONDS
         .with_label_values(&["encode"])
@@ -99,16 +151,17 @@ pub fn render(
     Ok(out)
 }
 
-fn gif(frames: Vec<(Raster, Delay)>) -> Result<Vec<u8>, PipelineError> {
+fn gif(frames: Vec<(Raster, u16)>) -> Result<Vec<u8>, PipelineError> {
     let enc = |e: image::ImageError| PipelineError::Encode(e.to_string());
     let mut out = Vec::new();
     {
         let mut encoder = GifEncoder::new_with_speed(&mut out, 10);
         encoder.set_repeat(Repeat::Infinite).map_err(enc)?;
-        for (r, delay) in frames {
+        for (r, delay_cs) in frames {
             let (w, h) = (r.width, r.height);
             let buf = image::RgbaImage::from_raw(w, h, r.data)
                 .ok_or_else(|| PipelineError::Encode("frame buffer size".into()))?;
+            let delay = Delay::from_numer_denom_ms(delay_cs as u32 * 10, 1);
             encoder
                 .encode_frame(Frame::from_parts(buf, 0, 0, delay))
                 .map_err(enc)?;
@@ -117,16 +170,16 @@ fn gif(frames: Vec<(Raster, Delay)>) -> Result<Vec<u8>, PipelineError> {
     Ok(out)
 }
 
-fn webp(frames: &[(Raster, Delay)], s: &Settings) -> Result<Vec<u8>, PipelineError> {
+fn webp(frames: &[(Raster, u16)], s: &Settings) -> Result<Vec<u8>, PipelineError> {
     let config = encode::webp_config(s)?;
     let (w, h) = (frames[0].0.width, frames[0].0.height);
     let mut encoder = webp::AnimEncoder::new(w, h, &config);
     encoder.set_loop_count(0);
     let mut t = 0i32;
-    for (r, delay) in frames {
+    for (r, delay_cs) in frames {
         encoder.add_frame(webp::AnimFrame::from_rgba(&r.data, r.width, r.height, t));
-        let (num, den) = delay.numer_denom_ms();
-        t = t.saturating_add((num / den.max(1)).max(20) as i32);
+        // Browsers show delays under 20 ms as 100 ms; keep at least 20 ms a frame.
+        t = t.saturating_add((*delay_cs as i32 * 10).max(20));
     }
     let mem = encoder
         .try_encode()

@@ -15,16 +15,45 @@ const MAX_STORED: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Original {
+    pub key: String,
     pub bytes: Bytes,
     pub mime: &'static str,
+    /// Where it came from: only fetched originals are written to the proxy store, and only once
+    /// they rendered (a file that fails the pipeline is never kept).
+    pub from: From,
 }
 
-fn typed(bytes: Bytes) -> Result<Original, ApiError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    HotCache,
+    Store,
+    Fetch,
+}
+
+fn typed(key: &str, bytes: Bytes, from: From) -> Result<Original, ApiError> {
     match sniff(&bytes) {
-        Some(m @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/avif")) => {
-            Ok(Original { bytes, mime: m })
-        }
+        Some(m @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/avif")) => Ok(Original {
+            key: key.to_string(),
+            bytes,
+            mime: m,
+            from,
+        }),
         _ => Err(ApiError::InvalidImage),
+    }
+}
+
+/// After a successful render: keep the original in the hot cache and, if it was fetched, in the
+/// proxy store.
+pub async fn keep(state: &AppState, original: &Original) {
+    let s = state.inner();
+    if original.from == From::HotCache {
+        return;
+    }
+    if let Some(cache) = &s.hotcache {
+        cache.put(&original.key, &original.bytes).await;
+    }
+    if original.from == From::Fetch {
+        super::store_in_background(state, &original.key, &original.bytes, original.mime);
     }
 }
 
@@ -33,7 +62,7 @@ pub async fn get(state: &AppState, source: &Source) -> Result<Original, ApiError
     let key = source.key().to_string();
     if let Some(cache) = &s.hotcache {
         if let Some(bytes) = cache.get(&key).await {
-            return typed(bytes);
+            return typed(&key, bytes, From::HotCache);
         }
     }
     let (state2, source2) = (state.clone(), source.clone());
@@ -45,22 +74,16 @@ pub async fn get(state: &AppState, source: &Source) -> Result<Original, ApiError
 
 async fn load(state: &AppState, source: &Source) -> Result<Original, ApiError> {
     let s = state.inner();
-    let (bytes, key) = match source {
-        Source::Upload(key) => (from_upload_stores(s, key).await?, key),
+    match source {
+        Source::Upload(key) => typed(key, from_upload_stores(s, key).await?, From::Store),
         Source::Remote { url, key } => match from_proxy_stores(s, key).await {
-            Some(b) => (b, key),
+            Some(b) => typed(key, b, From::Store),
             None => {
                 let fetched = s.fetcher.fetch(url).await.map_err(|e| e.to_api())?;
-                super::store_in_background(state, key, &fetched.bytes, fetched.mime);
-                (fetched.bytes, key)
+                typed(key, fetched.bytes, From::Fetch)
             }
         },
-    };
-    let original = typed(bytes)?;
-    if let Some(cache) = &s.hotcache {
-        cache.put(key, &original.bytes).await;
     }
-    Ok(original)
 }
 
 async fn from_upload_stores(s: &Inner, key: &str) -> Result<Bytes, ApiError> {

@@ -94,6 +94,15 @@ impl Fixture {
         backend: Backend,
         tweak: impl FnOnce(&mut Config, &std::path::Path, &Keys),
     ) -> Fixture {
+        Self::start_with(backend, Vec::new(), tweak).await
+    }
+
+    /// As `start`, with `extra` accounts (in `get_accounts` format) on the Hive node.
+    pub async fn start_with(
+        backend: Backend,
+        extra: Vec<serde_json::Value>,
+        tweak: impl FnOnce(&mut Config, &std::path::Path, &Keys),
+    ) -> Fixture {
         let dir = harness::tempdir();
         let keys = Keys {
             posting: fresh_key(),
@@ -105,7 +114,8 @@ impl Fixture {
         let k = |s: &SigningKey| public_key_string(s.verifying_key());
         let posting = Authority::single(&k(&keys.posting));
         let vector = public_key_string(signing_key_from_wif(VECTOR_WIF).expect("wif").verifying_key());
-        let hive = HiveNode::start(vec![
+        let mut accounts = extra;
+        accounts.extend(vec![
             account(
                 "alice",
                 &Authority::single(&k(&keys.owner)),
@@ -140,6 +150,7 @@ impl Fixture {
                 0,
             ),
         ]);
+        let hive = HiveNode::start(accounts);
         std::fs::write(dir.path().join("accounts-blacklist.json"), r#"["spammer"]"#)
             .expect("write blacklist");
         std::fs::write(
@@ -169,6 +180,7 @@ impl Fixture {
         config.blacklist.images_file = Some(dir.path().join("images-blacklist.json"));
         config.upload.spool_memory = 4096;
         config.upload.spool_dir = Some(dir.path().to_path_buf());
+        config.cache.dir = Some(dir.path().join("hotcache"));
         tweak(&mut config, dir.path(), &keys);
 
         let stores = config
@@ -224,6 +236,12 @@ impl Fixture {
         })
         .await
         .expect("join")
+    }
+
+    /// The proxy bucket of fileserver `i`, opened independently of the service.
+    pub fn proxy_store(&self, i: usize) -> Arc<dyn BlobStore> {
+        blobstore::open_bucket(&self.config.fileservers[i], &self.config.buckets.proxy)
+            .expect("open proxy bucket")
     }
 
     pub async fn get(&self, path: &str) -> Response {

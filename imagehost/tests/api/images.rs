@@ -1,0 +1,123 @@
+//! Test images, generated in the tests (never committed): photos with texture, alpha PNGs,
+//! animated GIFs, EXIF-rotated JPEGs, WebP, a fake AVIF, and readers that report what came back.
+
+use std::io::Cursor;
+
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{AnimationDecoder, Delay, Frame, ImageFormat, RgbImage, RgbaImage};
+
+/// A JPEG photo-like image (gradients plus noise) at quality 90.
+pub fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(w, h, |x, y| {
+        let n = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) % 31;
+        image::Rgb([
+            ((x * 255 / w.max(1)) as u8).wrapping_add(n as u8),
+            ((y * 255 / h.max(1)) as u8).wrapping_add(n as u8),
+            ((x + y) % 256) as u8,
+        ])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&img)
+        .expect("encode jpeg");
+    out
+}
+
+/// `jpeg(w, h)` with an EXIF APP1 segment carrying `orientation`, right after SOI.
+pub fn jpeg_oriented(w: u32, h: u32, orientation: u8) -> Vec<u8> {
+    let plain = jpeg(w, h);
+    let mut out = plain[..2].to_vec();
+    out.extend(imagehost::pipeline::exif::app1_with_orientation(orientation));
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+pub fn png_alpha(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbaImage::from_fn(w, h, |x, y| {
+        image::Rgba([(x % 256) as u8, (y % 256) as u8, 80, ((x + y) % 256) as u8])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, ImageFormat::Png).expect("encode png");
+    out.into_inner()
+}
+
+pub fn webp(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 30]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, ImageFormat::WebP).expect("encode webp");
+    out.into_inner()
+}
+
+/// An animated GIF of `frames` frames.
+pub fn gif(w: u32, h: u32, frames: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = GifEncoder::new_with_speed(&mut out, 30);
+        enc.set_repeat(Repeat::Infinite).expect("repeat");
+        for f in 0..frames {
+            let img = RgbaImage::from_fn(w, h, |x, y| {
+                image::Rgba([
+                    ((x + f * 40) % 256) as u8,
+                    (y % 256) as u8,
+                    (f * 60 % 256) as u8,
+                    255,
+                ])
+            });
+            enc.encode_frame(Frame::from_parts(img, 0, 0, Delay::from_numer_denom_ms(100, 1)))
+                .expect("frame");
+        }
+    }
+    out
+}
+
+/// Enough of an AVIF file for the sniffer (served untouched with format=match).
+pub fn fake_avif() -> Vec<u8> {
+    let mut v = vec![0, 0, 0, 0x1c];
+    v.extend_from_slice(b"ftypavif\0\0\0\0avifmif1miaf");
+    v.extend(std::iter::repeat_n(7u8, 200));
+    v
+}
+
+/// What a response body decodes to: format, width, height, frame count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub format: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub frames: usize,
+}
+
+pub fn decode(bytes: &[u8]) -> Decoded {
+    let format = image::guess_format(bytes).expect("a known image format");
+    let name = match format {
+        ImageFormat::Jpeg => "jpeg",
+        ImageFormat::Png => "png",
+        ImageFormat::Gif => "gif",
+        ImageFormat::WebP => "webp",
+        other => panic!("unexpected output format {other:?}"),
+    };
+    let frames = if format == ImageFormat::Gif {
+        image::codecs::gif::GifDecoder::new(Cursor::new(bytes))
+            .expect("gif")
+            .into_frames()
+            .count()
+    } else {
+        1
+    };
+    let img = image::load_from_memory(bytes).expect("decodes");
+    Decoded {
+        format: name,
+        width: img.width(),
+        height: img.height(),
+        frames,
+    }
+}
+
+/// The colour at (x, y) of a decoded body.
+pub fn pixel(bytes: &[u8], x: u32, y: u32) -> [u8; 4] {
+    image::load_from_memory(bytes)
+        .expect("decodes")
+        .to_rgba8()
+        .get_pixel(x, y)
+        .0
+}
