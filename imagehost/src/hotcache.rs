@@ -106,7 +106,11 @@ impl HotCache {
             }
         }
         cache.evict();
-        tracing::info!(dir = %dir.display(), entries = cache.lock().entries.len(), bytes = cache.bytes(), "hot cache opened");
+        let (entries, bytes) = {
+            let index = cache.lock();
+            (index.entries.len(), index.bytes)
+        };
+        tracing::info!(dir = %dir.display(), entries, bytes, "hot cache opened");
         Ok(cache)
     }
 

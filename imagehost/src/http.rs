@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::extract::{Path as Params, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -126,14 +126,13 @@ pub fn router(state: AppState) -> Router {
             get(profile::avatar_sized).fallback(not_found),
         )
         .route("/u/{username}/cover", get(profile::cover).fallback(not_found))
-        .route("/p/{url}", get(proxy::handle).fallback(not_found))
         .route(
             "/cs/{username}/{signature}",
             post(upload::checksum).fallback(not_found),
         )
         .route(
             "/{first}/{second}",
-            post(upload::signed).get(serve::with_name).fallback(not_found),
+            post(upload::signed).get(get_two_segments).fallback(not_found),
         )
         .route("/{hash}", get(serve::bare).fallback(not_found))
         .fallback(not_found)
@@ -183,6 +182,21 @@ async fn common_headers(req: Request, next: Next) -> Response {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
     resp
+}
+
+/// `GET /p/:url` (route 10) and `GET /:hash/:filename` (route 11) share a shape; `POST /p/…` is
+/// an upload by the user `p` (route 7), as in OH.
+async fn get_two_segments(
+    state: State<AppState>,
+    Params((first, second)): Params<(String, String)>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if first == "p" {
+        return proxy::handle(state, Params(second), RawQuery(query), headers).await;
+    }
+    serve::with_name(state, Params((first, second)), method, headers).await
 }
 
 /// Route 9, `GET /{W}x{H}/{url}`: the URL spans any number of segments, so it is matched on the
