@@ -1,0 +1,147 @@
+//! Thumbnail CPU against vipsthumbnail in the same run: a 4000×3000 and a 1200×800 q90 JPEG
+//! (generated here) to a 640 px JPEG at Q80. Ours runs the imagehost pipeline in a child process
+//! (`--ours FILE N`, N iterations); vips runs one process over N copies. CPU = user + system from
+//! wait4, divided by N, so start-up is amortised for both.
+
+use std::process::{Command, Stdio};
+
+use bench::{print_table, Row};
+use imagehost::pipeline::{self, raster::Raster, Input, Output, Request, Settings};
+use imagehost::proxy::options::Mode;
+
+const ITERS: usize = 20;
+
+fn photo(w: u32, h: u32) -> Vec<u8> {
+    let mut seed = 0x9E37_79B9u32;
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let n = seed % 48;
+            let shape = if ((x / 97) + (y / 83)) % 3 == 0 { 60 } else { 0 };
+            data.push(((x * 200 / w) + n + shape).min(255) as u8);
+            data.push(((y * 200 / h) + n).min(255) as u8);
+            data.push((((x + y) % 256) / 2 + n + shape / 2).min(255) as u8);
+        }
+    }
+    let r = Raster {
+        width: w,
+        height: h,
+        channels: 3,
+        data,
+    };
+    pipeline::encode::jpeg(&r, 90).expect("encode test photo")
+}
+
+fn settings() -> Settings {
+    Settings {
+        jpeg_quality: 80,
+        ..Settings::default()
+    }
+}
+
+fn run_ours(file: &str, iters: usize) {
+    let data = std::fs::read(file).expect("read");
+    let req = Request {
+        width: Some(640),
+        height: Some(640),
+        mode: Mode::Fit,
+        format: Output::Jpeg,
+    };
+    let s = settings();
+    let mut size = 0;
+    for _ in 0..iters {
+        size = pipeline::render(&data, Input::Jpeg, &req, &s)
+            .expect("render")
+            .bytes
+            .len();
+    }
+    println!("{size}");
+}
+
+/// CPU milliseconds (user + system) and peak RSS of a finished child.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reads the rusage
+fn cpu_of(mut cmd: Command) -> (f64, f64, String) {
+    let child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout {
+        std::io::Read::read_to_string(&mut so, &mut out).ok();
+    }
+    let mut status = 0;
+    // SAFETY: wait4 on our own child with valid out-pointers.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
+    assert_eq!(status, 0, "child failed");
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    (ms(u.ru_utime) + ms(u.ru_stime), u.ru_maxrss as f64 / 1024.0, out)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--ours") {
+        return run_ours(&args[2], args[3].parse().expect("iterations"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rows = Vec::new();
+    for (w, h, target) in [(4000u32, 3000u32, "≤ 0.55× vips"), (1200, 800, "≤ 20 ms CPU")] {
+        let src = dir.path().join(format!("src-{w}.jpg"));
+        std::fs::write(&src, photo(w, h)).expect("write");
+        let copies: Vec<String> = (0..ITERS)
+            .map(|i| {
+                let p = dir.path().join(format!("c{w}-{i}.jpg"));
+                std::fs::copy(&src, &p).expect("copy");
+                p.display().to_string()
+            })
+            .collect();
+        let mut ours = Command::new(&args[0]);
+        ours.args(["--ours", &src.display().to_string(), &ITERS.to_string()]);
+        let mut vips = Command::new("vipsthumbnail");
+        vips.args(["-s", "640", "-o", "%s_t.jpg[Q=80]"]).args(&copies);
+        // Interleave, best of three each: the machine is shared.
+        let (mut o, mut v) = ((f64::MAX, 0.0, String::new()), (f64::MAX, 0.0, String::new()));
+        for _ in 0..3 {
+            let a = cpu_of(Command::new(ours.get_program()).tap(&ours));
+            if a.0 < o.0 {
+                o = a;
+            }
+            let b = cpu_of(Command::new("vipsthumbnail").tap(&vips));
+            if b.0 < v.0 {
+                v = b;
+            }
+        }
+        let vips_bytes = std::fs::metadata(dir.path().join(format!("c{w}-0_t.jpg")))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        println!(
+            "{w}×{h}: output ours {} bytes, vips {vips_bytes} bytes",
+            o.2.trim()
+        );
+        rows.push(Row {
+            what: format!("CPU per {w}×{h} → 640 px JPEG"),
+            ours: o.0 / ITERS as f64,
+            reference: Some(v.0 / ITERS as f64),
+            unit: "ms",
+            target,
+        });
+    }
+    print_table(
+        "thumbnail: imagehost pipeline vs vipsthumbnail",
+        "imagehost",
+        "vipsthumbnail",
+        &rows,
+    );
+}
+
+trait Tap {
+    fn tap(self, from: &Command) -> Command;
+}
+
+impl Tap for Command {
+    fn tap(mut self, from: &Command) -> Command {
+        self.args(from.get_args());
+        self
+    }
+}
