@@ -51,6 +51,9 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
     let factor = ScalingFactor::new(1, denom as usize);
     d.set_scaling_factor(factor).map_err(corrupt)?;
     d.set_scan_limit(JPEG_SCAN_LIMIT).map_err(corrupt)?;
+    // When DCT scaling already shrinks the image, the filter that follows hides the difference
+    // between smooth and fast chroma upsampling; only full-size decodes pay for smooth.
+    d.set_fast_upsample(denom > 1).map_err(corrupt)?;
     let scaled = header.scaled(factor);
     let (format, channels) = match header.colorspace {
         Colorspace::Gray => (PixelFormat::GRAY, 1u8),
