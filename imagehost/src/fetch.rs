@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::metrics::FETCHES;
-use crate::sniff::{sniff, SNIFF_LEN};
+use crate::sniff::{accepted_image, SNIFF_LEN};
 use crate::ApiError;
 pub use guard::Blocked;
 
@@ -233,8 +233,5 @@ impl Fetcher {
 
 /// The sniffed type if it is one the proxy accepts (SVG and everything else are refused).
 fn accepted(head: &[u8]) -> Result<&'static str, FetchError> {
-    match sniff(head) {
-        Some(t @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/avif")) => Ok(t),
-        _ => Err(FetchError::NotImage),
-    }
+    accepted_image(head).ok_or(FetchError::NotImage)
 }

@@ -54,8 +54,13 @@ pub fn serve_type(head: &[u8]) -> &'static str {
     sniff(head).unwrap_or("application/octet-stream")
 }
 
+/// The sniffed type, if it is one of [`ACCEPTED_IMAGES`].
+pub fn accepted_image(head: &[u8]) -> Option<&'static str> {
+    sniff(head).filter(|t| ACCEPTED_IMAGES.contains(t))
+}
+
 pub fn is_accepted_image(head: &[u8]) -> bool {
-    sniff(head).is_some_and(|t| ACCEPTED_IMAGES.contains(&t))
+    accepted_image(head).is_some()
 }
 
 #[cfg(test)]

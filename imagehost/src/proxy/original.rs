@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::target::Source;
 use crate::http::{AppState, Inner};
-use crate::sniff::sniff;
+use crate::sniff::accepted_image;
 use crate::ApiError;
 
 /// Largest object read back from a store (variants of huge PNGs can exceed the fetch cap).
@@ -31,15 +31,13 @@ pub enum From {
 }
 
 fn typed(key: &str, bytes: Bytes, from: From) -> Result<Original, ApiError> {
-    match sniff(&bytes) {
-        Some(m @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/avif")) => Ok(Original {
-            key: key.to_string(),
-            bytes,
-            mime: m,
-            from,
-        }),
-        _ => Err(ApiError::InvalidImage),
-    }
+    let mime = accepted_image(&bytes).ok_or(ApiError::InvalidImage)?;
+    Ok(Original {
+        key: key.to_string(),
+        bytes,
+        mime,
+        from,
+    })
 }
 
 /// After a successful render: keep the original in the hot cache and, if it was fetched, in the
