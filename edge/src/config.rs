@@ -1,17 +1,28 @@
-//! edge's configuration: listener, upstream imagehost nodes, timeouts, shutdown grace.
+//! edge's configuration: listeners and TLS, upstream imagehost nodes and health checks, the cache,
+//! purge access, request limits. Validation turns every mistake into a readable message.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use service::admin::AdminConfig;
-use service::LogConfig;
+use service::{LogConfig, Secret};
+
+use crate::net::Cidr;
+
+/// Keys that may instead be given as `<key>_file` (read from a file, e.g. an ansible-vault secret).
+pub const SECRET_KEYS: &[&str] = &["token"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub tls: TlsConfig,
     pub upstreams: UpstreamsConfig,
+    pub cache: CacheConfig,
+    pub purge: PurgeConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
 }
@@ -19,6 +30,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// Plain-HTTP listener.
     pub listen: SocketAddr,
     /// Worker threads for the proxy service (pingora's default of 1 is far too low).
     pub threads: usize,
@@ -28,15 +40,52 @@ pub struct ServerConfig {
     /// Then how long runtimes get to finish before the process exits.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Client connections open at once; past it new connections are closed at accept.
+    pub max_connections: usize,
+    /// Requests served on one keep-alive connection before it is closed (frees its buffers).
+    pub keepalive_requests: u32,
+    /// How long an idle keep-alive client connection is kept.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Idle HTTP/2 connections are closed after this.
+    #[serde(with = "humantime_serde")]
+    pub h2_idle_timeout: Duration,
+    /// The Unix socket through which a new process (`--upgrade`) takes over the listeners.
+    pub upgrade_sock: PathBuf,
+    pub pid_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN); none = no TLS.
+    pub listen: Option<SocketAddr>,
+    /// Certificates chosen by SNI; the first one is also the default for clients without SNI.
+    pub certs: Vec<CertConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamsConfig {
-    /// `host:port` of each imagehost node.
+    /// `ip:port` of each imagehost node; requests are spread by consistent hashing on the cache key.
     pub nodes: Vec<String>,
+    /// Health probe: `GET <health_path>` must answer 200.
+    pub health_path: String,
     #[serde(with = "humantime_serde")]
     pub health_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub health_timeout: Duration,
+    /// Consecutive successes before a down node is used again.
+    pub rise: usize,
+    /// Consecutive failures before a node is marked down.
+    pub fall: usize,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -45,13 +94,62 @@ pub struct UpstreamsConfig {
     pub idle_timeout: Duration,
     /// Pooled upstream connections kept alive (shared by all nodes).
     pub keepalive_pool: usize,
+    /// Further nodes tried for one request after the first fails (connect error, or 502/503 on GET/HEAD).
+    pub retries: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bytes of bodies and headers kept in memory (least recently used evicted past it).
+    pub memory_bytes: u64,
+    /// Larger responses are passed through, not cached.
+    pub max_object_bytes: u64,
+    /// The disk tier: kept across restarts and upgrades. None = memory only.
+    pub disk_dir: Option<PathBuf>,
+    pub disk_max_bytes: u64,
+    /// How long one request may hold the fill lock of a cold object before others compete again.
+    #[serde(with = "humantime_serde")]
+    pub lock_age: Duration,
+    /// How long a request waits for another's fill before fetching on its own (uncached).
+    #[serde(with = "humantime_serde")]
+    pub lock_wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurgeConfig {
+    /// Networks allowed to PURGE/BAN without a token.
+    pub allow: Vec<String>,
+    /// A token (`Authorization: Bearer <token>`) that allows PURGE/BAN from anywhere; use `token_file`.
+    pub token: Option<Secret>,
+    /// Other edges (`ip:port`) a purge or ban is forwarded to, so a takedown clears everywhere.
+    pub peers: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Request bodies (uploads) larger than this get 413 before the body is read.
+    pub max_body_bytes: u64,
+    /// Uploads (POST/PUT) per client IP per second; 0 = unlimited.
+    pub uploads_per_second: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (the client is the last untrusted hop).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
+            tls: TlsConfig::default(),
             upstreams: UpstreamsConfig::default(),
+            cache: CacheConfig::default(),
+            purge: PurgeConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig::default(),
             admin: AdminConfig::with_listen("127.0.0.1:9080"),
         }
@@ -65,6 +163,12 @@ impl Default for ServerConfig {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             grace_period: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
+            max_connections: 20_000,
+            keepalive_requests: 1000,
+            keepalive_timeout: Duration::from_secs(30),
+            h2_idle_timeout: Duration::from_secs(60),
+            upgrade_sock: PathBuf::from("/tmp/hive-edge-upgrade.sock"),
+            pid_file: PathBuf::from("/tmp/hive-edge.pid"),
         }
     }
 }
@@ -73,32 +177,120 @@ impl Default for UpstreamsConfig {
     fn default() -> Self {
         Self {
             nodes: vec!["127.0.0.1:8800".into(), "127.0.0.1:8801".into()],
+            health_path: "/healthcheck".into(),
             health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 2,
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             keepalive_pool: 256,
+            retries: 2,
         }
     }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            memory_bytes: 256 << 20,
+            max_object_bytes: 32 << 20,
+            disk_dir: None,
+            disk_max_bytes: 4 << 30,
+            lock_age: Duration::from_secs(10),
+            lock_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for PurgeConfig {
+    fn default() -> Self {
+        Self {
+            allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            token: None,
+            peers: Vec::new(),
+            peer_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 << 20,
+            uploads_per_second: 10,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{what}: `{s}` is not an ip:port address"))
+}
+
+fn cidrs(what: &str, list: &[String]) -> Result<Vec<Cidr>, String> {
+    list.iter()
+        .map(|s| s.parse::<Cidr>().map_err(|e| format!("{what}: `{s}`: {e}")))
+        .collect()
 }
 
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
-        if self.upstreams.nodes.is_empty() {
+        let up = &self.upstreams;
+        if up.nodes.is_empty() {
             return Err("upstreams.nodes: at least one imagehost node is needed".into());
         }
-        for n in &self.upstreams.nodes {
-            if n.parse::<SocketAddr>().is_err() {
-                return Err(format!("upstreams.nodes: `{n}` is not an ip:port address"));
-            }
+        for n in &up.nodes {
+            addr("upstreams.nodes", n)?;
+        }
+        for n in &self.purge.peers {
+            addr("purge.peers", n)?;
+        }
+        cidrs("purge.allow", &self.purge.allow)?;
+        cidrs("limits.trusted_proxies", &self.limits.trusted_proxies)?;
+        if !up.health_path.starts_with('/') {
+            return Err(format!(
+                "upstreams.health_path: `{}` must start with /",
+                up.health_path
+            ));
         }
         if self.server.threads == 0 {
             return Err("server.threads must be at least 1".into());
         }
-        if self.upstreams.health_interval.is_zero() {
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        if up.health_interval.is_zero() {
             return Err("upstreams.health_interval must be more than 0".into());
         }
+        if up.rise == 0 || up.fall == 0 {
+            return Err("upstreams.rise and upstreams.fall must be at least 1".into());
+        }
+        let c = &self.cache;
+        if c.enabled && c.max_object_bytes > c.memory_bytes {
+            return Err(format!(
+                "cache.max_object_bytes ({}) is larger than cache.memory_bytes ({})",
+                c.max_object_bytes, c.memory_bytes
+            ));
+        }
+        if self.tls.listen.is_some() && self.tls.certs.is_empty() {
+            return Err("tls.listen is set but tls.certs is empty".into());
+        }
+        for (i, cert) in self.tls.certs.iter().enumerate() {
+            for (what, p) in [("cert_file", &cert.cert_file), ("key_file", &cert.key_file)] {
+                if !p.is_file() {
+                    return Err(format!(
+                        "tls.certs[{i}].{what}: {} is not a readable file",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        crate::tls::check_certs(&self.tls.certs)?;
         Ok(())
     }
 }
@@ -117,16 +309,34 @@ mod tests {
                 "[upstreams]\nnodes = [\"imagehost:80\"]\n",
                 Some("not an ip:port"),
             ),
+            ("[purge]\npeers = [\"edge2\"]\n", Some("purge.peers")),
+            ("[purge]\nallow = [\"10.0.0.0/33\"]\n", Some("purge.allow")),
+            (
+                "[limits]\ntrusted_proxies = [\"nope\"]\n",
+                Some("limits.trusted_proxies"),
+            ),
             ("[server]\nthreads = 0\n", Some("server.threads")),
             (
                 "[server]\ngrace_period = \"5 fortnights\"\n",
                 Some("server.grace_period"),
             ),
-            ("[cache]\nsize = 1\n", Some("unknown field `cache`")),
+            ("[upstreams]\nrise = 0\n", Some("rise")),
+            (
+                "[upstreams]\nhealth_path = \"healthcheck\"\n",
+                Some("must start with /"),
+            ),
+            ("[cache]\nmemory_bytes = 10\n", Some("max_object_bytes")),
+            ("[cache]\nsize = 1\n", Some("unknown field `size`")),
+            ("[tls]\nlisten = \"127.0.0.1:8443\"\n", Some("tls.certs is empty")),
+            (
+                "[[tls.certs]]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent.key\"\n",
+                Some("not a readable file"),
+            ),
         ];
         for (text, want) in cases {
             let got = ConfigLoader::new("edge")
                 .toml_text("t.toml", text)
+                .secrets(SECRET_KEYS)
                 .load::<Config>()
                 .map_err(|e| e.to_string())
                 .and_then(|c| c.validate().map(|_| c));

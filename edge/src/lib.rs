@@ -1,53 +1,121 @@
-//! edge: the HTTP front of the cluster, on pingora.
+//! edge: the HTTP front of the cluster, on pingora — a byte-bounded memory cache with a disk
+//! tier, request coalescing, stale serving, purge and bans propagated to peer edges, consistent
+//! hashing over health-checked imagehost nodes with failover, upload limits, TLS with SNI and
+//! HTTP/2, and an admin listener with metrics and a stats page.
 //!
-//! So far a health-checked round-robin reverse proxy over the configured upstreams; the cache,
-//! consistent hashing, purge, limits and TLS land in later steps. Pingora's `Server` owns threads,
-//! signals and listeners, so the library exposes [`build_server`] and the binary runs it.
+//! Pingora's `Server` owns threads, signals, listeners and the zero-downtime upgrade, so the
+//! library exposes [`build_server`] and the binary runs it.
 
+pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod proxy;
+pub mod purge;
+pub mod tls;
+pub mod upstreams;
 
 pub use config::Config;
 pub use error::Error;
 
 use std::sync::Arc;
 
-use pingora::lb::health_check::TcpHealthCheck;
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
-use pingora::proxy::http_proxy_service;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
-/// A pingora server with the proxy service and its health checker, ready for `run_forever`.
-pub fn build_server(config: &Config) -> Result<Server, Error> {
+/// What every request handler shares.
+pub struct State {
+    pub config: Config,
+    pub cache: Option<&'static cache::Cache>,
+    pub upstreams: Arc<upstreams::Upstreams>,
+    pub purger: purge::Purger,
+    pub upload_rate: limits::RateLimiter,
+    pub trusted_proxies: Vec<net::Cidr>,
+}
+
+/// How the process was started: `upgrade` takes the listeners over from a running edge.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub upgrade: bool,
+    pub daemon: bool,
+}
+
+/// A pingora server with the proxy, health checks and admin listener, ready for `run_forever`.
+pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> {
     config.validate().map_err(Error::Config)?;
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
         upstream_keepalive_pool_size: config.upstreams.keepalive_pool,
+        max_retries: config.upstreams.retries + 1,
+        upgrade_sock: config.server.upgrade_sock.to_string_lossy().into_owned(),
+        pid_file: config.server.pid_file.to_string_lossy().into_owned(),
+        daemon: run.daemon,
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    let opt = Opt {
+        upgrade: run.upgrade,
+        daemon: run.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(config.upstreams.nodes.iter().map(String::as_str))
-        .map_err(|e| Error::Config(format!("upstreams.nodes: {e}")))?;
-    lb.set_health_check(TcpHealthCheck::new());
-    lb.health_check_frequency = Some(config.upstreams.health_interval);
-    let health = background_service("upstream health checks", lb);
-    let lb: Arc<LoadBalancer<RoundRobin>> = health.task();
+    let cache = if config.cache.enabled {
+        Some(cache::Cache::build(&config.cache)?)
+    } else {
+        None
+    };
+    let (upstreams, health) = upstreams::Upstreams::build(&config.upstreams)?;
+    let state = Arc::new(State {
+        config: config.clone(),
+        cache,
+        upstreams,
+        purger: purge::Purger::new(&config.purge, cache).map_err(Error::Config)?,
+        upload_rate: limits::RateLimiter::new(config.limits.uploads_per_second),
+        trusted_proxies: config
+            .limits
+            .trusted_proxies
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .map_err(Error::Config)?,
+    });
 
-    let mut proxy = http_proxy_service(
-        &server.configuration,
-        proxy::Edge::new(lb, config.upstreams.clone()),
+    let mut app = http_proxy(&server.configuration, proxy::Edge::new(state.clone()));
+    let mut options = HttpServerOptions::default();
+    options.keepalive_request_limit = Some(config.server.keepalive_requests);
+    options.h2_idle_timeout = Some(config.server.h2_idle_timeout);
+    app.server_options = Some(options);
+    let mut proxy = Service::new(
+        "edge proxy".into(),
+        limits::ConnectionCap::new(app, config.server.max_connections),
     );
     proxy.add_tcp(&config.server.listen.to_string());
+    if let Some(listen) = config.tls.listen {
+        let first = &config.tls.certs[0];
+        let mut tls = TlsSettings::intermediate(
+            &first.cert_file.to_string_lossy(),
+            &first.key_file.to_string_lossy(),
+        )
+        .map_err(|e| Error::Config(format!("tls: {e}")))?;
+        tls.set_cert_resolver(tls::SniResolver::new(&config.tls.certs).map_err(Error::Config)?);
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&listen.to_string(), None, tls);
+    }
     server.add_service(health);
     server.add_service(proxy);
+    if let Some(listen) = config.admin.listen {
+        server.add_service(background_service("admin", admin::Admin { listen, state }));
+    }
     Ok(server)
 }

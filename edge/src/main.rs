@@ -1,30 +1,52 @@
 //! The edge binary: CLI, config, logs, then pingora's server loop.
 
 use clap::Parser;
-use edge::Config;
+use edge::{Config, RunOptions};
 use service::CommonArgs;
 
 /// The caching load balancer of the Hive image cluster.
+///
+/// Zero-downtime upgrade or config reload: start a second process with `--upgrade` (same
+/// `server.upgrade_sock`), then send SIGQUIT to the old one; it hands over its listeners and
+/// drains. SIGTERM stops gracefully within `server.grace_period` + `server.shutdown_timeout`.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
+    /// Take the listening sockets over from the running edge (then SIGQUIT the old process).
+    #[arg(short = 'u', long)]
+    upgrade: bool,
+    /// Run in the background (for systemd `Type=forking`); writes `server.pid_file`.
+    #[arg(short = 'd', long)]
+    daemon: bool,
 }
 
 fn main() {
     let cli = Cli::parse();
-    let config: Config = cli.common.load_or_exit("edge", &[], Config::validate, |c| {
-        format!(
-            "listen {}, {} upstream node(s)",
-            c.server.listen,
-            c.upstreams.nodes.len()
-        )
-    });
+    let config: Config = cli
+        .common
+        .load_or_exit("edge", edge::config::SECRET_KEYS, Config::validate, |c| {
+            format!(
+                "listen {}{}, {} upstream node(s), cache {}",
+                c.server.listen,
+                c.tls.listen.map(|t| format!(" + tls {t}")).unwrap_or_default(),
+                c.upstreams.nodes.len(),
+                if c.cache.enabled {
+                    format!("{} MiB memory", c.cache.memory_bytes >> 20)
+                } else {
+                    "off".into()
+                }
+            )
+        });
     service::telemetry::init(&config.log);
-    match edge::build_server(&config) {
+    let run = RunOptions {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+    };
+    match edge::build_server(&config, &run) {
         Ok(server) => {
-            tracing::info!(listen = %config.server.listen, "edge starting");
+            tracing::info!(listen = %config.server.listen, upgrade = run.upgrade, "edge starting");
             server.run_forever()
         }
         Err(e) => {

@@ -1,15 +1,64 @@
-//! Every edge metric, declared once, prefixed `edge_`.
+//! Every edge metric, declared once, prefixed `edge_`. Cache sizes and backend health are gauges
+//! refreshed when `/metrics` is scraped ([`refresh`]).
 
 use std::sync::LazyLock;
 
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+};
 
-/// Responses sent to clients, by status.
-pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "edge_responses_total",
-        "Responses sent to clients by status",
-        &["status"]
-    )
-    .expect("register edge_responses_total")
-});
+macro_rules! lazy {
+    ($name:ident: $ty:ty = $e:expr) => {
+        pub static $name: LazyLock<$ty> = LazyLock::new(|| $e.expect(stringify!($name)));
+    };
+}
+
+lazy!(RESPONSES: IntCounterVec = register_int_counter_vec!(
+    "edge_responses_total", "Responses sent to clients by status", &["status"]));
+lazy!(CACHE: IntCounterVec = register_int_counter_vec!(
+    "edge_cache_requests_total",
+    "Requests by cache result: hit, miss, stale, stale_error, revalidated, expired, bypass, uncacheable",
+    &["result"]));
+lazy!(COALESCED: IntCounter = register_int_counter!(
+    "edge_cache_coalesced_waits_total", "Requests that waited for another request's fill of the same object"));
+lazy!(CACHE_DISK_READS: IntCounter = register_int_counter!(
+    "edge_cache_disk_reads_total", "Objects read back from the disk tier into memory"));
+lazy!(CACHE_BYTES: IntGauge = register_int_gauge!(
+    "edge_cache_memory_bytes", "Bytes of cached objects held in memory"));
+lazy!(CACHE_OBJECTS: IntGauge = register_int_gauge!(
+    "edge_cache_objects", "Objects tracked by the memory LRU"));
+lazy!(CACHE_DISK_BYTES: IntGauge = register_int_gauge!(
+    "edge_cache_disk_bytes", "Bytes of cached objects in the disk tier"));
+lazy!(CACHE_EVICTED: IntGauge = register_int_gauge!(
+    "edge_cache_evictions", "Objects evicted from memory since start (cumulative)"));
+lazy!(PURGES: IntCounterVec = register_int_counter_vec!(
+    "edge_purges_total", "PURGE and BAN requests by kind and outcome", &["kind", "outcome"]));
+lazy!(UPSTREAM_SECONDS: HistogramVec = register_histogram_vec!(
+    "edge_upstream_seconds", "Time to the upstream's response header, by backend", &["backend"],
+    vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]));
+lazy!(UPSTREAM_ERRORS: IntCounterVec = register_int_counter_vec!(
+    "edge_upstream_errors_total", "Upstream failures by backend and kind (connect, status, proxy)",
+    &["backend", "kind"]));
+lazy!(BACKEND_UP: IntGaugeVec = register_int_gauge_vec!(
+    "edge_backend_up", "1 when the health checks consider the backend up", &["backend"]));
+lazy!(LIMITED: IntCounterVec = register_int_counter_vec!(
+    "edge_limited_total", "Requests refused by a limit (body_size, rate)", &["limit"]));
+lazy!(CONNECTIONS: IntGauge = register_int_gauge!(
+    "edge_client_connections", "Client connections being served"));
+lazy!(CONNECTIONS_REFUSED: IntCounter = register_int_counter!(
+    "edge_client_connections_refused_total", "Connections closed at accept by server.max_connections"));
+
+/// Copies cache sizes and backend health into their gauges.
+pub fn refresh(state: &crate::State) {
+    if let Some(c) = state.cache {
+        let s = c.stats();
+        CACHE_BYTES.set(s.memory_bytes as i64);
+        CACHE_OBJECTS.set(s.objects as i64);
+        CACHE_DISK_BYTES.set(s.disk_bytes as i64);
+        CACHE_EVICTED.set(s.evicted_items as i64);
+    }
+    for (addr, up) in state.upstreams.health() {
+        BACKEND_UP.with_label_values(&[&addr]).set(up as i64);
+    }
+}

@@ -1,49 +1,361 @@
-//! The `ProxyHttp` phases: pick a healthy upstream, with timeouts on every upstream connection.
+//! The `ProxyHttp` phases: limits and purge first, then the cache (key, variance, cacheability,
+//! stale serving), then the upstream choice with failover, then the headers clients see.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
+use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, RespCacheable, VarianceBuilder};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
-use crate::config::UpstreamsConfig;
-use crate::metrics::REQUESTS;
+use crate::cache::{key, policy};
+use crate::metrics;
+use crate::{purge, State};
+
+/// Per-request state.
+pub struct Ctx {
+    client: IpAddr,
+    /// Nodes already tried for this request, in order.
+    tried: Vec<SocketAddr>,
+    /// The node of the current attempt.
+    backend: Option<SocketAddr>,
+    attempt_start: Option<Instant>,
+    /// Set when the upstream answered 502/503 and the request will be retried on another node.
+    retry_on_status: bool,
+    body_bytes: u64,
+}
 
 pub struct Edge {
-    lb: Arc<LoadBalancer<RoundRobin>>,
-    upstreams: UpstreamsConfig,
+    state: Arc<State>,
 }
 
 impl Edge {
-    pub fn new(lb: Arc<LoadBalancer<RoundRobin>>, upstreams: UpstreamsConfig) -> Self {
-        Self { lb, upstreams }
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
     }
+
+    fn host(req: &RequestHeader) -> &str {
+        req.headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("")
+    }
+
+    /// The balancing key: host and normalised URL, so one URL always lands on one node.
+    fn balance_key(req: &RequestHeader) -> Vec<u8> {
+        key::primary(Self::host(req), req.uri.path(), req.uri.query())
+    }
+
+    async fn refuse(
+        session: &mut Session,
+        status: u16,
+        error: &str,
+        message: &str,
+        retry_after: Option<&str>,
+    ) -> Result<bool> {
+        let body = serde_json::json!({ "error": error, "message": message }).to_string();
+        let mut h = ResponseHeader::build(status, Some(4))?;
+        h.insert_header("Content-Type", "application/json")?;
+        h.insert_header("Content-Length", body.len().to_string())?;
+        if let Some(r) = retry_after {
+            h.insert_header("Retry-After", r)?;
+        }
+        // The body was not read: the connection cannot be reused.
+        session.set_keepalive(None);
+        session.write_response_header(Box::new(h), false).await?;
+        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        Ok(true)
+    }
+
+    fn cache_label(phase: CachePhase) -> &'static str {
+        match phase {
+            CachePhase::Hit => "HIT",
+            CachePhase::Miss => "MISS",
+            CachePhase::Stale | CachePhase::StaleUpdating => "STALE",
+            CachePhase::Expired => "EXPIRED",
+            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
+            _ => "PASS",
+        }
+    }
+}
+
+fn idempotent(req: &RequestHeader) -> bool {
+    req.method == http::Method::GET || req.method == http::Method::HEAD
 }
 
 #[async_trait]
 impl ProxyHttp for Edge {
-    type CTX = ();
+    type CTX = Ctx;
 
-    fn new_ctx(&self) -> Self::CTX {}
-
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        let backend = self
-            .lb
-            .select(b"", 256)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
-        let mut peer = HttpPeer::new(backend, false, String::new());
-        peer.options.connection_timeout = Some(self.upstreams.connect_timeout);
-        peer.options.total_connection_timeout = Some(self.upstreams.connect_timeout * 2);
-        peer.options.read_timeout = Some(self.upstreams.read_timeout);
-        peer.options.write_timeout = Some(self.upstreams.read_timeout);
-        peer.options.idle_timeout = Some(self.upstreams.idle_timeout);
-        Ok(Box::new(peer))
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            tried: Vec::new(),
+            backend: None,
+            attempt_start: None,
+            retry_on_status: false,
+            body_bytes: 0,
+        }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut ()) {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(ctx.client);
+        let req = session.req_header();
+        let xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        ctx.client = crate::net::client_ip(peer, xff, &self.state.trusted_proxies);
+        if purge::is_purge_method(req.method.as_str()) {
+            self.state.purger.handle(session, peer).await?;
+            return Ok(true);
+        }
+        if !idempotent(req) {
+            let limits = &self.state.config.limits;
+            let length = req
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if length.is_some_and(|l| l > limits.max_body_bytes) {
+                metrics::LIMITED.with_label_values(&["body_size"]).inc();
+                let msg = format!("request body is larger than {} bytes", limits.max_body_bytes);
+                return Self::refuse(session, 413, "payload_too_large", &msg, None).await;
+            }
+            if !self.state.upload_rate.allow(ctx.client, Instant::now()) {
+                metrics::LIMITED.with_label_values(&["rate"]).inc();
+                let msg = format!(
+                    "more than {} uploads per second from {}",
+                    limits.uploads_per_second, ctx.client
+                );
+                return Self::refuse(session, 429, "too_many_requests", &msg, Some("1")).await;
+            }
+        }
+        // Forward the client address to imagehost (its quotas and logs are per client).
+        let client = ctx.client.to_string();
+        session
+            .req_header_mut()
+            .insert_header("X-Forwarded-For", client)?;
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _eos: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Chunked uploads have no Content-Length to refuse up front: count as they stream.
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > self.state.config.limits.max_body_bytes {
+            metrics::LIMITED.with_label_values(&["body_size"]).inc();
+            return Error::e_explain(
+                ErrorType::HTTPStatus(413),
+                "request body over limits.max_body_bytes",
+            );
+        }
+        Ok(())
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        let Some(cache) = self.state.cache else {
+            return Ok(());
+        };
+        if !idempotent(session.req_header()) {
+            return Ok(());
+        }
+        let mut ov = CacheOptionOverrides::default();
+        ov.wait_timeout = Some(cache.lock_wait());
+        session.cache.enable(
+            cache.store,
+            Some(cache.eviction),
+            Some(cache.predictor),
+            Some(cache.lock),
+            Some(ov),
+        );
+        session
+            .cache
+            .set_max_file_size_bytes(cache.config.max_object_bytes as usize);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut Ctx) -> Result<CacheKey> {
+        Ok(CacheKey::new(Self::balance_key(session.req_header()), ""))
+    }
+
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut Ctx, req: &RequestHeader) -> Option<HashBinary> {
+        let resp = meta.response_header();
+        let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+        let mut v = VarianceBuilder::new();
+        if policy::varies_on(resp, "accept") {
+            v.add_value("accept", policy::accept_bucket(header("accept")));
+        }
+        if policy::varies_on(resp, "accept-encoding") {
+            v.add_value(
+                "accept-encoding",
+                policy::encoding_bucket(header("accept-encoding")),
+            );
+        }
+        v.finalize()
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        let auth = session
+            .req_header()
+            .headers
+            .contains_key(http::header::AUTHORIZATION);
+        Ok(policy::response_cacheable(resp, auth))
+    }
+
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut Ctx, error: Option<&Error>) -> bool {
+        // None: stale-while-revalidate (the meta's window decides); Some: stale-if-error, for
+        // upstream failures only.
+        error.is_none_or(|e| e.esource() == &pingora::ErrorSource::Upstream)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let key = Self::balance_key(session.req_header());
+        let addr = self
+            .state
+            .upstreams
+            .pick(&key, &ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no imagehost node left to try"))?;
+        ctx.tried.push(addr);
+        ctx.backend = Some(addr);
+        ctx.attempt_start = Some(Instant::now());
+        ctx.retry_on_status = false;
+        Ok(Box::new(self.state.upstreams.peer(addr)))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let backend = ctx.backend.map(|b| b.to_string()).unwrap_or_default();
+        metrics::UPSTREAM_ERRORS
+            .with_label_values(&[&backend, "connect"])
+            .inc();
+        // Nothing reached the node: safe to retry any method on the next one.
+        if ctx.tried.len() <= self.state.upstreams.retries()
+            && ctx.tried.len() < self.state.upstreams.node_count()
+        {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let backend = ctx.backend.map(|b| b.to_string()).unwrap_or_default();
+        if let Some(t) = ctx.attempt_start.take() {
+            metrics::UPSTREAM_SECONDS
+                .with_label_values(&[&backend])
+                .observe(t.elapsed().as_secs_f64());
+        }
+        let status = resp.status.as_u16();
+        if matches!(status, 502 | 503) {
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&[&backend, "status"])
+                .inc();
+            let more = ctx.tried.len() <= self.state.upstreams.retries()
+                && ctx.tried.len() < self.state.upstreams.node_count();
+            if more && idempotent(session.req_header()) {
+                ctx.retry_on_status = true;
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(status),
+                    "upstream overloaded or failing: next node",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.retry_on_status {
+            e.set_retry(true);
+            return e;
+        }
+        let backend = ctx.backend.map(|b| b.to_string()).unwrap_or_default();
+        metrics::UPSTREAM_ERRORS
+            .with_label_values(&[&backend, "proxy"])
+            .inc();
+        let more = ctx.tried.len() <= self.state.upstreams.retries()
+            && ctx.tried.len() < self.state.upstreams.node_count();
+        if !idempotent(session.req_header()) || session.as_ref().retry_buffer_truncated() || !more {
+            e.set_retry(false);
+        } else if session.response_written().is_none() {
+            // A GET or HEAD that failed before anything reached the client (a node dying
+            // mid-request): the next node can answer it.
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        let label = if session.cache.enabled() || matches!(session.cache.phase(), CachePhase::Bypass) {
+            Self::cache_label(session.cache.phase())
+        } else {
+            "PASS"
+        };
+        resp.insert_header("X-Cache", label)?;
+        resp.remove_header("Server");
+        session.set_keepalive(Some(self.state.config.server.keepalive_timeout.as_secs()));
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        REQUESTS.with_label_values(&[&status.to_string()]).inc();
+        metrics::RESPONSES.with_label_values(&[&status.to_string()]).inc();
+        if !session.cache.enabled() && !matches!(session.cache.phase(), CachePhase::Bypass) {
+            return;
+        }
+        let result = match session.cache.phase() {
+            CachePhase::Hit => "hit",
+            CachePhase::Miss => "miss",
+            CachePhase::Stale | CachePhase::StaleUpdating => "stale",
+            CachePhase::Expired => "expired",
+            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "revalidated",
+            CachePhase::Bypass => "bypass",
+            _ => "uncacheable",
+        };
+        metrics::CACHE.with_label_values(&[result]).inc();
+        if session.cache.lock_duration().is_some_and(|d| d > Duration::ZERO) {
+            metrics::COALESCED.inc();
+        }
     }
 }

@@ -70,6 +70,23 @@ impl Origin {
         let listener = TcpListener::bind(("127.0.0.1", crate::free_port()))
             .or_else(|_| TcpListener::bind("127.0.0.1:0"))
             .expect("bind the origin");
+        Self::serve_on(listener, handler)
+    }
+
+    /// Starts on `addr`, e.g. to bring back an origin that a test stopped (retries for 5 s while
+    /// the old socket is released).
+    pub fn start_at(addr: SocketAddr, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Origin {
+        let listener = crate::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            TcpListener::bind(addr).ok()
+        })
+        .expect("bind the origin again");
+        Self::serve_on(listener, handler)
+    }
+
+    fn serve_on(
+        listener: TcpListener,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
         let addr = listener.local_addr().expect("origin address");
         let hits = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));

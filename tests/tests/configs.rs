@@ -54,6 +54,7 @@ fn edge_example_is_valid() {
     let text = std::fs::read_to_string(configs_dir().join("edge.toml")).expect("read example");
     let c: edge::Config = ConfigLoader::new("edge")
         .toml_text("configs/edge.toml", &text)
+        .secrets(edge::config::SECRET_KEYS)
         .load()
         .unwrap_or_else(|e| panic!("{e}"));
     c.validate().unwrap_or_else(|e| panic!("{e}"));

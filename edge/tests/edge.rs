@@ -1,0 +1,18 @@
+//! edge as a process in front of real HTTP origins on loopback: caching, coalescing, stale
+//! serving, purge and bans across two edges, balancing and failover, limits, TLS, upgrades.
+
+#[path = "edge/support.rs"]
+mod support;
+
+#[path = "edge/balance.rs"]
+mod balance;
+#[path = "edge/cache.rs"]
+mod cache;
+#[path = "edge/limits.rs"]
+mod limits;
+#[path = "edge/ops.rs"]
+mod ops;
+#[path = "edge/purge.rs"]
+mod purge;
+#[path = "edge/tls.rs"]
+mod tls;

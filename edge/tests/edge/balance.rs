@@ -1,0 +1,131 @@
+//! Balancing over imagehost nodes: consistent hashing, health checks with rise/fall, failover on
+//! connect errors and on 502/503, and a dead node's return.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::origin::{Origin, Reply, Request};
+
+use crate::support::{count, origin, Edge};
+
+fn tagged(name: &'static str, hits: Arc<AtomicUsize>) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    move |req: &Request| {
+        if req.path == "/healthcheck" {
+            return Reply::ok("ok");
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        Reply::ok(name).header("Cache-Control", "no-store")
+    }
+}
+
+#[test]
+fn one_url_always_goes_to_one_node() {
+    let (a, _) = origin(|_| Reply::ok("a").header("Cache-Control", "no-store"));
+    let (b, _) = origin(|_| Reply::ok("b").header("Cache-Control", "no-store"));
+    let edge = Edge::start(&[a.addr(), b.addr()], &[]);
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for round in 0..3 {
+        for i in 0..24 {
+            let path = format!("/DQm{i}/x.jpg");
+            let node = edge.get(&path).text();
+            if round == 0 {
+                seen.insert(path, node);
+            } else {
+                assert_eq!(seen[&path], node, "{path} moved");
+            }
+        }
+    }
+    let on_a = seen.values().filter(|v| *v == "a").count();
+    assert!(on_a > 0 && on_a < 24, "both nodes get a share: {on_a}/24 on a");
+}
+
+#[test]
+fn a_node_answering_503_is_skipped_for_gets() {
+    let (a, a_hits) = origin(|_| Reply::status(503));
+    let (b, _) = origin(|_| Reply::ok("b").header("Cache-Control", "no-store"));
+    let edge = Edge::start(&[a.addr(), b.addr()], &[]);
+    for i in 0..20 {
+        let r = edge.get(&format!("/img/{i}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "b"), "request {i}");
+    }
+    assert!(
+        count(&a_hits) > 0,
+        "some requests hashed to the failing node first"
+    );
+}
+
+#[test]
+fn killing_a_node_under_load_loses_no_request_and_it_returns() {
+    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = Origin::start(tagged("a", a_hits.clone()));
+    let b = Origin::start(tagged("b", b_hits.clone()));
+    let a_addr = a.addr();
+    let edge = Edge::start(
+        &[a_addr, b.addr()],
+        &[
+            "upstreams.fall=2".into(),
+            "upstreams.rise=2".into(),
+            "upstreams.connect_timeout=500ms".into(),
+        ],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let addr = edge.addr;
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    i += 1;
+                    match harness::http::get(addr, &format!("/load/{t}/{i}")) {
+                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                        other => {
+                            eprintln!("failed: {other:?}");
+                            failed.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(count(&a_hits) > 0, "node a served before it died");
+    let killed = Instant::now();
+    drop(a);
+    let down = harness::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        (edge.node_up(a_addr) == Some(false)).then(Instant::now)
+    })
+    .expect("node a is marked down");
+    let took = down - killed;
+    // fall = 2 checks at 200 ms, plus a check's own timeout and scheduling slack.
+    assert!(took < Duration::from_secs(3), "marked down after {took:?}");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let a_hits2 = Arc::new(AtomicUsize::new(0));
+    let a = Origin::start_at(a_addr, tagged("a", a_hits2.clone()));
+    harness::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        (edge.node_up(a_addr) == Some(true)).then_some(())
+    })
+    .expect("node a is marked up again");
+    harness::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        (count(&a_hits2) > 5).then_some(())
+    })
+    .expect("traffic returns to node a");
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("client");
+    }
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "no client request failed ({} ok)",
+        ok.load(Ordering::SeqCst)
+    );
+    assert!(ok.load(Ordering::SeqCst) > 100);
+    assert!(count(&b_hits) > 0);
+    drop(a);
+}

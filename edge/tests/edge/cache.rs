@@ -1,0 +1,251 @@
+//! Caching: MISS then HIT with identical bodies, ranges from cache, one upstream fetch for a
+//! flood, stale-if-error, uncacheable responses, Vary variants, the disk tier across restarts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::origin::Reply;
+
+use crate::support::{body, count, origin, Edge};
+
+const HOST: (&str, &str) = ("Host", "images.example.test");
+
+#[test]
+fn miss_then_hit_with_identical_bodies_ranges_and_normalised_queries() {
+    let data = body(50 * 1024, 1);
+    let served = data.clone();
+    let (o, fetches) =
+        origin(move |_| Reply::ok(served.clone()).header("Cache-Control", "public, max-age=600"));
+    let edge = Edge::start(&[o.addr()], &[]);
+
+    let first = edge.get("/DQmA/photo.jpg?width=100&mode=fit");
+    assert_eq!((first.status, first.header("x-cache")), (200, Some("MISS")));
+    let second = edge.get("/DQmA/photo.jpg?mode=fit&width=100");
+    assert_eq!((second.status, second.header("x-cache")), (200, Some("HIT")));
+    assert_eq!(first.body, data);
+    assert_eq!(second.body, data, "the hit is byte-identical");
+    assert!(second.header("age").is_some(), "hits carry Age");
+
+    let r = edge.request(
+        "GET",
+        "/DQmA/photo.jpg?width=100&mode=fit",
+        &[("Range", "bytes=100-199")],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 100-199/51200"));
+    assert_eq!(r.body, &data[100..200]);
+    let r = edge.request(
+        "GET",
+        "/DQmA/photo.jpg?width=100&mode=fit",
+        &[("Range", "bytes=51000-")],
+    );
+    assert_eq!((r.status, &r.body[..]), (206, &data[51000..]));
+    let r = edge.request("HEAD", "/DQmA/photo.jpg?width=100&mode=fit", &[]);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("51200")));
+    assert_eq!(count(&fetches), 1, "one upstream fetch for all of it");
+}
+
+#[test]
+fn a_flood_for_one_cold_object_costs_one_upstream_fetch() {
+    let data = body(20_000, 2);
+    let served = data.clone();
+    let (o, fetches) = origin(move |_| {
+        std::thread::sleep(Duration::from_millis(400));
+        Reply::ok(served.clone()).header("Cache-Control", "max-age=600")
+    });
+    let edge = Edge::start(&[o.addr()], &[]);
+    let addr = edge.addr;
+    let threads: Vec<_> = (0..100)
+        .map(|_| std::thread::spawn(move || harness::http::get(addr, "/p/cold?width=640").expect("request")))
+        .collect();
+    for t in threads {
+        let r = t.join().expect("client thread");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, data);
+    }
+    assert_eq!(
+        count(&fetches),
+        1,
+        "100 concurrent cold requests, one origin fetch"
+    );
+    let m = harness::http::get(edge.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("edge_cache_coalesced_waits_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
+}
+
+#[test]
+fn stale_is_served_while_the_origin_is_down() {
+    let (o, _) = origin(|_| Reply::ok("v1").header("Cache-Control", "max-age=1, stale-if-error=600"));
+    let node = o.addr();
+    let edge = Edge::start(&[node], &["upstreams.retries=0".into()]);
+    assert_eq!(edge.get("/img").text(), "v1");
+    drop(o);
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = edge.get("/img");
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("x-cache")),
+        (200, "v1", Some("STALE"))
+    );
+    // Something never cached has nothing to fall back on.
+    assert_eq!(edge.get("/never-seen").status, 502);
+}
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let version = Arc::new(AtomicBool::new(false));
+    let v = version.clone();
+    let (o, fetches) = origin(move |_| {
+        let body = if v.load(Ordering::SeqCst) { "v2" } else { "v1" };
+        Reply::ok(body).header("Cache-Control", "max-age=1, stale-while-revalidate=600")
+    });
+    let edge = Edge::start(&[o.addr()], &[]);
+    assert_eq!(edge.get("/swr").text(), "v1");
+    version.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = edge.get("/swr");
+    assert_eq!((r.text().as_str(), r.header("x-cache")), ("v1", Some("STALE")));
+    let fresh = harness::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let r = edge.get("/swr");
+        (r.text() == "v2").then_some(r)
+    })
+    .expect("the background refresh lands");
+    assert_eq!(fresh.header("x-cache"), Some("HIT"));
+    assert_eq!(count(&fetches), 2);
+}
+
+#[test]
+fn private_no_store_and_set_cookie_are_never_cached() {
+    let (o, fetches) = origin(|req| match req.path.as_str() {
+        "/private" => Reply::ok("p").header("Cache-Control", "private, max-age=600"),
+        "/no-store" => Reply::ok("n").header("Cache-Control", "no-store"),
+        "/cookie" => Reply::ok("c")
+            .header("Cache-Control", "max-age=600")
+            .header("Set-Cookie", "session=secret"),
+        _ => Reply::ok("public").header("Cache-Control", "max-age=600"),
+    });
+    let edge = Edge::start(&[o.addr()], &[]);
+    for path in ["/private", "/no-store", "/cookie"] {
+        let before = count(&fetches);
+        for _ in 0..3 {
+            let r = edge.get(path);
+            assert_eq!(r.status, 200);
+            assert_ne!(r.header("x-cache"), Some("HIT"), "{path}");
+        }
+        assert_eq!(
+            count(&fetches) - before,
+            3,
+            "{path} went to the origin every time"
+        );
+    }
+    let r = edge.get("/cookie");
+    assert_eq!(
+        r.header("set-cookie"),
+        Some("session=secret"),
+        "passed through, not stripped"
+    );
+}
+
+#[test]
+fn vary_accept_variants_are_kept_apart() {
+    let (o, fetches) = origin(|req| {
+        let webp = req.header("accept").is_some_and(|a| a.contains("image/webp"));
+        let (ty, body) = if webp {
+            ("image/webp", "WEBP")
+        } else {
+            ("image/jpeg", "JPEG")
+        };
+        Reply::ok(body)
+            .header("Content-Type", ty)
+            .header("Vary", "Accept")
+            .header("Cache-Control", "max-age=600")
+    });
+    let edge = Edge::start(&[o.addr()], &[]);
+    let chrome = [("Accept", "image/avif,image/webp,image/apng,image/*,*/*;q=0.8")];
+    let chrome_like = [("Accept", "image/webp,image/avif,*/*")];
+    let old = [("Accept", "*/*")];
+    let get = |h: &[(&str, &str)]| {
+        let r = edge.request("GET", "/p/img?format=auto", h);
+        (r.text(), r.header("x-cache").unwrap_or("").to_string())
+    };
+    assert_eq!(get(&chrome), ("WEBP".into(), "MISS".into()));
+    assert_eq!(get(&old), ("JPEG".into(), "MISS".into()));
+    assert_eq!(get(&chrome), ("WEBP".into(), "HIT".into()));
+    assert_eq!(get(&old), ("JPEG".into(), "HIT".into()));
+    assert_eq!(
+        get(&chrome_like),
+        ("WEBP".into(), "HIT".into()),
+        "Accept is normalised"
+    );
+    assert_eq!(
+        get(&[]),
+        ("JPEG".into(), "HIT".into()),
+        "no Accept is the same class as */*"
+    );
+    assert_eq!(count(&fetches), 2, "one fetch per class");
+}
+
+#[test]
+fn the_disk_tier_serves_hits_after_a_restart() {
+    let data = body(100_000, 3);
+    let served = data.clone();
+    let (o, fetches) = origin(move |_| Reply::ok(served.clone()).header("Cache-Control", "max-age=3600"));
+    let node = o.addr();
+    let disk = harness::tempdir();
+    let settings = vec![format!("cache.disk_dir={}", disk.path().display())];
+    let edge = Edge::start(&[node], &settings);
+    assert_eq!(
+        edge.request("GET", "/DQmDisk/a.jpg", &[HOST]).header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        edge.request("GET", "/DQmDisk/a.jpg", &[HOST]).header("x-cache"),
+        Some("HIT")
+    );
+    edge.stop();
+    drop(o);
+
+    // A new process on new ports: the same public name finds the same objects.
+    let edge = Edge::start(&[node], &settings);
+    let r = edge.request("GET", "/DQmDisk/a.jpg", &[HOST]);
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (200, Some("HIT")),
+        "{}",
+        edge.log()
+    );
+    assert_eq!(r.body, data);
+    let r = edge.request("GET", "/DQmDisk/a.jpg", &[HOST, ("Range", "bytes=10-19")]);
+    assert_eq!((r.status, &r.body[..]), (206, &data[10..20]));
+    assert_eq!(count(&fetches), 1);
+    assert_eq!(edge.stats()["cache_disk_objects"], 1);
+}
+
+#[test]
+fn memory_stays_within_its_byte_bound() {
+    let (o, _) = origin(|req| {
+        Reply::ok(crate::support::body(100_000, req.path.len() as u8)).header("Cache-Control", "max-age=600")
+    });
+    let edge = Edge::start(
+        &[o.addr()],
+        &[
+            "cache.memory_bytes=2000000".into(),
+            "cache.max_object_bytes=1000000".into(),
+        ],
+    );
+    for i in 0..60 {
+        assert_eq!(edge.get(&format!("/obj/{i}")).status, 200);
+    }
+    let s = edge.stats();
+    let bytes = s["cache_memory_bytes"].as_u64().expect("bytes");
+    // Eviction runs right after each admission, so at most the newest object is over the bound.
+    assert!(bytes <= 2_000_000 + 101_000, "{s}");
+    assert!(s["cache_evictions"].as_u64().expect("evictions") >= 40, "{s}");
+    // The most recent objects are still hits.
+    assert_eq!(edge.get("/obj/59").header("x-cache"), Some("HIT"));
+}

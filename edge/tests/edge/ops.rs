@@ -1,0 +1,127 @@
+//! Operations: SIGTERM within the grace, --check-config, the admin listener (metrics, stats
+//! page), and a zero-downtime upgrade that keeps serving and keeps the cache.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::origin::Reply;
+use harness::process::wait_exit;
+
+use crate::support::{body, count, origin, Edge, BIN};
+
+#[test]
+fn check_config_accepts_defaults_and_rejects_bad_upstreams() {
+    let out = Command::new(BIN)
+        .args(["--check-config", "--set", "upstreams.nodes=[\"imagehost:80\"]"])
+        .output()
+        .expect("run edge");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an ip:port"));
+    let out = Command::new(BIN)
+        .arg("--check-config")
+        .output()
+        .expect("run edge");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN).arg("--help").output().expect("run edge");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--upgrade"));
+}
+
+#[test]
+fn admin_serves_metrics_and_a_stats_page_and_sigterm_stops_in_seconds() {
+    let (o, _) = origin(|_| Reply::ok("x").header("Cache-Control", "max-age=60"));
+    let edge = Edge::start(&[o.addr()], &[]);
+    edge.get("/a");
+    edge.get("/a");
+    let m = harness::http::get(edge.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    for name in [
+        "edge_cache_requests_total{result=\"hit\"} 1",
+        "edge_cache_requests_total{result=\"miss\"} 1",
+        "edge_cache_memory_bytes",
+        "edge_upstream_seconds_bucket",
+        &format!("edge_backend_up{{backend=\"{}\"}} 1", o.addr()),
+        "edge_responses_total{status=\"200\"} 2",
+    ] {
+        assert!(m.contains(name), "{name} missing:\n{m}");
+    }
+    let page = harness::http::get(edge.admin, "/stats").expect("stats").text();
+    assert!(
+        page.contains(&o.addr().to_string()) && page.contains("UP") && page.contains("hit ratio"),
+        "{page}"
+    );
+    assert_eq!(edge.stats()["hit_ratio"], 0.5);
+    let started = Instant::now();
+    edge.stop();
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn zero_downtime_upgrade_keeps_serving_and_keeps_the_cache() {
+    let data = body(30_000, 9);
+    let served = data.clone();
+    let (o, fetches) = origin(move |_| Reply::ok(served.clone()).header("Cache-Control", "max-age=3600"));
+    let disk = harness::tempdir();
+    let settings = vec![format!("cache.disk_dir={}", disk.path().display())];
+    let old = Edge::start(&[o.addr()], &settings);
+    assert_eq!(old.get("/DQmUp/a.jpg").header("x-cache"), Some("MISS"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let addr = old.addr;
+    let load = {
+        let (stop, failed, done, data) = (stop.clone(), failed.clone(), done.clone(), data.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match harness::http::get(addr, "/DQmUp/a.jpg") {
+                    Ok(r) if r.status == 200 && r.body == data => done.fetch_add(1, Ordering::SeqCst),
+                    other => {
+                        eprintln!("failed during upgrade: {:?}", other.map(|r| r.status));
+                        failed.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+            }
+        })
+    };
+    // The new process takes the listeners through the upgrade socket, then the old one drains.
+    let (port, admin) = (old.addr.port(), harness::free_port());
+    let dir = harness::tempdir();
+    // Same upgrade socket as the old process.
+    let sock = old.dir.path().join("upgrade.sock");
+    let mut upgraded = settings.clone();
+    upgraded.push(format!("server.upgrade_sock={}", sock.display()));
+    let mut new = Edge::spawn(dir, port, admin, &[o.addr()], &upgraded, true);
+    let mut old = old;
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(old.child.id() as libc::pid_t, libc::SIGQUIT) };
+    new.wait_ready();
+    let exited = wait_exit(&mut old.child, Duration::from_secs(20));
+    assert!(
+        exited.is_some(),
+        "the old edge exits after handing over:\n{}",
+        old.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    load.join().expect("load");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "no request failed across the upgrade ({} ok)",
+        done.load(Ordering::SeqCst)
+    );
+    let r = new.get("/DQmUp/a.jpg");
+    assert_eq!(r.header("x-cache"), Some("HIT"), "{}", new.log());
+    assert_eq!(count(&fetches), 1, "the new process kept the cache (disk tier)");
+    let _ = &mut new;
+}
