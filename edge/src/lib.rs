@@ -25,6 +25,8 @@ use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -100,7 +102,10 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
         "edge proxy".into(),
         limits::ConnectionCap::new(app, config.server.max_connections),
     );
-    proxy.add_tcp(&config.server.listen.to_string());
+    // pingora's default read buffer is 64 KiB per connection: idle and slow clients would each
+    // hold that much. Requests are small; uploads stream through in several reads.
+    let buffers = L4BufferSettings::new(config.server.read_buffer_bytes, config.server.write_buffer_bytes);
+    proxy.add_listener(ListenerConfig::tcp(config.server.listen.to_string()).l4_buffer(buffers));
     if let Some(listen) = config.tls.listen {
         let first = &config.tls.certs[0];
         let mut tls = TlsSettings::intermediate(
@@ -110,7 +115,11 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
         .map_err(|e| Error::Config(format!("tls: {e}")))?;
         tls.set_cert_resolver(tls::SniResolver::new(&config.tls.certs).map_err(Error::Config)?);
         tls.enable_h2();
-        proxy.add_tls_with_settings(&listen.to_string(), None, tls);
+        proxy.add_listener(
+            ListenerConfig::tcp(listen.to_string())
+                .tls(tls)
+                .l4_buffer(buffers),
+        );
     }
     server.add_service(health);
     server.add_service(proxy);

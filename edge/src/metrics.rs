@@ -49,6 +49,38 @@ lazy!(CONNECTIONS: IntGauge = register_int_gauge!(
 lazy!(CONNECTIONS_REFUSED: IntCounter = register_int_counter!(
     "edge_client_connections_refused_total", "Connections closed at accept by server.max_connections"));
 
+/// The counters of the common statuses and cache results, resolved once (a label lookup per
+/// request shows in the hit path's profile).
+struct Hot {
+    statuses: Vec<(u16, IntCounter)>,
+    results: Vec<(&'static str, IntCounter)>,
+}
+
+static HOT: LazyLock<Hot> = LazyLock::new(|| Hot {
+    statuses: [200, 206, 304, 404, 502]
+        .iter()
+        .map(|s| (*s, RESPONSES.with_label_values(&[&s.to_string()])))
+        .collect(),
+    results: ["hit", "miss", "stale"]
+        .iter()
+        .map(|r| (*r, CACHE.with_label_values(&[r])))
+        .collect(),
+});
+
+pub fn response(status: u16) {
+    match HOT.statuses.iter().find(|(s, _)| *s == status) {
+        Some((_, c)) => c.inc(),
+        None => RESPONSES.with_label_values(&[&status.to_string()]).inc(),
+    }
+}
+
+pub fn cache_result(result: &'static str) {
+    match HOT.results.iter().find(|(r, _)| *r == result) {
+        Some((_, c)) => c.inc(),
+        None => CACHE.with_label_values(&[result]).inc(),
+    }
+}
+
 /// Copies cache sizes and backend health into their gauges.
 pub fn refresh(state: &crate::State) {
     if let Some(c) = state.cache {

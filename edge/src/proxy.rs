@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::cache::key::HashBinary;
+use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, RespCacheable, VarianceBuilder};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
@@ -117,6 +117,7 @@ impl ProxyHttp for Edge {
             self.state.purger.handle(session, peer).await?;
             return Ok(true);
         }
+
         if !idempotent(req) {
             let limits = &self.state.config.limits;
             let length = req
@@ -138,12 +139,18 @@ impl ProxyHttp for Edge {
                 return Self::refuse(session, 429, "too_many_requests", &msg, Some("1")).await;
             }
         }
-        // Forward the client address to imagehost (its quotas and logs are per client).
-        let client = ctx.client.to_string();
-        session
-            .req_header_mut()
-            .insert_header("X-Forwarded-For", client)?;
         Ok(false)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // imagehost's quotas and logs are per client: tell it who the client is.
+        upstream.insert_header("X-Forwarded-For", ctx.client.to_string())?;
+        Ok(())
     }
 
     async fn request_body_filter(
@@ -188,7 +195,10 @@ impl ProxyHttp for Edge {
     }
 
     fn cache_key_callback(&self, session: &Session, _ctx: &mut Ctx) -> Result<CacheKey> {
-        Ok(CacheKey::new(Self::balance_key(session.req_header()), ""))
+        let mut key = CacheKey::new(Self::balance_key(session.req_header()), "");
+        // Hash once: pingora and the storage ask for the primary hash several times per request.
+        key.set_primary_bin_override(key.primary_bin());
+        Ok(key)
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut Ctx, req: &RequestHeader) -> Option<HashBinary> {
@@ -267,6 +277,7 @@ impl ProxyHttp for Edge {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let backend = ctx.backend.map(|b| b.to_string()).unwrap_or_default();
+        policy::take_over_cors(resp)?;
         if let Some(t) = ctx.attempt_start.take() {
             metrics::UPSTREAM_SECONDS
                 .with_label_values(&[&backend])
@@ -334,13 +345,14 @@ impl ProxyHttp for Edge {
         };
         resp.insert_header("X-Cache", label)?;
         resp.remove_header("Server");
+        policy::answer_cors(session.req_header(), resp)?;
         session.set_keepalive(Some(self.state.config.server.keepalive_timeout.as_secs()));
         Ok(())
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        metrics::RESPONSES.with_label_values(&[&status.to_string()]).inc();
+        metrics::response(status);
         if !session.cache.enabled() && !matches!(session.cache.phase(), CachePhase::Bypass) {
             return;
         }
@@ -353,7 +365,7 @@ impl ProxyHttp for Edge {
             CachePhase::Bypass => "bypass",
             _ => "uncacheable",
         };
-        metrics::CACHE.with_label_values(&[result]).inc();
+        metrics::cache_result(result);
         if session.cache.lock_duration().is_some_and(|d| d > Duration::ZERO) {
             metrics::COALESCED.inc();
         }

@@ -59,6 +59,36 @@ pub fn varies_on(resp: &ResponseHeader, name: &str) -> bool {
         .any(|s| s.trim().eq_ignore_ascii_case(name))
 }
 
+/// imagehost (like the imagehoster's CORS middleware) echoes any `Origin` back and adds
+/// `Vary: Origin`. Cached as is, that is one copy of every image per site that embeds it; instead
+/// the edge strips both before caching and answers CORS itself ([`answer_cors`]) the same way.
+pub fn take_over_cors(resp: &mut ResponseHeader) -> pingora::Result<()> {
+    resp.remove_header(&http::header::ACCESS_CONTROL_ALLOW_ORIGIN);
+    let vary: Vec<String> = resp
+        .headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("origin"))
+        .collect();
+    resp.remove_header(&http::header::VARY);
+    if !vary.is_empty() {
+        resp.insert_header(http::header::VARY, vary.join(", "))?;
+    }
+    Ok(())
+}
+
+/// The client-facing half of [`take_over_cors`]: echo the request's `Origin`, `Vary: Origin`.
+pub fn answer_cors(req: &pingora::http::RequestHeader, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    if let Some(origin) = req.headers.get(http::header::ORIGIN) {
+        resp.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone())?;
+    }
+    resp.append_header(http::header::VARY, "Origin")?;
+    Ok(())
+}
+
 /// The few classes of `Accept` an image CDN distinguishes: which modern formats the client takes.
 pub fn accept_bucket(accept: Option<&str>) -> &'static str {
     let Some(accept) = accept else { return "" };

@@ -249,3 +249,35 @@ fn memory_stays_within_its_byte_bound() {
     // The most recent objects are still hits.
     assert_eq!(edge.get("/obj/59").header("x-cache"), Some("HIT"));
 }
+
+#[test]
+fn cors_vary_origin_is_answered_by_the_edge_from_one_cached_copy() {
+    // What imagehost sends: any Origin echoed, and Vary: Origin on every response.
+    let (o, fetches) = origin(|req| {
+        let mut r = Reply::ok("img")
+            .header("Cache-Control", "max-age=600")
+            .header("Vary", "Origin");
+        if let Some(origin) = req.header("origin") {
+            r = r.header("Access-Control-Allow-Origin", origin);
+        }
+        r
+    });
+    let edge = Edge::start(&[o.addr()], &[]);
+    let plain = edge.get("/DQmCors/a.jpg");
+    assert_eq!(
+        (
+            plain.header("x-cache"),
+            plain.header("access-control-allow-origin")
+        ),
+        (Some("MISS"), None)
+    );
+    for site in ["https://peakd.com", "https://ecency.com", "https://hive.blog"] {
+        let r = edge.request("GET", "/DQmCors/a.jpg", &[("Origin", site)]);
+        assert_eq!(
+            (r.header("x-cache"), r.header("access-control-allow-origin")),
+            (Some("HIT"), Some(site))
+        );
+        assert_eq!(r.header("vary"), Some("Origin"));
+    }
+    assert_eq!(count(&fetches), 1, "one copy for every embedding site");
+}

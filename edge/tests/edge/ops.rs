@@ -39,19 +39,25 @@ fn admin_serves_metrics_and_a_stats_page_and_sigterm_stops_in_seconds() {
     let edge = Edge::start(&[o.addr()], &[]);
     edge.get("/a");
     edge.get("/a");
-    let m = harness::http::get(edge.admin, "/metrics")
-        .expect("metrics")
-        .text();
-    for name in [
-        "edge_cache_requests_total{result=\"hit\"} 1",
-        "edge_cache_requests_total{result=\"miss\"} 1",
-        "edge_cache_memory_bytes",
-        "edge_upstream_seconds_bucket",
-        &format!("edge_backend_up{{backend=\"{}\"}} 1", o.addr()),
-        "edge_responses_total{status=\"200\"} 2",
-    ] {
-        assert!(m.contains(name), "{name} missing:\n{m}");
-    }
+    let wanted = [
+        "edge_cache_requests_total{result=\"hit\"} 1".to_string(),
+        "edge_cache_requests_total{result=\"miss\"} 1".into(),
+        "edge_cache_memory_bytes".into(),
+        "edge_upstream_seconds_bucket".into(),
+        format!("edge_backend_up{{backend=\"{}\"}} 1", o.addr()),
+        "edge_responses_total{status=\"200\"} 2".into(),
+    ];
+    // Counters move in pingora's logging phase, just after the response is sent: poll.
+    let metrics = || {
+        harness::http::get(edge.admin, "/metrics")
+            .map(|r| r.text())
+            .unwrap_or_default()
+    };
+    let found = harness::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let m = metrics();
+        wanted.iter().all(|w| m.contains(w.as_str())).then_some(())
+    });
+    assert!(found.is_some(), "missing some of {wanted:?}:\n{}", metrics());
     let page = harness::http::get(edge.admin, "/stats").expect("stats").text();
     assert!(
         page.contains(&o.addr().to_string()) && page.contains("UP") && page.contains("hit ratio"),
