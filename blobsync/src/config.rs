@@ -10,7 +10,7 @@ use service::admin::AdminConfig;
 use service::{LogConfig, Secret};
 
 /// Secret keys that may be given as `<key>_file` paths.
-pub const SECRET_KEYS: &[&str] = &["secret_access_key", "token"];
+pub const SECRET_KEYS: &[&str] = &["secret_access_key", "token", "purge_token"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +25,7 @@ pub struct Config {
     pub anti_entropy: AntiEntropyConfig,
     pub scrub: ScrubConfig,
     pub tombstones: TombstoneConfig,
+    pub takedown: TakedownConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
 }
@@ -103,6 +104,16 @@ impl Default for ScrubConfig {
     }
 }
 
+/// What else a takedown clears: the edges' caches, so the image stops being served at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TakedownConfig {
+    /// Every edge (`ip:port`): each is sent `BAN /<key>` (all its URLs) for an uploads takedown.
+    pub purge_edges: Vec<String>,
+    /// The edges' purge token (`purge_token_file`), when they do not allow this host's network.
+    pub purge_token: Option<Secret>,
+}
+
 impl Default for TombstoneConfig {
     fn default() -> Self {
         Self {
@@ -141,6 +152,7 @@ impl Default for Config {
             anti_entropy: AntiEntropyConfig::default(),
             scrub: ScrubConfig::default(),
             tombstones: TombstoneConfig::default(),
+            takedown: TakedownConfig::default(),
             log: LogConfig::default(),
             admin: AdminConfig::default(),
         }
@@ -167,6 +179,11 @@ impl Default for QueueConfig {
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
+        for e in &self.takedown.purge_edges {
+            if e.parse::<SocketAddr>().is_err() {
+                return Err(format!("takedown.purge_edges: `{e}` is not an ip:port address"));
+            }
+        }
         if self.fileservers.len() < 2 {
             return Err(format!(
                 "fileservers: replication needs at least two, {} configured",

@@ -20,6 +20,7 @@ use crate::queue::{now_ms, Action};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub edges: Arc<crate::purge::EdgePurger>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -154,9 +155,30 @@ async fn takedown(
     }
     engine.wake.notify_waiters();
     tracing::info!(%bucket, %key, "takedown recorded");
+    // The delete is durable in the queue; try it now on every fileserver so the edges, cleared
+    // next, cannot refill from a copy that is still there. Where a fileserver is down the queued
+    // delete keeps retrying. Only uploads are addressed by key in public URLs.
+    let deleted_now = match Key::new(key.as_str()) {
+        Ok(k) => engine.replicator.delete(&bucket, &k).await.is_ok(),
+        Err(_) => false,
+    };
+    let edges: serde_json::Map<String, serde_json::Value> = if bucket == engine.config.buckets[0] {
+        state
+            .edges
+            .ban(&key)
+            .await
+            .into_iter()
+            .map(|(e, r)| (e, r.map_or_else(Into::into, Into::into)))
+            .collect()
+    } else {
+        serde_json::Map::new()
+    };
     (
         StatusCode::ACCEPTED,
-        Json(json!({ "bucket": bucket, "key": key, "tombstone_until_ms": t.keep_until_ms })),
+        Json(json!({
+            "bucket": bucket, "key": key, "tombstone_until_ms": t.keep_until_ms,
+            "deleted_everywhere": deleted_now, "edges": edges,
+        })),
     )
         .into_response()
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod limit;
 pub mod metrics;
+pub mod purge;
 pub mod queue;
 pub mod scrub;
 
@@ -85,8 +86,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     tokio::spawn(engine.clone().anti_entropy_loop(shutdown.clone()));
     tokio::spawn(engine.clone().scrub_loop(shutdown.clone()));
     tokio::spawn(engine.clone().housekeeping_loop(shutdown.clone()));
+    let edges = Arc::new(purge::EdgePurger::new(&engine.config.takedown).map_err(Error::Config)?);
     let app = http::router(http::AppState {
         engine: engine.clone(),
+        edges,
     })
     .merge(service::admin::router());
     tracing::info!(addr = %listener.local_addr().map_err(Error::Io)?, "blobsync ready");

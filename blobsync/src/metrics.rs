@@ -120,3 +120,12 @@ pub static SCRUB_REPAIRED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("register blobsync_scrub_repaired_total")
 });
+
+pub static EDGE_PURGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "blobsync_edge_purges_total",
+        "Edge bans sent for takedowns, by outcome (ok, failed)",
+        &["outcome"]
+    )
+    .expect("register blobsync_edge_purges_total")
+});
