@@ -1,0 +1,11 @@
+//! The whole cluster end to end, every part a real process on loopback: two Garage fileservers,
+//! blobsync, two imagehost nodes and an edge (two for takedowns), an image origin for `/p/`, and
+//! real clients (curl, the harness client). Uploads are signed with `hive-sign` as a user would.
+
+#[path = "cluster/setup.rs"]
+mod setup;
+
+#[path = "cluster/faults.rs"]
+mod faults;
+#[path = "cluster/flows.rs"]
+mod flows;
