@@ -5,35 +5,11 @@
 
 use std::process::{Command, Stdio};
 
-use bench::{print_table, Row};
-use imagehost::pipeline::{self, raster::Raster, Input, Output, Request, Settings};
+use bench::{photo, print_table, Row};
+use imagehost::pipeline::{self, Input, Output, Request, Settings};
 use imagehost::proxy::options::Mode;
 
 const ITERS: usize = 20;
-
-fn photo(w: u32, h: u32) -> Vec<u8> {
-    let mut seed = 0x9E37_79B9u32;
-    let mut data = Vec::with_capacity((w * h * 3) as usize);
-    for y in 0..h {
-        for x in 0..w {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            let n = seed % 48;
-            let shape = if ((x / 97) + (y / 83)) % 3 == 0 { 60 } else { 0 };
-            data.push(((x * 200 / w) + n + shape).min(255) as u8);
-            data.push(((y * 200 / h) + n).min(255) as u8);
-            data.push((((x + y) % 256) / 2 + n + shape / 2).min(255) as u8);
-        }
-    }
-    let r = Raster {
-        width: w,
-        height: h,
-        channels: 3,
-        data,
-    };
-    pipeline::encode::jpeg(&r, 90).expect("encode test photo")
-}
 
 fn settings() -> Settings {
     Settings {

@@ -1,0 +1,245 @@
+//! Throughput of the whole request path on this machine, release binaries: signed uploads through
+//! the edge, and `/p/` resizes of a 1200×800 JPEG from a loopback origin, cold (every request a new
+//! size: fetch once, then one resize each) and warm (imagehost's hot cache; the edge's cache), with
+//! `wrk`. There is no reference tool for these; they are the cluster's own figures.
+//!
+//!   BIN_DIR=target/release target/release/cluster_load
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::origin::{Origin, Reply};
+use imagehost::auth::signature::sign;
+use imagehost::keys::UploadDigests;
+
+const UPLOADS: usize = 300;
+const CLIENTS: usize = 8;
+const SECONDS: u32 = 10;
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin(name: &str) -> String {
+    format!(
+        "{}/{name}",
+        std::env::var("BIN_DIR").unwrap_or_else(|_| "target/release".into())
+    )
+}
+
+fn spawn(name: &str, config: &std::path::Path) -> Killed {
+    Killed(
+        Command::new(bin(name))
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}")),
+    )
+}
+
+fn wait_ok(addr: SocketAddr, path: &str) {
+    harness::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        harness::http_status(addr, path).filter(|s| *s == 200)
+    })
+    .unwrap_or_else(|| panic!("{addr}{path} did not come up"));
+}
+
+/// requests/s and p99 (ms) from `wrk`, with an optional Lua script.
+fn wrk(url: &str, script: Option<&std::path::Path>, threads: u32, conns: u32) -> (f64, f64) {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        format!("-t{threads}"),
+        format!("-c{conns}"),
+        format!("-d{SECONDS}s"),
+        "--latency".into(),
+    ]);
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd.arg(url).output().expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).map(|v| {
+        let v = v.trim();
+        let (n, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = n.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => n / 1000.0,
+            "s" => n * 1000.0,
+            _ => n,
+        }
+    });
+    if let Some(l) = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+    {
+        eprintln!("wrk {url}: {l}");
+    }
+    (rps, p99.unwrap_or(f64::NAN))
+}
+
+fn multipart(data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----benchBoundary1234";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let original = bench::photo(1200, 800);
+    let served = original.clone();
+    let origin = Origin::start(move |_| Reply::ok(served.clone()).header("Content-Type", "image/jpeg"));
+    let key = loop {
+        if let Ok(k) = k256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
+            break k;
+        }
+    };
+    let public = imagehost::auth::signature::public_key_string(key.verifying_key());
+    let auth = serde_json::json!({"weight_threshold": 1, "account_auths": [], "key_auths": [[public, 1]]});
+    let accounts = serde_json::json!([{"name": "bench.user", "owner": auth, "active": auth, "posting": auth, "reputation": "1000000000000"}]);
+    std::fs::write(d.join("accounts.json"), accounts.to_string()).expect("accounts");
+    for f in ["bl-images.json", "bl-accounts.json"] {
+        std::fs::write(d.join(f), "[]").expect("blacklist");
+    }
+    let ports = harness::ports::free_ports(6);
+    let (edge, edge_admin) = (SocketAddr::from(([127, 0, 0, 1], ports[4])), ports[5]);
+    let mut procs = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let (port, admin) = (ports[2 * i], ports[2 * i + 1]);
+        let path = d.join(format!("imagehost-{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nservice_url = \"http://{edge}\"\n\n\
+[[fileservers]]\nname = \"fs1\"\ndirectory = {{ path = \"{0}/fs1\", create = true }}\n\n\
+[[fileservers]]\nname = \"fs2\"\ndirectory = {{ path = \"{0}/fs2\", create = true }}\n\n\
+[upload]\nwrite_quorum = 2\n\n[upload_limits]\nmax = 100000\n\n[accounts]\nstatic_file = \"{0}/accounts.json\"\n\n\
+[blacklist]\nimages_file = \"{0}/bl-images.json\"\naccounts_file = \"{0}/bl-accounts.json\"\n\n\
+[proxy]\nallow_loopback = true\n\n[cache]\ndir = \"{0}/cache-{i}\"\nmax_bytes = 1000000000\n\n\
+[log]\nlevel = \"warn\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+                d.display()
+            ),
+        )
+        .expect("imagehost config");
+        procs.push(spawn("imagehost", &path));
+        nodes.push(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let edge_cfg = d.join("edge.toml");
+    std::fs::write(
+        &edge_cfg,
+        format!(
+            "[server]\nlisten = \"{edge}\"\nupgrade_sock = \"{0}/edge.sock\"\npid_file = \"{0}/edge.pid\"\n\n\
+[upstreams]\nnodes = [\"{n0}\", \"{n1}\"]\n\n[limits]\nuploads_per_second = 0\n\n[log]\nlevel = \"warn\"\n\n\
+[admin]\nlisten = \"127.0.0.1:{edge_admin}\"\n",
+            d.display(),
+            n0 = nodes[0],
+            n1 = nodes[1],
+        ),
+    )
+    .expect("edge config");
+    procs.push(spawn("edge", &edge_cfg));
+    for n in &nodes {
+        wait_ok(*n, "/healthcheck");
+    }
+    wait_ok(edge, "/healthcheck");
+
+    // Uploads: distinct ~60 KB JPEGs (a comment segment makes each unique), signed as frontends do.
+    let bodies: Vec<(String, Vec<u8>)> = (0..UPLOADS)
+        .map(|i| {
+            let mut img = bench::photo(320, 240);
+            let tag = format!("upload {i}");
+            let mut com = vec![0xFF, 0xFE];
+            com.extend_from_slice(&((tag.len() + 2) as u16).to_be_bytes());
+            com.extend_from_slice(tag.as_bytes());
+            img.splice(2..2, com);
+            let sig = sign(&key, &UploadDigests::of(&img).signed_digest(false));
+            (format!("/bench.user/{sig}"), img)
+        })
+        .collect();
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(bodies);
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (next, failed, bodies) = (next.clone(), failed.clone(), bodies.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((path, img)) = bodies.get(i) else { break };
+                let (ty, body) = multipart(img);
+                match harness::http::request(edge, "POST", path, &[("Content-Type", &ty)], &body) {
+                    Ok(r) if r.status == 200 => {}
+                    other => {
+                        eprintln!("upload failed: {:?}", other.map(|r| (r.status, r.text())));
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("upload client");
+    }
+    let upload_rate = UPLOADS as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "every upload succeeded");
+
+    // /p/ of the origin's 1200×800 JPEG.
+    let url = format!("http://{}/photo.jpg", origin.addr());
+    let b58 = bs58::encode(url.as_bytes()).into_string();
+    let cold = d.join("cold.lua");
+    std::fs::write(
+        &cold,
+        format!(
+            "i = 0\nrequest = function()\n  i = i + 1\n  local w = 64 + (i % 1000)\n  local h = 64 + math.floor(i / 1000)\n  \
+return wrk.format(\"GET\", \"/p/{b58}?width=\" .. w .. \"&height=\" .. h .. \"&format=jpeg\")\nend\n"
+        ),
+    )
+    .expect("lua");
+    let (cold_rps, cold_p99) = wrk(&format!("http://{}", nodes[0]), Some(&cold), 2, 8);
+    let warm_path = format!("/p/{b58}?width=640&format=jpeg");
+    assert_eq!(
+        harness::http::get(nodes[0], &warm_path).expect("warm").status,
+        200
+    );
+    let (warm_rps, warm_p99) = wrk(&format!("http://{}{warm_path}", nodes[0]), None, 2, 32);
+    let (edge_rps, edge_p99) = wrk(&format!("http://{edge}{warm_path}"), None, 2, 64);
+
+    println!("\ncluster throughput (release, 2 imagehosts + edge, directory fileservers, this machine)");
+    println!("{:<58} {:>12} {:>10}", "measure", "per second", "p99");
+    println!(
+        "{:<58} {:>12.1} {:>10}",
+        format!("signed uploads through the edge ({CLIENTS} clients, quorum 2)"),
+        upload_rate,
+        "-"
+    );
+    println!(
+        "{:<58} {:>12.1} {:>7.1} ms",
+        "/p/ cold: a new size each (1200x800 JPEG, imagehost)", cold_rps, cold_p99
+    );
+    println!(
+        "{:<58} {:>12.1} {:>7.1} ms",
+        "/p/ warm: imagehost hot cache", warm_rps, warm_p99
+    );
+    println!(
+        "{:<58} {:>12.1} {:>7.1} ms",
+        "/p/ warm: edge cache hit", edge_rps, edge_p99
+    );
+    drop(procs);
+}
