@@ -82,7 +82,9 @@ pub struct Settings {
     pub jpeg_quality: u8,
     pub webp_quality: u8,
     pub webp_method: u8,
-    /// libvips' shrink-on-load margin: DCT scaling leaves at least this much for the filter.
+    /// Shrink-on-load margin: DCT scaling leaves at least this much for the filter. 1.5 (not
+    /// libvips' 2) lets a 4000×3000 → 640 px thumbnail decode at ¼ instead of ½: measured
+    /// 71 → 58–68 ms CPU, where Huffman decoding (the same for any scale) is 84 % of what remains.
     pub dct_margin: f64,
 }
 
@@ -98,7 +100,7 @@ impl Default for Settings {
             jpeg_quality: 85,
             webp_quality: 80,
             webp_method: 4,
-            dct_margin: 2.0,
+            dct_margin: 1.5,
         }
     }
 }
