@@ -43,7 +43,34 @@ pub struct Row {
     pub target: &'static str,
 }
 
+/// Prints a table, and appends its rows to the file named by `BENCH_SUMMARY` (if set), from which
+/// `bench/run` prints every benchmark's figures as one table at the end.
 pub fn print_table(title: &str, ours: &str, reference: &str, rows: &[Row]) {
+    if let Ok(path) = std::env::var("BENCH_SUMMARY") {
+        let mut lines = String::new();
+        for r in rows {
+            let (reference_text, ratio) = match r.reference {
+                Some(v) if v > 0.0 => (
+                    format!("{reference} {v:.1} {}", r.unit),
+                    format!("{:.2}x", r.ours / v),
+                ),
+                _ => ("-".to_string(), "-".to_string()),
+            };
+            lines.push_str(&format!(
+                "{}: {}\t{} {:.1} {}\t{reference_text}\t{ratio}\t{}\n",
+                title.split(',').next().unwrap_or(title),
+                r.what,
+                ours,
+                r.ours,
+                r.unit,
+                r.target
+            ));
+        }
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(lines.as_bytes());
+        }
+    }
     println!("\n{title}");
     println!(
         "{:<44} {:>14} {:>14} {:>8}  target",

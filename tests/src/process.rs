@@ -38,3 +38,14 @@ pub fn wait_exit(child: &mut Child, timeout: std::time::Duration) -> Option<std:
         child.try_wait().ok().flatten()
     })
 }
+
+/// Resident memory of a process in KiB (`VmRSS`), 0 if it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

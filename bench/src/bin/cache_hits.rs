@@ -72,16 +72,6 @@ fn wait_http(addr: SocketAddr, path: &str) {
     .unwrap_or_else(|| panic!("{addr} serves {path}"));
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -193,7 +183,7 @@ fn main() {
         serde_json::from_slice(&harness::http::get(edge_admin, "/stats.json").expect("stats").body)
             .expect("json");
     let cached = stats["cache_memory_bytes"].as_u64().unwrap_or(0);
-    let rss = rss_kib(edge.0.id()) * 1024;
+    let rss = harness::process::rss_kib(edge.0.id()) * 1024;
     let varnish_rss: u64 = {
         // varnishd's cache lives in its child process: sum the manager and its children.
         let out = Command::new("pgrep")
@@ -208,7 +198,9 @@ fn main() {
                     .collect()
             })
             .unwrap_or_default();
-        (rss_kib(varnish.0.id()) + kids.iter().map(|k| rss_kib(*k)).sum::<u64>()) * 1024
+        (harness::process::rss_kib(varnish.0.id())
+            + kids.iter().map(|k| harness::process::rss_kib(*k)).sum::<u64>())
+            * 1024
     };
     print_table(
         "cache hits, 50 KB object, wrk -t2 -c64, same origin, interleaved rounds",
@@ -228,6 +220,13 @@ fn main() {
                 reference: Some(mean(&theirs, |w| w.p99_ms)),
                 unit: "ms",
                 target: "<= 0.5x",
+            },
+            Row {
+                what: format!("edge RSS above cached bytes ({FILL} x 50 KB cached)"),
+                ours: mib(rss.saturating_sub(cached)),
+                reference: None,
+                unit: "MiB",
+                target: "<= 48 MiB",
             },
         ],
     );

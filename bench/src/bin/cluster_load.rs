@@ -221,25 +221,30 @@ return wrk.format(\"GET\", \"/p/{b58}?width=\" .. w .. \"&height=\" .. h .. \"&f
     let (warm_rps, warm_p99) = wrk(&format!("http://{}{warm_path}", nodes[0]), None, 2, 32);
     let (edge_rps, edge_p99) = wrk(&format!("http://{edge}{warm_path}"), None, 2, 64);
 
-    println!("\ncluster throughput (release, 2 imagehosts + edge, directory fileservers, this machine)");
-    println!("{:<58} {:>12} {:>10}", "measure", "per second", "p99");
-    println!(
-        "{:<58} {:>12.1} {:>10}",
-        format!("signed uploads through the edge ({CLIENTS} clients, quorum 2)"),
-        upload_rate,
-        "-"
-    );
-    println!(
-        "{:<58} {:>12.1} {:>7.1} ms",
-        "/p/ cold: a new size each (1200x800 JPEG, imagehost)", cold_rps, cold_p99
-    );
-    println!(
-        "{:<58} {:>12.1} {:>7.1} ms",
-        "/p/ warm: imagehost hot cache", warm_rps, warm_p99
-    );
-    println!(
-        "{:<58} {:>12.1} {:>7.1} ms",
-        "/p/ warm: edge cache hit", edge_rps, edge_p99
+    let row = |what: String, ours: f64, unit: &'static str| bench::Row {
+        what,
+        ours,
+        reference: None,
+        unit,
+        target: "",
+    };
+    bench::print_table(
+        "cluster throughput, release, 2 imagehosts + edge, directory fileservers",
+        "cluster",
+        "-",
+        &[
+            row(
+                format!("signed uploads through the edge ({CLIENTS} clients, quorum 2)"),
+                upload_rate,
+                "/s",
+            ),
+            row("/p/ cold: a new size each (1200x800 JPEG)".into(), cold_rps, "/s"),
+            row("/p/ cold: p99".into(), cold_p99, "ms"),
+            row("/p/ warm: imagehost hot cache".into(), warm_rps, "/s"),
+            row("/p/ warm: imagehost p99".into(), warm_p99, "ms"),
+            row("/p/ warm: edge cache hit".into(), edge_rps, "/s"),
+            row("/p/ warm: edge p99".into(), edge_p99, "ms"),
+        ],
     );
     drop(procs);
 }

@@ -22,21 +22,24 @@ fn default_ttl(status: http::StatusCode) -> Option<Duration> {
 /// Headers a cached response may vary on; any other `Vary` makes the response uncacheable.
 const VARY_ALLOWED: [&str; 2] = ["accept", "accept-encoding"];
 
+/// The header names a response's `Vary` headers list, trimmed.
+fn vary_names(resp: &ResponseHeader) -> impl Iterator<Item = &str> {
+    resp.headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 /// Decides cacheability of an upstream response. `authorization` is whether the request carried
 /// credentials (then only explicitly public responses are shared).
 pub fn response_cacheable(resp: &ResponseHeader, authorization: bool) -> RespCacheable {
     if resp.headers.contains_key(http::header::SET_COOKIE) {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
-    let vary: Vec<String> = resp
-        .headers
-        .get_all(http::header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let vary: Vec<String> = vary_names(resp).map(str::to_ascii_lowercase).collect();
     if !vary_is_supported(&vary) {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
@@ -51,12 +54,7 @@ pub fn vary_is_supported(names: &[String]) -> bool {
 
 /// Whether the cached response's `Vary` names `name`.
 pub fn varies_on(resp: &ResponseHeader, name: &str) -> bool {
-    resp.headers
-        .get_all(http::header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|s| s.trim().eq_ignore_ascii_case(name))
+    vary_names(resp).any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// imagehost (like the imagehoster's CORS middleware) echoes any `Origin` back and adds
@@ -64,14 +62,9 @@ pub fn varies_on(resp: &ResponseHeader, name: &str) -> bool {
 /// the edge strips both before caching and answers CORS itself ([`answer_cors`]) the same way.
 pub fn take_over_cors(resp: &mut ResponseHeader) -> pingora::Result<()> {
     resp.remove_header(&http::header::ACCESS_CONTROL_ALLOW_ORIGIN);
-    let vary: Vec<String> = resp
-        .headers
-        .get_all(http::header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("origin"))
+    let vary: Vec<String> = vary_names(resp)
+        .filter(|s| !s.eq_ignore_ascii_case("origin"))
+        .map(str::to_string)
         .collect();
     resp.remove_header(&http::header::VARY);
     if !vary.is_empty() {

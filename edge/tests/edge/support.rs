@@ -117,7 +117,7 @@ impl Edge {
     }
 
     pub fn rss_kib(&self) -> u64 {
-        rss_kib(self.child.id())
+        harness::process::rss_kib(self.child.id())
     }
 
     /// SIGTERM and wait for the exit.
@@ -137,16 +137,6 @@ impl Drop for Edge {
     fn drop(&mut self) {
         kill(&mut self.child);
     }
-}
-
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Deterministic bytes of length `n`, different for each `seed`.

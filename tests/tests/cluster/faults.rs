@@ -48,14 +48,8 @@ fn load(
 #[test]
 fn killing_an_imagehost_under_load_fails_no_request_and_it_rejoins() {
     let mut c = Cluster::start(1);
-    let (status, json) = c.upload(c.edge(), &png(200, 200, 3), "load.png");
-    assert_eq!(status, 200, "{json}");
-    let url = json["url"].as_str().expect("url").to_string();
-    let base = url
-        .strip_prefix(&format!("http://{}", c.edge()))
-        .expect("path")
-        .trim_end_matches(".png")
-        .to_string();
+    let up = c.upload_ok(&png(200, 200, 3), "load.png");
+    let base = up.path.trim_end_matches(".png").to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -115,13 +109,8 @@ fn a_fileserver_stopped_under_uploads_is_repaired_by_blobsync() {
     let mut uploaded = Vec::new();
     for i in 0..12u8 {
         let image = png(120, 90, 10 + i);
-        let (status, json) = c.upload(c.edge(), &image, &format!("while-down-{i}.png"));
-        assert_eq!(status, 200, "upload {i} with one fileserver down: {json}");
-        let url = json["url"].as_str().expect("url").to_string();
-        let path = url
-            .strip_prefix(&format!("http://{}", c.edge()))
-            .expect("path")
-            .to_string();
+        // With one fileserver down, at quorum 1.
+        let path = c.upload_ok(&image, &format!("while-down-{i}.png")).path;
         let r = harness::http::get(c.edge(), &path).expect("read back");
         assert_eq!(
             (r.status, &r.body),
@@ -150,13 +139,7 @@ fn a_fileserver_stopped_under_uploads_is_repaired_by_blobsync() {
 #[test]
 fn a_bounded_soak_shows_no_memory_growth_and_no_errors() {
     let c = Cluster::start(1);
-    let (status, json) = c.upload(c.edge(), &png(320, 240, 5), "soak.png");
-    assert_eq!(status, 200, "{json}");
-    let url = json["url"].as_str().expect("url").to_string();
-    let path = url
-        .strip_prefix(&format!("http://{}", c.edge()))
-        .expect("path")
-        .to_string();
+    let path = c.upload_ok(&png(320, 240, 5), "soak.png").path;
     let soak = Duration::from_secs(
         std::env::var("SOAK_SECONDS")
             .ok()
@@ -203,7 +186,11 @@ fn a_bounded_soak_shows_no_memory_growth_and_no_errors() {
     let mut samples: Vec<Vec<u64>> = Vec::new();
     while started.elapsed() < soak {
         std::thread::sleep(Duration::from_secs(3));
-        samples.push(pids.iter().map(|(_, pid)| Cluster::rss_kib(*pid)).collect());
+        samples.push(
+            pids.iter()
+                .map(|(_, pid)| harness::process::rss_kib(*pid))
+                .collect(),
+        );
     }
     stop.store(true, Ordering::SeqCst);
     for t in clients {

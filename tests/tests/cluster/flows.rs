@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::setup::{dimensions, png, Cluster};
+use crate::setup::{dimensions, png, Cluster, Uploaded};
 
 fn get(edge: SocketAddr, path: &str) -> harness::http::Response {
     harness::http::get(edge, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
@@ -48,14 +48,7 @@ fn an_upload_is_served_replicated_resized_and_redirected_through_the_edge() {
     let c = Cluster::start(1);
     let edge = c.edge();
     let image = png(640, 480, 1);
-    let (status, json) = c.upload(edge, &image, "photo.png");
-    assert_eq!(status, 200, "{json}");
-    let url = json["url"].as_str().expect("url in the answer").to_string();
-    let path = url
-        .strip_prefix(&format!("http://{edge}"))
-        .expect("the url is on the edge")
-        .to_string();
-    let key = path.split('/').nth(1).expect("key").to_string();
+    let Uploaded { url, path, key } = c.upload_ok(&image, "photo.png");
     assert!(key.starts_with("DQm"), "{key}");
 
     let first = get(edge, &path);
@@ -108,14 +101,7 @@ fn an_upload_is_served_replicated_resized_and_redirected_through_the_edge() {
 fn a_takedown_removes_the_image_from_every_fileserver_and_every_edge() {
     let c = Cluster::start(2);
     let image = png(300, 200, 2);
-    let (status, json) = c.upload(c.edge(), &image, "dmca.png");
-    assert_eq!(status, 200, "{json}");
-    let url = json["url"].as_str().expect("url").to_string();
-    let path = url
-        .strip_prefix(&format!("http://{}", c.edge()))
-        .expect("path")
-        .to_string();
-    let key = path.split('/').nth(1).expect("key").to_string();
+    let Uploaded { path, key, .. } = c.upload_ok(&image, "dmca.png");
     harness::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
         (c.stored(0, &key).is_some() && c.stored(1, &key).is_some()).then_some(())
     })

@@ -101,6 +101,12 @@ impl Drop for Proc {
     }
 }
 
+pub struct Uploaded {
+    pub url: String,
+    pub path: String,
+    pub key: String,
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub garages: Vec<Garage>,
@@ -324,6 +330,20 @@ grace_period = \"1s\"\nshutdown_timeout = \"1s\"\n\n[upstreams]\nnodes = [{nodes
         )
     }
 
+    /// Uploads through the first edge and requires success: the answer's URL, its path on the
+    /// edge, and the key.
+    pub fn upload_ok(&self, data: &[u8], name: &str) -> Uploaded {
+        let (status, json) = self.upload(self.edge(), data, name);
+        assert_eq!(status, 200, "upload {name}: {json}");
+        let url = json["url"].as_str().expect("url in the answer").to_string();
+        let path = url
+            .strip_prefix(&format!("http://{}", self.edge()))
+            .expect("the url is on the edge")
+            .to_string();
+        let key = path.split('/').nth(1).expect("key").to_string();
+        Uploaded { url, path, key }
+    }
+
     fn store(&self, i: usize, bucket: &str) -> Arc<dyn BlobStore> {
         let a = self.garages[i].access();
         let fs = FileserverConfig::s3(self.garages[i].name(), &a.endpoint, &a.access_key, &a.secret_key);
@@ -341,16 +361,6 @@ grace_period = \"1s\"\nshutdown_timeout = \"1s\"\n\n[upstreams]\nnodes = [{nodes
                 .ok()
                 .map(|b| b.to_vec())
         })
-    }
-
-    pub fn rss_kib(pid: u32) -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
     }
 }
 
