@@ -131,3 +131,88 @@ fn zero_downtime_upgrade_keeps_serving_and_keeps_the_cache() {
     assert_eq!(count(&fetches), 1, "the new process kept the cache (disk tier)");
     let _ = &mut new;
 }
+
+/// Kills a daemonised edge (not our child) by the PID in its PID file when the test ends.
+struct Daemon(std::path::PathBuf);
+
+impl Daemon {
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.0).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signalling the daemon this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn systemd_reload_path_daemon_then_upgrade_keeps_serving() {
+    // What hive-edge.service does: ExecStart=edge --daemon, and on reload a second
+    // `edge --daemon --upgrade` followed by SIGQUIT to the old PID from the PID file.
+    let (o, _) = origin(|_| Reply::ok("x").header("Cache-Control", "max-age=600"));
+    let dir = harness::tempdir();
+    let (port, admin) = (harness::free_port(), harness::free_port());
+    let pid_file = dir.path().join("edge.pid");
+    let args = |upgrade: bool| {
+        let mut cmd = Command::new(BIN);
+        for s in [
+            format!("server.listen=127.0.0.1:{port}"),
+            format!("admin.listen=127.0.0.1:{admin}"),
+            format!("upstreams.nodes=[\"{}\"]", o.addr()),
+            format!("server.upgrade_sock={}", dir.path().join("up.sock").display()),
+            format!("server.pid_file={}", pid_file.display()),
+            "server.grace_period=1s".into(),
+            "server.shutdown_timeout=1s".into(),
+        ] {
+            cmd.args(["--set", &s]);
+        }
+        cmd.arg("--daemon");
+        if upgrade {
+            cmd.arg("--upgrade");
+        }
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let status = args(false).status().expect("edge --daemon");
+    assert!(status.success(), "the foreground process exits once daemonised");
+    let daemon = Daemon(pid_file.clone());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    harness::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        harness::http::get(addr, "/a").ok().filter(|r| r.status == 200)
+    })
+    .expect("the daemon serves");
+    let old = daemon.pid().expect("pid file written");
+
+    let mut upgrade = args(true).spawn().expect("edge --daemon --upgrade");
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(old, libc::SIGQUIT) };
+    let started = Instant::now();
+    let mut failures = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        if harness::http::get(addr, "/a").map(|r| r.status).ok() != Some(200) {
+            failures += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = upgrade.wait();
+    assert_eq!(failures, 0, "no request failed across the reload");
+    let new = daemon.pid().expect("pid file");
+    assert_ne!(new, old, "the PID file names the new process");
+    assert!(alive(new));
+    harness::wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        (!alive(old)).then_some(())
+    })
+    .expect("the old process drains and exits");
+}

@@ -14,17 +14,8 @@ use harness::Garage;
 pub const BUCKETS: [&str; 2] = ["uploads", "proxy"];
 pub const USER: &str = "local.user";
 
-/// A built binary of the workspace (`cargo build --workspace` puts them beside the test binary's folder).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run `cargo build --workspace --bins` first",
-        p.display()
-    );
-    p
+    harness::process::workspace_bin(name)
 }
 
 /// One service process: restartable with the same command line.
