@@ -144,7 +144,7 @@ fn a_bounded_soak_shows_no_memory_growth_and_no_errors() {
         std::env::var("SOAK_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(45),
+            .unwrap_or(150),
     );
     let pids: Vec<(String, u32)> = std::iter::once(&c.edges[0])
         .chain(&c.imagehosts)
