@@ -1,0 +1,117 @@
+//! The ansible tree: `ansible-lint` (production profile, offline) and a syntax check pass, and
+//! every configuration the roles render from the production inventory is accepted by the
+//! service's own `--check-config`. (Applying the roles to a booted Debian root comes next.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ansible_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ansible")
+}
+
+/// The tools `scripts/test` installs into `.local/ansible` (pinned versions).
+fn tool(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.local/ansible/bin")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: `bash scripts/test` installs the ansible tools",
+        p.display()
+    );
+    p
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .current_dir(ansible_dir())
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .expect("run ansible");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn lint_and_syntax_pass() {
+    let text = run(Command::new(tool("ansible-lint")).args([
+        "--offline",
+        "--nocolor",
+        "--profile",
+        "production",
+        "site.yml",
+        "roles",
+        "tests",
+    ]));
+    assert!(
+        text.contains("Profile 'production' was required, and it passed"),
+        "{text}"
+    );
+    run(Command::new(tool("ansible-playbook")).args(["site.yml", "--syntax-check"]));
+}
+
+#[test]
+fn every_rendered_configuration_passes_check_config() {
+    let dir = harness::tempdir();
+    let (rendered, secrets) = (dir.path().join("rendered"), dir.path().join("secrets"));
+    std::fs::create_dir_all(&rendered).expect("dir");
+    std::fs::create_dir_all(&secrets).expect("dir");
+    for s in [
+        "fs1-secret-key",
+        "fs2-secret-key",
+        "edge-purge-token",
+        "blobsync-token",
+    ] {
+        std::fs::write(secrets.join(s), "from-the-vault\n").expect("secret");
+    }
+    let extra = serde_json::json!({
+        "render_dir": rendered, "hive_secrets": secrets,
+        "vault_edge_purge_token": "t", "vault_blobsync_token": "t",
+    });
+    run(Command::new(tool("ansible-playbook"))
+        .args([
+            "-i",
+            "inventory/production.yml",
+            "-i",
+            "tests/local.yml",
+            "tests/render.yml",
+            "-e",
+        ])
+        .arg(extra.to_string()));
+    let cases = [
+        ("edge-1", "edge"),
+        ("edge-2", "edge"),
+        ("imagehost-1", "imagehost"),
+        ("imagehost-2", "imagehost"),
+        ("blobsync-1", "blobsync"),
+    ];
+    for (host, service) in cases {
+        let file = rendered.join(format!("{host}.toml"));
+        let out = Command::new(harness::process::workspace_bin(service))
+            .arg("--config")
+            .arg(&file)
+            .arg("--check-config")
+            .output()
+            .expect("check-config");
+        assert!(
+            out.status.success(),
+            "{host}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&file).unwrap_or_default()
+        );
+    }
+    let edge1 = std::fs::read_to_string(rendered.join("edge-1.toml")).expect("edge-1");
+    assert!(
+        edge1.contains(r#"peers = ["10.0.1.12:80"]"#),
+        "each edge forwards purges to the other:\n{edge1}"
+    );
+    assert!(
+        edge1.contains(r#"nodes = ["10.0.2.11:8800", "10.0.2.12:8800"]"#),
+        "{edge1}"
+    );
+}
