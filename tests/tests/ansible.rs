@@ -60,14 +60,16 @@ fn every_rendered_configuration_passes_check_config() {
     let dir = harness::tempdir();
     let (rendered, secrets) = (dir.path().join("rendered"), dir.path().join("secrets"));
     std::fs::create_dir_all(&rendered).expect("dir");
-    std::fs::create_dir_all(&secrets).expect("dir");
-    for s in [
-        "fs1-secret-key",
-        "fs2-secret-key",
-        "edge-purge-token",
-        "blobsync-token",
-    ] {
-        std::fs::write(secrets.join(s), "from-the-vault\n").expect("secret");
+    for service in ["imagehost", "blobsync", "edge"] {
+        std::fs::create_dir_all(secrets.join(service)).expect("dir");
+        for s in [
+            "fs1-secret-key",
+            "fs2-secret-key",
+            "edge-purge-token",
+            "blobsync-token",
+        ] {
+            std::fs::write(secrets.join(service).join(s), "from-the-vault\n").expect("secret");
+        }
     }
     let extra = serde_json::json!({
         "render_dir": rendered, "hive_secrets": secrets,
