@@ -1,13 +1,15 @@
 //! The ansible roles applied for real: `site.yml` into a debootstrapped Debian 12 root through
 //! ansible's chroot connection, with this build's binaries (`ansible/tests/deploy-chroot`).
-//! Applied twice (the second must change nothing); then a broken configuration is refused by the
-//! role's validation and the installed one is left as it was.
+//! Applied twice (the second must change nothing); a broken configuration is refused by the
+//! role's validation and the installed one is left as it was; then the same root boots under
+//! systemd-nspawn, is applied again against live systemd (services running, the edge answering
+//! through imagehost), a config change reloads the edge by upgrade, and a last apply changes nothing.
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
-fn site_yml_applies_to_a_debian_root_idempotently_and_refuses_a_broken_config() {
+fn site_yml_deploys_to_a_debian_root_then_to_it_booted_under_systemd() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ansible/tests/deploy-chroot");
     let bins = harness::process::workspace_bin("edge");
     let bin_dir = bins.parent().expect("bin dir");
@@ -25,4 +27,7 @@ fn site_yml_applies_to_a_debian_root_idempotently_and_refuses_a_broken_config() 
     assert!(out.status.success(), "deploy failed:\n{text}");
     assert!(text.contains("second apply: changed=0"), "{text}");
     assert!(text.contains("broken config: refused"), "{text}");
+    assert!(text.contains("apply against live systemd: changed=0"), "{text}");
+    assert!(text.contains("edge reloaded by upgrade"), "{text}");
+    assert!(text.contains("apply again: changed=0"), "{text}");
 }
