@@ -9,6 +9,7 @@
 //! - [`wait`]: bounded readiness polling.
 //! - [`http`]: a small blocking HTTP/1.1 client for functional tests.
 //! - [`origin`]: a real HTTP origin on loopback that counts its requests.
+//! - [`tls`]: self-signed certificates made with openssl.
 //! - [`tempdir`]: temporary directories removed when the test ends.
 //!
 //! Everything here is synchronous and should be called from the test's own thread, so that child
@@ -22,6 +23,7 @@ pub mod origin;
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod tls;
 pub mod wait;
 
 pub use garage::{Garage, S3Access};

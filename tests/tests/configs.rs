@@ -89,23 +89,7 @@ fn production(name: &str, dir: &Path) -> String {
     }
     std::fs::write(dir.join("redis-url"), "redis://:password@10.0.5.11:6379/\n").expect("write secret");
     if !dir.join("images.hive.blog.pem").exists() {
-        let out = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-            ])
-            .args(["-days", "2", "-subj", "/CN=images.hive.blog", "-keyout"])
-            .arg(dir.join("images.hive.blog.key"))
-            .arg("-out")
-            .arg(dir.join("images.hive.blog.pem"))
-            .output()
-            .expect("openssl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        harness::tls::self_signed(dir, "images.hive.blog");
     }
     let d = format!("{}/", dir.display());
     text.replace("/run/secrets/", &d).replace("/etc/hive/tls/", &d)

@@ -7,33 +7,9 @@ use harness::origin::Reply;
 
 use crate::support::{origin, Edge};
 
-/// A self-signed certificate for `name` made with openssl, as `<name>.pem` and `<name>.key`.
+/// A self-signed certificate for `name`, as `<name>.pem` and `<name>.key`.
 fn self_signed(dir: &Path, name: &str) {
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-        ])
-        .args([
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{name}"),
-        ])
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .arg("-out")
-        .arg(dir.join(format!("{name}.pem")))
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    harness::tls::self_signed(dir, name);
 }
 
 /// curl trusting only `ca`, resolving `name` to the edge: the version and body, or the error.
