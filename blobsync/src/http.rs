@@ -139,9 +139,9 @@ async fn takedown(
             format!("bucket `{bucket}` is not mirrored"),
         );
     };
-    if Key::new(key.as_str()).is_err() {
+    let Ok(parsed) = Key::new(key.as_str()) else {
         return error(StatusCode::BAD_REQUEST, "invalid key");
-    }
+    };
     let retention = engine.config.tombstones.retention;
     let t = match engine.queue.add_tombstone(&bucket, &key, retention) {
         Ok(t) => t,
@@ -158,10 +158,7 @@ async fn takedown(
     // The delete is durable in the queue; try it now on every fileserver so the edges, cleared
     // next, cannot refill from a copy that is still there. Where a fileserver is down the queued
     // delete keeps retrying. Only uploads are addressed by key in public URLs.
-    let deleted_now = match Key::new(key.as_str()) {
-        Ok(k) => engine.replicator.delete(&bucket, &k).await.is_ok(),
-        Err(_) => false,
-    };
+    let deleted_now = engine.replicator.delete(&bucket, &parsed).await.is_ok();
     let edges: serde_json::Map<String, serde_json::Value> = if bucket == engine.config.buckets[0] {
         state
             .edges

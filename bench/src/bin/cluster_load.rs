@@ -105,11 +105,7 @@ fn main() {
     let original = bench::photo(1200, 800);
     let served = original.clone();
     let origin = Origin::start(move |_| Reply::ok(served.clone()).header("Content-Type", "image/jpeg"));
-    let key = loop {
-        if let Ok(k) = k256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
-            break k;
-        }
-    };
+    let key = imagehost::auth::signature::random_signing_key();
     let public = imagehost::auth::signature::public_key_string(key.verifying_key());
     let auth = serde_json::json!({"weight_threshold": 1, "account_auths": [], "key_auths": [[public, 1]]});
     let accounts = serde_json::json!([{"name": "bench.user", "owner": auth, "active": auth, "posting": auth, "reputation": "1000000000000"}]);

@@ -304,18 +304,7 @@ impl Storage for Store {
                 (self.remove_mem(&primary, variance, false).len(), d as usize)
             }
             // An invalidation of a URL: every variant, everywhere.
-            (PurgeTarget::Active(_), _) => {
-                let gone = self.remove_mem(&primary, variance, true);
-                for e in &gone {
-                    if e.variance.is_some() {
-                        self.forget(primary, e.variance);
-                    }
-                }
-                (
-                    gone.len(),
-                    self.disk.as_ref().map_or(0, |d| d.remove_primary(&primary)),
-                )
-            }
+            (PurgeTarget::Active(_), _) => (self.purge_primary(&primary), 0),
         };
         Ok(if removed + on_disk > 0 {
             PurgeOutcome::Purged(None)

@@ -73,6 +73,25 @@ pub fn sign(key: &k256::ecdsa::SigningKey, digest: &[u8; 32]) -> String {
     hex::encode(out)
 }
 
+/// A fresh random private key (local accounts, tests and benchmarks).
+pub fn random_signing_key() -> k256::ecdsa::SigningKey {
+    loop {
+        if let Ok(k) = k256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
+            return k;
+        }
+    }
+}
+
+/// Encodes a private key as WIF, the inverse of [`signing_key_from_wif`].
+pub fn wif_of(key: &k256::ecdsa::SigningKey) -> String {
+    use sha2::Sha256;
+    let mut raw = vec![0x80];
+    raw.extend_from_slice(&key.to_bytes());
+    let check = Sha256::digest(Sha256::digest(&raw));
+    raw.extend_from_slice(&check[..4]);
+    bs58::encode(raw).into_string()
+}
+
 /// Decodes a WIF private key (`5…`: base58check of 0x80 ‖ key ‖ sha256d checksum).
 pub fn signing_key_from_wif(wif: &str) -> Option<k256::ecdsa::SigningKey> {
     use sha2::Sha256;
@@ -98,6 +117,14 @@ mod tests {
     const PUBLIC: &str = "STM8Ue7FBoqhP88u1x7danatJJ8hSV6SCy2EMdTQYEXnEWfxQPkuE";
     const SIG: &str = "1f7ce2e19a81e0d582fcb47470cdb8dd52c7ebc11d5a61487d06e24e6fea8d88cf60028fcc6e643cd5f89925c67447a2f8912f0d2b2a1a832136caa1091a9ea958";
     const CS_SIG: &str = "1f3226040f907d9b9282887daa1a5736463b5568547e76114fc262c50f63671ea700f303b61fcc4e561d284064aee194d5e6f847610677c037d2749cc939994edd";
+
+    #[test]
+    fn wif_round_trips() {
+        let key = signing_key_from_wif(WIF).unwrap();
+        assert_eq!(wif_of(&key), WIF);
+        let fresh = random_signing_key();
+        assert_eq!(signing_key_from_wif(&wif_of(&fresh)).unwrap(), fresh);
+    }
 
     #[test]
     fn dhive_vector_recovers_the_public_key() {

@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use imagehost::auth::signature::{public_key_string, sign, signing_key_from_wif};
+use imagehost::auth::signature::{public_key_string, random_signing_key, sign, signing_key_from_wif, wif_of};
 use imagehost::keys::UploadDigests;
-use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
 #[command(version, about = "Sign Hive image uploads, and make a local test account")]
@@ -54,14 +53,6 @@ enum Cmd {
     },
 }
 
-fn wif_of(key: &k256::ecdsa::SigningKey) -> String {
-    let mut raw = vec![0x80];
-    raw.extend_from_slice(&key.to_bytes());
-    let check = Sha256::digest(Sha256::digest(&raw));
-    raw.extend_from_slice(&check[..4]);
-    bs58::encode(raw).into_string()
-}
-
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Keygen { name, dir } => {
@@ -71,11 +62,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 Ok(text) => signing_key_from_wif(text.trim())
                     .ok_or(format!("{}: not a WIF key", wif_path.display()))?,
                 Err(_) => {
-                    let key = loop {
-                        if let Ok(k) = k256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
-                            break k;
-                        }
-                    };
+                    let key = random_signing_key();
                     std::fs::write(&wif_path, format!("{}\n", wif_of(&key))).map_err(|e| e.to_string())?;
                     key
                 }

@@ -295,11 +295,7 @@ impl Fixture {
 }
 
 pub fn fresh_key() -> SigningKey {
-    loop {
-        if let Ok(k) = SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
-            return k;
-        }
-    }
+    imagehost::auth::signature::random_signing_key()
 }
 
 pub fn signature(key: &SigningKey, data: &[u8], checksum_route: bool) -> String {
