@@ -125,3 +125,55 @@ pub fn photo(w: u32, h: u32) -> Vec<u8> {
     };
     imagehost::pipeline::encode::jpeg(&r, 90).expect("encode test photo")
 }
+
+/// Requests per second and p99 latency (ms) of one `wrk --latency` run.
+pub struct Wrk {
+    pub rps: f64,
+    pub p99_ms: f64,
+}
+
+/// Runs `wrk -t<threads> -c<conns> -d<seconds>s --latency [-s script] url` and reads its figures;
+/// non-2xx answers and socket errors are reported on stderr.
+pub fn wrk(url: &str, script: Option<&std::path::Path>, threads: u32, conns: u32, seconds: u32) -> Wrk {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        format!("-t{threads}"),
+        format!("-c{conns}"),
+        format!("-d{seconds}s"),
+        "--latency".into(),
+    ]);
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd.arg(url).output().expect("run wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wrk output without Requests/sec:\n{text}"));
+    let p99_ms = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| latency_ms(v.trim()))
+        .unwrap_or_else(|| panic!("wrk output without 99%:\n{text}"));
+    if let Some(l) = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+    {
+        eprintln!("wrk {url}: {l}");
+    }
+    Wrk { rps, p99_ms }
+}
+
+/// wrk's `1.23ms`, `456.00us`, `1.20s` as milliseconds.
+fn latency_ms(v: &str) -> f64 {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => f64::NAN,
+    }
+}

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bench::{mib, print_table, Row};
+use bench::{mib, print_table, Row, Wrk};
 use harness::origin::{Origin, Reply};
 
 const OBJECT: usize = 50 * 1024;
@@ -17,52 +17,8 @@ const ROUNDS: usize = 3;
 const SECONDS: u32 = 8;
 const FILL: usize = 2000;
 
-struct Wrk {
-    rps: f64,
-    p99_ms: f64,
-}
-
 fn wrk(addr: SocketAddr, path: &str) -> Wrk {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            "-c64",
-            &format!("-d{SECONDS}s"),
-            "--latency",
-            &format!("http://{addr}{path}"),
-        ])
-        .output()
-        .expect("run wrk (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rps = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("wrk output without Requests/sec:\n{text}"));
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(|v| parse_latency(v.trim()))
-        .unwrap_or_else(|| panic!("wrk output without 99%:\n{text}"));
-    let errors = text
-        .lines()
-        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
-    if let Some(e) = errors {
-        eprintln!("wrk {addr}: {e}");
-    }
-    Wrk { rps, p99_ms: p99 }
-}
-
-/// wrk's `1.23ms`, `456.00us`, `1.20s` as milliseconds.
-fn parse_latency(v: &str) -> f64 {
-    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-    let n: f64 = num.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => n / 1000.0,
-        "ms" => n,
-        "s" => n * 1000.0,
-        _ => f64::NAN,
-    }
+    bench::wrk(&format!("http://{addr}{path}"), None, 2, 64, SECONDS)
 }
 
 fn wait_http(addr: SocketAddr, path: &str) {

@@ -55,40 +55,8 @@ fn wait_ok(addr: SocketAddr, path: &str) {
 
 /// requests/s and p99 (ms) from `wrk`, with an optional Lua script.
 fn wrk(url: &str, script: Option<&std::path::Path>, threads: u32, conns: u32) -> (f64, f64) {
-    let mut cmd = Command::new("wrk");
-    cmd.args([
-        format!("-t{threads}"),
-        format!("-c{conns}"),
-        format!("-d{SECONDS}s"),
-        "--latency".into(),
-    ]);
-    if let Some(s) = script {
-        cmd.arg("-s").arg(s);
-    }
-    let out = cmd.arg(url).output().expect("wrk");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rps = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).map(|v| {
-        let v = v.trim();
-        let (n, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-        let n: f64 = n.parse().unwrap_or(f64::NAN);
-        match unit {
-            "us" => n / 1000.0,
-            "s" => n * 1000.0,
-            _ => n,
-        }
-    });
-    if let Some(l) = text
-        .lines()
-        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-    {
-        eprintln!("wrk {url}: {l}");
-    }
-    (rps, p99.unwrap_or(f64::NAN))
+    let w = bench::wrk(url, script, threads, conns, SECONDS);
+    (w.rps, w.p99_ms)
 }
 
 fn multipart(data: &[u8]) -> (String, Vec<u8>) {
