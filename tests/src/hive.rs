@@ -67,6 +67,13 @@ impl HiveNode {
         }
     }
 
+    /// Starts on a given address (e.g. inside a network namespace a deploy test made).
+    pub fn start_at(addr: std::net::SocketAddr, accounts: Vec<Value>) -> HiveNode {
+        HiveNode {
+            origin: Origin::start_at(addr, move |req| answer(req, &accounts)),
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.origin.addr())
     }

@@ -1,9 +1,11 @@
-//! The ansible roles applied for real: `site.yml` into a debootstrapped Debian 12 root through
-//! ansible's chroot connection, with this build's binaries (`ansible/tests/deploy-chroot`).
-//! Applied twice (the second must change nothing); a broken configuration is refused by the
-//! role's validation and the installed one is left as it was; then the same root boots under
-//! systemd-nspawn, is applied again against live systemd (services running, the edge answering
-//! through imagehost), a config change reloads the edge by upgrade, and a last apply changes nothing.
+//! The ansible roles applied for real (`ansible/tests/deploy-chroot`): `site.yml` into two
+//! debootstrapped Debian 12 roots through ansible's chroot connection, with this build's binaries
+//! and the test Garage. Applied twice (the second must change nothing); a broken configuration is
+//! refused by the role's validation and the installed one is left as it was; then both roots boot
+//! under systemd-nspawn, each in its own network namespace, and are applied again against live
+//! systemd: every service runs, Garage is bootstrapped, an upload through the edge lands on both
+//! fileservers and is served back (MISS, then HIT), a config change reloads the edge by upgrade,
+//! and a last apply changes nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,6 +18,7 @@ fn site_yml_deploys_to_a_debian_root_then_to_it_booted_under_systemd() {
     let out = Command::new("bash")
         .arg(&script)
         .arg(bin_dir)
+        .env("GARAGE_BIN", harness::garage::ensure_installed())
         .output()
         .expect("run deploy-chroot");
     let text = format!(
@@ -27,7 +30,8 @@ fn site_yml_deploys_to_a_debian_root_then_to_it_booted_under_systemd() {
     assert!(out.status.success(), "deploy failed:\n{text}");
     assert!(text.contains("second apply: changed=0"), "{text}");
     assert!(text.contains("broken config: refused"), "{text}");
-    assert!(text.contains("apply against live systemd: changed=0"), "{text}");
+    assert!(text.contains("stored on both fileservers"), "{text}");
+    assert!(text.contains("MISS then HIT, identical bytes"), "{text}");
     assert!(text.contains("edge reloaded by upgrade"), "{text}");
     assert!(text.contains("apply again: changed=0"), "{text}");
 }

@@ -1,14 +1,17 @@
-//! The systemd units the ansible roles install: each passes `systemd-analyze verify` against a
+//! The systemd units the ansible roles install (our three services, Garage and MinIO): each passes `systemd-analyze verify` against a
 //! root holding systemd's unit tree and the real binaries, and scores at most 2.5 ("OK") on
 //! `systemd-analyze security --offline`; a broken unit is rejected by the same check.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const UNITS: [(&str, &str); 3] = [
+/// (role, binary): the unit of each is `hive-<binary>.service` in the role's files.
+const UNITS: [(&str, &str); 5] = [
     ("imagehost", "imagehost"),
     ("blobsync", "blobsync"),
     ("edge", "edge"),
+    ("fileserver", "garage"),
+    ("fileserver", "minio"),
 ];
 /// `systemd-analyze security`'s exposure scale is 0–10; `--threshold` takes it ×10.
 const MAX_EXPOSURE_X10: u32 = 25;
@@ -30,7 +33,23 @@ fn root() -> tempfile::TempDir {
     let bin = mkdir(r.join("usr/local/bin"));
     let units = mkdir(r.join("etc/systemd/system"));
     for (role, name) in UNITS {
-        std::fs::copy(harness::process::workspace_bin(name), bin.join(name)).expect("binary");
+        match name {
+            "garage" => {
+                std::fs::copy(harness::garage::ensure_installed(), bin.join(name)).expect("garage");
+            }
+            // MinIO cannot be downloaded here: verify needs only an executable at the path.
+            "minio" => {
+                std::fs::write(bin.join(name), "#!/bin/sh\n").expect("minio stand-in");
+                std::fs::set_permissions(
+                    bin.join(name),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+                .expect("chmod");
+            }
+            _ => {
+                std::fs::copy(harness::process::workspace_bin(name), bin.join(name)).expect("binary");
+            }
+        }
         let unit = format!("hive-{name}.service");
         std::fs::copy(roles().join(role).join("files").join(&unit), units.join(&unit)).expect("unit");
     }
