@@ -21,7 +21,8 @@ pub struct Engine {
     pub config: Config,
     pub queue: Arc<Queue>,
     pub replicator: Arc<Replicator>,
-    /// Wakes the workers when work arrives, so copies start at once.
+    /// Wakes the worker loop when work arrives, so copies start at once (`notify_one` keeps the
+    /// wake-up if the loop is busy, so an enqueue racing its check for due work is never missed).
     pub wake: Notify,
     /// Wakes the anti-entropy loop for an immediate pass.
     pub sync_now: Notify,
@@ -162,7 +163,7 @@ impl Engine {
                     tracing::warn!(bucket, error = %e, "anti-entropy pass aborted; it resumes from its checkpoint");
                 }
             }
-            self.wake.notify_waiters();
+            self.wake.notify_one();
         }
         ok
     }
@@ -211,7 +212,7 @@ impl Engine {
                     Err(e) => tracing::warn!(error = %e, "scrub pass stopped early"),
                 },
             }
-            self.wake.notify_waiters();
+            self.wake.notify_one();
         }
     }
 

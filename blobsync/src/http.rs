@@ -120,7 +120,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::b
     }
     EVENTS.with_label_values(&["queued"]).inc_by(queued);
     EVENTS.with_label_values(&["ignored"]).inc_by(ignored);
-    engine.wake.notify_waiters();
+    engine.wake.notify_one();
     Json(json!({ "queued": queued, "ignored": ignored })).into_response()
 }
 
@@ -153,7 +153,7 @@ async fn takedown(
     if let Err(e) = engine.queue.flush().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
     }
-    engine.wake.notify_waiters();
+    engine.wake.notify_one();
     tracing::info!(%bucket, %key, "takedown recorded");
     // The delete is durable in the queue; try it now on every fileserver so the edges, cleared
     // next, cannot refill from a copy that is still there. Where a fileserver is down the queued

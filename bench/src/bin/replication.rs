@@ -201,7 +201,11 @@ fn main() {
     assert_eq!(rt.block_on(keys(&fs1)).len() as u64, n);
 
     // ---- 1 % churn: adds plus takedowns --------------------------------------------------------
-    let churn = n / 100;
+    // BENCH_CHURN overrides the 1 % (to study the churn phase on a small N).
+    let churn: u64 = std::env::var("BENCH_CHURN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n / 100);
     eprintln!("rclone after {churn} adds + {churn} takedowns …");
     rt.block_on(put_all(&fs0, n..n + churn));
     rt.block_on(async {
@@ -269,22 +273,33 @@ fn main() {
         }))
         .collect();
     let retries = std::sync::atomic::AtomicUsize::new(0);
+    // Microseconds spent in event POSTs and in takedown DELETEs, summed over clients.
+    let spent = [
+        std::sync::atomic::AtomicU64::new(0),
+        std::sync::atomic::AtomicU64::new(0),
+    ];
     std::thread::scope(|scope| {
         for chunk in requests.chunks(requests.len().div_ceil(4)) {
-            let retries = &retries;
+            let (retries, spent) = (&retries, &spent);
             scope.spawn(move || {
                 for (method, path, body) in chunk {
                     let mut tries = 0;
+                    let t = Instant::now();
                     while !matches!(post(addr, method, path, body), 200 | 202) {
                         tries += 1;
                         retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         assert!(tries < 5, "{method} {path} kept failing");
                     }
+                    spent[usize::from(*method == "DELETE")].fetch_add(
+                        t.elapsed().as_micros() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                 }
             });
         }
     });
     let retries = retries.into_inner();
+    let acknowledged = start.elapsed();
     // Done when blobsync's exact backlog is empty: every copy verified, every takedown applied.
     let backlog = || {
         harness::http::get(addr, "/status")
@@ -300,6 +315,15 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let ours_churn = start.elapsed();
+    let mean_ms =
+        |i: usize| spent[i].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0 / churn as f64;
+    eprintln!(
+        "churn: every change acknowledged (durable) after {:.0} ms (an event {:.1} ms, a takedown {:.1} ms), backlog empty after {:.0} ms",
+        acknowledged.as_secs_f64() * 1000.0,
+        mean_ms(0),
+        mean_ms(1),
+        ours_churn.as_secs_f64() * 1000.0
+    );
     if retries > 0 {
         eprintln!("note: {retries} churn requests had to be retried (see the daemon log)");
     }

@@ -92,7 +92,8 @@ fn main() {
             .map(|m| m.len())
             .unwrap_or(0);
         println!(
-            "{w}×{h}: output ours {} bytes, vips {vips_bytes} bytes",
+            "{w}×{h}: source {} bytes, output ours {} bytes, vips {vips_bytes} bytes",
+            std::fs::metadata(&src).map(|m| m.len()).unwrap_or(0),
             o.2.trim()
         );
         rows.push(Row {
