@@ -14,13 +14,40 @@ use crate::config::Config;
 use crate::copy::{backoff, CopyOutcome, Replicator};
 use crate::limit::RateLimiter;
 use crate::metrics::{AE_PASSES, BACKLOG, DELETES, LAG, OLDEST_PENDING, SCRUB_REPAIRED, TOMBSTONES};
+use crate::purge::EdgePurger;
 use crate::queue::{now_ms, Action, Item, Queue};
 use crate::scrub;
+
+/// What one attempt at a takedown did: the deletes, then (uploads only) each edge's ban.
+#[derive(Debug)]
+pub struct Takedown {
+    pub deleted: Result<(), String>,
+    pub edges: Vec<(String, Result<u16, String>)>,
+}
+
+impl Takedown {
+    /// Done only when every fileserver deleted it and every edge banned it.
+    fn result(&self) -> Result<(), String> {
+        self.deleted.clone()?;
+        let failed: Vec<String> = self
+            .edges
+            .iter()
+            .filter_map(|(e, r)| r.as_ref().err().map(|err| format!("edge {e}: {err}")))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+}
 
 pub struct Engine {
     pub config: Config,
     pub queue: Arc<Queue>,
     pub replicator: Arc<Replicator>,
+    /// Takedowns of uploads are also banned on these edges.
+    pub edges: EdgePurger,
     /// Wakes the worker loop when work arrives, so copies start at once (`notify_one` keeps the
     /// wake-up if the loop is busy, so an enqueue racing its check for due work is never missed).
     pub wake: Notify,
@@ -90,22 +117,21 @@ impl Engine {
         let _ = self.queue.flush().await;
     }
 
-    /// Carries out one item: complete it, or reschedule it with backoff.
-    pub async fn process(&self, item: Item) {
+    /// Carries out one item: complete it, or reschedule it with backoff. For a takedown, returns
+    /// what this attempt did.
+    pub async fn process(&self, item: Item) -> Option<Takedown> {
         let Ok(key) = Key::new(item.key.as_str()) else {
             tracing::error!(key = %item.key, "not a valid key; dropping the item");
             let _ = self.queue.complete(&item);
-            return;
+            return None;
         };
         let tombstoned = matches!(self.queue.tombstone(&item.bucket, &item.key), Ok(Some(_)));
-        let result = if item.action == Action::Delete || tombstoned {
-            self.replicator.delete(&item.bucket, &key).await.map(|_| {
-                let _ = self.queue.mark_applied(&item.bucket, &item.key);
-                DELETES.inc();
-                tracing::info!(bucket = %item.bucket, %key, "takedown applied on every fileserver");
-            })
+        let (result, takedown) = if item.action == Action::Delete || tombstoned {
+            let t = self.take_down(&item.bucket, &key).await;
+            (t.result(), Some(t))
         } else {
-            self.replicator
+            let copied = self
+                .replicator
                 .copy(&item.bucket, &key, &item.bad)
                 .await
                 .map(|outcome| {
@@ -116,7 +142,8 @@ impl Engine {
                         LAG.observe(now_ms().saturating_sub(item.enqueued_ms) as f64 / 1000.0);
                         tracing::debug!(bucket = %item.bucket, %key, ?to, "copied");
                     }
-                })
+                });
+            (copied, None)
         };
         let outcome = match result {
             Ok(()) => self.queue.complete(&item),
@@ -133,6 +160,27 @@ impl Engine {
         if let Err(e) = outcome {
             tracing::error!(error = %e, "queue update failed");
         }
+        takedown
+    }
+
+    /// Deletes on every fileserver first, then (uploads, the bucket public URLs address by key)
+    /// bans `/<key>` on every edge. The item is done only when both succeeded; until then every
+    /// retry deletes and bans again, so an edge that refilled from a fileserver that was
+    /// unreachable (or was down itself and kept the image in its disk tier) is cleared once the
+    /// last copy is gone.
+    async fn take_down(&self, bucket: &str, key: &Key) -> Takedown {
+        let deleted = self.replicator.delete(bucket, key).await;
+        if deleted.is_ok() {
+            let _ = self.queue.mark_applied(bucket, key.as_str());
+            DELETES.inc();
+            tracing::info!(%bucket, %key, "takedown applied on every fileserver");
+        }
+        let edges = if bucket == self.config.buckets[0] {
+            self.edges.ban(key.as_str()).await
+        } else {
+            Vec::new()
+        };
+        Takedown { deleted, edges }
     }
 
     /// Anti-entropy over every bucket, in lane order. Returns false if any pass failed.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -20,7 +20,6 @@ use crate::queue::{now_ms, Action};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub edges: Arc<crate::purge::EdgePurger>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -124,9 +123,22 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::b
     Json(json!({ "queued": queued, "ignored": ignored })).into_response()
 }
 
+/// `?wait=false`: answer once the takedown is durable and leave the work to the workers (for
+/// scripts removing many keys); by default the request carries it out and reports the result.
+#[derive(Deserialize)]
+struct TakedownParams {
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 async fn takedown(
     State(state): State<AppState>,
     Path((bucket, key)): Path<(String, String)>,
+    Query(params): Query<TakedownParams>,
     headers: HeaderMap,
 ) -> Response {
     if !authorised(&state, &headers) {
@@ -139,9 +151,9 @@ async fn takedown(
             format!("bucket `{bucket}` is not mirrored"),
         );
     };
-    let Ok(parsed) = Key::new(key.as_str()) else {
+    if Key::new(key.as_str()).is_err() {
         return error(StatusCode::BAD_REQUEST, "invalid key");
-    };
+    }
     let retention = engine.config.tombstones.retention;
     let t = match engine.queue.add_tombstone(&bucket, &key, retention) {
         Ok(t) => t,
@@ -153,31 +165,33 @@ async fn takedown(
     if let Err(e) = engine.queue.flush().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
     }
-    engine.wake.notify_one();
     tracing::info!(%bucket, %key, "takedown recorded");
-    // The delete is durable in the queue; try it now on every fileserver so the edges, cleared
-    // next, cannot refill from a copy that is still there. Where a fileserver is down the queued
-    // delete keeps retrying. Only uploads are addressed by key in public URLs.
-    let deleted_now = engine.replicator.delete(&bucket, &parsed).await.is_ok();
-    let edges: serde_json::Map<String, serde_json::Value> = if bucket == engine.config.buckets[0] {
-        state
-            .edges
-            .ban(&key)
-            .await
-            .into_iter()
-            .map(|(e, r)| (e, r.map_or_else(Into::into, Into::into)))
-            .collect()
+    let mut answer = json!({ "bucket": bucket, "key": key, "tombstone_until_ms": t.keep_until_ms });
+    // The takedown is durable: from here on a crash or a failure only delays it. Carry it out
+    // now unless asked not to (or a worker already has it); what fails stays queued and retried.
+    let claimed = if params.wait {
+        engine.queue.claim(&bucket, &key).ok().flatten()
     } else {
-        serde_json::Map::new()
+        None
     };
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "bucket": bucket, "key": key, "tombstone_until_ms": t.keep_until_ms,
-            "deleted_everywhere": deleted_now, "edges": edges,
-        })),
-    )
-        .into_response()
+    match claimed {
+        Some(item) => {
+            if let Some(done) = engine.process(item).await {
+                answer["deleted_everywhere"] = done.deleted.is_ok().into();
+                answer["edges"] = done
+                    .edges
+                    .into_iter()
+                    .map(|(e, r)| (e, r.map_or_else(Into::into, Into::into)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+            }
+        }
+        None => {
+            engine.wake.notify_one();
+            answer["queued"] = true.into();
+        }
+    }
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
 async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -71,6 +71,7 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
         config: config.clone(),
         queue: Arc::new(queue),
         replicator: Arc::new(replicator),
+        edges: purge::EdgePurger::new(&config.takedown).map_err(Error::Config)?,
         wake: Notify::new(),
         sync_now: Notify::new(),
         progress: Default::default(),
@@ -86,10 +87,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     tokio::spawn(engine.clone().anti_entropy_loop(shutdown.clone()));
     tokio::spawn(engine.clone().scrub_loop(shutdown.clone()));
     tokio::spawn(engine.clone().housekeeping_loop(shutdown.clone()));
-    let edges = Arc::new(purge::EdgePurger::new(&engine.config.takedown).map_err(Error::Config)?);
     let app = http::router(http::AppState {
         engine: engine.clone(),
-        edges,
     })
     .merge(service::admin::router());
     tracing::info!(addr = %listener.local_addr().map_err(Error::Io)?, "blobsync ready");

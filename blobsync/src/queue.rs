@@ -213,6 +213,25 @@ impl Queue {
         Ok(None)
     }
 
+    /// Claims one object's pending item for the caller, as `take_due` does for a worker, whatever
+    /// its due time: `None` if nothing is pending or a worker has it already.
+    pub fn claim(&self, bucket: &str, key: &str) -> Result<Option<Item>, sled::Error> {
+        let item_id = id(bucket, key);
+        let Some(item) = self.items.get(&item_id)?.as_deref().and_then(decode::<Item>) else {
+            return Ok(None);
+        };
+        {
+            let Ok(mut flight) = self.in_flight.lock() else {
+                return Ok(None);
+            };
+            if !flight.insert(item_id.clone()) {
+                return Ok(None);
+            }
+        }
+        self.due.remove(due_key(item.lane, item.due_ms, &item_id))?;
+        Ok(Some(item))
+    }
+
     fn release(&self, item: &Item) {
         if let Ok(mut f) = self.in_flight.lock() {
             f.remove(&id(&item.bucket, &item.key));

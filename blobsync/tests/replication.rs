@@ -262,6 +262,70 @@ async fn a_takedown_made_while_a_server_is_down_is_applied_later_and_never_undon
     f.stop().await;
 }
 
+/// An edge that is down during a takedown still gets its ban once it is back (it would serve the
+/// image from its disk tier otherwise); `?wait=false` answers once the takedown is durable and
+/// the workers carry it out the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_bans_an_edge_that_was_down_once_it_returns() {
+    let dir = harness::tempdir();
+    let fs = vec![
+        FileserverConfig::directory("fs0", dir.path().join("fs0")),
+        FileserverConfig::directory("fs1", dir.path().join("fs1")),
+    ];
+    let edge = SocketAddr::from(([127, 0, 0, 1], harness::free_port()));
+    let f = start(fs, Vec::new(), dir, |c| {
+        c.takedown.purge_edges = vec![edge.to_string()]
+    })
+    .await;
+    let (key, data) = upload(11, 2_000);
+    f.put(0, &key, &data).await;
+    f.put(1, &key, &data).await;
+
+    let r = f.request("DELETE", &format!("/objects/uploads/{key}"), b"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(j["deleted_everywhere"], true, "{j}");
+    assert!(
+        j["edges"][edge.to_string()].is_string(),
+        "the edge's failure is reported: {j}"
+    );
+    assert!(f.read(0, &key).await.is_none() && f.read(1, &key).await.is_none());
+    assert_eq!(f.status().await["backlog"], 1, "the ban is still owed");
+
+    let bans = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = bans.clone();
+    let _edge = harness::origin::Origin::start_at(edge, move |req| {
+        seen.lock()
+            .expect("lock")
+            .push(format!("{} {}", req.method, req.path));
+        harness::origin::Reply::ok("banned")
+    });
+    f.wait(Duration::from_secs(10), || async {
+        f.status().await["backlog"] == 0
+    })
+    .await;
+    assert!(bans.lock().expect("lock").contains(&format!("BAN /{key}")));
+
+    let (key2, data2) = upload(12, 2_000);
+    f.put(0, &key2, &data2).await;
+    f.put(1, &key2, &data2).await;
+    let r = f
+        .request("DELETE", &format!("/objects/uploads/{key2}?wait=false"), b"")
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(j["queued"], true, "{j}");
+    f.wait(Duration::from_secs(10), || async {
+        f.read(0, &key2).await.is_none()
+            && f.read(1, &key2).await.is_none()
+            && f.status().await["backlog"] == 0
+    })
+    .await;
+    assert!(bans.lock().expect("lock").contains(&format!("BAN /{key2}")));
+    assert_eq!(f.status().await["tombstones"], 2);
+    f.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_or_failing_listings_delete_nothing() {
     let garages = Garage::start_many(2, &["uploads", "proxy"]);

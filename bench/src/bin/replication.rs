@@ -1,9 +1,15 @@
 //! blobsync against `rclone sync --checksum --fast-list` on the same two Garage instances, in the
 //! same run: a cold backfill of N objects into an empty server, then a pass after 1 % churn (adds
 //! plus takedowns); wall time and peak RSS of both, and the ratios. Then replication lag p50/p99
-//! under a steady 50 uploads/s.
+//! under a steady 50 uploads/s, and the fileservers' own floor for the churn's work (the S3 calls
+//! it needs at the least, issued directly).
 //!
-//! Run it through `bench/run` (release build). `BENCH_OBJECTS` sets N (default 20000).
+//! For blobsync the churn arrives as it does in production: an event per upload, and the
+//! takedowns from a script, so in bulk mode (`?wait=false`: acknowledged once durable, carried
+//! out by the workers); the clock stops when every copy and delete is done on both servers.
+//!
+//! Run it through `bench/run` (release build). `BENCH_OBJECTS` sets N (default 20000),
+//! `BENCH_CHURN` the number of adds and of takedowns (default N / 100).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -267,7 +273,10 @@ fn main() {
         .chain(downs.iter().map(|s| {
             (
                 "DELETE",
-                format!("/objects/uploads/{}", harness::content::upload(*s, SIZE).0),
+                format!(
+                    "/objects/uploads/{}?wait=false",
+                    harness::content::upload(*s, SIZE).0
+                ),
                 String::new(),
             )
         }))
@@ -370,6 +379,41 @@ fn main() {
     let (_, daemon_rss) = wait_with_rusage(daemon.id());
     let _ = daemon.try_wait();
 
+    // ---- the fileservers' own floor for the churn's work ------------------------------------------
+    // The S3 calls blobsync needs for the churn at the least (a copy: HEAD both, GET, PUT; a
+    // takedown: DELETE on both), issued directly with as many in flight as blobsync's workers.
+    eprintln!("the same S3 calls issued directly …");
+    let base = n + 2 * churn + 1500;
+    rt.block_on(put_all(&fs0, base..base + 2 * churn));
+    rt.block_on(put_all(&fs1, base + churn..base + 2 * churn));
+    let floor = rt.block_on(async {
+        let start = Instant::now();
+        futures::stream::iter(base..base + 2 * churn)
+            .map(|s| {
+                let (fs0, fs1) = (fs0.clone(), fs1.clone());
+                async move {
+                    let key = Key::new(harness::content::upload(s, SIZE).0).expect("key");
+                    if s < base + churn {
+                        let _ = futures::join!(fs0.head(&key), fs1.head(&key));
+                        let got = fs0.get(&key, None).await.expect("get");
+                        let data = blobstore::collect_body(got.body, SIZE as u64 * 2)
+                            .await
+                            .expect("body");
+                        fs1.put(&key, body_from_bytes(data), &PutOptions::default())
+                            .await
+                            .expect("put");
+                    } else {
+                        let (a, b) = futures::join!(fs0.delete(&key), fs1.delete(&key));
+                        a.and(b).expect("delete");
+                    }
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<()>>()
+            .await;
+        start.elapsed()
+    });
+
     let per_object = 64.0 * n as f64;
     print_table(
         &format!(
@@ -400,6 +444,13 @@ fn main() {
                 reference: Some(rclone_churn.wall.as_secs_f64()),
                 unit: "s",
                 target: "≤ 0.1x",
+            },
+            Row {
+                what: "  the same S3 calls issued directly (8 in flight)".into(),
+                ours: floor.as_secs_f64(),
+                reference: None,
+                unit: "s",
+                target: "floor set by the fileservers",
             },
             Row {
                 what: "daemon peak RSS (churn + lag phases)".into(),
