@@ -10,6 +10,7 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod hits;
 pub mod limits;
 pub mod metrics;
 pub mod net;
@@ -100,7 +101,10 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
     app.server_options = Some(options);
     let mut proxy = Service::new(
         "edge proxy".into(),
-        limits::ConnectionCap::new(app, config.server.max_connections),
+        limits::ConnectionCap::new(
+            hits::HitPath::new(app, state.clone()),
+            config.server.max_connections,
+        ),
     );
     // pingora's default read buffer is 64 KiB per connection: idle and slow clients would each
     // hold that much. Requests are small; uploads stream through in several reads.

@@ -20,6 +20,8 @@ lazy!(CACHE: IntCounterVec = register_int_counter_vec!(
     "edge_cache_requests_total",
     "Requests by cache result: hit, miss, stale, stale_error, revalidated, expired, bypass, uncacheable",
     &["result"]));
+lazy!(FAST_HITS: IntCounter = register_int_counter!(
+    "edge_cache_fast_hits_total", "Hits answered by the fast path (also counted as hits above)"));
 lazy!(COALESCED: IntCounter = register_int_counter!(
     "edge_cache_coalesced_waits_total", "Requests that waited for another request's fill of the same object"));
 lazy!(CACHE_DISK_READS: IntCounter = register_int_counter!(

@@ -1,5 +1,6 @@
 //! edge as a process in front of real HTTP origins on loopback: caching, coalescing, stale
-//! serving, purge and bans across two edges, balancing and failover, limits, TLS, upgrades.
+//! serving, the hit fast path, purge and bans across two edges, balancing and failover, limits,
+//! TLS, upgrades.
 
 #[path = "edge/support.rs"]
 mod support;
@@ -8,6 +9,8 @@ mod support;
 mod balance;
 #[path = "edge/cache.rs"]
 mod cache;
+#[path = "edge/hits.rs"]
+mod hits;
 #[path = "edge/limits.rs"]
 mod limits;
 #[path = "edge/ops.rs"]

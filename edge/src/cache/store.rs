@@ -23,6 +23,9 @@ use pingora::{Error, ErrorType, Result};
 use super::disk::{Disk, Record, Slot};
 use crate::metrics;
 
+mod wire;
+pub use wire::MemoryHit;
+
 const SHARDS: usize = 64;
 /// What an entry costs beyond its body and headers (maps, Arcs, the URL).
 const ENTRY_OVERHEAD: usize = 256;
@@ -33,6 +36,9 @@ struct Entry {
     meta: CacheMeta,
     meta_bin: (Vec<u8>, Vec<u8>),
     body: Bytes,
+    /// The status line and stored headers in HTTP/1.1 wire form, made at the first fast-path
+    /// hit (`None`: this object is not one the fast path serves).
+    wire: std::sync::OnceLock<Option<Bytes>>,
 }
 
 impl Entry {
@@ -187,6 +193,7 @@ impl Store {
             meta,
             meta_bin: rec.meta,
             body: rec.body,
+            wire: Default::default(),
         });
         self.insert(slot.0, entry.clone());
         metrics::CACHE_DISK_READS.inc();
@@ -324,6 +331,7 @@ impl Storage for Store {
             meta: clone_meta(meta),
             meta_bin: meta.serialize()?,
             body: old.body.clone(),
+            wire: Default::default(),
         });
         self.insert(primary, entry.clone());
         self.save_to_disk((primary, variance), &entry).await;
@@ -440,6 +448,7 @@ impl HandleMiss for Miss {
             meta,
             meta_bin,
             body,
+            wire: Default::default(),
         });
         let weight = entry.weight();
         store.insert(primary, entry.clone());

@@ -1,0 +1,196 @@
+//! Which requests the hit fast path may answer itself: a complete HTTP/1.1 `GET` or `HEAD` with
+//! a `Host`, no body, and nothing that needs pingora's logic (ranges, conditional requests,
+//! upgrades). Everything else, malformed or partial input included, goes to pingora untouched.
+
+/// A request the fast path can look up; borrowed from the read buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    pub head_only: bool,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// `Origin`, echoed back as the edge answers CORS ([`crate::cache::policy::answer_cors`]).
+    pub origin: Option<&'a [u8]>,
+    /// The client asked to close after this response.
+    pub close: bool,
+    /// Bytes of the request head (the next request starts after them).
+    pub len: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    Candidate(Candidate<'a>),
+    /// The head is not complete yet.
+    Partial,
+    /// Not for the fast path: pingora answers it.
+    Other,
+}
+
+/// Request headers that need pingora: ranges, validators, bodies, protocol changes.
+const DEFERRED: [&str; 10] = [
+    "range",
+    "if-range",
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "transfer-encoding",
+    "expect",
+    "upgrade",
+    "content-length",
+];
+
+pub fn parse(buf: &[u8]) -> Parsed<'_> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let head_only = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Parsed::Other,
+    };
+    let Some(target) = req.path.filter(|p| p.starts_with('/')) else {
+        return Parsed::Other;
+    };
+    if req.version != Some(1) {
+        return Parsed::Other;
+    }
+    let (mut host, mut origin, mut close) = (None, None, false);
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Parsed::Other;
+            }
+            host = std::str::from_utf8(h.value).ok();
+        } else if name.eq_ignore_ascii_case("origin") {
+            origin = Some(h.value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            if v.split(',').any(|t| t.trim() == "upgrade") {
+                return Parsed::Other;
+            }
+            close |= v.split(',').any(|t| t.trim() == "close");
+        } else if DEFERRED.iter().any(|d| name.eq_ignore_ascii_case(d)) {
+            if name.eq_ignore_ascii_case("content-length") && h.value == b"0" {
+                continue;
+            }
+            return Parsed::Other;
+        }
+    }
+    let Some(host) = host else {
+        return Parsed::Other;
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    Parsed::Candidate(Candidate {
+        head_only,
+        host,
+        path,
+        query,
+        origin,
+        close,
+        len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(raw: &str) -> Candidate<'_> {
+        match parse(raw.as_bytes()) {
+            Parsed::Candidate(c) => c,
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_gets_and_heads_are_candidates() {
+        let raw =
+            "GET /DQmX/photo.jpg?width=1&mode=fit HTTP/1.1\r\nHost: images.hive.blog\r\nAccept: */*\r\n\r\n";
+        let c = candidate(raw);
+        assert_eq!(
+            c,
+            Candidate {
+                head_only: false,
+                host: "images.hive.blog",
+                path: "/DQmX/photo.jpg",
+                query: Some("width=1&mode=fit"),
+                origin: None,
+                close: false,
+                len: raw.len(),
+            }
+        );
+        let c = candidate(
+            "HEAD /a HTTP/1.1\r\nhost: h\r\nOrigin: https://peakd.com\r\nConnection: close\r\n\r\nGET /next",
+        );
+        assert!(c.head_only && c.close);
+        assert_eq!(c.origin, Some(&b"https://peakd.com"[..]));
+        assert_eq!(
+            c.len,
+            "HEAD /a HTTP/1.1\r\nhost: h\r\nOrigin: https://peakd.com\r\nConnection: close\r\n\r\n".len()
+        );
+        assert!(matches!(
+            parse(b"GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+            Parsed::Candidate(_)
+        ));
+    }
+
+    #[test]
+    fn everything_else_is_left_to_pingora() {
+        let cases: &[(&str, Parsed)] = &[
+            ("GET /a HTTP/1.1\r\nHost: h\r\n", Parsed::Partial),
+            ("GET /a HTTP/1.1\r\nHost: h\r\n\r", Parsed::Partial),
+            (
+                "POST /u/sig HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
+                Parsed::Other,
+            ),
+            ("PURGE /a HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
+            ("GET /a HTTP/1.0\r\nHost: h\r\n\r\n", Parsed::Other),
+            ("GET http://h/a HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
+            ("GET /a HTTP/1.1\r\n\r\n", Parsed::Other),
+            ("GET /a HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", Parsed::Other),
+            (
+                "GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\n\r\n",
+                Parsed::Other,
+            ),
+            (
+                "GET /a HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"x\"\r\n\r\n",
+                Parsed::Other,
+            ),
+            (
+                "GET /a HTTP/1.1\r\nHost: h\r\nIf-Modified-Since: x\r\n\r\n",
+                Parsed::Other,
+            ),
+            (
+                "GET /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Parsed::Other,
+            ),
+            (
+                "GET /a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+                Parsed::Other,
+            ),
+            (
+                "GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
+                Parsed::Other,
+            ),
+            ("G\0T /a HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(&parse(raw.as_bytes()), want, "{raw:?}");
+        }
+        let many: String = (0..40).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            parse(format!("GET /a HTTP/1.1\r\nHost: h\r\n{many}\r\n").as_bytes()),
+            Parsed::Other,
+            "more headers than the fast path parses"
+        );
+    }
+}
