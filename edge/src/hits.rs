@@ -82,11 +82,12 @@ impl<A> HitPath<A> {
         let server = &self.state.config.server;
         let mut buf = BytesMut::new();
         let mut served: u32 = 0;
-        let mut shutdown = shutdown.clone();
         loop {
             if buf.is_empty() {
                 // Between requests the idle keep-alive limit applies (before the first one the
-                // client gets as long as pingora gives it); a shutdown closes an idle connection.
+                // client gets as long as pingora gives it). A shutdown does not close an idle
+                // connection, as in pingora: a request may be on its way, and would be lost; the
+                // next answer says `Connection: close` instead.
                 buf.reserve(READ_CHUNK);
                 let read = tcp.read_buf(&mut buf);
                 let idle = tokio::time::sleep(server.keepalive_timeout);
@@ -96,7 +97,6 @@ impl<A> HitPath<A> {
                         Ok(_) => {}
                     },
                     _ = idle, if served > 0 => return Next::Close,
-                    _ = shutdown.changed() => return Next::Close,
                 }
             }
             let hit = match request::parse(&buf) {
