@@ -200,7 +200,8 @@ admin_token = "{token}"
         Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    fn cli(&mut self, args: &[&str]) -> Result<String, String> {
+    /// Runs the `garage` CLI against this instance (e.g. to grant a key more rights).
+    pub fn cli(&mut self, args: &[&str]) -> Result<String, String> {
         let out: Output = Command::new(&self.bin)
             .arg("-c")
             .arg(&self.config)
@@ -237,6 +238,11 @@ admin_token = "{token}"
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The admin API's address (`/health` answers 200 once the node serves).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
     }
 
     pub fn access(&self) -> &S3Access {
