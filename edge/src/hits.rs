@@ -22,6 +22,7 @@ use pingora::cache::CacheKey;
 use pingora::protocols::l4::stream::Stream as TcpStream;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cache::key;
@@ -90,13 +91,18 @@ impl<A> HitPath<A> {
                 // next answer says `Connection: close` instead.
                 buf.reserve(READ_CHUNK);
                 let read = tcp.read_buf(&mut buf);
-                let idle = tokio::time::sleep(server.keepalive_timeout);
-                tokio::select! {
-                    r = read => match r {
-                        Ok(0) | Err(_) => return Next::Close,
-                        Ok(_) => {}
-                    },
-                    _ = idle, if served > 0 => return Next::Close,
+                // pingora's coarse timer: registered only if the read has to wait, and far
+                // cheaper per request than a tokio timer.
+                let got = if served > 0 {
+                    match fast_timeout(server.keepalive_timeout, read).await {
+                        Ok(r) => r,
+                        Err(_) => return Next::Close,
+                    }
+                } else {
+                    read.await
+                };
+                if !matches!(got, Ok(n) if n > 0) {
+                    return Next::Close;
                 }
             }
             let hit = match request::parse(&buf) {
