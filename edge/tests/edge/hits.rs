@@ -1,6 +1,7 @@
 //! The hit fast path: fresh memory hits on plain HTTP/1.1 answered before pingora, with the same
 //! headers pingora gives; on one keep-alive connection, pipelined hits, then a request only
-//! pingora serves (a range), after which pingora keeps the connection; keep-alive limits.
+//! pingora serves (a range), after which pingora keeps the connection; keep-alive limits; a purge
+//! or ban seen at once by a connection the fast path serves.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -225,4 +226,45 @@ fn fast_path_connections_close_at_the_keepalive_request_limit_or_when_asked() {
     let r = read(&mut c, false);
     assert_eq!((r.status, r.header("connection")), (200, Some("close")));
     assert!(closed(&mut c));
+}
+
+#[test]
+fn a_purge_or_ban_is_seen_at_once_by_a_fast_path_connection() {
+    let data = body(5_000, 11);
+    let served = data.clone();
+    let (o, fetches) = origin(move |_| Reply::ok(served.clone()).header("Cache-Control", "max-age=600"));
+    let edge = Edge::start(&[o.addr()], &[]);
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", edge.addr);
+    let mut c = connect(edge.addr);
+    for (path, want) in [("/DQmZ/a.jpg", "MISS"), ("/DQmZ/a.jpg", "HIT")] {
+        send(&mut c, &get(path));
+        let r = read(&mut c, false);
+        assert_eq!((r.status, r.header("x-cache")), (200, Some(want)));
+    }
+    // The first answer was pingora's (a miss hands the connection over): start a fresh
+    // connection that the fast path serves, then purge behind its back.
+    let mut fast = connect(edge.addr);
+    send(&mut fast, &get("/DQmZ/a.jpg"));
+    assert_eq!(read(&mut fast, false).header("x-cache"), Some("HIT"));
+    let before = fast_hits(&edge);
+    assert_eq!(edge.request("PURGE", "/DQmZ/a.jpg", &[]).status, 200);
+    send(&mut fast, &get("/DQmZ/a.jpg"));
+    let r = read(&mut fast, false);
+    assert_eq!(
+        (r.status, r.header("x-cache"), &r.body),
+        (200, Some("MISS"), &data)
+    );
+    assert_eq!(
+        fast_hits(&edge),
+        before,
+        "the purged object was not served from memory"
+    );
+
+    let mut fast = connect(edge.addr);
+    send(&mut fast, &get("/DQmZ/a.jpg"));
+    assert_eq!(read(&mut fast, false).header("x-cache"), Some("HIT"));
+    assert_eq!(edge.request("BAN", "/DQmZ", &[]).status, 200);
+    send(&mut fast, &get("/DQmZ/a.jpg"));
+    assert_eq!(read(&mut fast, false).header("x-cache"), Some("MISS"));
+    assert_eq!(count(&fetches), 3);
 }
