@@ -67,6 +67,10 @@ pub struct Queue {
     in_flight: Mutex<HashSet<Vec<u8>>>,
     /// Highest lane ever scheduled, so `take_due` visits only lanes that exist.
     max_lane: std::sync::atomic::AtomicU8,
+    /// Group commit: a ticket per caller of [`Queue::flush`], and (under the lock) the highest
+    /// ticket a finished flush covered.
+    flush_tickets: std::sync::atomic::AtomicU64,
+    flushed: tokio::sync::Mutex<u64>,
 }
 
 fn id(bucket: &str, key: &str) -> Vec<u8> {
@@ -114,12 +118,28 @@ impl Queue {
             db,
             in_flight: Mutex::new(HashSet::new()),
             max_lane: std::sync::atomic::AtomicU8::new(u8::MAX),
+            flush_tickets: std::sync::atomic::AtomicU64::new(0),
+            flushed: tokio::sync::Mutex::new(0),
         })
     }
 
-    /// Makes everything written so far durable (fsync). Call before acknowledging an enqueue.
+    /// Makes everything this caller wrote durable (fsync). Call before acknowledging an enqueue.
+    ///
+    /// Group commit: callers that arrive while a flush runs wait for it to end, and one flush
+    /// then covers all of them. A caller's ticket is taken after its writes; a flush covers
+    /// every ticket taken before it started, since sled's flush makes durable all written
+    /// before it.
     pub async fn flush(&self) -> Result<(), sled::Error> {
-        self.db.flush_async().await.map(|_| ())
+        use std::sync::atomic::Ordering::SeqCst;
+        let ticket = self.flush_tickets.fetch_add(1, SeqCst) + 1;
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= ticket {
+            return Ok(());
+        }
+        let covers = self.flush_tickets.load(SeqCst);
+        self.db.flush_async().await?;
+        *flushed = covers;
+        Ok(())
     }
 
     /// Adds work for one object, merging with work already pending: a delete wins over a copy,
