@@ -13,17 +13,17 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use pingora::cache::eviction::{CacheEntryKeyRef, EvictionManager};
 use pingora::cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
-use pingora::cache::storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
-};
+use pingora::cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, PurgeType, Storage};
-use pingora::{Error, ErrorType, Result};
+use pingora::Result;
 
 use super::disk::{Disk, Record, Slot};
 use crate::metrics;
 
+mod handlers;
 mod wire;
+use handlers::{hit, Miss};
 pub use wire::MemoryHit;
 
 const SHARDS: usize = 64;
@@ -237,20 +237,6 @@ fn clone_meta(m: &CacheMeta) -> CacheMeta {
     c
 }
 
-fn hit(entry: Arc<Entry>) -> (CacheMeta, HitHandler) {
-    let meta = clone_meta(&entry.meta);
-    let end = entry.body.len();
-    (
-        meta,
-        Box::new(Hit {
-            entry,
-            start: 0,
-            end,
-            done: false,
-        }),
-    )
-}
-
 #[async_trait]
 impl Storage for Store {
     async fn lookup(
@@ -344,115 +330,5 @@ impl Storage for Store {
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
         self
-    }
-}
-
-/// A hit on a complete object: the body is handed out as a slice of the stored `Bytes`.
-struct Hit {
-    entry: Arc<Entry>,
-    start: usize,
-    end: usize,
-    done: bool,
-}
-
-#[async_trait]
-impl HandleHit for Hit {
-    async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        if self.done {
-            return Ok(None);
-        }
-        self.done = true;
-        Ok(Some(self.entry.body.slice(self.start..self.end)))
-    }
-
-    async fn finish(
-        self: Box<Self>,
-        _s: &'static (dyn Storage + Sync),
-        _k: &CacheKey,
-        _t: &SpanHandle,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    fn can_seek(&self) -> bool {
-        true
-    }
-
-    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        let len = self.entry.body.len();
-        if start >= len {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!("seek start {start} >= length {len}"),
-            );
-        }
-        self.start = start;
-        self.end = end.map_or(len, |e| e.min(len));
-        self.done = false;
-        Ok(())
-    }
-
-    fn get_eviction_weight(&self) -> usize {
-        self.entry.weight()
-    }
-
-    fn as_any(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
-        self
-    }
-}
-
-/// Collects a body from upstream; the object becomes visible only when it is complete.
-struct Miss {
-    store: &'static Store,
-    primary: HashBinary,
-    variance: Option<HashBinary>,
-    url: Bytes,
-    meta: CacheMeta,
-    meta_bin: (Vec<u8>, Vec<u8>),
-    body: BytesMut,
-}
-
-#[async_trait]
-impl HandleMiss for Miss {
-    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.body.len() + data.len() > self.store.max_object {
-            return Error::e_explain(ErrorType::InternalError, "object larger than cache.max_object");
-        }
-        self.body.extend_from_slice(&data);
-        Ok(())
-    }
-
-    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        let Miss {
-            store,
-            primary,
-            variance,
-            url,
-            meta,
-            meta_bin,
-            body,
-        } = *self;
-        // Without a length the buffer grew by doubling: keep an exact copy instead of the slack.
-        let body = if body.capacity() > body.len() + 4096 {
-            Bytes::copy_from_slice(&body)
-        } else {
-            body.freeze()
-        };
-        let entry = Arc::new(Entry {
-            variance,
-            url,
-            meta,
-            meta_bin,
-            body,
-            wire: Default::default(),
-        });
-        let weight = entry.weight();
-        store.insert(primary, entry.clone());
-        store.save_to_disk((primary, variance), &entry).await;
-        Ok(MissFinishType::Created(weight))
     }
 }

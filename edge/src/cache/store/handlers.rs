@@ -1,0 +1,140 @@
+//! The handlers pingora reads and writes cached bodies through: a hit hands out slices of the
+//! stored `Bytes` (seekable, for ranges); a miss collects the body and, when pingora finishes
+//! it, stores the object in memory and writes it through to the disk tier.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::cache::key::HashBinary;
+use pingora::cache::storage::{HandleHit, HandleMiss, HitHandler, MissFinishType};
+use pingora::cache::trace::SpanHandle;
+use pingora::cache::{CacheKey, CacheMeta, Storage};
+use pingora::{Error, ErrorType, Result};
+
+use super::{clone_meta, Entry, Store};
+
+pub(super) fn hit(entry: Arc<Entry>) -> (CacheMeta, HitHandler) {
+    let meta = clone_meta(&entry.meta);
+    let end = entry.body.len();
+    (
+        meta,
+        Box::new(Hit {
+            entry,
+            start: 0,
+            end,
+            done: false,
+        }),
+    )
+}
+
+/// A hit on a complete object: the body is handed out as a slice of the stored `Bytes`.
+struct Hit {
+    entry: Arc<Entry>,
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+#[async_trait]
+impl HandleHit for Hit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.entry.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _s: &'static (dyn Storage + Sync),
+        _k: &CacheKey,
+        _t: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.entry.body.len();
+        if start >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start {start} >= length {len}"),
+            );
+        }
+        self.start = start;
+        self.end = end.map_or(len, |e| e.min(len));
+        self.done = false;
+        Ok(())
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.entry.weight()
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Collects a body from upstream; the object becomes visible only when it is complete.
+pub(super) struct Miss {
+    pub(super) store: &'static Store,
+    pub(super) primary: HashBinary,
+    pub(super) variance: Option<HashBinary>,
+    pub(super) url: Bytes,
+    pub(super) meta: CacheMeta,
+    pub(super) meta_bin: (Vec<u8>, Vec<u8>),
+    pub(super) body: BytesMut,
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.store.max_object {
+            return Error::e_explain(ErrorType::InternalError, "object larger than cache.max_object");
+        }
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let Miss {
+            store,
+            primary,
+            variance,
+            url,
+            meta,
+            meta_bin,
+            body,
+        } = *self;
+        // Without a length the buffer grew by doubling: keep an exact copy instead of the slack.
+        let body = if body.capacity() > body.len() + 4096 {
+            Bytes::copy_from_slice(&body)
+        } else {
+            body.freeze()
+        };
+        let entry = Arc::new(Entry {
+            variance,
+            url,
+            meta,
+            meta_bin,
+            body,
+            wire: Default::default(),
+        });
+        let weight = entry.weight();
+        store.insert(primary, entry.clone());
+        store.save_to_disk((primary, variance), &entry).await;
+        Ok(MissFinishType::Created(weight))
+    }
+}
