@@ -217,14 +217,8 @@ impl Queue {
                     self.due.remove(&k)?; // stale index entry
                     continue;
                 };
-                {
-                    let Ok(mut flight) = self.in_flight.lock() else {
-                        return Ok(None);
-                    };
-                    if flight.contains(&item_id) {
-                        continue; // a worker has it; its outcome reschedules it if needed
-                    }
-                    flight.insert(item_id.clone());
+                if !self.mark_in_flight(&item_id) {
+                    continue; // a worker has it; its outcome reschedules it if needed
                 }
                 self.due.remove(&k)?;
                 return Ok(Some(item));
@@ -240,16 +234,18 @@ impl Queue {
         let Some(item) = self.items.get(&item_id)?.as_deref().and_then(decode::<Item>) else {
             return Ok(None);
         };
-        {
-            let Ok(mut flight) = self.in_flight.lock() else {
-                return Ok(None);
-            };
-            if !flight.insert(item_id.clone()) {
-                return Ok(None);
-            }
+        if !self.mark_in_flight(&item_id) {
+            return Ok(None);
         }
         self.due.remove(due_key(item.lane, item.due_ms, &item_id))?;
         Ok(Some(item))
+    }
+
+    /// Marks an item as being worked on; false if someone already is.
+    fn mark_in_flight(&self, item_id: &[u8]) -> bool {
+        self.in_flight
+            .lock()
+            .is_ok_and(|mut flight| flight.insert(item_id.to_vec()))
     }
 
     fn release(&self, item: &Item) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, RespCacheable, VarianceBuilder};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
@@ -195,10 +195,8 @@ impl ProxyHttp for Edge {
     }
 
     fn cache_key_callback(&self, session: &Session, _ctx: &mut Ctx) -> Result<CacheKey> {
-        let mut key = CacheKey::new(Self::balance_key(session.req_header()), "");
-        // Hash once: pingora and the storage ask for the primary hash several times per request.
-        key.set_primary_bin_override(key.primary_bin());
-        Ok(key)
+        let req = session.req_header();
+        Ok(key::cache_key(Self::host(req), req.uri.path(), req.uri.query()))
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut Ctx, req: &RequestHeader) -> Option<HashBinary> {

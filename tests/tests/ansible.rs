@@ -129,62 +129,58 @@ fn minio_bootstrap_creates_missing_buckets_with_signed_s3_calls() {
         .expect("let the key create buckets");
     let a = g.access().clone();
     let port = a.endpoint.rsplit(':').next().expect("port").to_string();
+    let ready = format!("http://{}/health", g.admin_addr());
     let dir = harness::tempdir();
     let env = dir.path().join("minio.env");
-    std::fs::write(
-        &env,
-        format!(
-            "MINIO_ROOT_USER=\"{}\"\nMINIO_ROOT_PASSWORD=\"{}\"\n",
-            a.access_key, a.secret_key
-        ),
-    )
-    .expect("env file");
     let script = ansible_dir().join("roles/fileserver/files/minio-bootstrap");
-    let bootstrap = || {
-        let out = Command::new("sh")
+    // The role's env file with these credentials, then the script for `buckets`.
+    let bootstrap = |secret: &str, buckets: &str| {
+        std::fs::write(
+            &env,
+            format!(
+                "MINIO_ROOT_USER=\"{}\"\nMINIO_ROOT_PASSWORD=\"{secret}\"\n",
+                a.access_key
+            ),
+        )
+        .expect("env file");
+        Command::new("sh")
             .arg(&script)
             .arg(&env)
             .arg(&port)
-            .arg("uploads,proxy")
-            .env("READY_URL", format!("http://{}/health", g.admin_addr()))
+            .arg(buckets)
+            .env("READY_URL", &ready)
             .output()
-            .expect("run minio-bootstrap");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
+            .expect("run minio-bootstrap")
     };
-    let first = bootstrap();
-    assert_eq!(first.trim(), "changed: bucket proxy created", "{first}");
-    let second = bootstrap();
-    assert_eq!(second.trim(), "", "nothing left to change: {second}");
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let first = bootstrap(&a.secret_key, "uploads,proxy");
+    assert!(first.status.success(), "{}", text(&first));
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout).trim(),
+        "changed: bucket proxy created"
+    );
+    let second = bootstrap(&a.secret_key, "uploads,proxy");
+    assert!(second.status.success(), "{}", text(&second));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "",
+        "nothing left to change"
+    );
     let listed = g.cli(&["bucket", "list"]).expect("bucket list");
     assert!(listed.contains("proxy") && listed.contains("uploads"), "{listed}");
 
     // Wrong credentials: a clear failure (the role's task fails), no bucket made.
-    std::fs::write(
-        &env,
-        format!(
-            "MINIO_ROOT_USER=\"{}\"\nMINIO_ROOT_PASSWORD=\"wrong-secret\"\n",
-            a.access_key
-        ),
-    )
-    .expect("env file");
-    let out = Command::new("sh")
-        .arg(&script)
-        .arg(&env)
-        .arg(&port)
-        .arg("other")
-        .env("READY_URL", format!("http://{}/health", g.admin_addr()))
-        .output()
-        .expect("run minio-bootstrap");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let wrong = bootstrap("wrong-secret", "other");
     assert!(
-        !out.status.success() && err.contains("are the credentials right?"),
-        "{err}"
+        !wrong.status.success() && text(&wrong).contains("are the credentials right?"),
+        "{}",
+        text(&wrong)
     );
     assert!(!g.cli(&["bucket", "list"]).expect("list").contains("other"));
 }

@@ -5,6 +5,16 @@
 //! decoded so `%77idth` and `width` agree. The host is lower-cased and a default port removed.
 
 use percent_encoding::percent_decode_str;
+use pingora::cache::key::CacheHashKey;
+use pingora::cache::CacheKey;
+
+/// pingora's cache key for a request, hashed once: pingora and the storage ask for the primary
+/// hash several times per request. Used by the proxy and by the hit fast path alike.
+pub fn cache_key(host: &str, path: &str, query: Option<&str>) -> CacheKey {
+    let mut key = CacheKey::new(primary(host, path, query), "");
+    key.set_primary_bin_override(key.primary_bin());
+    key
+}
 
 /// The primary key bytes: `host` NUL `path` [`?` query]. A host never contains NUL, so the
 /// framing is unambiguous; the URL part (after the NUL) is what bans match against.
