@@ -18,7 +18,6 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, BytesMut};
 use pingora::apps::ServerApp;
-use pingora::cache::CacheKey;
 use pingora::protocols::l4::stream::Stream as TcpStream;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -29,9 +28,8 @@ use crate::cache::key;
 use crate::{metrics, State};
 use request::{Candidate, Parsed};
 
-/// A request head longer than this goes to pingora (which applies its own limits).
-const MAX_HEAD: usize = 8192;
-/// Read buffer reserved while waiting for a request; grown up to [`MAX_HEAD`].
+/// Read buffer reserved while waiting for a request. A head that does not arrive complete in one
+/// read goes to pingora, so the buffer never grows past what one read returns.
 const READ_CHUNK: usize = 1024;
 
 pub struct HitPath<A> {
@@ -105,16 +103,10 @@ impl<A> HitPath<A> {
                     return Next::Close;
                 }
             }
+            // A partial head (a slow client, or the rest of a pipelined request still on its way)
+            // goes to pingora as well, which bounds the wait for the rest by its own rules.
             let hit = match request::parse(&buf) {
                 Parsed::Candidate(c) => self.lookup(&c).map(|h| (h, c.len, c.close)),
-                Parsed::Partial if buf.len() < MAX_HEAD && served > 0 => {
-                    // The rest of a pipelined or split head is on its way.
-                    buf.reserve(READ_CHUNK);
-                    match tcp.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => return Next::Close,
-                        Ok(_) => continue,
-                    }
-                }
                 Parsed::Partial | Parsed::Other => None,
             };
             let Some((response, len, close)) = hit else {
@@ -139,7 +131,7 @@ impl<A> HitPath<A> {
     /// The response for `c` if it is a fresh memory hit the fast path serves.
     fn lookup(&self, c: &Candidate<'_>) -> Option<Response> {
         let cache = self.state.cache?;
-        let key = CacheKey::new(key::primary(c.host, c.path, c.query), "");
+        let key = key::cache_key(c.host, c.path, c.query);
         let hit = cache.store.memory_hit(&key, SystemTime::now())?;
         let mut head = BytesMut::with_capacity(hit.head.len() + 128);
         head.put_slice(&hit.head);
