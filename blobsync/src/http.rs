@@ -138,12 +138,15 @@ fn yes() -> bool {
 async fn takedown(
     State(state): State<AppState>,
     Path((bucket, key)): Path<(String, String)>,
-    Query(params): Query<TakedownParams>,
+    params: Result<Query<TakedownParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     if !authorised(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
+    let Ok(Query(params)) = params else {
+        return error(StatusCode::BAD_REQUEST, "wait must be true or false");
+    };
     let engine = &state.engine;
     let Some(lane) = engine.lane(&bucket) else {
         return error(

@@ -306,6 +306,14 @@ async fn a_takedown_bans_an_edge_that_was_down_once_it_returns() {
     .await;
     assert!(bans.lock().expect("lock").contains(&format!("BAN /{key}")));
 
+    let r = f
+        .request("DELETE", &format!("/objects/uploads/{key}?wait=maybe"), b"")
+        .await;
+    assert_eq!(
+        (r.status, r.text().contains("wait must be true or false")),
+        (400, true)
+    );
+
     let (key2, data2) = upload(12, 2_000);
     f.put(0, &key2, &data2).await;
     f.put(1, &key2, &data2).await;
