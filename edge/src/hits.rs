@@ -113,12 +113,14 @@ impl<A> HitPath<A> {
                 return Next::Pingora(tcp, buf);
             };
             let done = close || served + 1 >= server.keepalive_requests || *shutdown.borrow();
-            if write(&mut tcp, &response, done).await.is_err() {
-                return Next::Close;
-            }
+            // Counted before the write so that a client that has read the answer always sees
+            // it in the metrics (a write that then fails is a client gone mid-answer).
             metrics::response(200);
             metrics::cache_result("hit");
             metrics::FAST_HITS.inc();
+            if write(&mut tcp, &response, done).await.is_err() {
+                return Next::Close;
+            }
             buf.advance(len);
             served += 1;
             if done {
