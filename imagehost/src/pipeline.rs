@@ -2,11 +2,12 @@
 //!
 //! Every limit is checked from the header before anything is allocated (dimensions, pixels,
 //! frames, bytes); the job's time budget is checked between stages and frames. JPEG decodes with
-//! libjpeg-turbo's DCT scaling, everything resizes with `fast_image_resize`, and encoders are
+//! libjpeg-turbo's DCT scaling, AVIF with dav1d, everything resizes with `fast_image_resize`, and encoders are
 //! libjpeg-turbo, libwebp (lossy) and `image` (PNG, GIF). Metadata is dropped, EXIF orientation
 //! applied first. This module is synchronous: callers run it on the CPU pool.
 
 pub mod animate;
+pub mod avif;
 pub mod decode;
 pub mod encode;
 pub mod exif;
@@ -197,9 +198,9 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
         {
             return Ok(passthrough());
         }
-        // OH-develop step 11: AVIF with match is served unchanged.
+        // OH-develop step 11: AVIF with match is served unchanged (encoding AVIF costs about a
+        // second per image); an explicit format decodes and resizes it like any other input.
         Input::Avif if req.format == Output::Match => return Ok(passthrough()),
-        Input::Avif => return Err(PipelineError::Unsupported("AVIF (only format=match)")),
         _ => {}
     }
     let out = match req.format {

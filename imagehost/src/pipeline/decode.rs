@@ -1,6 +1,6 @@
 //! Still-image decoding with limits checked from the header first: JPEG through libjpeg-turbo
 //! with DCT scaling chosen from the resize plan, PNG/GIF (first frame)/WebP through `image` with
-//! strict limits. Returns oriented pixels and the plan mapped onto them.
+//! strict limits, AVIF through dav1d (`avif.rs`). Returns oriented pixels and the plan mapped onto them.
 
 use std::io::Cursor;
 
@@ -25,8 +25,19 @@ pub fn still(
         Input::Png => with_image(data, ImageFormat::Png, req, s),
         Input::Gif => with_image(data, ImageFormat::Gif, req, s),
         Input::Webp => with_image(data, ImageFormat::WebP, req, s),
-        Input::Avif => Err(PipelineError::Unsupported("AVIF")),
+        Input::Avif => planned(super::avif::decode(data, s)?, req, s),
     }
+}
+
+/// The plan for pixels that need no mapping (decoded at full size, already oriented).
+fn planned(raster: Raster, req: &Request, s: &Settings) -> Result<(Raster, Plan), PipelineError> {
+    let plan = geometry::plan(
+        (raster.width, raster.height),
+        (req.width, req.height),
+        req.mode,
+        &s.caps,
+    );
+    Ok((raster, plan))
 }
 
 /// Oriented size: orientations 5–8 swap the sides.
@@ -134,14 +145,7 @@ fn with_image(
     }
     let orientation = decoder.orientation().map(exif_code).unwrap_or(1);
     let img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
-    let raster = Raster::from_dynamic(img).orient(orientation)?;
-    let plan = geometry::plan(
-        (raster.width, raster.height),
-        (req.width, req.height),
-        req.mode,
-        &s.caps,
-    );
-    Ok((raster, plan))
+    planned(Raster::from_dynamic(img).orient(orientation)?, req, s)
 }
 
 pub fn limits(s: &Settings) -> image::Limits {

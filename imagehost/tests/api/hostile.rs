@@ -1,12 +1,12 @@
 //! Hostile inputs through `/p/`, generated here: header-only and deflate bombs, huge GIF screens
-//! and frames, thousands of frames, truncated files, polyglots, SVG. Each gets a clear answer,
+//! and frames, thousands of frames, truncated files, polyglots, SVG, broken and oversized AVIFs. Each gets a clear answer,
 //! the process's memory stays bounded, nothing is stored for them, and the server stays up.
 
 use std::time::Instant;
 
 use harness::origin::{Origin, Reply};
 
-use super::fixture::{json, Backend, Fixture};
+use super::fixture::{json, metric, Backend, Fixture};
 use super::images::{self, decode};
 use super::proxy::p;
 
@@ -127,9 +127,24 @@ async fn hostile_images_get_clear_errors_within_bounded_memory() {
         ("/empty.png", Vec::new(), 400, "invalid_image"),
         ("/html.jpg", b"<!doctype html><title>not an image</title>".to_vec(), 400, "invalid_image"),
     ];
+    // AVIFs are passed through with `match`, so these are asked for as JPEG (decoded by dav1d).
+    let mut avif_truncated = images::avif(400, 300, &[]);
+    avif_truncated.truncate(avif_truncated.len() * 6 / 10);
+    let mut avif_garbage = images::avif(400, 300, &[]);
+    let mdat = avif_garbage
+        .windows(4)
+        .position(|w| w == b"mdat")
+        .expect("mdat box");
+    avif_garbage[mdat + 4..].fill(0x55);
+    let avifs: Vec<(&str, Vec<u8>)> = vec![
+        ("/avif-truncated.avif", avif_truncated),
+        ("/avif-garbage-payload.avif", avif_garbage),
+        ("/avif-brand-only.avif", images::fake_avif()),
+    ];
     let served: std::collections::HashMap<String, Vec<u8>> = files
         .iter()
         .map(|(n, b, _, _)| (n.to_string(), b.clone()))
+        .chain(avifs.iter().map(|(n, b)| (n.to_string(), b.clone())))
         .chain([
             ("/frames-20000.gif".to_string(), gif_raw(500, 500, 1, 1, 20_000)),
             ("/photo.jpg".to_string(), photo),
@@ -150,6 +165,13 @@ async fn hostile_images_get_clear_errors_within_bounded_memory() {
         assert_eq!(r.status, *status, "{name}: {:?}", r.text());
         assert_eq!(json(&r)["error"]["name"], *error, "{name}");
     }
+    for (name, _) in &avifs {
+        let t = Instant::now();
+        let r = f.get(&p(&u(name), "width=300&format=jpeg")).await;
+        eprintln!("{name}: {} in {:?}", r.status, t.elapsed());
+        assert_eq!(r.status, 400, "{name}: {:?}", r.text());
+        assert_eq!(json(&r)["error"]["name"], "invalid_image", "{name}");
+    }
     // 20,000 frames: past the frame cap, the first frame alone is rendered (D10).
     let t = Instant::now();
     let r = f.get(&p(&u("/frames-20000.gif"), "")).await;
@@ -165,12 +187,38 @@ async fn hostile_images_get_clear_errors_within_bounded_memory() {
     let store = f.proxy_store(0);
     let stored = store.list(&Default::default()).await.expect("list");
     let keys: Vec<String> = stored.entries.iter().map(|e| e.key.to_string()).collect();
-    for (name, ..) in &files {
+    for name in files.iter().map(|f| f.0).chain(avifs.iter().map(|a| a.0)) {
         let k = imagehost::proxy::target::original_key(&u(name));
         assert!(!keys.iter().any(|s| s.starts_with(&k)), "{name} left {keys:?}");
     }
     let r = f.get(&p(&u("/photo.jpg"), "width=100")).await;
     assert_eq!((r.status, decode(&r.body).width), (200, 100));
     assert_eq!(f.get("/healthcheck").await.status, 200);
+    f.stop().await;
+}
+
+/// An AVIF past the pixel limit is refused from its AV1 sequence header, before dav1d decodes
+/// a frame (the refusal is counted as too large, not as corrupt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_avif_past_the_pixel_limit_is_refused_from_its_header() {
+    let big = images::avif(200, 100, &[]);
+    let o = Origin::start(move |_| Reply::ok(big.clone()));
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.proxy.allow_loopback = true;
+        c.pipeline.max_pixels = 10_000;
+    })
+    .await;
+    let r = f
+        .get(&p(
+            &format!("http://{}/big.avif", o.addr()),
+            "format=webp&width=50",
+        ))
+        .await;
+    assert_eq!(
+        (r.status, json(&r)["error"]["name"].as_str()),
+        (400, Some("invalid_image"))
+    );
+    assert_eq!(metric("imagehost_renders_total{outcome=\"too_large\"}"), 1.0);
+    assert_eq!(metric("imagehost_renders_total{outcome=\"corrupt\"}"), 0.0);
     f.stop().await;
 }

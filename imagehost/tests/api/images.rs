@@ -1,5 +1,6 @@
 //! Test images, generated in the tests (never committed): photos with texture, alpha PNGs,
-//! animated GIFs, EXIF-rotated JPEGs, WebP, a fake AVIF, and readers that report what came back.
+//! animated GIFs, EXIF-rotated JPEGs, WebP, AVIFs made by `avifenc` and a fake one, and readers
+//! that report what came back.
 
 use std::io::Cursor;
 
@@ -68,6 +69,50 @@ pub fn gif(w: u32, h: u32, frames: u32) -> Vec<u8> {
         }
     }
     out
+}
+
+/// An AVIF made by `avifenc` (Debian's libavif-bin, which `scripts/test` installs) from a PNG of
+/// `img`, with extra avifenc arguments (depth, subsampling, range, quantizers).
+pub fn avif_of(img: &image::DynamicImage, args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (png, avif) = (dir.path().join("in.png"), dir.path().join("out.avif"));
+    img.save_with_format(&png, ImageFormat::Png).expect("write png");
+    let out = std::process::Command::new("avifenc")
+        .args(["-s", "10", "-j", "1"])
+        .args(args)
+        .arg(&png)
+        .arg(&avif)
+        .output()
+        .expect("avifenc (apt-get install libavif-bin; scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "avifenc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&avif).expect("read avif")
+}
+
+/// The photo-like `jpeg` texture as an AVIF.
+pub fn avif(w: u32, h: u32, args: &[&str]) -> Vec<u8> {
+    let img = image::load_from_memory(&jpeg(w, h)).expect("decode jpeg");
+    avif_of(&img, args)
+}
+
+/// `png_alpha`'s pixels (alpha from 0 at the top-left corner) as an AVIF with an alpha item.
+pub fn avif_alpha(w: u32, h: u32) -> Vec<u8> {
+    let img = image::load_from_memory(&png_alpha(w, h)).expect("decode png");
+    avif_of(&img, &[])
+}
+
+/// Pure red above pure blue, 64×64, for colour checks.
+pub fn red_over_blue() -> image::DynamicImage {
+    image::DynamicImage::ImageRgb8(RgbImage::from_fn(64, 64, |_, y| {
+        if y < 32 {
+            image::Rgb([255, 0, 0])
+        } else {
+            image::Rgb([0, 0, 255])
+        }
+    }))
 }
 
 /// Enough of an AVIF file for the sniffer (served untouched with format=match).

@@ -23,6 +23,27 @@ pub fn origin() -> Origin {
         ("/rotated.jpg", images::jpeg_oriented(400, 200, 6)),
         ("/pic.webp", images::webp(300, 200)),
         ("/pic.avif", images::fake_avif()),
+        // Real AVIFs: 8-bit 4:2:0 limited range, 10-bit 4:4:4 full range, 12-bit 4:2:2, gray
+        // (4:0:0), with alpha, and flat colours lossless (identity matrix) and lossy.
+        (
+            "/photo.avif",
+            images::avif(800, 500, &["-y", "420", "-r", "limited"]),
+        ),
+        (
+            "/deep.avif",
+            images::avif(200, 125, &["-d", "10", "-y", "444", "-r", "full"]),
+        ),
+        ("/twelve.avif", images::avif(160, 100, &["-d", "12", "-y", "422"])),
+        ("/gray.avif", images::avif(160, 100, &["-y", "400"])),
+        ("/alpha.avif", images::avif_alpha(300, 200)),
+        ("/flags.avif", images::avif_of(&images::red_over_blue(), &["-l"])),
+        (
+            "/flags-lossy.avif",
+            images::avif_of(
+                &images::red_over_blue(),
+                &["-y", "420", "-r", "limited", "--min", "0", "--max", "10"],
+            ),
+        ),
         (
             "/icon.svg",
             b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"/>".to_vec(),
@@ -134,6 +155,34 @@ async fn proxy_outputs_match_the_reference() {
             d("png", 50, 50, 1),
         ),
         ("/anim.gif", "width=50&format=webp", None, d("webp", 50, 25, 1)),
+        // AVIF input decodes (dav1d) whenever a format is asked for.
+        (
+            "/photo.avif",
+            "width=300&format=jpeg",
+            None,
+            d("jpeg", 300, 188, 1),
+        ),
+        (
+            "/photo.avif",
+            "width=100&height=100&format=webp",
+            None,
+            d("webp", 100, 100, 1),
+        ),
+        ("/deep.avif", "format=png&width=50", None, d("png", 50, 31, 1)),
+        (
+            "/twelve.avif",
+            "format=jpeg&height=50&mode=fit",
+            None,
+            d("jpeg", 80, 50, 1),
+        ),
+        ("/gray.avif", "format=jpeg&width=40", None, d("jpeg", 40, 25, 1)),
+        ("/alpha.avif", "width=150&format=png", None, d("png", 150, 100, 1)),
+        (
+            "/photo.avif",
+            "width=120&format=auto",
+            Some("image/webp,*/*"),
+            d("webp", 120, 75, 1),
+        ),
         // format=auto negotiates from Accept (D11).
         (
             "/photo.jpg",
@@ -178,6 +227,34 @@ async fn proxy_outputs_match_the_reference() {
     // Alpha survives a PNG variant; a forced JPEG is flattened on black as libvips does.
     let png = f.get(&p(&u("/alpha.png"), "width=150")).await;
     assert!(images::pixel(&png.body, 0, 0)[3] < 10, "transparent corner kept");
+    // AVIF alpha is kept, and colours come out right through both matrices.
+    let png = f.get(&p(&u("/alpha.avif"), "width=150&format=png")).await;
+    assert!(
+        images::pixel(&png.body, 0, 0)[3] < 10,
+        "transparent AVIF corner kept"
+    );
+    assert!(
+        images::pixel(&png.body, 149, 99)[3] > 200,
+        "opaque AVIF corner kept"
+    );
+    for file in ["/flags.avif", "/flags-lossy.avif"] {
+        let png = f.get(&p(&u(file), "format=png&width=64")).await;
+        assert_eq!(png.status, 200, "{file}");
+        for (y, want) in [(8, [255, 0, 0]), (56, [0, 0, 255])] {
+            let got = images::pixel(&png.body, 32, y);
+            let off = (0..3).map(|i| (got[i] as i32 - want[i]).abs()).max();
+            assert!(off <= Some(6), "{file} at y={y}: {got:?}, want {want:?}");
+        }
+    }
+    // A real AVIF with match is passed through as it is (OH-develop), like the fake one.
+    let r = f.get(&p(&u("/photo.avif"), "width=10")).await;
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/avif")));
+    let addr = o.addr();
+    let original = tokio::task::spawn_blocking(move || harness::http::get(addr, "/photo.avif"))
+        .await
+        .expect("join")
+        .expect("origin");
+    assert_eq!(r.body, original.body);
     // The fake AVIF is passed through byte for byte with match.
     let r = f.get(&p(&u("/pic.avif"), "width=10")).await;
     assert_eq!((r.status, r.header("content-type")), (200, Some("image/avif")));
@@ -210,7 +287,7 @@ async fn proxy_outputs_match_the_reference() {
     }
     // The original was fetched once for all its variants (hot cache and proxy store).
     let fetched = metric("imagehost_fetches_total{outcome=\"ok\"}");
-    assert_eq!(fetched as usize, 7, "one fetch per distinct original URL");
+    assert_eq!(fetched as usize, 14, "one fetch per distinct original URL");
     f.stop().await;
 }
 
