@@ -1,7 +1,9 @@
 //! AVIF input: the container read by `avif-parse`, the AV1 colour (and alpha) images decoded by
 //! dav1d on one thread with its frame-size cap set, sizes checked from the AV1 sequence header
 //! before anything is decoded, and YCbCr (8 to 12 bits, any subsampling, either range, the
-//! matrix the stream names) turned into 8-bit gray, RGB or RGBA here.
+//! matrix the stream names) turned into 8-bit gray, RGB or RGBA here; `irot`/`imir` applied.
+
+mod transform;
 
 use std::io::Cursor;
 
@@ -60,7 +62,7 @@ pub fn decode(data: &[u8], s: &Settings) -> Result<Raster, PipelineError> {
     if avif.premultiplied_alpha && raster.channels == 4 {
         unpremultiply(&mut raster.data);
     }
-    Ok(raster)
+    raster.orient(transform::orientation(data))
 }
 
 /// The sequence header of an AV1 OBU stream, through dav1d's own parser.

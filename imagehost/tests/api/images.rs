@@ -115,6 +115,32 @@ pub fn red_over_blue() -> image::DynamicImage {
     }))
 }
 
+/// `w`×`h` in four flat quadrants: red, green above blue, white; for orientation checks.
+pub fn quadrants(w: u32, h: u32) -> image::DynamicImage {
+    image::DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb(match (x < w / 2, y < h / 2) {
+            (true, true) => [255, 0, 0],
+            (false, true) => [0, 255, 0],
+            (true, false) => [0, 0, 255],
+            (false, false) => [255, 255, 255],
+        })
+    }))
+}
+
+/// The four quadrant colours of a decoded body (top-left, top-right, bottom-left,
+/// bottom-right), each rounded to 0 or 255.
+pub fn quadrant_colours(bytes: &[u8]) -> [[u8; 3]; 4] {
+    let img = image::load_from_memory(bytes).expect("decodes").to_rgb8();
+    let (w, h) = img.dimensions();
+    [
+        (w / 4, h / 4),
+        (3 * w / 4, h / 4),
+        (w / 4, 3 * h / 4),
+        (3 * w / 4, 3 * h / 4),
+    ]
+    .map(|(x, y)| img.get_pixel(x, y).0.map(|c| if c > 127 { 255 } else { 0 }))
+}
+
 /// Enough of an AVIF file for the sniffer (served untouched with format=match).
 pub fn fake_avif() -> Vec<u8> {
     let mut v = vec![0, 0, 0, 0x1c];

@@ -36,6 +36,14 @@ pub fn origin() -> Origin {
         ("/twelve.avif", images::avif(160, 100, &["-d", "12", "-y", "422"])),
         ("/gray.avif", images::avif(160, 100, &["-y", "400"])),
         ("/alpha.avif", images::avif_alpha(300, 200)),
+        (
+            "/rotated.avif",
+            images::avif_of(&images::quadrants(80, 40), &["-l", "--irot", "1"]),
+        ),
+        (
+            "/rotated-mirrored.avif",
+            images::avif_of(&images::quadrants(80, 40), &["-l", "--irot", "3", "--imir", "0"]),
+        ),
         ("/flags.avif", images::avif_of(&images::red_over_blue(), &["-l"])),
         (
             "/flags-lossy.avif",
@@ -177,6 +185,14 @@ async fn proxy_outputs_match_the_reference() {
         ),
         ("/gray.avif", "format=jpeg&width=40", None, d("jpeg", 40, 25, 1)),
         ("/alpha.avif", "width=150&format=png", None, d("png", 150, 100, 1)),
+        // irot and imir are applied like EXIF orientation: 80×40 stored, 40×80 shown.
+        ("/rotated.avif", "format=png", None, d("png", 40, 80, 1)),
+        (
+            "/rotated-mirrored.avif",
+            "format=png&width=20",
+            None,
+            d("png", 20, 40, 1),
+        ),
         (
             "/photo.avif",
             "width=120&format=auto",
@@ -246,6 +262,19 @@ async fn proxy_outputs_match_the_reference() {
             assert!(off <= Some(6), "{file} at y={y}: {got:?}, want {want:?}");
         }
     }
+    // A quarter turn anti-clockwise brings the top-right (green) to the top-left; a quarter turn
+    // clockwise then a top-bottom flip puts white there.
+    const R: [u8; 3] = [255, 0, 0];
+    const G: [u8; 3] = [0, 255, 0];
+    const B: [u8; 3] = [0, 0, 255];
+    const W: [u8; 3] = [255, 255, 255];
+    for (file, want) in [
+        ("/rotated.avif", [G, W, R, B]),
+        ("/rotated-mirrored.avif", [W, G, B, R]),
+    ] {
+        let png = f.get(&p(&u(file), "format=png")).await;
+        assert_eq!(images::quadrant_colours(&png.body), want, "{file}");
+    }
     // A real AVIF with match is passed through as it is (OH-develop), like the fake one.
     let r = f.get(&p(&u("/photo.avif"), "width=10")).await;
     assert_eq!((r.status, r.header("content-type")), (200, Some("image/avif")));
@@ -287,7 +316,7 @@ async fn proxy_outputs_match_the_reference() {
     }
     // The original was fetched once for all its variants (hot cache and proxy store).
     let fetched = metric("imagehost_fetches_total{outcome=\"ok\"}");
-    assert_eq!(fetched as usize, 14, "one fetch per distinct original URL");
+    assert_eq!(fetched as usize, 16, "one fetch per distinct original URL");
     f.stop().await;
 }
 

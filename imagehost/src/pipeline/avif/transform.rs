@@ -1,0 +1,172 @@
+//! The primary item's `irot` and `imir` properties (which avif-parse does not report), read from
+//! the AVIF's `meta` box and turned into the EXIF orientation code the raster already applies.
+//! Anything missing or malformed here means "no transform": the container itself was already
+//! validated by avif-parse.
+
+/// ISO-BMFF boxes in `data`: (type, content). Stops at the first malformed header.
+fn boxes(mut data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+    std::iter::from_fn(move || {
+        let size = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as u64;
+        let kind: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+        let (header, size) = match size {
+            0 => (8, data.len() as u64),
+            1 => (16, u64::from_be_bytes(data.get(8..16)?.try_into().ok()?)),
+            n => (8, n),
+        };
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|s| *s >= header && *s <= data.len())?;
+        let content = &data[header..size];
+        data = &data[size..];
+        Some((kind, content))
+    })
+}
+
+fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    boxes(data).find(|(k, _)| k == kind).map(|(_, c)| c)
+}
+
+fn be(data: &[u8], at: usize, len: usize) -> Option<u32> {
+    let b = data.get(at..at + len)?;
+    Some(b.iter().fold(0u32, |v, x| (v << 8) | *x as u32))
+}
+
+/// The 1-based `ipco` indices associated with `item` in an `ipma` box.
+fn associations(ipma: &[u8], item: u32) -> Option<Vec<usize>> {
+    let version = *ipma.first()?;
+    let wide_index = be(ipma, 1, 3)? & 1 == 1;
+    let count = be(ipma, 4, 4)?;
+    let mut at = 8;
+    for _ in 0..count {
+        let id_len = if version < 1 { 2 } else { 4 };
+        let id = be(ipma, at, id_len)?;
+        at += id_len;
+        let n = *ipma.get(at)? as usize;
+        at += 1;
+        let index_len = if wide_index { 2 } else { 1 };
+        if id == item {
+            let mask = if wide_index { 0x7fff } else { 0x7f };
+            return (0..n)
+                .map(|i| be(ipma, at + i * index_len, index_len).map(|v| (v & mask) as usize))
+                .collect();
+        }
+        at += n * index_len;
+    }
+    Some(Vec::new())
+}
+
+/// (`irot` angle in anti-clockwise quarter turns, `imir` mode) of the primary item.
+fn properties(data: &[u8]) -> Option<(u8, Option<u8>)> {
+    let meta = child(data, b"meta")?.get(4..)?;
+    let pitm = child(meta, b"pitm")?;
+    let primary = if *pitm.first()? == 0 {
+        be(pitm, 4, 2)?
+    } else {
+        be(pitm, 4, 4)?
+    };
+    let iprp = child(meta, b"iprp")?;
+    let ipco: Vec<_> = boxes(child(iprp, b"ipco")?).collect();
+    let mut rotation = 0;
+    let mut mirror = None;
+    for ipma in boxes(iprp).filter(|(k, _)| k == b"ipma").map(|(_, c)| c) {
+        for index in associations(ipma, primary)? {
+            match index.checked_sub(1).and_then(|i| ipco.get(i)) {
+                Some((k, c)) if k == b"irot" => rotation = c.first()? & 3,
+                Some((k, c)) if k == b"imir" => mirror = Some(c.first()? & 1),
+                _ => {}
+            }
+        }
+    }
+    Some((rotation, mirror))
+}
+
+/// The EXIF orientation (1–8) equivalent to `irot` then `imir` (libavif's order), where `imir`
+/// mode 0 exchanges top and bottom and mode 1 left and right (ISO/IEC 23008-12:2022).
+pub fn orientation(data: &[u8]) -> u8 {
+    let Some((ccw, mirror)) = properties(data) else {
+        return 1;
+    };
+    // As "rotate clockwise by r quarter turns, then flip left-right if f".
+    let r = (4 - ccw) % 4;
+    let (r, f) = match mirror {
+        None => (r, false),
+        Some(1) => (r, true),
+        // Top-bottom is left-right after a half turn.
+        Some(_) => ((r + 2) % 4, true),
+    };
+    match (r, f) {
+        (0, false) => 1,
+        (1, false) => 6,
+        (2, false) => 3,
+        (3, false) => 8,
+        (0, true) => 2,
+        (1, true) => 5,
+        (2, true) => 4,
+        _ => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fn_box(kind: &[u8; 4], content: &[u8]) -> Vec<u8> {
+        let mut b = ((content.len() + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(content);
+        b
+    }
+
+    /// A minimal meta box: primary item 1 with the given properties (plus an unrelated `ispe`
+    /// first, and an `irot` of item 2 that must not count).
+    fn file(props: &[(&[u8; 4], u8)]) -> Vec<u8> {
+        let mut ipco = fn_box(b"ispe", &[0; 12]);
+        for (k, v) in props {
+            ipco.extend(fn_box(k, &[*v]));
+        }
+        ipco.extend(fn_box(b"irot", &[1]));
+        let other = props.len() as u8 + 2;
+        let mut ipma = vec![0, 0, 0, 0, 0, 0, 0, 2];
+        ipma.extend_from_slice(&[0, 1, props.len() as u8 + 1, 0x81]);
+        ipma.extend((0..props.len() as u8).map(|i| 0x80 | (i + 2)));
+        ipma.extend_from_slice(&[0, 2, 1, other]);
+        let iprp = [fn_box(b"ipco", &ipco), fn_box(b"ipma", &ipma)].concat();
+        let meta = [
+            vec![0, 0, 0, 0],
+            fn_box(b"hdlr", &[0; 20]),
+            fn_box(b"pitm", &[0, 0, 0, 0, 0, 1]),
+            fn_box(b"iprp", &iprp),
+        ]
+        .concat();
+        [fn_box(b"ftyp", b"avif\0\0\0\0avifmif1"), fn_box(b"meta", &meta)].concat()
+    }
+
+    #[test]
+    fn orientation_table() {
+        let cases: &[(&[(&[u8; 4], u8)], u8)] = &[
+            (&[], 1),
+            (&[(b"irot", 0)], 1),
+            (&[(b"irot", 1)], 8),
+            (&[(b"irot", 2)], 3),
+            (&[(b"irot", 3)], 6),
+            (&[(b"imir", 1)], 2),
+            (&[(b"imir", 0)], 4),
+            (&[(b"irot", 1), (b"imir", 1)], 7),
+            (&[(b"irot", 3), (b"imir", 1)], 5),
+            (&[(b"irot", 1), (b"imir", 0)], 5),
+        ];
+        for (props, want) in cases {
+            assert_eq!(orientation(&file(props)), *want, "{props:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_means_no_transform() {
+        let good = file(&[(b"irot", 1)]);
+        for cut in [0, 7, 20, good.len() - 3] {
+            assert!((1..=8).contains(&orientation(&good[..cut])));
+        }
+        assert_eq!(orientation(b"\0\0\0\x01meta"), 1);
+        assert_eq!(orientation(&[0xff; 40]), 1);
+    }
+}
