@@ -70,9 +70,12 @@ fn properties(data: &[u8]) -> Option<(u8, Option<u8>)> {
     let mut mirror = None;
     for ipma in boxes(iprp).filter(|(k, _)| k == b"ipma").map(|(_, c)| c) {
         for index in associations(ipma, primary)? {
-            match index.checked_sub(1).and_then(|i| ipco.get(i)) {
-                Some((k, c)) if k == b"irot" => rotation = c.first()? & 3,
-                Some((k, c)) if k == b"imir" => mirror = Some(c.first()? & 1),
+            let Some(&(kind, c)) = index.checked_sub(1).and_then(|i| ipco.get(i)) else {
+                continue;
+            };
+            match &kind {
+                b"irot" => rotation = c.first()? & 3,
+                b"imir" => mirror = Some(c.first()? & 1),
                 _ => {}
             }
         }
@@ -143,7 +146,8 @@ mod tests {
 
     #[test]
     fn orientation_table() {
-        let cases: &[(&[(&[u8; 4], u8)], u8)] = &[
+        type Props<'a> = &'a [(&'a [u8; 4], u8)];
+        let cases: &[(Props, u8)] = &[
             (&[], 1),
             (&[(b"irot", 0)], 1),
             (&[(b"irot", 1)], 8),
