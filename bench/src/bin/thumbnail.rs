@@ -105,7 +105,10 @@ fn main() {
             if a.0 < o.0 {
                 o = a;
             }
-            let b = cpu_of(Command::new("vipsthumbnail").tap(&vips));
+            // libheif warns once per AVIF that it ignores the nclx box.
+            let mut quiet = Command::new("vipsthumbnail").tap(&vips);
+            quiet.stderr(Stdio::null());
+            let b = cpu_of(quiet);
             if b.0 < v.0 {
                 v = b;
             }
