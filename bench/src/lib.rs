@@ -135,7 +135,19 @@ pub struct Wrk {
 /// Runs `wrk -t<threads> -c<conns> -d<seconds>s --latency [-s script] url` and reads its figures;
 /// non-2xx answers and socket errors are reported on stderr.
 pub fn wrk(url: &str, script: Option<&std::path::Path>, threads: u32, conns: u32, seconds: u32) -> Wrk {
-    let mut cmd = Command::new("wrk");
+    wrk_on(None, url, script, threads, conns, seconds)
+}
+
+/// `wrk`, pinned to the CPU list `cpus` (`taskset -c`) when given.
+pub fn wrk_on(
+    cpus: Option<&str>,
+    url: &str,
+    script: Option<&std::path::Path>,
+    threads: u32,
+    conns: u32,
+    seconds: u32,
+) -> Wrk {
+    let mut cmd = pinned(cpus, "wrk");
     cmd.args([
         format!("-t{threads}"),
         format!("-c{conns}"),
@@ -164,6 +176,18 @@ pub fn wrk(url: &str, script: Option<&std::path::Path>, threads: u32, conns: u32
         eprintln!("wrk {url}: {l}");
     }
     Wrk { rps, p99_ms }
+}
+
+/// `program`, started under `taskset -c cpus` when a CPU list is given.
+pub fn pinned(cpus: Option<&str>, program: &str) -> Command {
+    match cpus {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", c, program]);
+            cmd
+        }
+        None => Command::new(program),
+    }
 }
 
 /// wrk's `1.23ms`, `456.00us`, `1.20s` as milliseconds.
