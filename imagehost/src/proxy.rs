@@ -79,11 +79,12 @@ async fn proxy(
     let negotiate =
         opts.format == Format::Auto || (opts.format == Format::Match && s.config.proxy.match_is_auto);
     let format = if negotiate {
+        // Read as the edge reads it to pick its cache variant (q=0 refuses, any case).
         let accepts_webp = headers
             .get_all(header::ACCEPT)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("image/webp"));
+            .any(|v| service::accept::takes(v, "image/webp"));
         if accepts_webp {
             Format::Webp
         } else {

@@ -1,9 +1,11 @@
-//! Plumbing shared by edge, imagehost and blobsync: config layering, logs, admin listener, shutdown.
+//! Plumbing shared by edge, imagehost and blobsync: config layering, logs, admin listener, shutdown,
+//! and the one reading of `Accept` the edge and imagehost must agree on.
 //!
 //! Every daemon follows the same shape: `main.rs` parses [`CommonArgs`], loads its config with
 //! [`ConfigLoader`], calls [`telemetry::init`], then hands a listener and a [`Shutdown`] to its
 //! library's `run`. Tests call `run` in-process on `127.0.0.1:0`.
 
+pub mod accept;
 pub mod admin;
 pub mod cli;
 pub mod config;

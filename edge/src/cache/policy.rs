@@ -85,19 +85,9 @@ pub fn answer_cors(req: &pingora::http::RequestHeader, resp: &mut ResponseHeader
 /// The few classes of `Accept` an image CDN distinguishes: which modern formats the client takes.
 pub fn accept_bucket(accept: Option<&str>) -> &'static str {
     let Some(accept) = accept else { return "" };
-    let takes = |ty: &str| {
-        accept.split(',').any(|part| {
-            let mut it = part.split(';');
-            let media = it.next().unwrap_or("").trim();
-            let q_zero = it.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            media.eq_ignore_ascii_case(ty) && !q_zero
-        })
-    };
+    // The same reading as imagehost's format negotiation, so a variant never lands in a bucket
+    // whose clients cannot decode it.
+    let takes = |ty: &str| service::accept::takes(accept, ty);
     match (takes("image/avif"), takes("image/webp")) {
         (true, true) => "avif,webp",
         (true, false) => "avif",

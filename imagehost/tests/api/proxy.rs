@@ -212,6 +212,19 @@ async fn proxy_outputs_match_the_reference() {
             Some("image/jpeg"),
             d("jpeg", 120, 75, 1),
         ),
+        // Read as the edge buckets it: q=0 refuses WebP, case does not matter.
+        (
+            "/photo.jpg",
+            "width=120&format=auto",
+            Some("image/webp;q=0, image/jpeg"),
+            d("jpeg", 120, 75, 1),
+        ),
+        (
+            "/photo.jpg",
+            "width=120&format=auto",
+            Some("IMAGE/WEBP"),
+            d("webp", 120, 75, 1),
+        ),
     ];
     for (file, query, accept, want) in &cases {
         let path = p(&u(file), query);
