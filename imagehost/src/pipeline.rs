@@ -69,6 +69,9 @@ pub struct Request {
     pub height: Option<u64>,
     pub mode: Mode,
     pub format: Output,
+    /// The client negotiated formats and takes AVIF: an AVIF source is served as it is, whatever
+    /// `format` says (a WebP re-encode would be larger and worse).
+    pub avif_passthrough: bool,
 }
 
 /// Limits and encoder settings, from `[pipeline]` and `[proxy]`.
@@ -200,7 +203,7 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
         }
         // OH-develop step 11: AVIF with match is served unchanged (encoding AVIF costs about a
         // second per image); an explicit format decodes and resizes it like any other input.
-        Input::Avif if req.format == Output::Match => return Ok(passthrough()),
+        Input::Avif if req.format == Output::Match || req.avif_passthrough => return Ok(passthrough()),
         _ => {}
     }
     let out = match req.format {

@@ -78,22 +78,27 @@ async fn proxy(
     let source = target::source(url, &s.service_url);
     let negotiate =
         opts.format == Format::Auto || (opts.format == Format::Match && s.config.proxy.match_is_auto);
-    let format = if negotiate {
-        // Read as the edge reads it to pick its cache variant (q=0 refuses, any case).
-        let accepts_webp = headers
+    // Read as the edge reads it to pick its cache variant (q=0 refuses, any case).
+    let accepts = |media: &str| {
+        headers
             .get_all(header::ACCEPT)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| service::accept::takes(v, "image/webp"));
-        if accepts_webp {
-            Format::Webp
-        } else {
-            Format::Match
-        }
-    } else {
-        opts.format
+            .any(|v| service::accept::takes(v, media))
+    };
+    let (format, avif_ok) = match negotiate {
+        true if accepts("image/webp") => (Format::Webp, accepts("image/avif")),
+        true => (Format::Match, accepts("image/avif")),
+        false => (opts.format, false),
     };
     let vkey = target::variant_key(source.key(), &opts, format);
+    // A client that takes AVIF gets an AVIF source as it is (never stored as the variant, which
+    // clients without AVIF share): its own flight, and its own tag when that is what it got.
+    let flight = if avif_ok {
+        format!("{vkey}|avif")
+    } else {
+        vkey.clone()
+    };
 
     let variant = match s.hotcache.as_ref() {
         Some(cache) => cache.get(&vkey).await.map(|bytes| {
@@ -107,15 +112,20 @@ async fn proxy(
     let variant = match variant {
         Some(v) => v,
         None => {
-            let work = produce(state.clone(), source, opts, format, vkey.clone());
+            let work = produce(state.clone(), source, opts, (format, avif_ok), vkey.clone());
             s.variants
-                .run(&vkey, work)
+                .run(&flight, work)
                 .await
                 .unwrap_or_else(|| Err(ApiError::Internal("render task panicked".into())))
                 .map_err(late)?
         }
     };
-    Ok(respond(&variant, &vkey, negotiate))
+    let tag = if avif_ok && variant.content_type == "image/avif" {
+        &flight
+    } else {
+        &vkey
+    };
+    Ok(respond(&variant, tag, negotiate))
 }
 
 /// The variant from the proxy store, or rendered from the original and stored.
@@ -123,7 +133,7 @@ async fn produce(
     state: AppState,
     source: Source,
     opts: Options,
-    format: Format,
+    (format, avif_ok): (Format, bool),
     vkey: String,
 ) -> Result<Arc<Variant>, ApiError> {
     let s = state.inner();
@@ -148,6 +158,7 @@ async fn produce(
             Format::Png => Output::Png,
             Format::Webp => Output::Webp,
         },
+        avif_passthrough: avif_ok,
     };
     let settings = s.settings.clone();
     let data = orig.bytes.clone();
@@ -208,14 +219,14 @@ pub fn store_in_background(state: &AppState, key: &str, bytes: &Bytes, content_t
     }
 }
 
-fn respond(v: &Variant, vkey: &str, negotiated: bool) -> Response {
+fn respond(v: &Variant, etag: &str, negotiated: bool) -> Response {
     let mut resp = Response::new(Body::from(v.bytes.clone()));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v.content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(v.bytes.len()));
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{vkey}\"")) {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         h.insert(header::ETAG, etag);
     }
     if negotiated {

@@ -297,6 +297,33 @@ async fn proxy_outputs_match_the_reference() {
         .expect("join")
         .expect("origin");
     assert_eq!(r.body, original.body);
+    // format=auto: a client that takes AVIF gets an AVIF source as it is, tagged apart from the
+    // variant; one that takes only WebP gets it re-encoded; a JPEG source is WebP for both.
+    let accept = |a: &'static str| vec![("Accept", a)];
+    let auto = p(&u("/photo.avif"), "width=130&format=auto");
+    let r = f
+        .request("GET", &auto, &accept("image/avif,image/webp,*/*"), b"")
+        .await;
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/avif")));
+    assert_eq!(r.body, original.body, "passed through");
+    assert!(
+        r.header("etag").is_some_and(|t| t.ends_with("|avif\"")),
+        "{:?}",
+        r.header("etag")
+    );
+    assert!(r.header("vary").is_some_and(|v| v.contains("Accept")));
+    let r = f.request("GET", &auto, &accept("image/webp"), b"").await;
+    assert_eq!(decode(&r.body), d("webp", 130, 81, 1));
+    assert!(r.header("etag").is_some_and(|t| !t.contains("|avif")));
+    let r = f
+        .request(
+            "GET",
+            &p(&u("/photo.jpg"), "width=130&format=auto"),
+            &accept("image/avif,image/webp"),
+            b"",
+        )
+        .await;
+    assert_eq!(decode(&r.body), d("webp", 130, 81, 1));
     // The fake AVIF is passed through byte for byte with match.
     let r = f.get(&p(&u("/pic.avif"), "width=10")).await;
     assert_eq!((r.status, r.header("content-type")), (200, Some("image/avif")));
