@@ -69,9 +69,20 @@ pub struct Request {
     pub height: Option<u64>,
     pub mode: Mode,
     pub format: Output,
-    /// The client negotiated formats and takes AVIF: an AVIF source is served as it is, whatever
-    /// `format` says (a WebP re-encode would be larger and worse).
-    pub avif_passthrough: bool,
+    pub avif: AvifSource,
+}
+
+/// What an AVIF source becomes (OH-develop passes it through with `match`; AVIF is never encoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvifSource {
+    /// As the format says: passed through with `match`, decoded for any other format.
+    AsRequested,
+    /// Negotiated, and the client takes AVIF: served as it is, whatever the format (a WebP
+    /// re-encode would be larger and worse).
+    PassThrough,
+    /// Negotiated, and the client takes neither AVIF nor WebP: `match` turns it into JPEG, or PNG
+    /// when it has alpha. Such a result is not stored as the variant (see `Rendered::shared`).
+    Convert,
 }
 
 /// Limits and encoder settings, from `[pipeline]` and `[proxy]`.
@@ -116,6 +127,9 @@ pub struct Rendered {
     pub content_type: &'static str,
     /// True when the input is served as it is (GIF and AVIF passthrough): no variant is stored.
     pub passthrough: bool,
+    /// False when the result is only right for the client that negotiated it (an AVIF source
+    /// converted for a client without AVIF or WebP): it is not stored as the variant.
+    pub shared: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +204,7 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
         bytes: data.to_vec(),
         content_type: input.mime(),
         passthrough: true,
+        shared: false,
     };
     match input {
         // §1.4 step 10: fit + match with no size keeps a GIF as it is (animation included).
@@ -203,7 +218,12 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
         }
         // OH-develop step 11: AVIF with match is served unchanged (encoding AVIF costs about a
         // second per image); an explicit format decodes and resizes it like any other input.
-        Input::Avif if req.format == Output::Match || req.avif_passthrough => return Ok(passthrough()),
+        Input::Avif
+            if req.avif == AvifSource::PassThrough
+                || (req.avif == AvifSource::AsRequested && req.format == Output::Match) =>
+        {
+            return Ok(passthrough())
+        }
         _ => {}
     }
     let out = match req.format {
@@ -230,8 +250,23 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
         .with_label_values(&["resize"])
         .observe(t.elapsed().as_secs_f64());
     budget.check()?;
+    // An AVIF converted for a client without AVIF or WebP keeps its alpha as PNG.
+    let (out, shared) = match (input, out) {
+        (Input::Avif, Output::Jpeg) if req.format == Output::Match => (
+            if raster.channels == 4 {
+                Output::Png
+            } else {
+                Output::Jpeg
+            },
+            false,
+        ),
+        _ => (out, true),
+    };
     let t = Instant::now();
-    let rendered = encode::still(&raster, out, s)?;
+    let rendered = Rendered {
+        shared,
+        ..encode::still(&raster, out, s)?
+    };
     PIPELINE_SECONDS
         .with_label_values(&["encode"])
         .observe(t.elapsed().as_secs_f64());

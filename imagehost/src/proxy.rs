@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::http::AppState;
 use crate::metrics::{PROXY_RESPONSES, RENDERS};
-use crate::pipeline::{self, Input, Output};
+use crate::pipeline::{self, AvifSource, Input, Output};
 use crate::serve::IMMUTABLE;
 use crate::sniff::serve_type;
 use crate::ApiError;
@@ -86,18 +86,22 @@ async fn proxy(
             .filter_map(|v| v.to_str().ok())
             .any(|v| service::accept::takes(v, media))
     };
-    let (format, avif_ok) = match negotiate {
-        true if accepts("image/webp") => (Format::Webp, accepts("image/avif")),
-        true => (Format::Match, accepts("image/avif")),
-        false => (opts.format, false),
+    let (format, avif) = match (negotiate, accepts("image/webp"), accepts("image/avif")) {
+        (false, ..) => (opts.format, AvifSource::AsRequested),
+        (true, webp, true) => (
+            if webp { Format::Webp } else { Format::Match },
+            AvifSource::PassThrough,
+        ),
+        (true, true, false) => (Format::Webp, AvifSource::AsRequested),
+        (true, false, false) => (Format::Match, AvifSource::Convert),
     };
     let vkey = target::variant_key(source.key(), &opts, format);
-    // A client that takes AVIF gets an AVIF source as it is (never stored as the variant, which
-    // clients without AVIF share): its own flight, and its own tag when that is what it got.
-    let flight = if avif_ok {
-        format!("{vkey}|avif")
-    } else {
-        vkey.clone()
+    // What an AVIF source becomes depends on the client, not only on the variant key: its own
+    // flight per policy. Negotiated answers are tagged with their type, since one key can give
+    // an AVIF original to one client and a WebP or JPEG to another.
+    let flight = match avif {
+        AvifSource::AsRequested => vkey.clone(),
+        other => format!("{vkey}|{other:?}"),
     };
 
     let variant = match s.hotcache.as_ref() {
@@ -112,7 +116,7 @@ async fn proxy(
     let variant = match variant {
         Some(v) => v,
         None => {
-            let work = produce(state.clone(), source, opts, (format, avif_ok), vkey.clone());
+            let work = produce(state.clone(), source, opts, (format, avif), vkey.clone());
             s.variants
                 .run(&flight, work)
                 .await
@@ -120,12 +124,11 @@ async fn proxy(
                 .map_err(late)?
         }
     };
-    let tag = if avif_ok && variant.content_type == "image/avif" {
-        &flight
-    } else {
-        &vkey
+    let tag = match negotiate {
+        true => format!("{vkey}|{}", variant.content_type.trim_start_matches("image/")),
+        false => vkey,
     };
-    Ok(respond(&variant, tag, negotiate))
+    Ok(respond(&variant, &tag, negotiate))
 }
 
 /// The variant from the proxy store, or rendered from the original and stored.
@@ -133,7 +136,7 @@ async fn produce(
     state: AppState,
     source: Source,
     opts: Options,
-    (format, avif_ok): (Format, bool),
+    (format, avif): (Format, AvifSource),
     vkey: String,
 ) -> Result<Arc<Variant>, ApiError> {
     let s = state.inner();
@@ -158,7 +161,7 @@ async fn produce(
             Format::Png => Output::Png,
             Format::Webp => Output::Webp,
         },
-        avif_passthrough: avif_ok,
+        avif,
     };
     let settings = s.settings.clone();
     let data = orig.bytes.clone();
@@ -191,6 +194,12 @@ async fn produce(
     }
     RENDERS.with_label_values(&["ok"]).inc();
     let bytes = Bytes::from(rendered.bytes);
+    if !rendered.shared {
+        return Ok(Arc::new(Variant {
+            bytes,
+            content_type: rendered.content_type,
+        }));
+    }
     if let Some(cache) = &s.hotcache {
         cache.put(&vkey, &bytes).await;
     }

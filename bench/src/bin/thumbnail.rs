@@ -26,7 +26,7 @@ fn run_ours(file: &str, iters: usize) {
         height: Some(640),
         mode: Mode::Fit,
         format: Output::Jpeg,
-        avif_passthrough: false,
+        avif: imagehost::pipeline::AvifSource::AsRequested,
     };
     let s = settings();
     let input = if file.ends_with(".avif") {

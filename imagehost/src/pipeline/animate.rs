@@ -138,11 +138,13 @@ pub fn render(
             bytes: webp(&frames, s)?,
             content_type: "image/webp",
             passthrough: false,
+            shared: true,
         },
         (Target::Gif, _) => Rendered {
             bytes: gif(frames)?,
             content_type: "image/gif",
             passthrough: false,
+            shared: true,
         },
     };
     PIPELINE_SECONDS

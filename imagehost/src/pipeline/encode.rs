@@ -19,6 +19,7 @@ pub fn still(r: &Raster, out: Output, s: &Settings) -> Result<Rendered, Pipeline
         bytes,
         content_type,
         passthrough: false,
+        shared: true,
     })
 }
 

@@ -324,6 +324,33 @@ async fn proxy_outputs_match_the_reference() {
         )
         .await;
     assert_eq!(decode(&r.body), d("webp", 130, 81, 1));
+    // A client that takes neither gets JPEG (PNG when there is alpha), which is not stored as
+    // the variant: a plain `match` afterwards still gets the AVIF as it is.
+    let r = f
+        .request(
+            "GET",
+            &p(&u("/photo.avif"), "width=140&format=auto"),
+            &accept("image/jpeg,*/*"),
+            b"",
+        )
+        .await;
+    assert_eq!(decode(&r.body), d("jpeg", 140, 88, 1));
+    assert!(r.header("etag").is_some_and(|t| t.ends_with("|jpeg\"")));
+    let r = f
+        .request(
+            "GET",
+            &p(&u("/alpha.avif"), "width=150&format=auto"),
+            &accept("*/*"),
+            b"",
+        )
+        .await;
+    assert_eq!(decode(&r.body), d("png", 150, 100, 1));
+    assert!(images::pixel(&r.body, 0, 0)[3] < 10, "alpha kept");
+    let r = f.get(&p(&u("/photo.avif"), "width=140")).await;
+    assert_eq!(
+        (r.header("content-type"), &r.body),
+        (Some("image/avif"), &original.body)
+    );
     // The fake AVIF is passed through byte for byte with match.
     let r = f.get(&p(&u("/pic.avif"), "width=10")).await;
     assert_eq!((r.status, r.header("content-type")), (200, Some("image/avif")));
