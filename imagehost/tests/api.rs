@@ -7,6 +7,7 @@ mod api {
     pub mod fixture;
     pub mod hostile;
     pub mod images;
+    pub mod mutated;
     pub mod proxy;
     pub mod quota;
     pub mod ssrf;
