@@ -60,10 +60,13 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         return Parsed::Other;
     }
     let (mut host, mut origin, mut close) = (None, None, false);
+    let mut hosts = 0;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
-            if host.is_some() {
+            // Two Host lines (even if one is not UTF-8) are pingora's to judge.
+            hosts += 1;
+            if hosts > 1 {
                 return Parsed::Other;
             }
             host = std::str::from_utf8(h.value).ok();
@@ -192,5 +195,40 @@ mod tests {
             Parsed::Other,
             "more headers than the fast path parses"
         );
+    }
+
+    #[test]
+    fn a_second_host_after_one_that_is_not_utf8_is_left_to_pingora() {
+        assert_eq!(
+            parse(b"GET /a HTTP/1.1\r\nHost: \xff\r\nHost: i\r\n\r\n"),
+            Parsed::Other
+        );
+    }
+
+    /// Seeded mutations of real request heads: never a panic, and a candidate never claims more
+    /// bytes than were read or a head that does not end the way HTTP heads end.
+    #[test]
+    fn mutated_heads_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let seeds = [
+            "GET /DQmX/photo.jpg?width=1 HTTP/1.1\r\nHost: images.hive.blog\r\nOrigin: https://peakd.com\r\nAccept: image/webp,*/*\r\nConnection: keep-alive\r\n\r\n",
+            "HEAD /a HTTP/1.1\r\nhost: h\r\nContent-Length: 0\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for i in 0..20_000 {
+            let mut v = seeds[i % 2].as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..v.len());
+                match rng.random_range(0..3) {
+                    0 => v[at] = rng.random(),
+                    1 => v.truncate(at.max(1)),
+                    _ => v.insert(at, [b'\r', b'\n', b':', b' ', 0][rng.random_range(0..5)]),
+                }
+            }
+            if let Parsed::Candidate(c) = parse(&v) {
+                assert!(c.len <= v.len() && v[..c.len].ends_with(b"\n"), "{v:?}");
+                assert!(c.path.starts_with('/'), "{v:?}");
+            }
+        }
     }
 }
