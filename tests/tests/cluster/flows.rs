@@ -82,6 +82,22 @@ fn an_upload_is_served_replicated_resized_and_redirected_through_the_edge() {
         r.text()
     );
     assert_eq!(dimensions(&r.body), (200, 150));
+    // format=auto: the edge keeps one answer per Accept class, read as imagehost reads it, so a
+    // client refusing WebP with q=0 is never sent the WebP another client's request cached.
+    let auto = format!("/p/{}?width=160&format=auto", b58(&remote));
+    for (accept, want, cache) in [
+        ("image/webp,*/*", "image/webp", "MISS"),
+        ("image/webp;q=0, */*", "image/png", "MISS"),
+        ("IMAGE/WEBP", "image/webp", "HIT"),
+        ("image/png", "image/png", "HIT"),
+    ] {
+        let r = harness::http::request(edge, "GET", &auto, &[("Accept", accept)], &[]).expect("auto");
+        assert_eq!(
+            (r.status, r.header("content-type"), r.header("x-cache")),
+            (200, Some(want), Some(cache)),
+            "Accept: {accept}"
+        );
+    }
 
     // Legacy size URLs and avatars redirect; a real client follows them to images.
     let (code, redirects, ty, body) = curl_follow(&format!("http://{edge}/120x0/{remote}"));
