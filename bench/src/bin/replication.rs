@@ -117,6 +117,14 @@ fn check(ok: bool, what: &str, log: &Path) {
     }
 }
 
+/// blobsync's copy workers, and as many S3 calls in flight for the floor (`BENCH_WORKERS`).
+fn workers() -> usize {
+    std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
 fn blobsync_config(dir: &Path, port: u16, a: &S3Access, b: &S3Access) -> PathBuf {
     let fs = |n: &str, x: &S3Access| {
         format!(
@@ -128,8 +136,9 @@ fn blobsync_config(dir: &Path, port: u16, a: &S3Access, b: &S3Access) -> PathBuf
     std::fs::write(
         &path,
         format!(
-            "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = 8\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}{}",
+            "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = {}\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}{}",
             dir.join("queue").display(),
+            workers(),
             fs("fs0", a),
             fs("fs1", b)
         ),
@@ -408,7 +417,7 @@ fn main() {
                     }
                 }
             })
-            .buffer_unordered(8)
+            .buffer_unordered(workers())
             .collect::<Vec<()>>()
             .await;
         start.elapsed()
@@ -446,7 +455,7 @@ fn main() {
                 target: "≤ 0.1x",
             },
             Row {
-                what: "  the same S3 calls issued directly (8 in flight)".into(),
+                what: format!("  the same S3 calls issued directly ({} in flight)", workers()),
                 ours: floor.as_secs_f64(),
                 reference: None,
                 unit: "s",
