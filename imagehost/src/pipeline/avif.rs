@@ -100,6 +100,9 @@ fn picture(obu: Vec<u8>, frame_size_limit: u32) -> Result<Picture, PipelineError
     settings.set_n_threads(1);
     settings.set_max_frame_delay(1);
     settings.set_frame_size_limit(frame_size_limit);
+    // Only the highest spatial layer, as libavif asks (a layered image would otherwise give its
+    // first, smallest layer as the picture).
+    settings.set_all_layers(false);
     let mut dec = Decoder::with_settings(&settings).map_err(failed)?;
     let mut pending = match dec.send_data(obu, None, None, None) {
         Ok(()) => false,
