@@ -2,6 +2,7 @@
 //! or Garage instances), a Hive API node stand-in, and Redis where quotas are shared.
 
 mod api {
+    pub mod avif;
     pub mod contract;
     pub mod faults;
     pub mod fixture;
