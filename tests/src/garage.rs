@@ -73,7 +73,7 @@ impl Garage {
             format!(
                 r#"metadata_dir = "{d}/meta"
 data_dir = "{d}/data"
-db_engine = "sqlite"
+db_engine = "{engine}"
 replication_factor = 1
 consistency_mode = "consistent"
 metadata_fsync = false
@@ -93,6 +93,7 @@ api_bind_addr = "127.0.0.1:{admin}"
 admin_token = "{token}"
 "#,
                 d = dir.path().display(),
+                engine = db_engine(),
                 secret = hex::encode(secret),
                 token = hex::encode(rand::random::<[u8; 16]>()),
             ),
@@ -296,6 +297,12 @@ fn tail(path: &Path, max: u64) -> String {
 }
 
 /// The path of a Garage 2.5.0 binary, installing it with cargo if none is found.
+/// Garage's metadata engine: `sqlite` (what `scripts/test` builds), or `GARAGE_DB_ENGINE` for a
+/// Garage built with another (`lmdb`, Garage's own default, for benchmarks by hand).
+fn db_engine() -> String {
+    std::env::var("GARAGE_DB_ENGINE").unwrap_or_else(|_| "sqlite".into())
+}
+
 pub fn ensure_installed() -> PathBuf {
     if let Some(p) = find_garage() {
         return p;
