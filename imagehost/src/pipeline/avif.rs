@@ -1,7 +1,7 @@
 //! AVIF input: the container read by `avif-parse`, the AV1 colour (and alpha) images decoded by
 //! dav1d on one thread with its frame-size cap set, sizes checked from the AV1 sequence header
 //! before anything is decoded, and YCbCr (8 to 12 bits, any subsampling, either range, the
-//! matrix the stream names) turned into 8-bit gray, RGB or RGBA here; `irot`/`imir` applied.
+//! matrix the stream names) turned into 8-bit gray, RGB or RGBA here; `clap`, `irot`, `imir` applied.
 
 mod transform;
 
@@ -61,6 +61,10 @@ pub fn decode(data: &[u8], s: &Settings) -> Result<Raster, PipelineError> {
     let mut raster = to_raster(&color, &seq, alpha.as_ref().map(|(p, q)| (p, q.full_range)))?;
     if avif.premultiplied_alpha && raster.channels == 4 {
         unpremultiply(&mut raster.data);
+    }
+    // MIAF's order: clean aperture, then rotation, then mirror.
+    if let Some(rect) = transform::crop(data, raster.width, raster.height) {
+        raster = raster.crop(rect);
     }
     raster.orient(transform::orientation(data))
 }

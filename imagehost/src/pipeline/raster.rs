@@ -79,6 +79,25 @@ impl Raster {
         })
     }
 
+    /// The `w`×`h` rectangle at (`left`, `top`), which the caller checked lies inside.
+    pub fn crop(self, (left, top, w, h): (u32, u32, u32, u32)) -> Raster {
+        let c = self.channels as usize;
+        let stride = self.width as usize * c;
+        let row = w as usize * c;
+        let data = (top as usize..(top + h) as usize)
+            .flat_map(|y| {
+                let at = y * stride + left as usize * c;
+                self.data[at..at + row].iter().copied()
+            })
+            .collect();
+        Raster {
+            width: w,
+            height: h,
+            channels: self.channels,
+            data,
+        }
+    }
+
     /// Rotates/flips by an EXIF orientation (1–8).
     pub fn orient(self, orientation: u8) -> Result<Raster, PipelineError> {
         let Some(o) = image::metadata::Orientation::from_exif(orientation).filter(|_| orientation != 1)

@@ -1,5 +1,5 @@
 //! AVIF sources through `/p/` against a real origin on loopback, files made here by `avifenc`:
-//! decoded (dav1d) at every bit depth, subsampling and range, alpha and orientation kept,
+//! decoded (dav1d) at every bit depth, subsampling and range, alpha, crop and orientation kept,
 //! colours right through both matrices; passed through with `match` as OH-develop does; and what
 //! `format=auto` gives each kind of client.
 
@@ -38,6 +38,17 @@ fn origin() -> Origin {
             images::avif_of(&images::quadrants(80, 40), &["-l", "--irot", "3", "--imir", "0"]),
         ),
         ("/flags.avif", images::avif_of(&images::red_over_blue(), &["-l"])),
+        (
+            "/cropped.avif",
+            images::avif_of(&images::quadrants(80, 40), &["-l", "--crop", "40,0,40,40"]),
+        ),
+        (
+            "/cropped-rotated.avif",
+            images::avif_of(
+                &images::quadrants(80, 40),
+                &["-l", "--crop", "40,0,40,40", "--irot", "1"],
+            ),
+        ),
         (
             "/flags-lossy.avif",
             images::avif_of(
@@ -88,6 +99,8 @@ async fn avif_sources_decode_pass_through_and_negotiate() {
         ),
         ("/gray.avif", "format=jpeg&width=40", None, d("jpeg", 40, 25, 1)),
         ("/alpha.avif", "width=150&format=png", None, d("png", 150, 100, 1)),
+        // clap keeps its rectangle: the right 40×40 of 80×40.
+        ("/cropped.avif", "format=png", None, d("png", 40, 40, 1)),
         // irot and imir are applied like EXIF orientation: 80×40 stored, 40×80 shown.
         ("/rotated.avif", "format=png", None, d("png", 40, 80, 1)),
         (
@@ -139,9 +152,12 @@ async fn avif_sources_decode_pass_through_and_negotiate() {
     const G: [u8; 3] = [0, 255, 0];
     const B: [u8; 3] = [0, 0, 255];
     const W: [u8; 3] = [255, 255, 255];
+    // The clean aperture (the right half here) is cut first, then rotated.
     for (file, want) in [
         ("/rotated.avif", [G, W, R, B]),
         ("/rotated-mirrored.avif", [W, G, B, R]),
+        ("/cropped.avif", [G, G, W, W]),
+        ("/cropped-rotated.avif", [G, W, G, W]),
     ] {
         let png = f.get(&p(&u(file), "format=png")).await;
         assert_eq!(images::quadrant_colours(&png.body), want, "{file}");

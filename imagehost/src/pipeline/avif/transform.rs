@@ -1,7 +1,7 @@
-//! The primary item's `irot` and `imir` properties (which avif-parse does not report), read from
-//! the AVIF's `meta` box and turned into the EXIF orientation code the raster already applies.
-//! Anything missing or malformed here means "no transform": the container itself was already
-//! validated by avif-parse.
+//! The primary item's `clap`, `irot` and `imir` properties (which avif-parse does not report),
+//! read from the AVIF's `meta` box: a crop rectangle, and the EXIF orientation code the raster
+//! already applies, in MIAF's order (crop, rotate, mirror). Anything missing or malformed here
+//! means "no transform": the container itself was already validated by avif-parse.
 
 /// ISO-BMFF boxes in `data`: (type, content). Stops at the first malformed header.
 fn boxes(mut data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
@@ -55,8 +55,18 @@ fn associations(ipma: &[u8], item: u32) -> Option<Vec<usize>> {
     Some(Vec::new())
 }
 
-/// (`irot` angle in anti-clockwise quarter turns, `imir` mode) of the primary item.
-fn properties(data: &[u8]) -> Option<(u8, Option<u8>)> {
+/// The transform properties of the primary item, raw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Properties {
+    /// `irot`: anti-clockwise quarter turns.
+    rotation: u8,
+    /// `imir`: 0 exchanges top and bottom, 1 left and right.
+    mirror: Option<u8>,
+    /// `clap`: width, height, horizontal and vertical offset, each as (numerator, denominator).
+    clap: Option<[(i64, i64); 4]>,
+}
+
+fn properties(data: &[u8]) -> Option<Properties> {
     let meta = child(data, b"meta")?.get(4..)?;
     let pitm = child(meta, b"pitm")?;
     let primary = if *pitm.first()? == 0 {
@@ -66,27 +76,67 @@ fn properties(data: &[u8]) -> Option<(u8, Option<u8>)> {
     };
     let iprp = child(meta, b"iprp")?;
     let ipco: Vec<_> = boxes(child(iprp, b"ipco")?).collect();
-    let mut rotation = 0;
-    let mut mirror = None;
+    let mut p = Properties::default();
     for ipma in boxes(iprp).filter(|(k, _)| k == b"ipma").map(|(_, c)| c) {
         for index in associations(ipma, primary)? {
             let Some(&(kind, c)) = index.checked_sub(1).and_then(|i| ipco.get(i)) else {
                 continue;
             };
             match &kind {
-                b"irot" => rotation = c.first()? & 3,
-                b"imir" => mirror = Some(c.first()? & 1),
+                b"irot" => p.rotation = c.first()? & 3,
+                b"imir" => p.mirror = Some(c.first()? & 1),
+                b"clap" => {
+                    // Sizes are unsigned, offsets signed (ISO/IEC 14496-12 CleanApertureBox).
+                    let n = |i: usize, signed: bool| {
+                        be(c, 4 * i, 4).map(|v| if signed { v as i32 as i64 } else { v as i64 })
+                    };
+                    p.clap = Some([
+                        (n(0, false)?, n(1, false)?),
+                        (n(2, false)?, n(3, false)?),
+                        (n(4, true)?, n(5, false)?),
+                        (n(6, true)?, n(7, false)?),
+                    ]);
+                }
                 _ => {}
             }
         }
     }
-    Some((rotation, mirror))
+    Some(p)
+}
+
+/// The pixel rectangle (left, top, width, height) a `clap` keeps of a `w`×`h` image, as libavif
+/// computes it: centred, moved by the offsets, whole pixels only, inside the image. Anything
+/// else keeps the whole image.
+fn crop_rect(clap: [(i64, i64); 4], w: u32, h: u32) -> Option<(u32, u32, u32, u32)> {
+    let whole = |(n, d): (i64, i64)| (d > 0 && n % d == 0).then(|| n / d);
+    let (cw, ch) = (whole(clap[0])?, whole(clap[1])?);
+    // left = (w - cw) / 2 + hoff, in halves so odd differences stay exact.
+    let half = |(n, d): (i64, i64), full: i64, part: i64| {
+        let twice = (full - part).checked_mul(d)?.checked_add(n.checked_mul(2)?)?;
+        let den = 2 * d;
+        (den > 0 && twice % den == 0).then(|| twice / den)
+    };
+    let left = half(clap[2], w as i64, cw)?;
+    let top = half(clap[3], h as i64, ch)?;
+    let inside = cw > 0 && ch > 0 && left >= 0 && top >= 0 && left + cw <= w as i64 && top + ch <= h as i64;
+    inside.then_some((left as u32, top as u32, cw as u32, ch as u32))
+}
+
+/// The crop (`clap`) to apply to a `w`×`h` picture before `orientation`, if any.
+pub fn crop(data: &[u8], w: u32, h: u32) -> Option<(u32, u32, u32, u32)> {
+    let rect = crop_rect(properties(data)?.clap?, w, h)?;
+    (rect != (0, 0, w, h)).then_some(rect)
 }
 
 /// The EXIF orientation (1–8) equivalent to `irot` then `imir` (libavif's order), where `imir`
 /// mode 0 exchanges top and bottom and mode 1 left and right (ISO/IEC 23008-12:2022).
 pub fn orientation(data: &[u8]) -> u8 {
-    let Some((ccw, mirror)) = properties(data) else {
+    let Some(Properties {
+        rotation: ccw,
+        mirror,
+        ..
+    }) = properties(data)
+    else {
         return 1;
     };
     // As "rotate clockwise by r quarter turns, then flip left-right if f".
@@ -161,6 +211,30 @@ mod tests {
         ];
         for (props, want) in cases {
             assert_eq!(orientation(&file(props)), *want, "{props:?}");
+        }
+    }
+
+    #[test]
+    fn clean_aperture_table() {
+        let f = |v: i64| (v, 1);
+        // (clap, picture size, rectangle kept)
+        type Case = ([(i64, i64); 4], (u32, u32), Option<(u32, u32, u32, u32)>);
+        let cases: &[Case] = &[
+            // Centred 60×40 of 100×50: left 20, top 5.
+            ([f(60), f(40), f(0), f(0)], (100, 50), Some((20, 5, 60, 40))),
+            // Moved by the offsets (−10 px, +5 px).
+            ([f(60), f(40), f(-10), f(5)], (100, 50), Some((10, 10, 60, 40))),
+            // Offsets in halves: (100 − 61) / 2 + 1/2 = 20.
+            ([f(61), f(40), (1, 2), f(0)], (100, 50), Some((20, 5, 61, 40))),
+            // Not whole pixels, outside the image, zero, a zero denominator: whole image kept.
+            ([(121, 2), f(40), f(0), f(0)], (100, 50), None),
+            ([f(60), f(40), f(30), f(0)], (100, 50), None),
+            ([f(0), f(40), f(0), f(0)], (100, 50), None),
+            ([(60, 0), f(40), f(0), f(0)], (100, 50), None),
+            ([f(61), f(40), f(0), f(0)], (100, 50), None),
+        ];
+        for (clap, (w, h), want) in cases {
+            assert_eq!(crop_rect(*clap, *w, *h), *want, "{clap:?} of {w}×{h}");
         }
     }
 
