@@ -57,6 +57,14 @@ fn mutated_images_never_panic() {
         (Input::Webp, images::webp(64, 48)),
         (Input::Avif, images::avif(64, 48, &[])),
         (Input::Avif, images::avif_alpha(64, 48)),
+        // clap, irot and imir boxes to mutate too.
+        (
+            Input::Avif,
+            images::avif_of(
+                &images::quadrants(64, 48),
+                &["--crop", "8,8,32,32", "--irot", "1", "--imir", "1"],
+            ),
+        ),
     ];
     let s = Settings::default();
     let per_seed = per_seed();
