@@ -77,11 +77,12 @@ pub struct Request {
 pub enum AvifSource {
     /// As the format says: passed through with `match`, decoded for any other format.
     AsRequested,
-    /// Negotiated, and the client takes AVIF: served as it is, whatever the format (a WebP
-    /// re-encode would be larger and worse).
+    /// Negotiated, no size asked for, and the client takes AVIF: served as it is, whatever the
+    /// format (a WebP re-encode would be larger and worse).
     PassThrough,
-    /// Negotiated, and the client takes neither AVIF nor WebP: `match` turns it into JPEG, or PNG
-    /// when it has alpha. Such a result is not stored as the variant (see `Rendered::shared`).
+    /// Negotiated, and `match` is what the client gets (it takes no WebP; or AVIF, but a size
+    /// was asked for): an AVIF becomes JPEG, or PNG when it has alpha. Such a result is not
+    /// stored as the variant (see `Rendered::shared`).
     Convert,
 }
 

@@ -86,14 +86,17 @@ async fn proxy(
             .filter_map(|v| v.to_str().ok())
             .any(|v| service::accept::takes(v, media))
     };
+    // An AVIF source goes as it is only to a client that takes AVIF and asked for no size (we
+    // never encode AVIF: a thumbnail of a large AVIF is better as a small WebP or JPEG).
+    let sized = opts.width.is_some() || opts.height.is_some();
     let (format, avif) = match (negotiate, accepts("image/webp"), accepts("image/avif")) {
         (false, ..) => (opts.format, AvifSource::AsRequested),
-        (true, webp, true) => (
+        (true, webp, true) if !sized => (
             if webp { Format::Webp } else { Format::Match },
             AvifSource::PassThrough,
         ),
-        (true, true, false) => (Format::Webp, AvifSource::AsRequested),
-        (true, false, false) => (Format::Match, AvifSource::Convert),
+        (true, true, _) => (Format::Webp, AvifSource::AsRequested),
+        (true, false, _) => (Format::Match, AvifSource::Convert),
     };
     let vkey = target::variant_key(source.key(), &opts, format);
     // What an AVIF source becomes depends on the client, not only on the variant key: its own
