@@ -204,14 +204,7 @@ impl ProxyHttp for Edge {
         let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
         let mut v = VarianceBuilder::new();
         if policy::varies_on(resp, "accept") {
-            // Every Accept line, as imagehost reads them all when it negotiates.
-            let accept: Vec<&str> = req
-                .headers
-                .get_all("accept")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            v.add_value("accept", policy::accept_bucket(Some(&accept.join(","))));
+            v.add_value("accept", policy::accept_bucket(&req.headers));
         }
         if policy::varies_on(resp, "accept-encoding") {
             v.add_value(

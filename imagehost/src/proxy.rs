@@ -78,14 +78,8 @@ async fn proxy(
     let source = target::source(url, &s.service_url);
     let negotiate =
         opts.format == Format::Auto || (opts.format == Format::Match && s.config.proxy.match_is_auto);
-    // Read as the edge reads it to pick its cache variant (q=0 refuses, any case).
-    let accepts = |media: &str| {
-        headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| service::accept::takes(v, media))
-    };
+    // Read as the edge reads it to pick its cache variant.
+    let accepts = |media: &str| service::accept::header_takes(headers, media);
     // An AVIF source goes as it is only to a client that takes AVIF and asked for no size (we
     // never encode AVIF: a thumbnail of a large AVIF is better as a small WebP or JPEG).
     let sized = opts.width.is_some() || opts.height.is_some();

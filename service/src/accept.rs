@@ -1,6 +1,18 @@
 //! Whether an `Accept` header names a media type, read the same way by the edge (to pick a cache
-//! variant) and imagehost (to pick the output format): case-insensitive, `q=0` means "not this".
-//! Wildcards do not count: `*/*` is no promise that a client decodes WebP or AVIF.
+//! variant) and imagehost (to pick the output format): every `Accept` line, case-insensitive,
+//! `q=0` means "not this". Wildcards do not count: `*/*` is no promise that a client decodes WebP
+//! or AVIF.
+
+use axum::http::{header, HeaderMap};
+
+/// True when any `Accept` line of `headers` lists `media` with a non-zero quality.
+pub fn header_takes(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| takes(v, media))
+}
 
 /// True when `accept` lists `media` (exactly, in any case) with a non-zero quality.
 pub fn takes(accept: &str, media: &str) -> bool {
@@ -19,7 +31,7 @@ pub fn takes(accept: &str, media: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::takes;
+    use super::*;
 
     #[test]
     fn takes_table() {
@@ -39,5 +51,15 @@ mod tests {
         for (accept, media, want) in cases {
             assert_eq!(takes(accept, media), want, "{accept:?} {media}");
         }
+    }
+
+    #[test]
+    fn every_accept_line_counts() {
+        let mut h = HeaderMap::new();
+        assert!(!header_takes(&h, "image/webp"));
+        h.append(header::ACCEPT, "image/jpeg".parse().unwrap());
+        h.append(header::ACCEPT, "image/webp".parse().unwrap());
+        assert!(header_takes(&h, "image/webp"));
+        assert!(!header_takes(&h, "image/avif"));
     }
 }

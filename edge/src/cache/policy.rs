@@ -82,12 +82,11 @@ pub fn answer_cors(req: &pingora::http::RequestHeader, resp: &mut ResponseHeader
     Ok(())
 }
 
-/// The few classes of `Accept` an image CDN distinguishes: which modern formats the client takes.
-pub fn accept_bucket(accept: Option<&str>) -> &'static str {
-    let Some(accept) = accept else { return "" };
-    // The same reading as imagehost's format negotiation, so a variant never lands in a bucket
-    // whose clients cannot decode it.
-    let takes = |ty: &str| service::accept::takes(accept, ty);
+/// The few classes of `Accept` an image CDN distinguishes: which modern formats the client takes,
+/// read from every `Accept` line exactly as imagehost's format negotiation reads them, so a
+/// variant never lands in a bucket whose clients cannot decode it.
+pub fn accept_bucket(headers: &http::HeaderMap) -> &'static str {
+    let takes = |ty: &str| service::accept::header_takes(headers, ty);
     match (takes("image/avif"), takes("image/webp")) {
         (true, true) => "avif,webp",
         (true, false) => "avif",
@@ -168,7 +167,11 @@ mod tests {
             (Some("text/html"), ""),
         ];
         for (input, want) in cases {
-            assert_eq!(accept_bucket(input), want, "{input:?}");
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = input {
+                headers.insert(http::header::ACCEPT, v.parse().expect("header value"));
+            }
+            assert_eq!(accept_bucket(&headers), want, "{input:?}");
         }
         assert_eq!(encoding_bucket(Some("gzip, deflate, br")), "br");
         assert_eq!(encoding_bucket(Some("gzip")), "gzip");
