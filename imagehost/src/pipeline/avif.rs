@@ -63,10 +63,11 @@ pub fn decode(data: &[u8], s: &Settings) -> Result<Raster, PipelineError> {
         unpremultiply(&mut raster.data);
     }
     // MIAF's order: clean aperture, then rotation, then mirror.
-    if let Some(rect) = transform::crop(data, raster.width, raster.height) {
+    let t = transform::read(data, raster.width, raster.height);
+    if let Some(rect) = t.crop {
         raster = raster.crop(rect);
     }
-    raster.orient(transform::orientation(data))
+    raster.orient(t.orientation)
 }
 
 /// The sequence header of an AV1 OBU stream, through dav1d's own parser.

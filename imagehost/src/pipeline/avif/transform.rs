@@ -122,23 +122,31 @@ fn crop_rect(clap: [(i64, i64); 4], w: u32, h: u32) -> Option<(u32, u32, u32, u3
     inside.then_some((left as u32, top as u32, cw as u32, ch as u32))
 }
 
-/// The crop (`clap`) to apply to a `w`×`h` picture before `orientation`, if any.
-pub fn crop(data: &[u8], w: u32, h: u32) -> Option<(u32, u32, u32, u32)> {
-    let rect = crop_rect(properties(data)?.clap?, w, h)?;
-    (rect != (0, 0, w, h)).then_some(rect)
+/// What to do to a decoded `w`×`h` picture: crop first, then orient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transform {
+    /// The `clap` rectangle (left, top, width, height), when it keeps less than the picture.
+    pub crop: Option<(u32, u32, u32, u32)>,
+    /// The EXIF orientation code (1–8) of `irot` then `imir`.
+    pub orientation: u8,
+}
+
+/// Reads the meta box once for both transforms of a `w`×`h` primary image.
+pub fn read(data: &[u8], w: u32, h: u32) -> Transform {
+    let p = properties(data).unwrap_or_default();
+    Transform {
+        crop: p
+            .clap
+            .and_then(|clap| crop_rect(clap, w, h))
+            .filter(|rect| *rect != (0, 0, w, h)),
+        orientation: orientation(p),
+    }
 }
 
 /// The EXIF orientation (1–8) equivalent to `irot` then `imir` (libavif's order), where `imir`
 /// mode 0 exchanges top and bottom and mode 1 left and right (ISO/IEC 23008-12:2022).
-pub fn orientation(data: &[u8]) -> u8 {
-    let Some(Properties {
-        rotation: ccw,
-        mirror,
-        ..
-    }) = properties(data)
-    else {
-        return 1;
-    };
+fn orientation(p: Properties) -> u8 {
+    let (ccw, mirror) = (p.rotation, p.mirror);
     // As "rotate clockwise by r quarter turns, then flip left-right if f".
     let r = (4 - ccw) % 4;
     let (r, f) = match mirror {
@@ -210,7 +218,7 @@ mod tests {
             (&[(b"irot", 1), (b"imir", 0)], 5),
         ];
         for (props, want) in cases {
-            assert_eq!(orientation(&file(props)), *want, "{props:?}");
+            assert_eq!(read(&file(props), 1, 1).orientation, *want, "{props:?}");
         }
     }
 
@@ -242,9 +250,9 @@ mod tests {
     fn malformed_means_no_transform() {
         let good = file(&[(b"irot", 1)]);
         for cut in [0, 7, 20, good.len() - 3] {
-            assert!((1..=8).contains(&orientation(&good[..cut])));
+            assert!((1..=8).contains(&read(&good[..cut], 1, 1).orientation));
         }
-        assert_eq!(orientation(b"\0\0\0\x01meta"), 1);
-        assert_eq!(orientation(&[0xff; 40]), 1);
+        assert_eq!(read(b"\0\0\0\x01meta", 1, 1).orientation, 1);
+        assert_eq!(read(&[0xff; 40], 1, 1).orientation, 1);
     }
 }
