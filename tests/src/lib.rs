@@ -28,7 +28,7 @@ pub mod wait;
 
 pub use garage::{Garage, S3Access};
 pub use ports::free_port;
-pub use wait::{http_status, wait_until};
+pub use wait::{http_status, listening, wait_until};
 
 /// A temporary directory removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {

@@ -18,6 +18,14 @@ pub fn wait_until<T>(timeout: Duration, every: Duration, mut check: impl FnMut()
     }
 }
 
+/// Whether `addr` accepts a TCP connection within `timeout` (polled every 20 ms).
+pub fn listening(addr: SocketAddr, timeout: Duration) -> bool {
+    wait_until(timeout, Duration::from_millis(20), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()
+    })
+    .is_some()
+}
+
 /// The status code of `GET path` on `addr`, or `None` if nothing answered within a second.
 pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;

@@ -87,11 +87,11 @@ impl Edge {
         .unwrap_or_else(|| panic!("edge admin listens; log:\n{}", self.log()));
         // pingora binds the proxy listener in its own service, which may come up after the
         // admin one on a loaded machine.
-        let addr = self.addr;
-        harness::wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-            std::net::TcpStream::connect(addr).ok()
-        })
-        .unwrap_or_else(|| panic!("edge proxy listens; log:\n{}", self.log()));
+        assert!(
+            harness::listening(self.addr, Duration::from_secs(20)),
+            "edge proxy listens; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {

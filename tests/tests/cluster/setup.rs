@@ -70,11 +70,13 @@ impl Proc {
         .unwrap_or_else(|| panic!("{} did not become ready:\n{}", self.name, self.log_text()));
         // The service's own listener may come up after the one readiness is asked on (the
         // edge's proxy and admin listeners are separate pingora services).
-        let addr = self.addr;
-        harness::wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
-            std::net::TcpStream::connect(addr).ok()
-        })
-        .unwrap_or_else(|| panic!("{} does not listen on {addr}:\n{}", self.name, self.log_text()));
+        assert!(
+            harness::listening(self.addr, Duration::from_secs(30)),
+            "{} does not listen on {}:\n{}",
+            self.name,
+            self.addr,
+            self.log_text()
+        );
     }
 
     /// SIGKILL, as a crash or an OOM kill.
