@@ -11,6 +11,7 @@
 
 pub mod request;
 
+use std::fmt::Write as _;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -137,9 +138,8 @@ impl<A> HitPath<A> {
         let hit = cache.store.memory_hit(&key, SystemTime::now())?;
         let mut head = BytesMut::with_capacity(hit.head.len() + 128);
         head.put_slice(&hit.head);
-        head.put_slice(b"Age: ");
-        head.put_slice(hit.age_secs.to_string().as_bytes());
-        head.put_slice(b"\r\n");
+        // Formatted straight into the head (BytesMut has room reserved), no String per hit.
+        let _ = write!(head, "Age: {}\r\n", hit.age_secs);
         if let Some(origin) = c.origin {
             head.put_slice(b"Access-Control-Allow-Origin: ");
             head.put_slice(origin);
