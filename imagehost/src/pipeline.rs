@@ -13,6 +13,7 @@ pub mod encode;
 pub mod exif;
 pub mod geometry;
 pub mod raster;
+pub mod shrink;
 
 use std::time::{Duration, Instant};
 

@@ -11,5 +11,6 @@ mod api {
     pub mod mutated;
     pub mod proxy;
     pub mod quota;
+    pub mod shrink;
     pub mod ssrf;
 }

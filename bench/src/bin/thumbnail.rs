@@ -3,6 +3,9 @@
 //! through libheif), each to a 640 px JPEG at Q80. Ours runs the imagehost pipeline in a child process
 //! (`--ours FILE N`, N iterations); vips runs one process over N copies. CPU = user + system from
 //! wait4, divided by N, so start-up is amortised for both.
+//!
+//! By hand: `thumbnail --photo W H FILE` writes the generated source; `thumbnail --decode FILE`
+//! times the decode step alone at 1/4 (the shrink decoder against libjpeg-turbo).
 
 use std::process::{Command, Stdio};
 
@@ -44,6 +47,45 @@ fn run_ours(file: &str, iters: usize) {
     println!("{size}");
 }
 
+/// Wall milliseconds per decode at 1/4 of the size, 20 of each, for a profile by hand.
+fn decode_only(file: &str) {
+    use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
+    let data = std::fs::read(file).expect("read");
+    let time = |f: &mut dyn FnMut() -> (usize, usize)| {
+        let t = std::time::Instant::now();
+        let mut size = (0, 0);
+        for _ in 0..20 {
+            size = f();
+        }
+        (size, t.elapsed().as_secs_f64() * 1000.0 / 20.0)
+    };
+    let ours = time(&mut || {
+        let r = imagehost::pipeline::shrink::decode(&data, 4, u64::MAX).expect("baseline JPEG");
+        (r.width as usize, r.height as usize)
+    });
+    let turbo = time(&mut || {
+        let mut d = Decompressor::new().expect("decompressor");
+        let factor = ScalingFactor::new(1, 4);
+        d.set_scaling_factor(factor).expect("scale");
+        d.set_fast_upsample(true).expect("upsample");
+        let s = d.read_header(&data).expect("header").scaled(factor);
+        let mut pixels = vec![0u8; s.width * s.height * 3];
+        let image = Image {
+            pixels: pixels.as_mut_slice(),
+            width: s.width,
+            pitch: s.width * 3,
+            height: s.height,
+            format: PixelFormat::RGB,
+        };
+        d.decompress(&data, image).expect("decompress");
+        (s.width, s.height)
+    });
+    println!(
+        "decode at 1/4 to {:?}: shrink {:.1} ms, libjpeg-turbo {:.1} ms",
+        ours.0, ours.1, turbo.1
+    );
+}
+
 /// CPU milliseconds (user + system) and peak RSS of a finished child.
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reads the rusage
 fn cpu_of(mut cmd: Command) -> (f64, f64, String) {
@@ -64,8 +106,16 @@ fn cpu_of(mut cmd: Command) -> (f64, f64, String) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--ours") {
-        return run_ours(&args[2], args[3].parse().expect("iterations"));
+    match args.get(1).map(String::as_str) {
+        Some("--ours") => return run_ours(&args[2], args[3].parse().expect("iterations")),
+        // `--photo W H FILE`: writes the generated source, to profile one case by hand.
+        Some("--photo") => {
+            let n = |i: usize| args[i].parse().expect("dimension");
+            return std::fs::write(&args[4], photo(n(2), n(3))).expect("write");
+        }
+        // `--decode FILE`: the decode step alone at 1/4, shrink decoder against libjpeg-turbo.
+        Some("--decode") => return decode_only(&args[2]),
+        _ => {}
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rows = Vec::new();

@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use image::{ImageDecoder, ImageFormat, ImageReader};
-use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor};
+use turbojpeg::{Colorspace, DecompressHeader, Decompressor, PixelFormat, ScalingFactor};
 
 use super::geometry::{self, Plan};
 use super::raster::Raster;
@@ -59,6 +59,38 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
     let src = oriented(w, h, orientation);
     let plan = geometry::plan(src, (req.width, req.height), req.mode, &s.caps);
     let denom = geometry::dct_denominator(&plan, s.dct_margin);
+    // Thumbnails of baseline JPEGs skip what they do not need (shrink.rs); the rest, and every
+    // full-size decode, go to libjpeg-turbo.
+    let shrunk = (denom > 1)
+        .then(|| super::shrink::decode(data, denom, s.max_pixels))
+        .flatten()
+        .filter(|r| (r.width, r.height) == (w.div_ceil(denom), h.div_ceil(denom)));
+    let raster = match shrunk {
+        Some(r) => r,
+        None => turbo(d, &header, data, denom)?,
+    }
+    .orient(orientation)?;
+    // The plan was made on the full-size source; map its crop onto the decoded pixels.
+    let (fx, fy) = (
+        raster.width as f64 / src.0 as f64,
+        raster.height as f64 / src.1 as f64,
+    );
+    let (l, t, cw, ch) = plan.crop;
+    let plan = Plan {
+        crop: (l * fx, t * fy, cw * fx, ch * fy),
+        ..plan
+    };
+    Ok((raster, plan))
+}
+
+/// libjpeg-turbo's decode at 1/`denom` of the size, for every JPEG the shrink decoder leaves.
+fn turbo(
+    mut d: Decompressor,
+    header: &DecompressHeader,
+    data: &[u8],
+    denom: u32,
+) -> Result<Raster, PipelineError> {
+    let corrupt = |e: turbojpeg::Error| PipelineError::Corrupt(e.to_string());
     let factor = ScalingFactor::new(1, denom as usize);
     d.set_scaling_factor(factor).map_err(corrupt)?;
     d.set_scan_limit(JPEG_SCAN_LIMIT).map_err(corrupt)?;
@@ -81,7 +113,7 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
         format,
     };
     d.decompress(data, image).map_err(corrupt)?;
-    let raster = Raster {
+    Ok(Raster {
         width: scaled.width as u32,
         height: scaled.height as u32,
         channels: if format == PixelFormat::CMYK { 3 } else { channels },
@@ -90,19 +122,7 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
         } else {
             pixels
         },
-    }
-    .orient(orientation)?;
-    // The plan was made on the full-size source; map its crop onto the decoded pixels.
-    let (fx, fy) = (
-        raster.width as f64 / src.0 as f64,
-        raster.height as f64 / src.1 as f64,
-    );
-    let (l, t, cw, ch) = plan.crop;
-    let plan = Plan {
-        crop: (l * fx, t * fy, cw * fx, ch * fy),
-        ..plan
-    };
-    Ok((raster, plan))
+    })
 }
 
 /// Adobe-style (inverted) CMYK, as libjpeg-turbo hands it over, to RGB.

@@ -52,6 +52,8 @@ fn mutate(rng: &mut rand::rngs::StdRng, seed: &[u8]) -> Vec<u8> {
 fn mutated_images_never_panic() {
     let seeds: Vec<(Input, Vec<u8>)> = vec![
         (Input::Jpeg, images::jpeg(64, 48)),
+        // Large enough that the 32 px requests take the shrink decoder (1/4 scale).
+        (Input::Jpeg, images::jpeg(256, 192)),
         (Input::Png, images::png_alpha(64, 48)),
         (Input::Gif, images::gif(32, 24, 3)),
         (Input::Webp, images::webp(64, 48)),
