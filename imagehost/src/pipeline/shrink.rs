@@ -217,23 +217,6 @@ impl Layout {
 /// `coef` (natural order), the rest stepped over. True when an AC coefficient was stored.
 #[inline(always)]
 fn block(
-    reader: &mut Bits,
-    dc: &Table,
-    ac: &Table,
-    pred: &mut i32,
-    last: usize,
-    q: &[f32; 64],
-    coef: &mut [f32; 64],
-) -> bool {
-    // A local copy stays in registers; the caller's is written once at the end.
-    let mut bits = *reader;
-    let any = coefficients(&mut bits, dc, ac, pred, last, q, coef);
-    *reader = bits;
-    any
-}
-
-#[inline(always)]
-fn coefficients(
     bits: &mut Bits,
     dc: &Table,
     ac: &Table,
