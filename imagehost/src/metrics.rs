@@ -135,6 +135,17 @@ pub static PIPELINE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("register imagehost_pipeline_seconds")
 });
 
+/// JPEG decodes by decoder: `shrink` (thumbnails of baseline files, pipeline/shrink.rs) or
+/// `libjpeg-turbo` (everything else).
+pub static JPEG_DECODES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_jpeg_decodes_total",
+        "JPEG decodes by decoder",
+        &["decoder"]
+    )
+    .expect("register imagehost_jpeg_decodes_total")
+});
+
 /// Pipeline jobs by outcome (`ok`, `passthrough`, or the error kind).
 pub static RENDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(

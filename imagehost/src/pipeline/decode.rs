@@ -1,6 +1,7 @@
-//! Still-image decoding with limits checked from the header first: JPEG through libjpeg-turbo
-//! with DCT scaling chosen from the resize plan, PNG/GIF (first frame)/WebP through `image` with
-//! strict limits, AVIF through dav1d (`avif.rs`). Returns oriented pixels and the plan mapped onto them.
+//! Still-image decoding with limits checked from the header first: JPEG shrunk on load to the
+//! DCT scale the resize plan allows (baseline files by `shrink.rs`, the rest by libjpeg-turbo),
+//! PNG/GIF (first frame)/WebP through `image` with strict limits, AVIF through dav1d
+//! (`avif.rs`). Returns oriented pixels and the plan mapped onto them.
 
 use std::io::Cursor;
 
@@ -10,6 +11,7 @@ use turbojpeg::{Colorspace, DecompressHeader, Decompressor, PixelFormat, Scaling
 use super::geometry::{self, Plan};
 use super::raster::Raster;
 use super::{check_size, exif, Input, PipelineError, Request, Settings};
+use crate::metrics::JPEG_DECODES;
 
 /// Progressive scans allowed (libjpeg-turbo's guard against the many-scans CPU bomb).
 const JPEG_SCAN_LIMIT: u32 = 500;
@@ -65,6 +67,12 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
         .then(|| super::shrink::decode(data, denom, s.max_pixels))
         .flatten()
         .filter(|r| (r.width, r.height) == (w.div_ceil(denom), h.div_ceil(denom)));
+    let decoder = if shrunk.is_some() {
+        "shrink"
+    } else {
+        "libjpeg-turbo"
+    };
+    JPEG_DECODES.with_label_values(&[decoder]).inc();
     let raster = match shrunk {
         Some(r) => r,
         None => turbo(d, &header, data, denom)?,

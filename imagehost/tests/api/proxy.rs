@@ -535,6 +535,11 @@ async fn a_hundred_requests_for_one_cold_variant_cost_one_fetch_and_one_render()
         1.0,
         "one resize"
     );
+    assert_eq!(
+        metric("imagehost_jpeg_decodes_total{decoder=\"shrink\"}"),
+        1.0,
+        "1600 px to 320 px: decoded at 1/2 by the shrink decoder"
+    );
     f.stop().await;
 }
 
