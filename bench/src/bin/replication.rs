@@ -423,6 +423,47 @@ fn main() {
         start.elapsed()
     });
 
+    // Where the floor goes: each kind of call alone, as many in flight, on fs1.
+    let base = base + 2 * churn;
+    let calls = rt.block_on(async {
+        let keys: Vec<Key> = (base..base + churn)
+            .map(|s| Key::new(harness::content::upload(s, SIZE).0).expect("key"))
+            .collect();
+        let mut out = Vec::new();
+        for kind in ["PUT", "HEAD", "GET", "DELETE"] {
+            let start = Instant::now();
+            futures::stream::iter(keys.iter().cloned())
+                .map(|key| {
+                    let fs1 = fs1.clone();
+                    async move {
+                        let s = harness::content::upload(0, SIZE).1;
+                        match kind {
+                            "PUT" => fs1
+                                .put(&key, body_from_bytes(s), &PutOptions::default())
+                                .await
+                                .map(|_| ()),
+                            "HEAD" => fs1.head(&key).await.map(|_| ()),
+                            "GET" => fs1.get(&key, None).await.map(|_| ()),
+                            _ => fs1.delete(&key).await,
+                        }
+                        .expect("call")
+                    }
+                })
+                .buffer_unordered(workers())
+                .collect::<Vec<()>>()
+                .await;
+            out.push(format!(
+                "{kind} {:.2} ms",
+                start.elapsed().as_secs_f64() * 1000.0 / churn as f64
+            ));
+        }
+        out
+    });
+    eprintln!(
+        "one Garage's calls, {} in flight, wall per call: {}",
+        workers(),
+        calls.join(", ")
+    );
     let per_object = 64.0 * n as f64;
     print_table(
         &format!(
