@@ -3,7 +3,7 @@
 //! stepping over the rest without computing them (libjpeg-turbo computes and stores all 64 of
 //! every block unless it scales by 1/8). Chroma is decoded at the luma grid, so there is no
 //! upsampling step. Files it does not take (progressive, arithmetic, CMYK, RGB, 12-bit, odd
-//! sampling, several scans) answer `None` and go to libjpeg-turbo.
+//! sampling, several scans) answer `None` and go to libjpeg-turbo, and so do damaged ones.
 
 mod huffman;
 mod idct;
@@ -149,7 +149,9 @@ impl Layout {
         }
     }
 
-    /// Every MCU of the scan into one plane per component; `None` for a table libjpeg refuses.
+    /// Every MCU of the scan into one plane per component. `None` for a table libjpeg refuses
+    /// and for damaged data (a bit pattern that is no code, data that ends too soon), which
+    /// libjpeg-turbo then refuses as before rather than this decoder guessing.
     fn decode(&self, header: &Header, scan: &[u8]) -> Option<Vec<Vec<u8>>> {
         let tables = |specs: &[Option<huffman::Spec>; 4], class| -> Option<Vec<Option<Table>>> {
             specs
@@ -181,7 +183,11 @@ impl Layout {
         for my in 0..self.mcus_y {
             for mx in 0..self.mcus_x {
                 if restart > 0 && mcu > 0 && mcu % restart == 0 {
-                    let (start, end) = segments.get(mcu / restart).copied().unwrap_or((0, 0));
+                    // An interval cut short or a missing restart marker: libjpeg-turbo's call.
+                    let &(start, end) = segments.get(mcu / restart)?;
+                    if !bits.sound() {
+                        return None;
+                    }
                     bits = Bits::new(&data, start, end);
                     preds = [0; 3];
                 }
@@ -209,7 +215,7 @@ impl Layout {
                 }
             }
         }
-        Some(planes)
+        bits.sound().then_some(planes)
     }
 }
 

@@ -136,25 +136,38 @@ fn advance(rs: u8) -> u8 {
 #[derive(Clone, Copy)]
 pub struct Bits<'a> {
     data: &'a [u8],
+    start: usize,
     end: usize,
     pos: usize,
     buf: u64,
     count: u32,
+    /// A bit pattern that is no code was met.
+    bad_code: bool,
 }
 
 impl<'a> Bits<'a> {
     /// `data` must hold 8 bytes of padding after `end`.
     pub fn new(data: &'a [u8], start: usize, end: usize) -> Bits<'a> {
         debug_assert!(data.len() >= end + 8);
+        let start = start.min(end);
         let mut b = Bits {
             data,
+            start,
             end,
-            pos: start.min(end),
+            pos: start,
             buf: 0,
             count: 0,
+            bad_code: false,
         };
         b.refill();
         b
+    }
+
+    /// Whether the stream so far was sound: no invalid code, and no bit read past the end of
+    /// the data (a truncated file, or a restart interval cut short).
+    pub fn sound(&self) -> bool {
+        let read = (self.pos - self.start) * 8 - self.count as usize;
+        !self.bad_code && read <= (self.end - self.start) * 8
     }
 
     /// Tops the buffer up to at least 56 bits without a branch.
@@ -181,7 +194,7 @@ impl<'a> Bits<'a> {
         let (symbol, len) = if e != 0 {
             (e as u8, (e >> 8) as u32)
         } else {
-            long(self.buf, t)
+            self.long(t)
         };
         self.consume(len);
         symbol
@@ -211,7 +224,7 @@ impl<'a> Bits<'a> {
             self.consume((e & 0xff) as u32);
             return (e >> 8) as u32;
         }
-        let (rs, len) = long(self.buf, t);
+        let (rs, len) = self.long(t);
         self.consume(len + (rs & 15) as u32);
         advance(rs) as u32
     }
@@ -237,21 +250,30 @@ impl Bits<'_> {
     }
 }
 
-/// A code longer than the lookup, by the canonical search on the buffer's top 16 bits:
-/// (symbol, code length). Takes the buffer by value so the reader's state stays in registers.
+impl Bits<'_> {
+    /// A code longer than the lookup: (symbol, code length). No such code marks the stream
+    /// unsound and reads a zero symbol over 16 bits, so decoding still ends.
+    #[inline(always)]
+    fn long(&mut self, t: &Table) -> (u8, u32) {
+        let found = long(self.buf, t);
+        self.bad_code |= found.is_none();
+        found.unwrap_or((0, 16))
+    }
+}
+
+/// The canonical search on the buffer's top 16 bits. Takes the buffer by value so the
+/// reader's state stays in registers.
 #[cold]
 #[inline(never)]
-fn long(buf: u64, t: &Table) -> (u8, u32) {
+fn long(buf: u64, t: &Table) -> Option<(u8, u32)> {
     let peek = (buf >> 48) as i32;
-    for len in LOOKUP + 1..=16 {
+    (LOOKUP + 1..=16).find_map(|len| {
         let code = peek >> (16 - len);
-        if code <= t.max_code[len as usize] {
+        (code <= t.max_code[len as usize]).then(|| {
             let i = (code + t.offset[len as usize]) as usize;
-            return (t.symbols.get(i).copied().unwrap_or(0), len);
-        }
-    }
-    // No such code: libjpeg warns and reads a zero symbol; so do we, moving on 16 bits.
-    (0, 16)
+            (t.symbols.get(i).copied().unwrap_or(0), len)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -361,13 +383,25 @@ mod tests {
     }
 
     #[test]
-    fn reading_past_the_end_gives_zeros() {
+    fn reading_past_the_end_gives_zeros_and_is_unsound() {
         let data = bits(&[0xff]);
         let mut b = Bits::new(&data, 0, 1);
         assert_eq!(b.receive(8), 255);
+        assert!(b.sound(), "all of the data, not more");
         for _ in 0..10 {
             b.refill();
             assert_eq!(b.receive(8), -255);
         }
+        assert!(!b.sound());
+    }
+
+    #[test]
+    fn a_pattern_that_is_no_code_is_unsound() {
+        // K.3 has no code of nine ones.
+        let t = Table::new(&dc(), Class::Dc).expect("table");
+        let data = bits(&[0xff, 0xff, 0xff]);
+        let mut b = Bits::new(&data, 0, 3);
+        assert_eq!(b.decode(&t), 0);
+        assert!(!b.sound());
     }
 }
