@@ -113,6 +113,8 @@ async fn proxy_outputs_match_the_reference() {
         // EXIF orientation 6 is applied: 400×200 stored, 200×400 shown.
         ("/rotated.jpg", "", None, d("jpeg", 200, 400, 1)),
         ("/rotated.jpg", "width=100", None, d("jpeg", 100, 200, 1)),
+        // … also when it is decoded at 1/2 by the shrink decoder.
+        ("/rotated.jpg", "width=50", None, d("jpeg", 50, 100, 1)),
         // PNG keeps PNG (and alpha) with match; formats can be forced.
         ("/alpha.png", "width=150", None, d("png", 150, 100, 1)),
         (
