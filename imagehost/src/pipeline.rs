@@ -100,9 +100,11 @@ pub struct Settings {
     pub webp_quality: u8,
     pub webp_method: u8,
     /// Shrink-on-load margin: DCT scaling leaves at least this much for the filter. 1.5 (not
-    /// libvips' 2) lets a 4000×3000 → 640 px thumbnail decode at ¼ instead of ½: measured
-    /// 71 → 58–68 ms CPU, where Huffman decoding (the same for any scale) is 84 % of what remains.
+    /// libvips' 2) lets a 4000×3000 → 640 px thumbnail decode at ¼ instead of ½ (with
+    /// libjpeg-turbo alone: 71 → 58–68 ms CPU; the shrink decoder reads less the smaller it goes).
     pub dct_margin: f64,
+    /// Thumbnails of baseline JPEGs through `shrink.rs`; false sends every JPEG to libjpeg-turbo.
+    pub shrink_decoder: bool,
 }
 
 impl Default for Settings {
@@ -118,6 +120,7 @@ impl Default for Settings {
             webp_quality: 80,
             webp_method: 4,
             dct_margin: 1.5,
+            shrink_decoder: true,
         }
     }
 }

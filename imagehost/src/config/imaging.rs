@@ -92,6 +92,9 @@ pub struct PipelineConfig {
     pub webp_quality: u8,
     /// libwebp effort, 0–4 (5 and 6 cost seconds on large images with alpha).
     pub webp_method: u8,
+    /// Thumbnails of baseline JPEGs decoded straight to 1/2–1/8 by imagehost's own decoder
+    /// (reads only the coefficients they need); false: libjpeg-turbo for every JPEG.
+    pub shrink_decoder: bool,
 }
 
 impl Default for PipelineConfig {
@@ -108,6 +111,7 @@ impl Default for PipelineConfig {
             jpeg_quality: s.jpeg_quality,
             webp_quality: s.webp_quality,
             webp_method: s.webp_method,
+            shrink_decoder: s.shrink_decoder,
         }
     }
 }
@@ -165,6 +169,7 @@ impl PipelineConfig {
             jpeg_quality: self.jpeg_quality,
             webp_quality: self.webp_quality,
             webp_method: self.webp_method,
+            shrink_decoder: self.shrink_decoder,
             ..Settings::default()
         }
     }

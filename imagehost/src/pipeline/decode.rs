@@ -63,7 +63,7 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
     let denom = geometry::dct_denominator(&plan, s.dct_margin);
     // Thumbnails of baseline JPEGs skip what they do not need (shrink.rs); the rest, and every
     // full-size decode, go to libjpeg-turbo.
-    let shrunk = (denom > 1)
+    let shrunk = (denom > 1 && s.shrink_decoder)
         .then(|| super::shrink::decode(data, denom, s.max_pixels))
         .flatten()
         .filter(|r| (r.width, r.height) == (w.div_ceil(denom), h.div_ceil(denom)));

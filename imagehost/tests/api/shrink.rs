@@ -288,3 +288,28 @@ fn damaged_files_go_to_libjpeg_turbo_and_mutated_ones_never_panic() {
         "a changed coefficient still decodes, as in libjpeg-turbo"
     );
 }
+
+#[test]
+fn pipeline_shrink_decoder_false_sends_every_jpeg_to_libjpeg_turbo() {
+    use imagehost::pipeline::{self, AvifSource, Input, Output, Request, Settings};
+    let file = turbo_encode(&card(400, 300), Subsamp::Sub2x2, 90, false);
+    let req = Request {
+        width: Some(100),
+        height: None,
+        mode: imagehost::proxy::options::Mode::Fit,
+        format: Output::Jpeg,
+        avif: AvifSource::AsRequested,
+    };
+    let count = |d: &str| super::fixture::metric(&format!("imagehost_jpeg_decodes_total{{decoder=\"{d}\"}}"));
+    let mut s = Settings::default();
+    for (on, shrink, turbo) in [(true, 1.0, 0.0), (false, 1.0, 1.0)] {
+        s.shrink_decoder = on;
+        let r = pipeline::render(&file, Input::Jpeg, &req, &s).expect("render");
+        assert_eq!(super::images::decode(&r.bytes).width, 100);
+        assert_eq!(
+            (count("shrink"), count("libjpeg-turbo")),
+            (shrink, turbo),
+            "shrink_decoder = {on}"
+        );
+    }
+}
