@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::images;
 
 /// Mutations per seed file; `MUTATIONS` raises it for a longer hunt by hand.
-fn per_seed() -> usize {
+pub fn per_seed() -> usize {
     std::env::var("MUTATIONS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -271,7 +271,7 @@ fn damaged_files_go_to_libjpeg_turbo_and_mutated_ones_never_panic() {
             shrink::decode(&seed[..seed.len() - 2], 4, LIMIT).is_some(),
             "EOI missing only"
         );
-        for i in 0..400 {
+        for i in 0..super::mutated::per_seed() + 100 {
             let mut v = seed.clone();
             for _ in 0..rng.random_range(1..6) {
                 let at = rng.random_range(0..v.len());
