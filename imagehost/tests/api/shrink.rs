@@ -287,6 +287,7 @@ fn damaged_files_go_to_libjpeg_turbo_and_mutated_ones_never_panic() {
         taken > 0,
         "a changed coefficient still decodes, as in libjpeg-turbo"
     );
+    eprintln!("{taken} mutated files decoded by the shrink decoder, the rest left to libjpeg-turbo");
 }
 
 #[test]
