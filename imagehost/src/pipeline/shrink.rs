@@ -169,6 +169,12 @@ impl Layout {
             .iter()
             .map(|q| q.map_or([0.0; 64], |q| q.map(f32::from)))
             .collect();
+        // Each component's tables, looked up once rather than per MCU.
+        let coding: Vec<(&Table, &Table, &[f32; 64])> = header
+            .components
+            .iter()
+            .map(|c| Some((dc[c.dc].as_ref()?, ac[c.ac].as_ref()?, &quant[c.quant])))
+            .collect::<Option<_>>()?;
         let (data, segments) = unstuff(scan);
         let mut planes: Vec<Vec<u8>> = self
             .parts
@@ -192,9 +198,7 @@ impl Layout {
                     preds = [0; 3];
                 }
                 mcu += 1;
-                for (i, (part, c)) in self.parts.iter().zip(&header.components).enumerate() {
-                    let (dc, ac) = (dc[c.dc].as_ref()?, ac[c.ac].as_ref()?);
-                    let q = &quant[c.quant];
+                for (i, (part, &(dc, ac, q))) in self.parts.iter().zip(&coding).enumerate() {
                     for by in 0..part.v {
                         for bx in 0..part.h {
                             let x = (mx * part.h + bx) * part.out_w;

@@ -1,6 +1,6 @@
 //! Huffman tables and the bit reader of the shrink decoder: one lookup for short codes, a
-//! canonical search for long ones, and a skip table that steps over an AC coefficient (code and
-//! magnitude bits together) without computing its value.
+//! canonical search for long ones, and a pair table that steps over two AC coefficients (codes
+//! and magnitude bits together) without computing their values.
 
 /// Bits looked up at once; longer codes (rare) take the canonical search.
 const LOOKUP: u32 = 11;
@@ -29,12 +29,10 @@ const PAIR: u32 = 12;
 pub struct Table {
     /// `len << 8 | symbol` for each LOOKUP-bit prefix whose code is that short; 0 otherwise.
     fast: Box<[u16; ENTRIES]>,
-    /// For AC tables: `advance << 8 | bits` — how far the coefficient index moves (64 for an
-    /// end of block), and the bits of code and magnitude together. 0 where `fast` is 0.
-    skip: Box<[u16; ENTRIES]>,
     /// Two AC coefficients stepped over at once: `first_advance | first_bits << 8 |
     /// advance << 16 | bits << 24` for both together (the first alone where the second's code
-    /// does not fit in PAIR bits after it). 0 where the first code is longer than PAIR.
+    /// does not fit in PAIR bits after it), `bits` counting code and magnitude and `advance`
+    /// how far the coefficient index moves (64 for an end of block). 0 where `fast` is 0.
     pair: Box<[u32; 1 << PAIR]>,
     /// Largest code of each length (-1: none), and the offset from a code to its symbol index.
     max_code: [i32; 17],
@@ -84,14 +82,9 @@ impl Table {
             index += count;
             code <<= 1;
         }
-        let skip = Box::new(fast.map(|e| match e {
-            0 => 0,
-            e => (advance(e as u8) as u16) << 8 | ((e >> 8) + (e & 15)),
-        }));
         let pair = Box::new(std::array::from_fn(|p| pair_entry(&fast, p as u32)));
         Ok(Table {
             fast,
-            skip,
             pair,
             max_code,
             offset,
@@ -132,8 +125,6 @@ fn advance(rs: u8) -> u8 {
 
 /// An entropy-coded segment with its stuffing removed, read MSB first. Past its end it reads
 /// zeros, as libjpeg does with a truncated file, so a decode always runs to its fixed length.
-/// `Copy`, so a block decoder can hold it in registers and write it back once.
-#[derive(Clone, Copy)]
 pub struct Bits<'a> {
     data: &'a [u8],
     start: usize,
@@ -218,19 +209,11 @@ impl<'a> Bits<'a> {
     /// Steps over one AC coefficient and returns how far the index moves; needs 26 bits.
     #[inline(always)]
     pub fn skip(&mut self, t: &Table) -> u32 {
-        let e = t.skip[(self.buf >> (64 - LOOKUP)) as usize];
-        if e != 0 {
-            // The shift is the entry's low byte (at most 26): no separate extraction step.
-            self.consume((e & 0xff) as u32);
-            return (e >> 8) as u32;
-        }
-        let (rs, len) = self.long(t);
-        self.consume(len + (rs & 15) as u32);
+        let rs = self.decode(t);
+        self.consume((rs & 15) as u32);
         advance(rs) as u32
     }
-}
 
-impl Bits<'_> {
     /// Steps over one or two AC coefficients from index `k` (the second only when the first
     /// does not end the block) and returns the new index; needs 22 bits.
     #[inline(always)]
@@ -248,9 +231,7 @@ impl Bits<'_> {
         self.consume(bits);
         k + advance
     }
-}
 
-impl Bits<'_> {
     /// A code longer than the lookup: (symbol, code length). No such code marks the stream
     /// unsound and reads a zero symbol over 16 bits, so decoding still ends.
     #[inline(always)]
