@@ -429,17 +429,17 @@ fn main() {
         let keys: Vec<Key> = (base..base + churn)
             .map(|s| Key::new(harness::content::upload(s, SIZE).0).expect("key"))
             .collect();
+        let data = harness::content::upload(0, SIZE).1;
         let mut out = Vec::new();
         for kind in ["PUT", "HEAD", "GET", "DELETE"] {
             let start = Instant::now();
             futures::stream::iter(keys.iter().cloned())
                 .map(|key| {
-                    let fs1 = fs1.clone();
+                    let (fs1, data) = (fs1.clone(), &data);
                     async move {
-                        let s = harness::content::upload(0, SIZE).1;
                         match kind {
                             "PUT" => fs1
-                                .put(&key, body_from_bytes(s), &PutOptions::default())
+                                .put(&key, body_from_bytes(data.clone()), &PutOptions::default())
                                 .await
                                 .map(|_| ()),
                             "HEAD" => fs1.head(&key).await.map(|_| ()),
