@@ -29,6 +29,9 @@ use crate::{
 const META_DIR: &str = ".meta";
 const TMP_DIR: &str = ".tmp";
 const READ_CHUNK: usize = 64 * 1024;
+/// A temporary file untouched for this long belongs to no write in progress (every write streams
+/// into its file as it goes): it is left by a crashed process, and removed when a store opens.
+pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// One bucket in a directory.
 #[derive(Debug)]
@@ -81,7 +84,28 @@ impl DirStore {
                 reason: format!("bucket directory {} does not exist", store.bucket.display()),
             });
         }
+        let removed = store.remove_stale_temps(STALE_TEMP);
+        if removed > 0 {
+            tracing::info!(store = %store.name, removed, "removed temporary files left by a crash");
+        }
         Ok(store)
+    }
+
+    /// Removes temporary files not written to for `age` (another process sharing the directory
+    /// may be writing the recent ones); how many.
+    pub fn remove_stale_temps(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.bucket.join(TMP_DIR)) else {
+            return 0;
+        };
+        let stale = |e: &std::fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a >= age))
+        };
+        entries
+            .flatten()
+            .filter(|e| stale(e) && std::fs::remove_file(e.path()).is_ok())
+            .count()
     }
 
     /// Where `key`'s bytes live (for tests that tamper with a copy behind the store's back).
@@ -198,6 +222,10 @@ impl Drop for TempFile {
 impl BlobStore for DirStore {
     fn describe(&self) -> &str {
         &self.name
+    }
+
+    fn layout(&self) -> Layout {
+        self.layout
     }
 
     async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
@@ -391,4 +419,30 @@ fn walk(
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_left_by_a_crash_are_removed_at_open_and_fresh_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let store = DirStore::open("fs", root.path(), "uploads", Layout::Flat, true).unwrap();
+        let tmp = root.path().join("uploads").join(TMP_DIR);
+        let (old, fresh) = (tmp.join("0ld"), tmp.join("fresh"));
+        std::fs::write(&old, b"").unwrap();
+        std::fs::write(&fresh, b"partial").unwrap();
+        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        drop(store);
+        DirStore::open("fs", root.path(), "uploads", Layout::Flat, false).unwrap();
+        assert!(!old.exists(), "a crash's leftover is removed");
+        assert!(fresh.exists(), "a write in progress elsewhere is kept");
+    }
 }

@@ -140,6 +140,16 @@ impl Layout {
         }
     }
 
+    /// The stored-name prefix under which every variant of `source` (`<source>_…`) is listed.
+    pub fn variants_prefix(self, source: &str) -> String {
+        match self {
+            Layout::Partitioned if source.len() >= 2 => {
+                format!("{}/{source}_", &source[source.len() - 2..])
+            }
+            _ => format!("{source}_"),
+        }
+    }
+
     /// The logical key of a stored name, or `None` when the name is not one this layout produces.
     pub fn key_of(self, stored: &str) -> Option<Key> {
         match self {
@@ -156,6 +166,26 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variants_prefix_lists_what_stored_name_names() {
+        for layout in [Layout::Flat, Layout::Partitioned] {
+            let source = "U5dtZPvjpfzc3fgGtsoNQq7WLNv8sLT";
+            let variant = Key::new(format!("{source}_Cover_WEBP_320")).unwrap();
+            let stored = layout.stored_name(&variant).unwrap();
+            assert!(
+                stored.starts_with(&layout.variants_prefix(source)),
+                "{layout:?}: {stored}"
+            );
+            let original = Key::new(source).unwrap();
+            let stored = layout.stored_name(&original).unwrap();
+            assert!(
+                !stored.starts_with(&layout.variants_prefix(source)),
+                "{layout:?}: the source is not its own variant"
+            );
+        }
+        assert_eq!(Layout::Partitioned.variants_prefix("DQmab"), "ab/DQmab_");
+    }
 
     #[test]
     fn key_validation_table() {

@@ -345,6 +345,10 @@ impl BlobStore for S3Store {
         &self.name
     }
 
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
     async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
         let stored = self.layout.stored_name(key)?;
         let mut digest = DigestingWriter::new(opts.max_size);

@@ -169,6 +169,9 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// `fileserver/bucket`, for logs and metrics.
     fn describe(&self) -> &str;
 
+    /// How this bucket names keys (what a listing's `prefix` is matched against).
+    fn layout(&self) -> crate::Layout;
+
     /// Streams `body` in, hashing as it goes; returns the digests once the object is stored whole.
     async fn put(&self, key: &Key, body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError>;
 

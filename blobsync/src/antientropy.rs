@@ -1,5 +1,7 @@
 //! Anti-entropy: one streaming pass over the sorted listings of every fileserver, merged, so
-//! whatever is missing anywhere is queued for copying (and tombstoned keys for deletion).
+//! whatever is missing anywhere is queued for copying, a copy whose listed size differs from the
+//! others is queued for replacement (a truncated or torn write), and tombstoned or taken-down keys
+//! for deletion.
 //!
 //! Memory is one page per fileserver, whatever the number of objects. A checkpoint (the last
 //! stored name handled) is saved as the pass goes, so a restart resumes where it stopped. A
@@ -15,23 +17,37 @@ use blobstore::{BlobStore, ListEntry, ListRequest};
 use crate::metrics::AE_FINDINGS;
 use crate::queue::{now_ms, Action, Queue};
 
-/// What to do about one stored name, given which servers list it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do about one stored name, given what each server lists for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Nothing,
-    Copy,
+    /// Copy to the servers that lack it, replacing the copies at these indices (listed smaller
+    /// than the largest copy: truncated, so never a source).
+    Copy {
+        bad: Vec<usize>,
+    },
     Delete,
 }
 
-/// The pure rule: tombstones win; otherwise a name some servers lack is copied.
-pub fn decide(present: &[bool], tombstoned: bool) -> Decision {
-    let any = present.iter().any(|p| *p);
-    let all = present.iter().all(|p| *p);
-    match (tombstoned, any, all) {
-        (true, true, _) => Decision::Delete,
-        (true, false, _) => Decision::Nothing,
-        (false, true, false) => Decision::Copy,
-        _ => Decision::Nothing,
+/// The pure rule: tombstones win; otherwise a name some servers lack is copied, and copies of
+/// different sizes are replaced by the largest (content keys are verified by hash on the way).
+pub fn decide(sizes: &[Option<u64>], tombstoned: bool) -> Decision {
+    let any = sizes.iter().any(Option::is_some);
+    let all = sizes.iter().all(Option::is_some);
+    if tombstoned {
+        return if any { Decision::Delete } else { Decision::Nothing };
+    }
+    let largest = sizes.iter().flatten().max().copied();
+    let bad: Vec<usize> = sizes
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!((s, largest), (Some(s), Some(l)) if *s < l))
+        .map(|(i, _)| i)
+        .collect();
+    if any && (!all || !bad.is_empty()) {
+        Decision::Copy { bad }
+    } else {
+        Decision::Nothing
     }
 }
 
@@ -75,6 +91,9 @@ impl Lister {
 pub struct Progress {
     pub scanned: AtomicU64,
     pub queued: AtomicU64,
+    /// When the current or last pass over every bucket started and finished (ms; 0 = never).
+    pub started_ms: AtomicU64,
+    pub finished_ms: AtomicU64,
 }
 
 /// Checkpoint name for a bucket.
@@ -82,9 +101,11 @@ pub fn checkpoint_name(bucket: &str) -> String {
     format!("ae:{bucket}")
 }
 
-/// Runs one pass over `bucket` on `stores` (one per server, same order every time).
+/// Runs one pass over `bucket` on `stores` (one per server, same order every time; `names` are
+/// the servers' names, for the copies to replace).
 pub async fn pass(
     stores: &[Arc<dyn BlobStore>],
+    names: &[String],
     bucket: &str,
     lane: u8,
     queue: &Queue,
@@ -115,14 +136,15 @@ pub async fn pass(
         let Some(name) = heads.iter().flatten().min().cloned() else {
             break;
         };
-        let present: Vec<bool> = heads
-            .iter()
-            .map(|h| h.as_deref() == Some(name.as_str()))
-            .collect();
         let mut key = None;
-        for (l, p) in listers.iter_mut().zip(&present) {
-            if *p {
-                key = l.buf.pop_front().map(|e| e.key);
+        let mut sizes = Vec::with_capacity(listers.len());
+        for (l, h) in listers.iter_mut().zip(&heads) {
+            if h.as_deref() == Some(name.as_str()) {
+                let e = l.buf.pop_front();
+                sizes.push(e.as_ref().map(|e| e.size));
+                key = e.map(|e| e.key).or(key);
+            } else {
+                sizes.push(None);
             }
         }
         progress.scanned.fetch_add(1, Ordering::Relaxed);
@@ -130,15 +152,21 @@ pub async fn pass(
         let tombstoned = queue
             .tombstone(bucket, key.as_str())
             .map_err(|e| e.to_string())?
-            .is_some();
-        match decide(&present, tombstoned) {
+            .is_some()
+            || queue.is_taken_down(key.as_str()).map_err(|e| e.to_string())?;
+        match decide(&sizes, tombstoned) {
             Decision::Nothing => {}
-            Decision::Copy => {
+            Decision::Copy { bad } => {
+                let bad: Vec<String> = bad.iter().filter_map(|i| names.get(*i).cloned()).collect();
                 queue
-                    .enqueue(bucket, key.as_str(), Action::Copy, lane, &[])
+                    .enqueue(bucket, key.as_str(), Action::Copy, lane, &bad)
                     .map_err(|e| e.to_string())?;
                 progress.queued.fetch_add(1, Ordering::Relaxed);
-                AE_FINDINGS.with_label_values(&[bucket, "missing"]).inc();
+                let kind = if bad.is_empty() { "missing" } else { "size_differs" };
+                if !bad.is_empty() {
+                    tracing::warn!(bucket, %key, ?bad, "copies differ in size; replacing the smaller");
+                }
+                AE_FINDINGS.with_label_values(&[bucket, kind]).inc();
             }
             Decision::Delete => {
                 queue
@@ -170,18 +198,26 @@ mod tests {
 
     #[test]
     fn decision_table() {
-        let cases: &[(&[bool], bool, Decision)] = &[
-            (&[true, true], false, Decision::Nothing),
-            (&[true, false], false, Decision::Copy),
-            (&[false, true, true], false, Decision::Copy),
-            (&[true, true], true, Decision::Delete),
-            (&[false, true], true, Decision::Delete),
-            (&[false, false], true, Decision::Nothing),
-            (&[false, false], false, Decision::Nothing),
+        let copy = |bad: &[usize]| Decision::Copy { bad: bad.to_vec() };
+        let cases: &[(&[Option<u64>], bool, Decision)] = &[
+            (&[Some(5), Some(5)], false, Decision::Nothing),
+            (&[Some(5), None], false, copy(&[])),
+            (&[None, Some(5), Some(5)], false, copy(&[])),
+            (&[Some(5), Some(3)], false, copy(&[1])),
+            (&[Some(0), Some(5), Some(5)], false, copy(&[0])),
+            (&[Some(2), None, Some(5)], false, copy(&[0])),
+            (&[Some(5), Some(5)], true, Decision::Delete),
+            (&[None, Some(5)], true, Decision::Delete),
+            (&[None, None], true, Decision::Nothing),
+            (&[None, None], false, Decision::Nothing),
         ];
-        for (present, tomb, want) in cases {
-            assert_eq!(decide(present, *tomb), *want, "{present:?} tombstoned={tomb}");
+        for (sizes, tomb, want) in cases {
+            assert_eq!(&decide(sizes, *tomb), want, "{sizes:?} tombstoned={tomb}");
         }
+    }
+
+    fn names() -> Vec<String> {
+        vec!["a".into(), "b".into()]
     }
 
     async fn store_with(dir: &std::path::Path, name: &str, keys: &[&str]) -> Arc<dyn BlobStore> {
@@ -207,7 +243,9 @@ mod tests {
         q.add_tombstone("uploads", "k5", std::time::Duration::from_secs(86400))
             .unwrap();
         let progress = Progress::default();
-        pass(&[a, b], "uploads", 1, &q, 2, &progress).await.unwrap();
+        pass(&[a, b], &names(), "uploads", 1, &q, 2, &progress)
+            .await
+            .unwrap();
         let mut got: Vec<(String, Action)> = q.pending().into_iter().map(|i| (i.key, i.action)).collect();
         got.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(
@@ -237,6 +275,7 @@ mod tests {
         std::fs::rename(dir.path().join("b/uploads"), dir.path().join("b/gone")).unwrap();
         assert!(pass(
             &[a.clone(), b.clone()],
+            &names(),
             "uploads",
             1,
             &q,
@@ -251,7 +290,7 @@ mod tests {
             Some("k2")
         );
         std::fs::rename(dir.path().join("b/gone"), dir.path().join("b/uploads")).unwrap();
-        pass(&[a, b], "uploads", 1, &q, 1000, &Progress::default())
+        pass(&[a, b], &names(), "uploads", 1, &q, 1000, &Progress::default())
             .await
             .unwrap();
         let mut keys: Vec<String> = q.pending().into_iter().map(|i| i.key).collect();

@@ -104,11 +104,15 @@ impl Default for ScrubConfig {
     }
 }
 
-/// What else a takedown clears: the edges' caches, so the image stops being served at once.
+/// What else a takedown clears: the imagehosts' hot caches and the edges' caches, so the image
+/// stops being served at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TakedownConfig {
-    /// Every edge (`ip:port`): each is sent `BAN /<key>` (all its URLs) for an uploads takedown.
+    /// Every imagehost's admin listener (`ip:port`): each is told first (`POST /takedowns`, with
+    /// `server.token`), so it refuses the key before the edges drop their copies.
+    pub imagehosts: Vec<String>,
+    /// Every edge (`ip:port`): each is sent a ban of everything tagged with the key.
     pub purge_edges: Vec<String>,
     /// The edges' purge token (`purge_token_file`), when they do not allow this host's network.
     pub purge_token: Option<Secret>,
@@ -179,10 +183,21 @@ impl Default for QueueConfig {
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
-        for e in &self.takedown.purge_edges {
-            if e.parse::<SocketAddr>().is_err() {
-                return Err(format!("takedown.purge_edges: `{e}` is not an ip:port address"));
+        for (what, list) in [
+            ("takedown.purge_edges", &self.takedown.purge_edges),
+            ("takedown.imagehosts", &self.takedown.imagehosts),
+        ] {
+            if let Some(e) = list.iter().find(|e| e.parse::<SocketAddr>().is_err()) {
+                return Err(format!("{what}: `{e}` is not an ip:port address"));
             }
+        }
+        if self.server.token.is_none() && !self.server.listen.ip().is_loopback() {
+            return Err(format!(
+                "server.token (or server.token_file) is required when server.listen ({}) is not a \
+                 loopback address: without it anyone who reaches the port can delete any image \
+                 everywhere",
+                self.server.listen
+            ));
         }
         if self.fileservers.len() < 2 {
             return Err(format!(
@@ -246,6 +261,16 @@ mod tests {
                 Some("copy.initial_backoff"),
             ),
             ("[tombstones]\nretention = \"1h\"\n", Some("tombstones.retention")),
+            (
+                "[server]\nlisten = \"0.0.0.0:8900\"\n",
+                Some("server.token (or server.token_file) is required"),
+            ),
+            ("[server]\nlisten = \"10.0.0.5:8900\"\ntoken = \"t\"\n", None),
+            ("[server]\nlisten = \"[::1]:8900\"\n", None),
+            (
+                "[takedown]\nimagehosts = [\"imagehost-1\"]\n",
+                Some("takedown.imagehosts"),
+            ),
             (
                 "[anti_entropy]\npage_size = 5000\n",
                 Some("anti_entropy.page_size"),

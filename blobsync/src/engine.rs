@@ -12,48 +12,31 @@ use tokio::task::JoinSet;
 use crate::antientropy::{self, Progress};
 use crate::config::Config;
 use crate::copy::{backoff, CopyOutcome, Replicator};
+use crate::imagehosts::ImagehostNotifier;
 use crate::limit::RateLimiter;
-use crate::metrics::{AE_PASSES, BACKLOG, DELETES, LAG, OLDEST_PENDING, SCRUB_REPAIRED, TOMBSTONES};
+use crate::metrics::{AE_PASSES, BACKLOG, LAG, OLDEST_PENDING, SCRUB_REPAIRED, TAKEDOWNS, TOMBSTONES};
 use crate::purge::EdgePurger;
 use crate::queue::{now_ms, Action, Item, Queue};
 use crate::scrub;
-
-/// What one attempt at a takedown did: the deletes, then (uploads only) each edge's ban.
-#[derive(Debug)]
-pub struct Takedown {
-    pub deleted: Result<(), String>,
-    pub edges: Vec<(String, Result<u16, String>)>,
-}
-
-impl Takedown {
-    /// Done only when every fileserver deleted it and every edge banned it.
-    fn result(&self) -> Result<(), String> {
-        self.deleted.clone()?;
-        let failed: Vec<String> = self
-            .edges
-            .iter()
-            .filter_map(|(e, r)| r.as_ref().err().map(|err| format!("edge {e}: {err}")))
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(failed.join("; "))
-        }
-    }
-}
+use crate::takedown::Takedown;
 
 pub struct Engine {
     pub config: Config,
     pub queue: Arc<Queue>,
     pub replicator: Arc<Replicator>,
-    /// Takedowns of uploads are also banned on these edges.
+    /// Takedowns are banned (by tag) on these edges...
     pub edges: EdgePurger,
+    /// ...after these imagehosts were told.
+    pub imagehosts: ImagehostNotifier,
     /// Wakes the worker loop when work arrives, so copies start at once (`notify_one` keeps the
     /// wake-up if the loop is busy, so an enqueue racing its check for due work is never missed).
     pub wake: Notify,
     /// Wakes the anti-entropy loop for an immediate pass.
     pub sync_now: Notify,
     pub progress: Progress,
+    /// Wakes the scrub loop for an immediate pass.
+    pub scrub_now: Notify,
+    pub scrub_progress: scrub::Progress,
 }
 
 impl Engine {
@@ -125,7 +108,9 @@ impl Engine {
             let _ = self.queue.complete(&item);
             return None;
         };
-        let tombstoned = matches!(self.queue.tombstone(&item.bucket, &item.key), Ok(Some(_)));
+        // A tombstone, or a takedown of the source this object was derived from.
+        let tombstoned = matches!(self.queue.tombstone(&item.bucket, &item.key), Ok(Some(_)))
+            || self.queue.is_taken_down(&item.key).unwrap_or(false);
         let (result, takedown) = if item.action == Action::Delete || tombstoned {
             let t = self.take_down(&item.bucket, &key).await;
             (t.result(), Some(t))
@@ -163,39 +148,24 @@ impl Engine {
         takedown
     }
 
-    /// Deletes on every fileserver first, then (uploads, the bucket public URLs address by key)
-    /// bans `/<key>` on every edge. The item is done only when both succeeded; until then every
-    /// retry deletes and bans again, so an edge that refilled from a fileserver that was
-    /// unreachable (or was down itself and kept the image in its disk tier) is cleared once the
-    /// last copy is gone.
-    async fn take_down(&self, bucket: &str, key: &Key) -> Takedown {
-        let deleted = self.replicator.delete(bucket, key).await;
-        if deleted.is_ok() {
-            let _ = self.queue.mark_applied(bucket, key.as_str());
-            DELETES.inc();
-            tracing::info!(%bucket, %key, "takedown applied on every fileserver");
-        }
-        let edges = if bucket == self.config.buckets[0] {
-            self.edges.ban(key.as_str()).await
-        } else {
-            Vec::new()
-        };
-        Takedown { deleted, edges }
-    }
-
     /// Anti-entropy over every bucket, in lane order. Returns false if any pass failed.
     pub async fn anti_entropy(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut ok = true;
+        self.progress.scanned.store(0, Relaxed);
+        self.progress.queued.store(0, Relaxed);
+        self.progress.started_ms.store(now_ms(), Relaxed);
         for bucket in &self.config.buckets {
-            let stores: Vec<_> = self
+            let (names, stores): (Vec<String>, Vec<_>) = self
                 .replicator
                 .servers
                 .iter()
-                .filter_map(|s| s.buckets.get(bucket).cloned())
-                .collect();
+                .filter_map(|s| s.buckets.get(bucket).map(|st| (s.name.clone(), st.clone())))
+                .unzip();
             let lane = self.lane(bucket).unwrap_or(1);
             match antientropy::pass(
                 &stores,
+                &names,
                 bucket,
                 lane,
                 &self.queue,
@@ -213,6 +183,7 @@ impl Engine {
             }
             self.wake.notify_one();
         }
+        self.progress.finished_ms.store(now_ms(), Relaxed);
         ok
     }
 
@@ -236,29 +207,58 @@ impl Engine {
         }
     }
 
+    /// Scrubs when a pass is due (persisted, so restarts do not postpone it) or asked for
+    /// (`POST /scrub`); `scrub.interval = 0` leaves only the asked-for passes.
     pub async fn scrub_loop(self: Arc<Self>, shutdown: Shutdown) {
         let every = self.config.scrub.interval;
-        if every.is_zero() {
-            return;
-        }
         let limiter = RateLimiter::new(self.config.scrub.bandwidth_limit);
+        if let Some(done) = scrub::last_done(&self.queue) {
+            crate::metrics::SCRUB_LAST_COMPLETE.set((done / 1000) as i64);
+        }
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+            let wait = if every.is_zero() {
+                Duration::from_secs(365 * 86400)
+            } else {
+                scrub::due_in(&self.queue, every, now_ms())
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.scrub_now.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
+            let progress = &self.scrub_progress;
+            progress.checked.store(0, std::sync::atomic::Ordering::Relaxed);
+            progress.corrupt.store(0, std::sync::atomic::Ordering::Relaxed);
+            progress.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
+            progress.running.store(true, std::sync::atomic::Ordering::Relaxed);
             let run = scrub::pass(
                 &self.replicator.servers,
                 &self.config.buckets,
                 &self.queue,
                 limiter.as_ref(),
+                progress,
             );
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = run => match r {
-                    Ok((checked, corrupt)) => tracing::info!(checked, corrupt, "scrub pass finished"),
-                    Err(e) => tracing::warn!(error = %e, "scrub pass stopped early"),
-                },
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                r = run => Some(r),
+            };
+            progress
+                .running
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            match outcome {
+                None => return,
+                Some(Ok((checked, corrupt))) => tracing::info!(checked, corrupt, "scrub pass finished"),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "scrub pass stopped early; it resumes from its cursor");
+                    // Do not spin on a fileserver that is down: try again in a while.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = self.scrub_now.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    }
+                }
             }
             self.wake.notify_one();
         }
@@ -295,5 +295,6 @@ impl Engine {
             .unwrap_or(0);
         OLDEST_PENDING.set(oldest as i64);
         TOMBSTONES.set(self.queue.tombstone_count() as i64);
+        TAKEDOWNS.set(self.queue.takedown_count() as i64);
     }
 }

@@ -10,4 +10,6 @@ pub enum Error {
     Store(#[from] blobstore::StoreError),
     #[error("I/O error: {0}")]
     Io(std::io::Error),
+    #[error("{0}")]
+    Daemon(String),
 }

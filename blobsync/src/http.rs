@@ -1,6 +1,10 @@
 //! The API: change events in (S3 event-notification JSON, as MinIO's webhook and imagehost send),
-//! takedowns, status, and an on-demand anti-entropy pass. Writes are fsynced before the answer.
+//! takedowns and the takedown list, status, and on-demand anti-entropy and scrub passes (what
+//! `blobsync sync --once` and `scrub --once` ask a running daemon for). Writes are fsynced before
+//! the answer. With `server.token` set, everything but `/status` needs it; the config refuses a
+//! non-loopback listener without one.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +30,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/events", post(events))
         .route("/objects/{bucket}/{*key}", delete(takedown))
+        .route("/takedowns", get(takedowns))
         .route("/status", get(status))
         .route("/sync", post(sync))
+        .route("/scrub", post(scrub))
         .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
         .with_state(state)
 }
@@ -36,14 +42,16 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
-/// When `server.token` is set, writes need `Authorization: Bearer <token>`.
+/// When `server.token` is set, writes need `Authorization: Bearer <token>`, compared in constant
+/// time.
 fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
     match &state.engine.config.server.token {
         None => true,
         Some(t) => headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.strip_prefix("Bearer ").is_some_and(|given| given == t.expose())),
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| t.matches(given.trim())),
     }
 }
 
@@ -157,6 +165,19 @@ async fn takedown(
     if Key::new(key.as_str()).is_err() {
         return error(StatusCode::BAD_REQUEST, "invalid key");
     }
+    let source = crate::queue::source_of(&key);
+    if source != key {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{key}` is derived from `{source}`: take down `{source}`, and every variant goes with it"
+            ),
+        );
+    }
+    let listed = match engine.queue.add_takedown(&key) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
+    };
     let retention = engine.config.tombstones.retention;
     let t = match engine.queue.add_tombstone(&bucket, &key, retention) {
         Ok(t) => t,
@@ -169,7 +190,12 @@ async fn takedown(
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
     }
     tracing::info!(%bucket, %key, "takedown recorded");
-    let mut answer = json!({ "bucket": bucket, "key": key, "tombstone_until_ms": t.keep_until_ms });
+    let mut answer = json!({
+        "bucket": bucket,
+        "key": key,
+        "seq": listed.seq,
+        "tombstone_until_ms": t.keep_until_ms,
+    });
     // The takedown is durable: from here on a crash or a failure only delays it. Carry it out
     // now unless asked not to (or a worker already has it); what fails stays queued and retried.
     let claimed = if params.wait {
@@ -180,13 +206,19 @@ async fn takedown(
     match claimed {
         Some(item) => {
             if let Some(done) = engine.process(item).await {
-                answer["deleted_everywhere"] = done.deleted.is_ok().into();
-                answer["edges"] = done
-                    .edges
-                    .into_iter()
-                    .map(|(e, r)| (e, r.map_or_else(Into::into, Into::into)))
-                    .collect::<serde_json::Map<_, _>>()
-                    .into();
+                let outcome = |list: Vec<(String, Result<u16, String>)>| -> serde_json::Value {
+                    list.into_iter()
+                        .map(|(who, r)| (who, r.map_or_else(Into::into, Into::into)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into()
+                };
+                answer["deleted_everywhere"] = (done.deleted.is_ok() && done.variants.is_ok()).into();
+                answer["variants_deleted"] = match &done.variants {
+                    Ok(n) => (*n).into(),
+                    Err(e) => e.as_str().into(),
+                };
+                answer["imagehosts"] = outcome(done.imagehosts);
+                answer["edges"] = outcome(done.edges);
             }
         }
         None => {
@@ -197,12 +229,61 @@ async fn takedown(
     (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
+#[derive(Deserialize)]
+struct SinceParams {
+    #[serde(default)]
+    since: u64,
+    #[serde(default = "page")]
+    limit: usize,
+}
+
+fn page() -> usize {
+    1000
+}
+
+/// The permanent takedown list after `since` (what imagehosts and edges catch up from).
+async fn takedowns(
+    State(state): State<AppState>,
+    params: Result<Query<SinceParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let Ok(Query(p)) = params else {
+        return error(StatusCode::BAD_REQUEST, "since and limit must be numbers");
+    };
+    match state
+        .engine
+        .queue
+        .takedowns_since(p.since, p.limit.clamp(1, 10_000))
+    {
+        Ok(list) => {
+            let last = list.last().map_or(p.since, |t| t.seq);
+            Json(json!({ "takedowns": list, "last": last })).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
+    }
+}
+
 async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !authorised(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     state.engine.sync_now.notify_one();
     (StatusCode::ACCEPTED, Json(json!({ "anti_entropy": "started" }))).into_response()
+}
+
+async fn scrub(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let engine = &state.engine;
+    if engine.scrub_progress.running.load(Ordering::Relaxed) {
+        return (StatusCode::ACCEPTED, Json(json!({ "scrub": "running" }))).into_response();
+    }
+    engine.scrub_now.notify_one();
+    (StatusCode::ACCEPTED, Json(json!({ "scrub": "started" }))).into_response()
 }
 
 /// Backlog, oldest pending age, takedowns, anti-entropy state and each fileserver's reachability.
@@ -246,14 +327,33 @@ async fn status(State(state): State<AppState>) -> Response {
             (b.clone(), json!({ "last_complete_pass_ms": done.and_then(|d| d.parse::<u64>().ok()), "checkpoint": cp }))
         })
         .collect();
+    let sync = &engine.progress;
+    let scrub = &engine.scrub_progress;
     Json(json!({
+        "queue": crate::queue_identity(&engine.config.queue.path),
         "backlog": pending.len(),
         "pending_copies": copies,
         "pending_takedowns": pending.len() - copies,
+        "untried": pending.iter().filter(|i| i.attempts == 0).count(),
         "oldest_pending_seconds": oldest,
         "tombstones": engine.queue.tombstone_count(),
+        "takedowns": engine.queue.takedown_count(),
         "fileservers": servers,
         "anti_entropy": ae,
+        "sync": {
+            "scanned": sync.scanned.load(Ordering::Relaxed),
+            "queued": sync.queued.load(Ordering::Relaxed),
+            "started_ms": sync.started_ms.load(Ordering::Relaxed),
+            "finished_ms": sync.finished_ms.load(Ordering::Relaxed),
+        },
+        "scrub": {
+            "running": scrub.running.load(Ordering::Relaxed),
+            "checked": scrub.checked.load(Ordering::Relaxed),
+            "corrupt": scrub.corrupt.load(Ordering::Relaxed),
+            "bytes": scrub.bytes.load(Ordering::Relaxed),
+            "last_complete_ms": crate::scrub::last_done(&engine.queue),
+            "cursor": engine.queue.meta(crate::scrub::CURSOR).ok().flatten(),
+        },
     }))
     .into_response()
 }

@@ -5,7 +5,8 @@
 //! object once from a verified replica to every server that lacks it ([`copy`]); takedowns are
 //! tombstones that win over every copy; the scrub re-hashes stored copies ([`scrub`]).
 //!
-//! A library with a thin binary: [`run`] is the daemon, [`sync_once`] the one-shot backfill.
+//! A library with a thin binary: [`run`] is the daemon, [`oneshot`] the one-shot commands
+//! (`sync --once`, `scrub --once`), which ask a running daemon when there is one.
 
 pub mod antientropy;
 pub mod config;
@@ -13,19 +14,22 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod imagehosts;
 pub mod limit;
 pub mod metrics;
+pub mod oneshot;
 pub mod purge;
 pub mod queue;
+pub mod remote;
+pub mod report;
 pub mod scrub;
+pub mod takedown;
 
 pub use config::Config;
 pub use error::Error;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use service::Shutdown;
 use tokio::net::TcpListener;
@@ -72,9 +76,16 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
         queue: Arc::new(queue),
         replicator: Arc::new(replicator),
         edges: purge::EdgePurger::new(&config.takedown).map_err(Error::Config)?,
+        imagehosts: imagehosts::ImagehostNotifier::new(
+            &config.takedown.imagehosts,
+            config.server.token.clone(),
+        )
+        .map_err(Error::Config)?,
         wake: Notify::new(),
         sync_now: Notify::new(),
         progress: Default::default(),
+        scrub_now: Notify::new(),
+        scrub_progress: Default::default(),
     }))
 }
 
@@ -104,62 +115,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     Ok(())
 }
 
-/// One anti-entropy pass over every bucket, then copies until the queue holds nothing due; prints
-/// progress with an ETA to stderr. Returns the backlog left (items waiting on an unreachable server).
-pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<usize, Error> {
-    let engine = open(&config)?;
-    let started = Instant::now();
-    let reporter = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let scanned = engine.progress.scanned.load(Ordering::Relaxed);
-                let queued = engine.progress.queued.load(Ordering::Relaxed);
-                let backlog = engine.queue.backlog() as u64;
-                let done = queued.saturating_sub(backlog);
-                let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-                let eta = if rate > 0.0 {
-                    format!("{:.0}s", backlog as f64 / rate)
-                } else {
-                    "?".into()
-                };
-                eprint!("\rscanned {scanned} · queued {queued} · copied {done} · left {backlog} · {rate:.0}/s · ETA {eta}   ");
-            }
-        })
-    };
-    let ae_ok = engine.anti_entropy().await;
-    let work = Shutdown::new();
-    let workers = tokio::spawn(
-        engine
-            .clone()
-            .run_workers(work.clone(), config.admin.drain_timeout),
-    );
-    loop {
-        // Done when nothing is left that has not been tried at least once (the rest waits on a
-        // server that is down, and is retried by the daemon).
-        if !engine.queue.has_untried() || shutdown.is_triggered() {
-            break;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    work.trigger();
-    let _ = workers.await;
-    reporter.abort();
-    let left = engine.queue.backlog();
-    eprintln!(
-        "\nsync finished in {:.1}s: {} scanned, {} queued, {left} waiting (retried by the daemon){}",
-        started.elapsed().as_secs_f64(),
-        engine.progress.scanned.load(Ordering::Relaxed),
-        engine.progress.queued.load(Ordering::Relaxed),
-        if ae_ok {
-            ""
-        } else {
-            "; a listing failed, run again when every fileserver is up"
-        }
-    );
-    Ok(left)
+/// What a config's queue is called in `/status`, so a one-shot command knows the daemon it
+/// reached is the one holding its queue: the queue directory's absolute path.
+pub fn queue_identity(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }

@@ -1,4 +1,4 @@
-//! The blobsync binary: `run` (the daemon, default), `status`, `sync --once`.
+//! The blobsync binary: `run` (the daemon, default), `status`, `sync --once`, `scrub --once`.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -25,10 +25,18 @@ enum Command {
     Run,
     /// Print the running daemon's backlog, oldest pending age and per-server state.
     Status,
-    /// One anti-entropy pass over every fileserver, then copy until done; progress and ETA on stderr.
+    /// One anti-entropy pass over every fileserver, then copy until done; progress and ETA on
+    /// stderr. Asks the running daemon when there is one. Exit 3: objects still waiting.
     Sync {
-        /// Required: run once and exit (the daemon does this periodically on its own).
-        #[arg(long)]
+        /// Run once and exit (the daemon does this periodically on its own).
+        #[arg(long, required = true)]
+        once: bool,
+    },
+    /// Re-read and re-hash every stored copy now, then repair the bad ones from a verified
+    /// replica; asks the running daemon when there is one. Exit 3: repairs still waiting.
+    Scrub {
+        /// Run once and exit (the daemon scrubs every `scrub.interval` on its own).
+        #[arg(long, required = true)]
         once: bool,
     },
 }
@@ -55,13 +63,13 @@ fn main() -> anyhow::Result<()> {
         .context("start the runtime")?;
     rt.block_on(async {
         match cli.command {
-            Some(Command::Sync { once }) => {
-                anyhow::ensure!(
-                    once,
-                    "use `blobsync sync --once` (the daemon syncs periodically by itself)"
-                );
-                let left = blobsync::sync_once(config, Shutdown::on_signals()).await?;
-                std::process::exit(if left == 0 { 0 } else { 3 });
+            Some(Command::Sync { .. }) => {
+                let out = blobsync::oneshot::sync_once(config, Shutdown::on_signals()).await?;
+                std::process::exit(if out.left == 0 { 0 } else { 3 });
+            }
+            Some(Command::Scrub { .. }) => {
+                let out = blobsync::oneshot::scrub_once(config, Shutdown::on_signals()).await?;
+                std::process::exit(if out.left == 0 { 0 } else { 3 });
             }
             _ => {
                 let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -94,8 +102,25 @@ fn status(config: &Config) -> anyhow::Result<()> {
         "  copies / takedowns  {} / {}",
         v["pending_copies"], v["pending_takedowns"]
     );
-    println!("oldest pending        {}s", v["oldest_pending_seconds"]);
+    match v["oldest_pending_seconds"].as_u64() {
+        Some(s) => println!("oldest pending        {s}s"),
+        None => println!("oldest pending        -"),
+    }
     println!("tombstones            {}", v["tombstones"]);
+    println!("takedowns             {}", v["takedowns"]);
+    let scrub = &v["scrub"];
+    match scrub["last_complete_ms"].as_u64() {
+        Some(ms) => println!(
+            "last scrub            {}s ago{}",
+            blobsync::queue::now_ms().saturating_sub(ms) / 1000,
+            if scrub["running"] == true {
+                " (one running)"
+            } else {
+                ""
+            }
+        ),
+        None => println!("last scrub            never"),
+    }
     if let Some(servers) = v["fileservers"].as_object() {
         for (name, state) in servers {
             println!("{name:<22}{}", state.as_str().unwrap_or("?"));

@@ -129,3 +129,33 @@ pub static EDGE_PURGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("register blobsync_edge_purges_total")
 });
+
+pub static IMAGEHOST_NOTICES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "blobsync_imagehost_notices_total",
+        "Takedowns announced to imagehosts, by outcome (ok, failed)",
+        &["outcome"]
+    )
+    .expect("register blobsync_imagehost_notices_total")
+});
+
+pub static VARIANTS_DELETED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "blobsync_takedown_variants_deleted_total",
+        "Derived objects (resized variants) deleted with their taken-down source"
+    )
+    .expect("register blobsync_takedown_variants_deleted_total")
+});
+
+pub static SCRUB_LAST_COMPLETE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "blobsync_scrub_last_complete_timestamp_seconds",
+        "When the last full scrub pass finished (0: never)"
+    )
+    .expect("register blobsync_scrub_last_complete_timestamp_seconds")
+});
+
+pub static TAKEDOWNS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("blobsync_takedowns", "Source keys on the permanent takedown list")
+        .expect("register blobsync_takedowns")
+});

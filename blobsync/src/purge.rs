@@ -1,5 +1,7 @@
-//! A takedown also clears every edge: `BAN /<key>` removes every cached URL of the image (all
-//! filenames, sizes and variants under that key), sent to each configured edge in parallel.
+//! A takedown also clears every edge: a ban by tag (`BAN /` with `X-Ban-Tag: <key>`) removes every
+//! cached answer derived from the key, whatever its URL: each filename and spelling of
+//! `/<key>/…`, and every `/p/`, legacy and avatar/cover rendering of it (imagehost tags each answer
+//! with the keys it came from). Sent to each configured edge in parallel.
 
 use std::time::Duration;
 
@@ -8,6 +10,8 @@ use crate::metrics::EDGE_PURGES;
 
 /// Marks the ban as already fanned out, so an edge does not forward it to its peers again.
 const FORWARDED: &str = "x-edge-purge-forwarded";
+/// The edge's ban-by-tag header.
+const TAG: &str = "x-ban-tag";
 
 pub struct EdgePurger {
     client: reqwest::Client,
@@ -27,15 +31,16 @@ impl EdgePurger {
         })
     }
 
-    /// Bans `/<key>` on every edge; each edge's answer status, or why it failed.
+    /// Bans everything tagged `key` on every edge; each edge's answer status, or why it failed.
     pub async fn ban(&self, key: &str) -> Vec<(String, Result<u16, String>)> {
         let sends = self.config.purge_edges.iter().map(|edge| {
             let mut rb = self
                 .client
                 .request(
                     reqwest::Method::from_bytes(b"BAN").expect("BAN is a valid method"),
-                    format!("http://{edge}/{key}"),
+                    format!("http://{edge}/"),
                 )
+                .header(TAG, key)
                 .header(FORWARDED, "1");
             if let Some(t) = &self.config.purge_token {
                 rb = rb.bearer_auth(t.expose());

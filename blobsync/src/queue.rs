@@ -6,7 +6,9 @@
 //! - `due`: `lane ‖ due_ms ‖ bucket \0 key` → ``: the schedule, lanes first (takedowns, then
 //!   uploads, then the proxy cache), then due time. An index: stale entries are skipped.
 //! - `tombstones`: `bucket \0 key` → [`Tombstone`]: takedowns, which win over every copy.
-//! - `meta`: anti-entropy checkpoints and pass times.
+//! - `meta`: anti-entropy and scrub checkpoints and pass times.
+//! - `takedowns` (seq → entry) and `takedown_keys` (key → seq): the permanent takedown list
+//!   ([`takedowns`]).
 //!
 //! Callers make an enqueue durable with [`Queue::flush`] before acknowledging it. After a crash,
 //! [`Queue::recover`] reschedules items that were in flight; nothing is lost and nothing rescanned.
@@ -16,6 +18,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+mod takedowns;
+pub use takedowns::{source_of, TakenDown};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -64,6 +69,8 @@ pub struct Queue {
     due: sled::Tree,
     tombstones: sled::Tree,
     meta: sled::Tree,
+    takedowns: sled::Tree,
+    takedown_keys: sled::Tree,
     in_flight: Mutex<HashSet<Vec<u8>>>,
     /// Highest lane ever scheduled, so `take_due` visits only lanes that exist.
     max_lane: std::sync::atomic::AtomicU8,
@@ -115,6 +122,8 @@ impl Queue {
             due: db.open_tree("due")?,
             tombstones: db.open_tree("tombstones")?,
             meta: db.open_tree("meta")?,
+            takedowns: db.open_tree("takedowns")?,
+            takedown_keys: db.open_tree("takedown_keys")?,
             db,
             in_flight: Mutex::new(HashSet::new()),
             max_lane: std::sync::atomic::AtomicU8::new(u8::MAX),

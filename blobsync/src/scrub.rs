@@ -2,8 +2,15 @@
 //! to their key; other objects must match their MD5 ETag where the server gives one. A copy that
 //! fails, or that its server cannot read while it still answers for the object, is queued to be
 //! replaced from a verified replica.
+//!
+//! A pass saves where it is (bucket, fileserver, last key) after every page and when it finished,
+//! in the queue's metadata: a restart resumes the pass, and the next one is due `scrub.interval`
+//! after the last finished, whenever the daemon was restarted in between.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use md5::Md5;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use blobstore::{BlobStore, ListRequest, StoreError};
@@ -11,8 +18,50 @@ use futures::StreamExt;
 
 use crate::copy::{expected_digest, KeyHasher, Server};
 use crate::limit::RateLimiter;
-use crate::metrics::{SCRUB_CHECKED, SCRUB_CORRUPT};
-use crate::queue::{Action, Queue};
+use crate::metrics::{SCRUB_CHECKED, SCRUB_CORRUPT, SCRUB_LAST_COMPLETE};
+use crate::queue::{now_ms, Action, Queue};
+
+/// Metadata names: where an unfinished pass is, and when the last one finished (ms).
+pub const CURSOR: &str = "scrub:cursor";
+pub const DONE: &str = "scrub:done_ms";
+
+/// Where a pass is: the next page to read is `buckets[bucket]` on `servers[server]`, after `after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub bucket: usize,
+    pub server: usize,
+    pub after: Option<String>,
+    pub started_ms: u64,
+}
+
+/// A pass in progress, readable while it runs (status, `scrub --once`).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub running: AtomicBool,
+    pub checked: AtomicU64,
+    pub corrupt: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// When the last pass finished (ms since the epoch), if one ever did.
+pub fn last_done(queue: &Queue) -> Option<u64> {
+    queue.meta(DONE).ok().flatten().and_then(|v| v.parse().ok())
+}
+
+/// How long until the next pass is due: now if one was cut short or never ran, else `interval`
+/// after the last one finished.
+pub fn due_in(queue: &Queue, interval: std::time::Duration, now: u64) -> std::time::Duration {
+    if queue.meta(CURSOR).ok().flatten().is_some() {
+        return std::time::Duration::ZERO;
+    }
+    match last_done(queue) {
+        None => std::time::Duration::ZERO,
+        Some(done) => {
+            let due = done.saturating_add(interval.as_millis() as u64);
+            std::time::Duration::from_millis(due.saturating_sub(now))
+        }
+    }
+}
 
 enum Verdict {
     Good,
@@ -24,6 +73,7 @@ async fn verify(
     store: &dyn BlobStore,
     key: &blobstore::Key,
     limiter: Option<&RateLimiter>,
+    progress: &Progress,
 ) -> Result<Verdict, String> {
     let got = match store.get(key, None).await {
         Ok(g) => g,
@@ -41,6 +91,7 @@ async fn verify(
         if let Some(l) = limiter {
             l.acquire(chunk.len() as u64).await;
         }
+        progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         h.update(&chunk);
         md5.update(&chunk);
     }
@@ -70,56 +121,170 @@ async fn unreadable(store: &dyn BlobStore, key: &blobstore::Key, why: String) ->
     }
 }
 
-/// One full pass over every bucket of every server. Returns (checked, corrupt).
+/// One full pass over every bucket of every server, resumed from a saved cursor if a pass was cut
+/// short. Returns (checked, corrupt) for this run.
 pub async fn pass(
     servers: &[Server],
     buckets: &[String],
     queue: &Queue,
     limiter: Option<&RateLimiter>,
+    progress: &Progress,
 ) -> Result<(u64, u64), String> {
+    let saved: Option<Cursor> = queue
+        .meta(CURSOR)
+        .map_err(|e| e.to_string())?
+        .and_then(|v| serde_json::from_str(&v).ok());
+    let mut cursor = match saved {
+        Some(c) => {
+            tracing::info!(?c, "scrub resuming where it stopped");
+            c
+        }
+        None => Cursor {
+            started_ms: now_ms(),
+            ..Cursor::default()
+        },
+    };
+    let save = |c: &Cursor| {
+        queue
+            .set_meta(CURSOR, Some(&serde_json::to_string(c).unwrap_or_default()))
+            .map_err(|e| e.to_string())
+    };
+    save(&cursor)?;
     let (mut checked, mut corrupt) = (0, 0);
-    for (i, bucket) in buckets.iter().enumerate() {
-        for server in servers {
-            let Some(store) = server.buckets.get(bucket) else {
-                continue;
-            };
-            let mut req = ListRequest {
-                max_keys: 1000,
-                ..ListRequest::default()
-            };
-            loop {
-                let page = store
-                    .list(&req)
-                    .await
-                    .map_err(|e| format!("{}: {e}", store.describe()))?;
-                for e in &page.entries {
-                    match verify(store.as_ref(), &e.key, limiter).await? {
-                        Verdict::Good | Verdict::Gone => {}
-                        Verdict::Corrupt(why) => {
-                            corrupt += 1;
-                            SCRUB_CORRUPT.inc();
-                            tracing::warn!(server = %server.name, bucket, key = %e.key, why, "scrub: bad copy; queued for repair");
-                            queue
-                                .enqueue(
-                                    bucket,
-                                    e.key.as_str(),
-                                    Action::Copy,
-                                    i as u8 + 1,
-                                    std::slice::from_ref(&server.name),
-                                )
-                                .map_err(|e| e.to_string())?;
-                        }
-                    }
-                    checked += 1;
-                    SCRUB_CHECKED.inc();
-                }
-                match page.next {
-                    Some(n) => req.start_after = Some(n),
-                    None => break,
+    while cursor.bucket < buckets.len() {
+        let bucket = &buckets[cursor.bucket];
+        let store = servers
+            .get(cursor.server)
+            .and_then(|s| s.buckets.get(bucket).map(|st| (s, st)));
+        let Some((server, store)) = store else {
+            // Past the last server of this bucket (or a bucket a server does not mirror).
+            cursor = next_stop(cursor, servers.len());
+            save(&cursor)?;
+            continue;
+        };
+        let req = ListRequest {
+            max_keys: 1000,
+            start_after: cursor.after.clone(),
+            ..ListRequest::default()
+        };
+        let page = store
+            .list(&req)
+            .await
+            .map_err(|e| format!("{}: {e}", store.describe()))?;
+        for e in &page.entries {
+            match verify(store.as_ref(), &e.key, limiter, progress).await? {
+                Verdict::Good | Verdict::Gone => {}
+                Verdict::Corrupt(why) => {
+                    corrupt += 1;
+                    progress.corrupt.fetch_add(1, Ordering::Relaxed);
+                    SCRUB_CORRUPT.inc();
+                    tracing::warn!(server = %server.name, bucket, key = %e.key, why, "scrub: bad copy; queued for repair");
+                    queue
+                        .enqueue(
+                            bucket,
+                            e.key.as_str(),
+                            Action::Copy,
+                            cursor.bucket as u8 + 1,
+                            std::slice::from_ref(&server.name),
+                        )
+                        .map_err(|e| e.to_string())?;
                 }
             }
+            checked += 1;
+            progress.checked.fetch_add(1, Ordering::Relaxed);
+            SCRUB_CHECKED.inc();
         }
+        cursor = match page.next {
+            Some(n) => Cursor {
+                after: Some(n),
+                ..cursor
+            },
+            None => next_stop(cursor, servers.len()),
+        };
+        // Repairs queued on this page are written before the cursor that passes them.
+        save(&cursor)?;
     }
+    let done = now_ms();
+    queue
+        .set_meta(DONE, Some(&done.to_string()))
+        .map_err(|e| e.to_string())?;
+    queue.set_meta(CURSOR, None).map_err(|e| e.to_string())?;
     queue.flush().await.map_err(|e| e.to_string())?;
+    SCRUB_LAST_COMPLETE.set((done / 1000) as i64);
     Ok((checked, corrupt))
+}
+
+/// The cursor at the start of the next (server, bucket) after `c`'s.
+fn next_stop(c: Cursor, servers: usize) -> Cursor {
+    let (bucket, server) = if c.server + 1 < servers {
+        (c.bucket, c.server + 1)
+    } else {
+        (c.bucket + 1, 0)
+    };
+    Cursor {
+        bucket,
+        server,
+        after: None,
+        started_ms: c.started_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stops_in_order() {
+        let c = |bucket, server| Cursor {
+            bucket,
+            server,
+            after: Some("k".into()),
+            started_ms: 7,
+        };
+        assert_eq!(
+            next_stop(c(0, 0), 2),
+            Cursor {
+                after: None,
+                ..c(0, 1)
+            }
+        );
+        assert_eq!(
+            next_stop(c(0, 1), 2),
+            Cursor {
+                after: None,
+                ..c(1, 0)
+            }
+        );
+        assert_eq!(
+            next_stop(c(1, 0), 1),
+            Cursor {
+                after: None,
+                ..c(2, 0)
+            }
+        );
+    }
+
+    #[test]
+    fn the_next_pass_is_due_from_the_last_finished_one() {
+        let q = Queue::temporary().unwrap();
+        let week = Duration::from_secs(7 * 86400);
+        assert_eq!(due_in(&q, week, 1_000), Duration::ZERO, "never scrubbed: due now");
+        q.set_meta(DONE, Some("1000")).unwrap();
+        assert_eq!(
+            due_in(&q, week, 1_000 + 86_400_000),
+            week - Duration::from_secs(86400)
+        );
+        assert_eq!(
+            due_in(&q, week, 1_000 + 8 * 86_400_000),
+            Duration::ZERO,
+            "overdue"
+        );
+        q.set_meta(CURSOR, Some("{}")).unwrap();
+        assert_eq!(
+            due_in(&q, week, 2_000),
+            Duration::ZERO,
+            "a pass cut short resumes at once"
+        );
+    }
 }

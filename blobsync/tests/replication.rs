@@ -295,16 +295,19 @@ async fn a_takedown_bans_an_edge_that_was_down_once_it_returns() {
     let bans = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = bans.clone();
     let _edge = harness::origin::Origin::start_at(edge, move |req| {
-        seen.lock()
-            .expect("lock")
-            .push(format!("{} {}", req.method, req.path));
+        seen.lock().expect("lock").push(format!(
+            "{} {} tag={}",
+            req.method,
+            req.path,
+            req.header("x-ban-tag").unwrap_or("")
+        ));
         harness::origin::Reply::ok("banned")
     });
     f.wait(Duration::from_secs(10), || async {
         f.status().await["backlog"] == 0
     })
     .await;
-    assert!(bans.lock().expect("lock").contains(&format!("BAN /{key}")));
+    assert!(bans.lock().expect("lock").contains(&format!("BAN / tag={key}")));
 
     let r = f
         .request("DELETE", &format!("/objects/uploads/{key}?wait=maybe"), b"")
@@ -329,7 +332,7 @@ async fn a_takedown_bans_an_edge_that_was_down_once_it_returns() {
             && f.status().await["backlog"] == 0
     })
     .await;
-    assert!(bans.lock().expect("lock").contains(&format!("BAN /{key2}")));
+    assert!(bans.lock().expect("lock").contains(&format!("BAN / tag={key2}")));
     assert_eq!(f.status().await["tombstones"], 2);
     f.stop().await;
 }
@@ -433,6 +436,158 @@ async fn a_bad_source_is_never_copied() {
     f.put(1, &key, &data).await;
     f.wait(Duration::from_secs(10), || async {
         f.status().await["backlog"] == 0
+    })
+    .await;
+    f.stop().await;
+}
+
+/// A takedown tells the imagehosts first (with the token), deletes the original and every
+/// `<key>_…` variant in the proxy bucket on every fileserver, bans the edges by tag, and lists the
+/// key in `GET /takedowns`; a variant that turns up later on a fileserver (one that was down) is
+/// deleted by the next pass instead of copied; variants cannot be taken down on their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_clears_variants_and_tells_imagehosts_before_edges() {
+    let dir = harness::tempdir();
+    let fs = vec![
+        FileserverConfig::directory("fs0", dir.path().join("fs0")),
+        FileserverConfig::directory("fs1", dir.path().join("fs1")),
+    ];
+    let proxy: Vec<Arc<dyn BlobStore>> = fs
+        .iter()
+        .map(|f| blobstore::open_bucket(f, "proxy").expect("open proxy"))
+        .collect();
+    let order = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = order.clone();
+    let imagehost = harness::origin::Origin::start(move |req| {
+        seen.lock().expect("lock").push(format!(
+            "imagehost {} {} auth={} {}",
+            req.method,
+            req.path,
+            req.header("authorization").unwrap_or(""),
+            String::from_utf8_lossy(&req.body)
+        ));
+        harness::origin::Reply::ok("{}")
+    });
+    let seen = order.clone();
+    let edge = harness::origin::Origin::start(move |req| {
+        seen.lock().expect("lock").push(format!(
+            "edge {} {} tag={}",
+            req.method,
+            req.path,
+            req.header("x-ban-tag").unwrap_or("")
+        ));
+        harness::origin::Reply::ok("{}")
+    });
+    let (ih, ed) = (imagehost.addr().to_string(), edge.addr().to_string());
+    let f = start(fs, Vec::new(), dir, |c| {
+        c.server.token = Some(service::Secret::new("cluster-secret"));
+        c.takedown.imagehosts = vec![ih.clone()];
+        c.takedown.purge_edges = vec![ed.clone()];
+    })
+    .await;
+    let (key, data) = upload(21, 2_000);
+    let (other, other_data) = upload(22, 2_000);
+    for (i, bucket) in proxy.iter().enumerate() {
+        f.put(i, &key, &data).await;
+        f.put(i, &other, &other_data).await;
+        for v in ["_Cover_WEBP_320", "_640x0", "_Fit_PNG_5"] {
+            let k = Key::new(format!("{key}{v}")).expect("key");
+            bucket
+                .put(&k, body_from_bytes(vec![1u8; 50]), &PutOptions::default())
+                .await
+                .expect("put");
+        }
+        let k = Key::new(format!("{other}_640x0")).expect("key");
+        bucket
+            .put(&k, body_from_bytes(vec![2u8; 50]), &PutOptions::default())
+            .await
+            .expect("put");
+    }
+
+    let r = f.request("DELETE", &format!("/objects/uploads/{key}"), b"").await;
+    assert_eq!(r.status, 401, "the token is required: {}", r.text());
+    let auth = [("authorization", "Bearer cluster-secret")];
+    let send = |method: &str, path: &str| {
+        let (addr, method, path) = (f.addr, method.to_string(), path.to_string());
+        tokio::task::spawn_blocking(move || {
+            harness::http::request(addr, &method, &path, &auth, b"").expect("request")
+        })
+    };
+    let r = send("DELETE", &format!("/objects/proxy/{key}_640x0"))
+        .await
+        .expect("join");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains(&format!("take down `{key}`")), "{}", r.text());
+
+    let r = send("DELETE", &format!("/objects/uploads/{key}"))
+        .await
+        .expect("join");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        (
+            &j["deleted_everywhere"],
+            &j["variants_deleted"],
+            &j["imagehosts"][&ih],
+            &j["edges"][&ed]
+        ),
+        (&true.into(), &6.into(), &200.into(), &200.into()),
+        "{j}"
+    );
+    let calls = order.lock().expect("lock").clone();
+    assert_eq!(
+        calls,
+        [
+            format!("imagehost POST /takedowns auth=Bearer cluster-secret {{\"keys\":[\"{key}\"]}}"),
+            format!("edge BAN / tag={key}"),
+        ],
+        "imagehosts are told before the edges drop their copies"
+    );
+    for (i, bucket) in proxy.iter().enumerate() {
+        let req = ListRequest {
+            max_keys: 1000,
+            ..ListRequest::default()
+        };
+        let left: Vec<String> = bucket
+            .list(&req)
+            .await
+            .expect("list")
+            .entries
+            .into_iter()
+            .map(|e| e.key.to_string())
+            .collect();
+        assert_eq!(
+            left,
+            [format!("{other}_640x0")],
+            "fs{i}: only the other image's variant is left"
+        );
+        assert!(f.read(i, &key).await.is_none() && f.read(i, &other).await.is_some());
+    }
+
+    // The list: everything since 0, then nothing new since the last number.
+    let r = send("GET", "/takedowns?since=0").await.expect("join");
+    let list: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(list["takedowns"][0]["key"], key.as_str(), "{list}");
+    let last = list["last"].as_u64().expect("last");
+    let r = send("GET", &format!("/takedowns?since={last}"))
+        .await
+        .expect("join");
+    let list: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        (list["takedowns"].as_array().map(Vec::len), list["last"].as_u64()),
+        (Some(0), Some(last))
+    );
+    assert_eq!(f.request("GET", "/takedowns", b"").await.status, 401);
+
+    // A fileserver that was away comes back with a variant: the next pass deletes it everywhere.
+    let stale = Key::new(format!("{key}_Cover_Match_100_100")).expect("key");
+    proxy[1]
+        .put(&stale, body_from_bytes(vec![3u8; 50]), &PutOptions::default())
+        .await
+        .expect("put");
+    assert_eq!(send("POST", "/sync").await.expect("join").status, 202);
+    f.wait(Duration::from_secs(10), || async {
+        !proxy[1].exists(&stale).await.expect("exists") && !proxy[0].exists(&stale).await.expect("exists")
     })
     .await;
     f.stop().await;

@@ -119,6 +119,41 @@ fn every_rendered_configuration_passes_check_config() {
     );
 }
 
+/// The blobsync role refuses to deploy an API that deletes images everywhere without a token:
+/// the play fails with a message that says which vault variable to set.
+#[test]
+fn the_blobsync_role_refuses_a_missing_token() {
+    let preflight = |token: &str| {
+        let extra = serde_json::json!({
+            "vault_blobsync_token": token,
+            "vault_fileserver_secret_keys": {"fs1": "k", "fs2": "k"},
+        });
+        Command::new(tool("ansible-playbook"))
+            .args([
+                "-i",
+                "inventory/production.yml",
+                "-i",
+                "tests/local.yml",
+                "tests/preflight.yml",
+                "-e",
+            ])
+            .arg(extra.to_string())
+            .current_dir(ansible_dir())
+            .env("ANSIBLE_NOCOLOR", "1")
+            .output()
+            .expect("run ansible-playbook")
+    };
+    let out = preflight("");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("vault_blobsync_token is empty") && text.contains("must not run without a token"),
+        "{text}"
+    );
+    let out = preflight("a-token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// The fileserver role's MinIO bucket bootstrap makes only signed S3 calls (HEAD, then PUT for a
 /// missing bucket). MinIO's binary cannot be had here, so a real Garage stands in for the S3
 /// side; run twice, the second run changes nothing.

@@ -1,0 +1,138 @@
+//! `blobsync sync --once` and `blobsync scrub --once`: through the running daemon's API when one
+//! holds this config's queue ([`crate::remote`]), else by opening the queue here, doing the pass,
+//! and copying (or repairing) until nothing untried is left. Progress goes to stderr.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use service::Shutdown;
+
+use crate::engine::Engine;
+use crate::limit::RateLimiter;
+use crate::remote::Daemon;
+use crate::report::{eta, Reporter};
+use crate::{open, scrub, Config, Error};
+
+/// What a one-shot run left: objects still waiting (on an unreachable server), and for a scrub
+/// the corrupt copies it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub left: u64,
+    pub corrupt: u64,
+}
+
+/// One anti-entropy pass over every bucket, then copies until nothing untried is left.
+pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Error> {
+    let mut reporter = Reporter::default();
+    if let Some(daemon) = Daemon::find(&config).await {
+        let left = daemon.sync(&mut reporter).await.map_err(Error::Daemon)?;
+        return Ok(Outcome { left, corrupt: 0 });
+    }
+    let engine = open(&config)?;
+    let ae_ok = {
+        let e = engine.clone();
+        let progress = watch(&engine, move |rate| {
+            let p = &e.progress;
+            let (scanned, queued) = (
+                p.scanned.load(Ordering::Relaxed),
+                p.queued.load(Ordering::Relaxed),
+            );
+            let backlog = e.queue.backlog() as u64;
+            format!(
+                "scanned {scanned} · queued {queued} · left {backlog} · {rate:.0}/s · ETA {}",
+                eta(backlog, rate)
+            )
+        });
+        let ok = engine.anti_entropy().await;
+        progress.abort();
+        ok
+    };
+    drain(&engine, &config, &shutdown).await;
+    let left = engine.queue.backlog() as u64;
+    reporter.finish(&format!(
+        "sync finished in {:.1}s: {} scanned, {} queued, {left} waiting (retried by the daemon){}",
+        reporter.elapsed().as_secs_f64(),
+        engine.progress.scanned.load(Ordering::Relaxed),
+        engine.progress.queued.load(Ordering::Relaxed),
+        if ae_ok {
+            ""
+        } else {
+            "; a listing failed, run again when every fileserver is up"
+        }
+    ));
+    Ok(Outcome { left, corrupt: 0 })
+}
+
+/// One scrub pass now (resuming one cut short), then the repairs it queued.
+pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Error> {
+    let mut reporter = Reporter::default();
+    if let Some(daemon) = Daemon::find(&config).await {
+        let (corrupt, left) = daemon.scrub(&mut reporter).await.map_err(Error::Daemon)?;
+        return Ok(Outcome { left, corrupt });
+    }
+    let engine = open(&config)?;
+    let limiter = RateLimiter::new(config.scrub.bandwidth_limit);
+    let e = engine.clone();
+    let progress = watch(&engine, move |_| {
+        let p = &e.scrub_progress;
+        format!(
+            "scrub checked {} · corrupt {} · {:.1} MB",
+            p.checked.load(Ordering::Relaxed),
+            p.corrupt.load(Ordering::Relaxed),
+            p.bytes.load(Ordering::Relaxed) as f64 / 1e6
+        )
+    });
+    let pass = scrub::pass(
+        &engine.replicator.servers,
+        &config.buckets,
+        &engine.queue,
+        limiter.as_ref(),
+        &engine.scrub_progress,
+    )
+    .await;
+    progress.abort();
+    let (checked, corrupt) = pass.map_err(Error::Daemon)?;
+    drain(&engine, &config, &shutdown).await;
+    let left = engine.queue.backlog() as u64;
+    reporter.finish(&format!(
+        "scrub finished in {:.1}s: {checked} copies checked, {corrupt} corrupt (queued for repair), {left} waiting",
+        reporter.elapsed().as_secs_f64()
+    ));
+    Ok(Outcome { left, corrupt })
+}
+
+/// Prints `line(rate)` every second until aborted; `rate` is queue items done per second.
+fn watch(engine: &Arc<Engine>, line: impl Fn(f64) -> String + Send + 'static) -> tokio::task::JoinHandle<()> {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let mut reporter = Reporter::default();
+        let start = engine.queue.backlog() as f64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let done = (engine.progress.queued.load(Ordering::Relaxed) as f64 + start
+                - engine.queue.backlog() as f64)
+                .max(0.0);
+            reporter.update(&line(done / reporter.elapsed().as_secs_f64().max(0.001)));
+        }
+    })
+}
+
+/// Runs the workers until every queued item has been tried once (what is left waits on a server
+/// that is down, and is retried by the daemon).
+async fn drain(engine: &Arc<Engine>, config: &Config, shutdown: &Shutdown) {
+    let work = Shutdown::new();
+    let workers = tokio::spawn(
+        engine
+            .clone()
+            .run_workers(work.clone(), config.admin.drain_timeout),
+    );
+    while engine.queue.has_untried() && !shutdown.is_triggered() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    work.trigger();
+    let _ = workers.await;
+}

@@ -1,0 +1,117 @@
+//! The permanent takedown list: every source key ever taken down, numbered in the order it was
+//! taken down, so that imagehosts and edges that were away catch up from the last number they saw
+//! (`GET /takedowns?since=N`), and so that copies of anything derived from a taken-down key (the
+//! `DQm…_Cover_WEBP_320` variants in the proxy bucket) are refused and deleted wherever found.
+//!
+//! Unlike a tombstone, an entry is never garbage-collected: a takedown is a legal fact, and a
+//! re-upload of the same bytes months later must still be refused.
+
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode, now_ms, Queue};
+
+/// One entry of the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenDown {
+    /// Increasing with every new takedown (not contiguous).
+    pub seq: u64,
+    /// The source key: `DQm…` for an upload, `U…` for a proxied original.
+    pub key: String,
+    pub at_ms: u64,
+}
+
+/// The key whose takedown covers `key`: its source, everything before the first `_`.
+pub fn source_of(key: &str) -> &str {
+    key.split('_').next().unwrap_or(key)
+}
+
+impl Queue {
+    /// Records that `key` (and everything derived from it) is taken down; idempotent: a key taken
+    /// down twice keeps its first number. Durable after [`Queue::flush`].
+    pub fn add_takedown(&self, key: &str) -> Result<TakenDown, sled::Error> {
+        let key = source_of(key);
+        if let Some(t) = self.takedown(key)? {
+            return Ok(t);
+        }
+        // sled's ids only grow, across restarts too; 0 is kept for "nothing seen yet".
+        let entry = TakenDown {
+            seq: self.db.generate_id()? + 1,
+            key: key.to_string(),
+            at_ms: now_ms(),
+        };
+        let seq = entry.seq.to_be_bytes();
+        match self
+            .takedown_keys
+            .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(&seq[..]))?
+        {
+            Ok(()) => {
+                self.takedowns.insert(seq, encode(&entry))?;
+                Ok(entry)
+            }
+            // A concurrent takedown of the same key won: keep its entry.
+            Err(_) => Ok(self.takedown(key)?.unwrap_or(entry)),
+        }
+    }
+
+    /// The takedown covering `key` (by its source), if any.
+    pub fn takedown(&self, key: &str) -> Result<Option<TakenDown>, sled::Error> {
+        let Some(seq) = self.takedown_keys.get(source_of(key).as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(self.takedowns.get(seq)?.as_deref().and_then(decode))
+    }
+
+    /// Whether `key` or its source was taken down.
+    pub fn is_taken_down(&self, key: &str) -> Result<bool, sled::Error> {
+        self.takedown_keys.contains_key(source_of(key).as_bytes())
+    }
+
+    /// Entries numbered after `since`, oldest first, at most `limit`.
+    pub fn takedowns_since(&self, since: u64, limit: usize) -> Result<Vec<TakenDown>, sled::Error> {
+        let start = since.saturating_add(1).to_be_bytes();
+        self.takedowns
+            .range(start..)
+            .take(limit)
+            .map(|e| e.map(|(_, v)| decode::<TakenDown>(&v)))
+            .filter_map(Result::transpose)
+            .collect()
+    }
+
+    pub fn takedown_count(&self) -> usize {
+        self.takedowns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_once_listed_in_order_and_covering_variants() {
+        let q = Queue::temporary().unwrap();
+        let a = q.add_takedown("DQmA").unwrap();
+        let b = q.add_takedown("Ub_100x0").unwrap();
+        assert!(b.seq > a.seq && a.seq > 0);
+        assert_eq!(b.key, "Ub", "a variant takes its source down");
+        assert_eq!(q.add_takedown("DQmA").unwrap(), a, "idempotent");
+        assert_eq!(q.takedown_count(), 2);
+        for (key, want) in [
+            ("DQmA", true),
+            ("DQmA_Cover_WEBP_320", true),
+            ("Ub", true),
+            ("Ub_Fit_PNG_5", true),
+            ("DQmB", false),
+            ("DQmAx", false),
+        ] {
+            assert_eq!(q.is_taken_down(key).unwrap(), want, "{key}");
+        }
+        let all = q.takedowns_since(0, 10).unwrap();
+        assert_eq!(
+            all.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(),
+            ["DQmA", "Ub"]
+        );
+        assert_eq!(q.takedowns_since(a.seq, 10).unwrap(), vec![b.clone()]);
+        assert!(q.takedowns_since(b.seq, 10).unwrap().is_empty());
+        assert_eq!(q.takedowns_since(0, 1).unwrap().len(), 1);
+    }
+}

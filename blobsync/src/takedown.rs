@@ -1,0 +1,125 @@
+//! Carrying out a takedown, in the order that leaves no window: every imagehost is told first (it
+//! answers 451 from then on, hot cache or not), then the object and everything derived from it
+//! (`<key>_…` variants, in every mirrored bucket) are deleted on every fileserver, then every edge
+//! drops whatever is tagged with the key. A variant found later (a fileserver that was down) is
+//! deleted on its own, by the same queue.
+
+use blobstore::{Key, ListRequest};
+
+use crate::engine::Engine;
+use crate::metrics::{DELETES, VARIANTS_DELETED};
+use crate::queue::source_of;
+
+/// What one attempt at a takedown did.
+#[derive(Debug)]
+pub struct Takedown {
+    pub deleted: Result<(), String>,
+    /// Derived objects deleted (or why listing or deleting them failed).
+    pub variants: Result<usize, String>,
+    pub imagehosts: Vec<(String, Result<u16, String>)>,
+    pub edges: Vec<(String, Result<u16, String>)>,
+}
+
+impl Takedown {
+    /// Done only when every fileserver deleted it and its variants, and every imagehost and edge
+    /// acknowledged it.
+    pub fn result(&self) -> Result<(), String> {
+        self.deleted.clone()?;
+        self.variants.clone()?;
+        let failed: Vec<String> = self
+            .imagehosts
+            .iter()
+            .map(|(h, r)| (format!("imagehost {h}"), r))
+            .chain(self.edges.iter().map(|(e, r)| (format!("edge {e}"), r)))
+            .filter_map(|(who, r)| r.as_ref().err().map(|err| format!("{who}: {err}")))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+}
+
+impl Engine {
+    /// Takes `key` down in `bucket`. For a source key (the taken-down object itself) the whole
+    /// cluster is told and every derived object deleted; for a derived key (a variant found on a
+    /// fileserver after its source was taken down) only that object is deleted everywhere.
+    ///
+    /// Every retry redoes every step, so an edge that refilled from an imagehost or fileserver
+    /// that was unreachable (or that was down itself and kept the image on disk) is cleared once
+    /// the last copy is gone.
+    pub async fn take_down(&self, bucket: &str, key: &Key) -> Takedown {
+        let source = source_of(key.as_str()) == key.as_str();
+        let imagehosts = if source {
+            self.imagehosts.announce(key.as_str()).await
+        } else {
+            Vec::new()
+        };
+        let deleted = self.replicator.delete(bucket, key).await;
+        let variants = if source {
+            self.delete_derived(key.as_str()).await
+        } else {
+            Ok(0)
+        };
+        if deleted.is_ok() && variants.is_ok() {
+            let _ = self.queue.mark_applied(bucket, key.as_str());
+            DELETES.inc();
+            tracing::info!(%bucket, %key, "takedown applied on every fileserver");
+        }
+        let edges = if source {
+            self.edges.ban(key.as_str()).await
+        } else {
+            Vec::new()
+        };
+        Takedown {
+            deleted,
+            variants,
+            imagehosts,
+            edges,
+        }
+    }
+
+    /// Deletes every `<source>_…` object in every mirrored bucket on every fileserver; how many
+    /// were found.
+    async fn delete_derived(&self, source: &str) -> Result<usize, String> {
+        let mut found = 0;
+        let mut errors = Vec::new();
+        for server in &self.replicator.servers {
+            for (bucket, store) in &server.buckets {
+                let mut req = ListRequest {
+                    prefix: store.layout().variants_prefix(source),
+                    start_after: None,
+                    max_keys: 1000,
+                };
+                loop {
+                    let page = match store.list(&req).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            errors.push(format!("{}/{bucket}: {e}", server.name));
+                            break;
+                        }
+                    };
+                    for entry in &page.entries {
+                        match store.delete(&entry.key).await {
+                            Ok(()) => {
+                                found += 1;
+                                VARIANTS_DELETED.inc();
+                            }
+                            Err(e) => errors.push(format!("{}/{bucket}: {e}", server.name)),
+                        }
+                    }
+                    match page.next {
+                        Some(n) => req.start_after = Some(n),
+                        None => break,
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(found)
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
