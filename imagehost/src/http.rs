@@ -73,7 +73,11 @@ impl AppState {
         let service_url = url::Url::parse(&config.server.service_url)
             .map_err(|e| crate::Error::Config(format!("server.service_url: {e}")))?;
         let fetcher = Fetcher::new(config.proxy.fetch()).map_err(crate::Error::Config)?;
-        let pool = Pool::new(config.pipeline.workers, config.pipeline.queue);
+        let pool = Pool::new(
+            config.pipeline.workers,
+            config.pipeline.queue,
+            config.pipeline.memory_budget,
+        );
         let settings = config.pipeline.settings(&config.proxy);
         let hotcache = match &config.cache.dir {
             Some(dir) => Some(

@@ -182,16 +182,28 @@ pub static FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("register imagehost_fetches_total")
 });
 
-/// Jobs waiting for a CPU slot.
+/// Jobs waiting for a CPU slot or for memory.
 pub static POOL_QUEUED: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("imagehost_pool_queued", "Image jobs waiting for a CPU slot")
-        .expect("register imagehost_pool_queued")
+    register_int_gauge!(
+        "imagehost_pool_queued",
+        "Image jobs waiting for a CPU slot or memory"
+    )
+    .expect("register imagehost_pool_queued")
 });
 
 /// Jobs running on the CPU pool.
 pub static POOL_RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("imagehost_pool_running", "Image jobs running")
         .expect("register imagehost_pool_running")
+});
+
+/// Bytes the running jobs hold by their estimates.
+pub static POOL_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "imagehost_pool_memory_bytes",
+        "Bytes the running image jobs hold, by their estimates (at most pipeline.memory_budget)"
+    )
+    .expect("register imagehost_pool_memory_bytes")
 });
 
 /// Jobs refused with 503 because the queue was full.

@@ -1,17 +1,23 @@
 //! The image pipeline: bytes in, one resized and re-encoded image out, bounded in memory and time.
 //!
-//! Every limit is checked from the header before anything is allocated (dimensions, pixels,
-//! frames, bytes); the job's time budget is checked between stages and frames. JPEG decodes with
-//! libjpeg-turbo's DCT scaling, AVIF with dav1d, everything resizes with `fast_image_resize`, and encoders are
-//! libjpeg-turbo, libwebp (lossy) and `image` (PNG, GIF). Metadata is dropped, EXIF orientation
-//! applied first. This module is synchronous: callers run it on the CPU pool.
+//! [`prepare`] reads only headers, on the request's own task: the input size is checked against
+//! the input limits, the output is bounded (enlargement capped, output pixels and sides capped,
+//! in every mode) and the job's memory estimated ([`budget`]), so the CPU pool can admit it by
+//! bytes as well as by count, or refuse it. [`render`] then decodes (JPEG shrunk on load by
+//! `shrink.rs` or libjpeg-turbo, PNG streamed and box-shrunk, AVIF with dav1d), resizes with
+//! `fast_image_resize` and encodes (libjpeg-turbo, libwebp, `image` for PNG and GIF), checking
+//! the time budget between stages, frames and rows, and inside the PNG and GIF encoders.
+//! Metadata is dropped, EXIF orientation applied. Synchronous: callers run it on the CPU pool.
 
 pub mod animate;
 pub mod avif;
+pub mod budget;
 pub mod decode;
 pub mod encode;
 pub mod exif;
 pub mod geometry;
+pub mod png;
+pub mod probe;
 pub mod raster;
 pub mod shrink;
 
@@ -105,6 +111,17 @@ pub struct Settings {
     pub dct_margin: f64,
     /// Thumbnails of baseline JPEGs through `shrink.rs`; false sends every JPEG to libjpeg-turbo.
     pub shrink_decoder: bool,
+    /// Output pixels per source pixel, per side, at most (cover enlarges; a 64 px avatar may be
+    /// asked for at 512).
+    pub max_upscale: f64,
+    /// Largest output, in pixels (and `max_dimension` per side): larger asks get the largest
+    /// output within it, same crop and aspect.
+    pub max_output_pixels: u64,
+    /// Frames × output pixels of an animated output at most; past it, the first frame only.
+    pub max_animation_output_pixels: u64,
+    /// Bytes the CPU pool's jobs may hold at once, by their estimates; a job estimated over it
+    /// is refused.
+    pub memory_budget: u64,
 }
 
 impl Default for Settings {
@@ -121,7 +138,27 @@ impl Default for Settings {
             webp_method: 4,
             dct_margin: 1.5,
             shrink_decoder: true,
+            max_upscale: 8.0,
+            max_output_pixels: 16_777_216,
+            max_animation_output_pixels: 8_000_000,
+            memory_budget: 160 << 20,
         }
+    }
+}
+
+impl Settings {
+    /// The resize plan for a source of `src` pixels (already oriented), bounded by the output
+    /// limits: the one place plans are made.
+    pub fn plan(&self, src: (u32, u32), req: &Request) -> geometry::Plan {
+        let plan = geometry::plan(src, (req.width, req.height), req.mode, &self.caps);
+        geometry::bound(
+            plan,
+            &geometry::OutputLimits {
+                max_upscale: self.max_upscale,
+                max_dimension: self.max_dimension,
+                max_pixels: self.max_output_pixels,
+            },
+        )
     }
 }
 
@@ -202,15 +239,15 @@ pub fn check_size(s: &Settings, width: u64, height: u64) -> Result<(), PipelineE
     Ok(())
 }
 
-/// Renders `data` (already sniffed as `input`) for `req`.
-pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<Rendered, PipelineError> {
-    let budget = Budget::start(s.budget);
-    let passthrough = || Rendered {
-        bytes: data.to_vec(),
-        content_type: input.mime(),
-        passthrough: true,
-        shared: false,
-    };
+/// What a request does with its input, before any pixel: served as it is, animated, or still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Passthrough,
+    Animated(animate::Target),
+    Still(Output),
+}
+
+fn route(input: Input, req: &Request) -> Route {
     match input {
         // §1.4 step 10: fit + match with no size keeps a GIF as it is (animation included).
         Input::Gif
@@ -219,7 +256,7 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
                 && req.format == Output::Match
                 && req.mode == Mode::Fit =>
         {
-            return Ok(passthrough());
+            return Route::Passthrough;
         }
         // OH-develop step 11: AVIF with match is served unchanged (encoding AVIF costs about a
         // second per image); an explicit format decodes and resizes it like any other input.
@@ -227,24 +264,99 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
             if req.avif == AvifSource::PassThrough
                 || (req.avif == AvifSource::AsRequested && req.format == Output::Match) =>
         {
-            return Ok(passthrough())
+            return Route::Passthrough;
         }
         _ => {}
     }
-    let out = match req.format {
-        Output::Match => match input {
-            Input::Png => Output::Png,
-            Input::Webp => Output::Webp,
-            Input::Gif => return animate::render(data, req, s, &budget, animate::Target::Gif),
-            _ => Output::Jpeg,
-        },
-        f => f,
-    };
-    if input == Input::Gif && out == Output::Webp {
-        return animate::render(data, req, s, &budget, animate::Target::Webp);
+    match (req.format, input) {
+        (Output::Match, Input::Gif) => Route::Animated(animate::Target::Gif),
+        (Output::Webp, Input::Gif) => Route::Animated(animate::Target::Webp),
+        (Output::Match, Input::Png) => Route::Still(Output::Png),
+        (Output::Match, Input::Webp) => Route::Still(Output::Webp),
+        (Output::Match, _) => Route::Still(Output::Jpeg),
+        (f, _) => Route::Still(f),
     }
+}
+
+/// A job checked and sized from headers alone, before the pool admits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepared {
+    /// Estimated bytes the job holds at its peak (what the pool admits it by).
+    pub cost: u64,
+}
+
+/// Reads `data`'s headers (sniffed as `input`), checks them against the input limits, bounds the
+/// output and estimates the job's memory; refuses a job whose estimate alone is over the pool's
+/// whole `memory_budget`. Cheap: no pixel is decoded.
+pub fn prepare(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<Prepared, PipelineError> {
+    let route = route(input, req);
+    if route == Route::Passthrough {
+        return Ok(Prepared {
+            cost: data.len() as u64,
+        });
+    }
+    let p = probe::probe(data, input, s)?;
+    // The orientation that swaps the sides is known for JPEG from its header; for other inputs
+    // after decoding, so both ways are estimated and the larger kept.
+    let (w, h) = (p.width, p.height);
+    let sources: &[((u32, u32), bool)] = match input {
+        Input::Jpeg => match exif::jpeg_orientation(data) {
+            1 => &[((w, h), false)],
+            o if o >= 5 => &[((h, w), true)],
+            _ => &[((w, h), true)],
+        },
+        _ => &[((w, h), true), ((h, w), true)],
+    };
+    let mut cost = 0;
+    for &(src, oriented) in sources {
+        let plan = s.plan(src, req);
+        // Sized as oriented, like the plan (the pixel count is the same either way).
+        let as_oriented = probe::Probe {
+            width: src.0,
+            height: src.1,
+            ..p.clone()
+        };
+        let mut c = budget::job_bytes(&as_oriented, &plan, oriented, s.dct_margin, data.len() as u64);
+        // An animated WebP holds every output frame until it is assembled.
+        if route == Route::Animated(animate::Target::Webp) {
+            c += s
+                .max_animation_output_pixels
+                .min(plan.width as u64 * plan.height as u64 * s.max_frames as u64)
+                * 4;
+        }
+        cost = cost.max(c);
+    }
+    if cost > s.memory_budget {
+        return Err(PipelineError::TooLarge {
+            width: w as u64,
+            height: h as u64,
+            limit: format!(
+                "an estimated {} MiB to render, over the {} MiB pipeline.memory_budget",
+                cost >> 20,
+                s.memory_budget >> 20
+            ),
+        });
+    }
+    Ok(Prepared { cost })
+}
+
+/// Renders `data` (already sniffed as `input`) for `req`.
+pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<Rendered, PipelineError> {
+    let budget = Budget::start(s.budget);
+    let out = match route(input, req) {
+        Route::Passthrough => {
+            return Ok(Rendered {
+                bytes: data.to_vec(),
+                content_type: input.mime(),
+                passthrough: true,
+                shared: false,
+            })
+        }
+        Route::Animated(target) => return animate::render(data, req, s, &budget, target),
+        Route::Still(out) => out,
+    };
     let t = Instant::now();
-    let (raster, plan) = decode::still(data, input, req, s)?;
+    let (raster, plan) = decode::still(data, input, req, s, &budget)?;
     PIPELINE_SECONDS
         .with_label_values(&["decode"])
         .observe(t.elapsed().as_secs_f64());
@@ -270,7 +382,7 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
     let t = Instant::now();
     let rendered = Rendered {
         shared,
-        ..encode::still(&raster, out, s)?
+        ..encode::still(&raster, out, s, &budget)?
     };
     PIPELINE_SECONDS
         .with_label_values(&["encode"])

@@ -160,27 +160,28 @@ async fn produce(
         },
         avif,
     };
+    let refused = |e: pipeline::PipelineError| {
+        RENDERS.with_label_values(&[e.kind()]).inc();
+        tracing::info!(key = %vkey, error = %e, "image refused");
+        match e {
+            pipeline::PipelineError::Encode(m) => ApiError::Internal(m),
+            _ => ApiError::InvalidImage,
+        }
+    };
+    // Headers only, here: the output is bounded and the memory estimated before the pool admits
+    // the job by it.
+    let job = pipeline::prepare(&orig.bytes, input, &req, &s.settings).map_err(refused)?;
     let settings = s.settings.clone();
     let data = orig.bytes.clone();
     let rendered = s
         .pool
-        .run(move || pipeline::render(&data, input, &req, &settings))
+        .run(job.cost, move || pipeline::render(&data, input, &req, &settings))
         .await
         .map_err(|e| match e {
             crate::pool::PoolError::Busy => ApiError::Unavailable("image queue full".into()),
             crate::pool::PoolError::Panicked => ApiError::Internal("image job panicked".into()),
-        })?;
-    let rendered = match rendered {
-        Ok(r) => r,
-        Err(e) => {
-            RENDERS.with_label_values(&[e.kind()]).inc();
-            tracing::info!(key = %vkey, error = %e, "image refused");
-            return Err(match e {
-                pipeline::PipelineError::Encode(m) => ApiError::Internal(m),
-                _ => ApiError::InvalidImage,
-            });
-        }
-    };
+        })?
+        .map_err(refused)?;
     original::keep(&state, &orig).await;
     if rendered.passthrough {
         RENDERS.with_label_values(&["passthrough"]).inc();

@@ -4,6 +4,7 @@
 //! - [`garage`]: installs Garage 2.5.0 when missing, starts independent single-node instances, each
 //!   with its own buckets and key, stops and restarts them by PID; they die with the test process.
 //! - [`hive`]: a Hive API node stand-in speaking the real JSON-RPC wire format.
+//! - [`hostile`]: a generated corpus of hostile images for `/p/`, with what each must get.
 //! - [`redis`]: a real `redis-server` on loopback.
 //! - [`ports`]: free loopback ports below the kernel's ephemeral range.
 //! - [`wait`]: bounded readiness polling.
@@ -18,6 +19,7 @@
 pub mod content;
 pub mod garage;
 pub mod hive;
+pub mod hostile;
 pub mod http;
 pub mod origin;
 pub mod ports;

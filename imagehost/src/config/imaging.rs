@@ -95,6 +95,18 @@ pub struct PipelineConfig {
     /// Thumbnails of baseline JPEGs decoded straight to 1/2–1/8 by imagehost's own decoder
     /// (reads only the coefficients they need); false: libjpeg-turbo for every JPEG.
     pub shrink_decoder: bool,
+    /// Output pixels per source pixel, per side, at most: cover mode enlarges (OH does, to the
+    /// 8000 clamp), but a 1×1 image asked at 8000 px becomes 8×8, not 64 MP.
+    pub max_upscale: f64,
+    /// Largest output in pixels (each side is also held to `max_dimension`): a larger ask gets
+    /// the largest output within it, with the same crop and aspect. Checked before decoding.
+    pub max_output_pixels: u64,
+    /// Animated outputs past this many frames × output pixels render their first frame only.
+    pub max_animation_output_pixels: u64,
+    /// Bytes the image jobs running at once may hold, by estimates made from the headers before
+    /// decoding; jobs wait for room (or get a fast 503 when the queue is full), and a job whose
+    /// estimate alone is larger is refused (400 invalid_image).
+    pub memory_budget: u64,
 }
 
 impl Default for PipelineConfig {
@@ -112,6 +124,10 @@ impl Default for PipelineConfig {
             webp_quality: s.webp_quality,
             webp_method: s.webp_method,
             shrink_decoder: s.shrink_decoder,
+            max_upscale: s.max_upscale,
+            max_output_pixels: s.max_output_pixels,
+            max_animation_output_pixels: s.max_animation_output_pixels,
+            memory_budget: s.memory_budget,
         }
     }
 }
@@ -170,6 +186,10 @@ impl PipelineConfig {
             webp_quality: self.webp_quality,
             webp_method: self.webp_method,
             shrink_decoder: self.shrink_decoder,
+            max_upscale: self.max_upscale,
+            max_output_pixels: self.max_output_pixels,
+            max_animation_output_pixels: self.max_animation_output_pixels,
+            memory_budget: self.memory_budget,
             ..Settings::default()
         }
     }
@@ -204,6 +224,15 @@ pub fn validate(proxy: &ProxyConfig, pipeline: &PipelineConfig, cache: &CacheCon
     }
     if pipeline.max_frames == 0 || pipeline.max_pixels == 0 || pipeline.job_timeout.is_zero() {
         return Err("pipeline.max_frames, max_pixels and job_timeout must be more than 0".into());
+    }
+    if !(pipeline.max_upscale >= 1.0 && pipeline.max_upscale <= 64.0) {
+        return Err("pipeline.max_upscale must be between 1 (never enlarge) and 64".into());
+    }
+    if pipeline.max_output_pixels == 0 || pipeline.max_animation_output_pixels == 0 {
+        return Err("pipeline.max_output_pixels and max_animation_output_pixels must be more than 0".into());
+    }
+    if pipeline.memory_budget < 16 << 20 {
+        return Err("pipeline.memory_budget must be at least 16 MiB (a 1280 px render needs several)".into());
     }
     if cache.dir.is_some() && cache.max_bytes < 1 << 20 {
         return Err("cache.max_bytes must be at least 1 MiB (or unset cache.dir)".into());

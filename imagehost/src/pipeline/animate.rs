@@ -1,7 +1,9 @@
 //! GIF inputs (D10). A first pass reads frame headers only (no pixel decoding) to count frames
-//! against the caps; then frames are decoded and composited here (disposal honoured), each
-//! resized with the same plan, and encoded as an animated GIF or WebP. Past the frame or
-//! total-pixel caps, or for a single-frame file, the first frame alone is rendered.
+//! against the caps; then frames are decoded and composited on one canvas here (disposal
+//! honoured), each resized from the canvas with the same (bounded) plan, and encoded as an
+//! animated GIF (streamed into the encoder a frame at a time) or WebP (libwebp assembles the
+//! frames at the end). Past the frame or source-pixel caps, past the output cap (frames ×
+//! output pixels), or for a single-frame file, the first frame alone is rendered.
 
 use std::io::Cursor;
 use std::num::NonZeroU64;
@@ -12,7 +14,7 @@ use image::codecs::gif::{GifEncoder, Repeat};
 use image::{Delay, Frame};
 
 use super::raster::Raster;
-use super::{check_size, encode, geometry, Budget, Output, PipelineError, Rendered, Request, Settings};
+use super::{check_size, encode, Budget, Output, PipelineError, Rendered, Request, Settings};
 use crate::metrics::PIPELINE_SECONDS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,21 +72,37 @@ pub fn render(
     target: Target,
 ) -> Result<Rendered, PipelineError> {
     let t = Instant::now();
-    let (w, h, wanted) = frames_to_render(data, s, budget)?;
-    let plan = geometry::plan((w, h), (req.width, req.height), req.mode, &s.caps);
+    let (w, h, mut wanted) = frames_to_render(data, s, budget)?;
+    let plan = s.plan((w, h), req);
+    let out_px = plan.width as u64 * plan.height as u64;
+    if wanted > 1 && wanted as u64 * out_px > s.max_animation_output_pixels {
+        tracing::info!(
+            frames = wanted,
+            out_px,
+            "animation past the output cap: first frame only"
+        );
+        wanted = 1;
+    }
     let mut d = options(s, false).read_info(Cursor::new(data)).map_err(corrupt)?;
     let (cw, ch) = (w as usize, h as usize);
-    let mut canvas = vec![0u8; cw * ch * 4];
-    let mut frames: Vec<(Raster, u16)> = Vec::with_capacity(wanted);
-    while frames.len() < wanted {
+    let mut canvas = Raster {
+        width: w,
+        height: h,
+        channels: 4,
+        data: vec![0u8; cw * ch * 4],
+    };
+    let mut gif_bytes = encode::Timed::new(budget);
+    let mut sink = Sink::new(target, wanted, &mut gif_bytes, budget)?;
+    let mut done = 0;
+    while done < wanted {
         budget.check()?;
         let frame = match d.read_next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) if frames.is_empty() => return Err(corrupt(e)),
+            Err(e) if done == 0 => return Err(corrupt(e)),
             Err(_) => break, // a broken later frame ends the animation
         };
-        let saved = (frame.dispose == DisposalMethod::Previous).then(|| canvas.clone());
+        let saved = (frame.dispose == DisposalMethod::Previous).then(|| canvas.data.clone());
         let (fl, ft, fw, fh) = (
             frame.left as usize,
             frame.top as usize,
@@ -99,49 +117,37 @@ pub fn render(
                 };
                 if px[3] != 0 {
                     let dst = ((ft + y) * cw + fl + x) * 4;
-                    canvas[dst..dst + 4].copy_from_slice(px);
+                    canvas.data[dst..dst + 4].copy_from_slice(px);
                 }
             }
         }
-        let delay = frame.delay;
-        let dispose = frame.dispose;
-        let raster = Raster {
-            width: w,
-            height: h,
-            channels: 4,
-            data: canvas.clone(),
-        };
-        frames.push((raster.resize(&plan)?, delay));
+        let (delay, dispose) = (frame.delay, frame.dispose);
+        sink.add(canvas.resized(&plan)?, delay)?;
+        done += 1;
         match (dispose, saved) {
             (DisposalMethod::Background, _) => {
                 for y in ft..(ft + fh).min(ch) {
                     let row = (y * cw + fl.min(cw)) * 4;
                     let end = (y * cw + (fl + fw).min(cw)) * 4;
-                    canvas[row..end].fill(0);
+                    canvas.data[row..end].fill(0);
                 }
             }
-            (DisposalMethod::Previous, Some(prev)) => canvas = prev,
+            (DisposalMethod::Previous, Some(prev)) => canvas.data = prev,
             _ => {}
         }
     }
     PIPELINE_SECONDS
         .with_label_values(&["decode"])
         .observe(t.elapsed().as_secs_f64());
-    if frames.is_empty() {
+    if done == 0 {
         return Err(PipelineError::Corrupt("GIF without frames".into()));
     }
     budget.check()?;
     let t = Instant::now();
-    let out = match (target, frames.len()) {
-        (Target::Webp, 1) => encode::still(&frames.remove(0).0, Output::Webp, s)?,
-        (Target::Webp, _) => Rendered {
-            bytes: webp(&frames, s)?,
-            content_type: "image/webp",
-            passthrough: false,
-            shared: true,
-        },
-        (Target::Gif, _) => Rendered {
-            bytes: gif(frames)?,
+    let out = match sink.finish(s, budget)? {
+        Some(r) => r,
+        None => Rendered {
+            bytes: gif_bytes.bytes,
             content_type: "image/gif",
             passthrough: false,
             shared: true,
@@ -153,28 +159,88 @@ pub fn render(
     Ok(out)
 }
 
-fn gif(frames: Vec<(Raster, u16)>) -> Result<Vec<u8>, PipelineError> {
-    let enc = |e: image::ImageError| PipelineError::Encode(e.to_string());
-    let mut out = Vec::new();
-    {
-        let mut encoder = GifEncoder::new_with_speed(&mut out, 10);
-        encoder.set_repeat(Repeat::Infinite).map_err(enc)?;
-        for (r, delay_cs) in frames {
-            let (w, h) = (r.width, r.height);
-            let buf = image::RgbaImage::from_raw(w, h, r.data)
-                .ok_or_else(|| PipelineError::Encode("frame buffer size".into()))?;
-            let delay = Delay::from_numer_denom_ms(delay_cs as u32 * 10, 1);
-            encoder
-                .encode_frame(Frame::from_parts(buf, 0, 0, delay))
-                .map_err(enc)?;
+/// Where resized frames go: straight into the GIF encoder, or kept for libwebp.
+enum Sink<'w, 'b> {
+    Gif {
+        encoder: Box<GifEncoder<&'w mut encode::Timed<'b>>>,
+        budget: &'b Budget,
+    },
+    Webp(Vec<(Raster, u16)>),
+}
+
+/// An encoder's error: over budget if the budget is what stopped it.
+fn encode_error(budget: &Budget, e: impl std::fmt::Display) -> PipelineError {
+    match budget.check() {
+        Err(over) => over,
+        Ok(()) => PipelineError::Encode(e.to_string()),
+    }
+}
+
+impl<'w, 'b> Sink<'w, 'b> {
+    fn new(
+        target: Target,
+        frames: usize,
+        out: &'w mut encode::Timed<'b>,
+        budget: &'b Budget,
+    ) -> Result<Self, PipelineError> {
+        Ok(match target {
+            Target::Gif => {
+                let mut encoder = GifEncoder::new_with_speed(out, 10);
+                encoder
+                    .set_repeat(Repeat::Infinite)
+                    .map_err(|e| encode_error(budget, e))?;
+                Sink::Gif {
+                    encoder: Box::new(encoder),
+                    budget,
+                }
+            }
+            Target::Webp => Sink::Webp(Vec::with_capacity(frames)),
+        })
+    }
+
+    fn add(&mut self, r: Raster, delay_cs: u16) -> Result<(), PipelineError> {
+        match self {
+            Sink::Gif { encoder, budget } => {
+                let (w, h) = (r.width, r.height);
+                let buf = image::RgbaImage::from_raw(w, h, r.data)
+                    .ok_or_else(|| PipelineError::Encode("frame buffer size".into()))?;
+                let delay = Delay::from_numer_denom_ms(delay_cs as u32 * 10, 1);
+                encoder
+                    .encode_frame(Frame::from_parts(buf, 0, 0, delay))
+                    .map_err(|e| encode_error(budget, e))
+            }
+            Sink::Webp(frames) => {
+                frames.push((r, delay_cs));
+                Ok(())
+            }
         }
     }
-    Ok(out)
+
+    /// The WebP output; `None` for a GIF, whose bytes are in the buffer the encoder wrote to
+    /// (complete once the encoder, dropped here, has written the trailer).
+    fn finish(self, s: &Settings, budget: &Budget) -> Result<Option<Rendered>, PipelineError> {
+        match self {
+            Sink::Gif { encoder, .. } => {
+                drop(encoder);
+                budget.check()?;
+                Ok(None)
+            }
+            Sink::Webp(mut frames) if frames.len() == 1 => {
+                encode::still(&frames.remove(0).0, Output::Webp, s, budget).map(Some)
+            }
+            Sink::Webp(frames) => Ok(Some(Rendered {
+                bytes: webp(&frames, s)?,
+                content_type: "image/webp",
+                passthrough: false,
+                shared: true,
+            })),
+        }
+    }
 }
 
 fn webp(frames: &[(Raster, u16)], s: &Settings) -> Result<Vec<u8>, PipelineError> {
-    let config = encode::webp_config(s)?;
     let (w, h) = (frames[0].0.width, frames[0].0.height);
+    let config = encode::webp_config(s, w as u64 * h as u64 * frames.len() as u64)?;
     let mut encoder = webp::AnimEncoder::new(w, h, &config);
     encoder.set_loop_count(0);
     let mut t = 0i32;

@@ -25,6 +25,18 @@ struct Sequence {
     full_range: bool,
 }
 
+/// The size, and the bytes of the pictures dav1d will return (colour planes at the stream's bit
+/// depth, the widest chroma layout assumed, plus alpha), from the headers alone.
+pub fn probe(data: &[u8]) -> Result<(u32, u32, u64), PipelineError> {
+    let avif = avif_parse::read_avif(&mut Cursor::new(data))
+        .map_err(|e| PipelineError::Corrupt(format!("avif container: {e}")))?;
+    let seq = sequence(&avif.primary_item)?;
+    let px = seq.width as u64 * seq.height as u64;
+    // Two bytes a sample past 8 bits; 4:4:4 at worst; an alpha plane if there is one.
+    let planes = px * 2 * (3 + avif.alpha_item.is_some() as u64);
+    Ok((seq.width, seq.height, planes))
+}
+
 /// Decodes an AVIF still image (the primary item, plus its alpha item if there is one).
 pub fn decode(data: &[u8], s: &Settings) -> Result<Raster, PipelineError> {
     let avif = avif_parse::read_avif(&mut Cursor::new(data))

@@ -1,7 +1,8 @@
 //! Still-image decoding with limits checked from the header first: JPEG shrunk on load to the
 //! DCT scale the resize plan allows (baseline files by `shrink.rs`, the rest by libjpeg-turbo),
-//! PNG/GIF (first frame)/WebP through `image` with strict limits, AVIF through dav1d
-//! (`avif.rs`). Returns oriented pixels and the plan mapped onto them.
+//! PNG streamed and box-shrunk (`png.rs`), GIF (first frame) and WebP through `image` with strict
+//! limits, AVIF through dav1d (`avif.rs`). Returns oriented pixels and the (bounded) plan mapped
+//! onto them.
 
 use std::io::Cursor;
 
@@ -10,7 +11,7 @@ use turbojpeg::{Colorspace, DecompressHeader, Decompressor, PixelFormat, Scaling
 
 use super::geometry::{self, Plan};
 use super::raster::Raster;
-use super::{check_size, exif, Input, PipelineError, Request, Settings};
+use super::{check_size, exif, Budget, Input, PipelineError, Request, Settings};
 use crate::metrics::JPEG_DECODES;
 
 /// Progressive scans allowed (libjpeg-turbo's guard against the many-scans CPU bomb).
@@ -21,10 +22,11 @@ pub fn still(
     input: Input,
     req: &Request,
     s: &Settings,
+    budget: &Budget,
 ) -> Result<(Raster, Plan), PipelineError> {
     match input {
         Input::Jpeg => jpeg(data, req, s),
-        Input::Png => with_image(data, ImageFormat::Png, req, s),
+        Input::Png => png(data, req, s, budget),
         Input::Gif => with_image(data, ImageFormat::Gif, req, s),
         Input::Webp => with_image(data, ImageFormat::WebP, req, s),
         Input::Avif => planned(super::avif::decode(data, s)?, req, s),
@@ -33,12 +35,38 @@ pub fn still(
 
 /// The plan for pixels that need no mapping (decoded at full size, already oriented).
 fn planned(raster: Raster, req: &Request, s: &Settings) -> Result<(Raster, Plan), PipelineError> {
-    let plan = geometry::plan(
-        (raster.width, raster.height),
-        (req.width, req.height),
-        req.mode,
-        &s.caps,
+    let plan = s.plan((raster.width, raster.height), req);
+    Ok((raster, plan))
+}
+
+/// Maps a plan made on the full-size oriented source onto pixels decoded smaller.
+fn scaled(plan: Plan, src: (u32, u32), raster: &Raster) -> Plan {
+    let (fx, fy) = (
+        raster.width as f64 / src.0 as f64,
+        raster.height as f64 / src.1 as f64,
     );
+    let (l, t, cw, ch) = plan.crop;
+    Plan {
+        crop: (l * fx, t * fy, cw * fx, ch * fy),
+        ..plan
+    }
+}
+
+/// PNG: the plan is made from the header, so a thumbnail is box-shrunk while the rows stream.
+fn png(data: &[u8], req: &Request, s: &Settings, budget: &Budget) -> Result<(Raster, Plan), PipelineError> {
+    let p = super::probe::probe(data, Input::Png, s)?;
+    // The orientation is known once the chunks before the pixels are read; the box factor only
+    // needs the smaller shrink of the two ways, so plan both and take the smaller factor.
+    let k = [(p.width, p.height), (p.height, p.width)]
+        .iter()
+        .map(|src| geometry::box_factor(&s.plan(*src, req), s.dct_margin))
+        .min()
+        .unwrap_or(1);
+    let (raster, orientation) = super::png::decode(data, k, budget)?;
+    let src = oriented(p.width, p.height, orientation);
+    let plan = s.plan(src, req);
+    let raster = raster.orient(orientation)?;
+    let plan = scaled(plan, src, &raster);
     Ok((raster, plan))
 }
 
@@ -59,7 +87,7 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
     let orientation = exif::jpeg_orientation(data);
     let (w, h) = (header.width as u32, header.height as u32);
     let src = oriented(w, h, orientation);
-    let plan = geometry::plan(src, (req.width, req.height), req.mode, &s.caps);
+    let plan = s.plan(src, req);
     let denom = geometry::dct_denominator(&plan, s.dct_margin);
     // Thumbnails of baseline JPEGs skip what they do not need (shrink.rs); the rest, and every
     // full-size decode, go to libjpeg-turbo.
@@ -79,15 +107,7 @@ fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), Pipe
     }
     .orient(orientation)?;
     // The plan was made on the full-size source; map its crop onto the decoded pixels.
-    let (fx, fy) = (
-        raster.width as f64 / src.0 as f64,
-        raster.height as f64 / src.1 as f64,
-    );
-    let (l, t, cw, ch) = plan.crop;
-    let plan = Plan {
-        crop: (l * fx, t * fy, cw * fx, ch * fy),
-        ..plan
-    };
+    let plan = scaled(plan, src, &raster);
     Ok((raster, plan))
 }
 

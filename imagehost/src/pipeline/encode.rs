@@ -1,18 +1,27 @@
 //! Encoders: JPEG through libjpeg-turbo (4:2:0, alpha flattened on black like OH's libvips),
-//! lossy WebP through libwebp (method capped by config, at most 4), PNG and GIF through `image`.
-//! Nothing from the input's metadata is written.
+//! lossy WebP through libwebp (method capped by config, at most 4, and lowered for large
+//! outputs so that no size costs seconds), PNG and GIF through `image`, writing into a buffer
+//! that stops the encoder when the job's time budget runs out. Nothing from the input's
+//! metadata is written.
+
+use std::io;
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::ImageEncoder;
 use turbojpeg::{Compressor, PixelFormat, Subsamp};
 
 use super::raster::Raster;
-use super::{Output, PipelineError, Rendered, Settings};
+use super::{Budget, Output, PipelineError, Rendered, Settings};
 
-pub fn still(r: &Raster, out: Output, s: &Settings) -> Result<Rendered, PipelineError> {
+/// Output pixels up to which libwebp runs at the configured method; each doubling past it takes
+/// one step off (libwebp's cost per pixel grows with the method, so a poster-sized output is
+/// encoded fast instead of for seconds).
+const WEBP_FULL_EFFORT_PIXELS: u64 = 1 << 21;
+
+pub fn still(r: &Raster, out: Output, s: &Settings, budget: &Budget) -> Result<Rendered, PipelineError> {
     let (bytes, content_type) = match out {
         Output::Jpeg | Output::Match => (jpeg(r, s.jpeg_quality)?, "image/jpeg"),
-        Output::Png => (png(r)?, "image/png"),
+        Output::Png => (png(r, budget)?, "image/png"),
         Output::Webp => (webp(r, s)?, "image/webp"),
     };
     Ok(Rendered {
@@ -48,8 +57,8 @@ pub fn jpeg(r: &Raster, quality: u8) -> Result<Vec<u8>, PipelineError> {
     c.compress_to_vec(image).map_err(enc)
 }
 
-pub fn png(r: &Raster) -> Result<Vec<u8>, PipelineError> {
-    let mut out = Vec::new();
+pub fn png(r: &Raster, budget: &Budget) -> Result<Vec<u8>, PipelineError> {
+    let mut out = Timed::new(budget);
     let color = match r.channels {
         1 => image::ExtendedColorType::L8,
         3 => image::ExtendedColorType::Rgb8,
@@ -57,14 +66,70 @@ pub fn png(r: &Raster) -> Result<Vec<u8>, PipelineError> {
     };
     PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
         .write_image(&r.data, r.width, r.height, color)
-        .map_err(|e| PipelineError::Encode(e.to_string()))?;
-    Ok(out)
+        .map_err(|e| out.error(e))?;
+    Ok(out.bytes)
 }
 
-pub fn webp_config(s: &Settings) -> Result<webp::WebPConfig, PipelineError> {
+/// An encoder's output buffer that fails the write once the budget has run out, so a slow
+/// encode stops where it is instead of running to its end.
+pub struct Timed<'a> {
+    pub bytes: Vec<u8>,
+    budget: &'a Budget,
+    over: bool,
+}
+
+impl<'a> Timed<'a> {
+    pub fn new(budget: &'a Budget) -> Self {
+        Self {
+            bytes: Vec::new(),
+            budget,
+            over: false,
+        }
+    }
+
+    /// The pipeline error for an encoder's failure: over budget if that is what stopped it.
+    pub fn error(&self, e: impl std::fmt::Display) -> PipelineError {
+        match self.budget.check() {
+            Err(over) if self.over => over,
+            _ => PipelineError::Encode(e.to_string()),
+        }
+    }
+}
+
+impl io::Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.budget.check().is_err() {
+            self.over = true;
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "over the job's time budget",
+            ));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The libwebp method for an output of `pixels`: the configured one (at most 4) up to
+/// [`WEBP_FULL_EFFORT_PIXELS`], one less per doubling past it.
+pub fn webp_method(configured: u8, pixels: u64) -> i32 {
+    let mut method = configured.min(4) as i32;
+    let mut limit = WEBP_FULL_EFFORT_PIXELS;
+    while pixels > limit && method > 0 {
+        method -= 1;
+        limit = limit.saturating_mul(2);
+    }
+    method
+}
+
+pub fn webp_config(s: &Settings, pixels: u64) -> Result<webp::WebPConfig, PipelineError> {
     let mut config = webp::WebPConfig::new().map_err(|_| PipelineError::Encode("libwebp config".into()))?;
     config.quality = s.webp_quality as f32;
-    config.method = s.webp_method.min(4) as i32;
+    config.method = webp_method(s.webp_method, pixels);
     config.alpha_quality = 100;
     Ok(config)
 }
@@ -82,9 +147,43 @@ pub fn webp(r: &Raster, s: &Settings) -> Result<Vec<u8>, PipelineError> {
     } else {
         webp::PixelLayout::Rgb
     };
-    let config = webp_config(s)?;
+    let config = webp_config(s, r.width as u64 * r.height as u64)?;
     let mem = webp::Encoder::new(&r.data, layout, r.width, r.height)
         .encode_advanced(&config)
         .map_err(|e| PipelineError::Encode(format!("libwebp: {e:?}")))?;
     Ok(mem.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webp_effort_falls_with_size() {
+        let cases = [
+            (4, 640 * 480, 4),
+            (4, 1 << 21, 4),
+            (4, (1 << 21) + 1, 3),
+            (4, 4096 * 4096, 1),
+            (4, 1 << 40, 0),
+            (2, 1 << 23, 0),
+            (9, 100, 4),
+        ];
+        for (configured, pixels, want) in cases {
+            assert_eq!(webp_method(configured, pixels), want, "{configured} {pixels}");
+        }
+    }
+
+    #[test]
+    fn an_encode_past_its_budget_stops_with_over_budget() {
+        let budget = Budget::start(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let r = Raster {
+            width: 64,
+            height: 64,
+            channels: 3,
+            data: vec![9; 64 * 64 * 3],
+        };
+        assert!(matches!(png(&r, &budget), Err(PipelineError::OverBudget(_))));
+    }
 }

@@ -1,7 +1,7 @@
 //! Decoded pixels (8-bit gray, RGB or RGBA) and the resample step on them (`fast_image_resize`,
 //! Lanczos3, alpha-aware).
 
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::DynamicImage;
 
@@ -31,10 +31,14 @@ impl Raster {
         if plan.is_identity((self.width, self.height)) {
             return Ok(self);
         }
+        self.resized(plan)
+    }
+
+    /// `plan` applied to these pixels, leaving them as they are (an animation's canvas).
+    pub fn resized(&self, plan: &Plan) -> Result<Raster, PipelineError> {
         let pt = self.pixel_type();
-        let (w, h, channels) = (self.width, self.height, self.channels);
-        let src =
-            Image::from_vec_u8(w, h, self.data, pt).map_err(|e| PipelineError::Corrupt(e.to_string()))?;
+        let (w, h) = (self.width, self.height);
+        let src = ImageRef::new(w, h, &self.data, pt).map_err(|e| PipelineError::Corrupt(e.to_string()))?;
         let mut dst = Image::new(plan.width, plan.height, pt);
         let (l, t, cw, ch) = plan.crop;
         let opts = ResizeOptions::new()
@@ -46,7 +50,7 @@ impl Raster {
         Ok(Raster {
             width: plan.width,
             height: plan.height,
-            channels,
+            channels: self.channels,
             data: dst.into_vec(),
         })
     }

@@ -8,6 +8,7 @@
 mod huffman;
 mod idct;
 mod markers;
+pub use markers::{frame_of, Frame};
 
 use huffman::{Bits, Class, Table};
 use idct::Idct;

@@ -114,6 +114,71 @@ pub fn read(data: &[u8]) -> Option<Header> {
     ready.then_some(h)
 }
 
+/// Any JPEG's frame as libjpeg-turbo will hold it (files [`read`] refuses included): for the
+/// memory estimate made before decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub width: u16,
+    pub height: u16,
+    /// Sampling factors (h, v) of each component.
+    pub sampling: Vec<(u8, u8)>,
+    /// Progressive, or sequential with more than one scan: libjpeg-turbo then keeps every
+    /// coefficient of the image in memory until the last scan.
+    pub multi_scan: bool,
+}
+
+/// Reads markers up to the first scan header; `None` if there is no readable frame.
+pub fn frame_of(data: &[u8]) -> Option<Frame> {
+    let mut r = Reader { data, pos: 0 };
+    if r.u16()? != 0xffd8 {
+        return None;
+    }
+    let mut frame: Option<Frame> = None;
+    loop {
+        if r.u8()? != 0xff {
+            return None;
+        }
+        let mut marker = r.u8()?;
+        while marker == 0xff {
+            marker = r.u8()?;
+        }
+        if marker == 0x01 || (0xd0..=0xd7).contains(&marker) {
+            continue;
+        }
+        let len = r.u16()?.checked_sub(2)? as usize;
+        let body = r.take(len)?;
+        match marker {
+            0xc0..=0xcf if marker != 0xc4 && marker != 0xc8 && marker != 0xcc => {
+                let mut b = Reader { data: body, pos: 0 };
+                let _precision = b.u8()?;
+                let (height, width, n) = (b.u16()?, b.u16()?, b.u8()?);
+                let sampling = (0..n)
+                    .map(|_| {
+                        let (_, hv, _) = (b.u8()?, b.u8()?, b.u8()?);
+                        Some(((hv >> 4).max(1), (hv & 15).max(1)))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                // SOF2, 6, 10 and 14 are progressive.
+                let progressive = matches!(marker, 0xc2 | 0xc6 | 0xca | 0xce);
+                frame = Some(Frame {
+                    width,
+                    height,
+                    sampling,
+                    multi_scan: progressive,
+                });
+            }
+            0xda => {
+                let mut f = frame?;
+                let in_scan = *body.first()? as usize;
+                f.multi_scan |= in_scan < f.sampling.len();
+                return Some(f);
+            }
+            0xd9 => return None,
+            _ => {}
+        }
+    }
+}
+
 fn frame(b: &[u8], h: &mut Header) -> Option<()> {
     let mut r = Reader { data: b, pos: 0 };
     let precision = r.u8()?;
@@ -289,6 +354,25 @@ mod tests {
         assert_eq!((h.width, h.height, h.restart), (32, 16, 4));
         assert_eq!((h.components[0].h, h.components[1].v), (2, 1));
         assert_eq!(h.scan, file.len() - 3, "scan data right after the SOS segment");
+    }
+
+    #[test]
+    fn frames_of_every_kind() {
+        let ycc = [(1, 0x22), (2, 0x11), (3, 0x11)];
+        let f = frame_of(&jpeg(0xc0, &ycc, &[])).expect("baseline");
+        assert_eq!((f.width, f.height, f.multi_scan), (32, 16, false));
+        assert_eq!(f.sampling, [(2, 2), (1, 1), (1, 1)]);
+        assert!(frame_of(&jpeg(0xc2, &ycc, &[])).expect("progressive").multi_scan);
+        assert!(
+            frame_of(&jpeg(0xc9, &ycc, &[])).is_some(),
+            "arithmetic: libjpeg-turbo's, still sized"
+        );
+        // A sequential file whose first scan has one component of three: multi-scan.
+        let mut file = jpeg(0xc0, &ycc, &[]);
+        let sos = file.windows(2).position(|w| w == [0xff, 0xda]).expect("SOS");
+        file[sos + 4] = 1;
+        assert!(frame_of(&file).expect("frame").multi_scan);
+        assert!(frame_of(b"\xff\xd8\xff\xd9").is_none());
     }
 
     #[test]
