@@ -2,10 +2,12 @@
 //! bounded in bytes, the cache lock that coalesces a flood for one cold object into one upstream
 //! fetch, and the predictor that remembers uncacheable URLs. All `'static`, built once.
 
+pub mod bans;
 pub mod disk;
 pub mod key;
 pub mod policy;
 pub mod store;
+pub mod tags;
 
 use std::time::Duration;
 
@@ -41,9 +43,16 @@ impl Cache {
             let (n, bytes) = d.usage();
             tracing::info!(objects = n, bytes, "disk cache tier indexed");
         }
+        // Bans outlive a restart only where objects do: with the disk tier.
+        let bans = match &config.disk_dir {
+            Some(dir) => bans::Bans::open(dir)
+                .map_err(|e| Error::Config(format!("cache.disk_dir {}: bans: {e}", dir.display())))?,
+            None => bans::Bans::in_memory(),
+        };
         let store: &'static store::Store = Box::leak(Box::new(store::Store::new(
             config.max_object_bytes as usize,
             disk,
+            bans,
         )));
         let per_shard = (config.memory_bytes as usize / LRU_SHARDS / 16_384).max(64);
         let eviction: &'static Manager<LRU_SHARDS> = Box::leak(Box::new(Manager::with_capacity(

@@ -127,6 +127,12 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
     }
     server.add_service(health);
     server.add_service(proxy);
+    if let Some(cache) = cache {
+        server.add_service(background_service(
+            "ban lurker",
+            cache::store::lurker::Lurker { store: cache.store },
+        ));
+    }
     if let Some(listen) = config.admin.listen {
         server.add_service(background_service("admin", admin::Admin { listen, state }));
     }

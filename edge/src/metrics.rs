@@ -36,6 +36,12 @@ lazy!(CACHE_EVICTED: IntGauge = register_int_gauge!(
     "edge_cache_evictions", "Objects evicted from memory since start (cumulative)"));
 lazy!(PURGES: IntCounterVec = register_int_counter_vec!(
     "edge_purges_total", "PURGE and BAN requests by kind and outcome", &["kind", "outcome"]));
+lazy!(BANNED: IntCounterVec = register_int_counter_vec!(
+    "edge_banned_objects_total",
+    "Objects removed by bans, by where (memory, disk) and how (lookup: found when it would be served; lurker: in the background)",
+    &["where", "how"]));
+lazy!(BANS_ACTIVE: IntGauge = register_int_gauge!(
+    "edge_bans_active", "Bans not yet tested against every older object"));
 lazy!(UPSTREAM_SECONDS: HistogramVec = register_histogram_vec!(
     "edge_upstream_seconds", "Time to the upstream's response header, by backend", &["backend"],
     vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]));

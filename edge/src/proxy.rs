@@ -343,6 +343,8 @@ impl ProxyHttp for Edge {
         };
         resp.insert_header("X-Cache", label)?;
         resp.remove_header("Server");
+        // Kept with the cached object (tag bans match it), never shown to clients.
+        resp.remove_header(crate::cache::tags::HEADER);
         policy::answer_cors(session.req_header(), resp)?;
         session.set_keepalive(Some(self.state.config.server.keepalive_timeout.as_secs()));
         Ok(())

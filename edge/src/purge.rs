@@ -1,7 +1,10 @@
-//! `PURGE <url>` removes one URL (every variant, memory and disk); `BAN <prefix>` removes every URL
-//! under a path prefix, and `BAN /` with `X-Ban-Regex: <re>` every URL matching a regex. Allowed
-//! from `purge.allow` networks or with the purge token; a request that did not come from a peer is
-//! forwarded to every `purge.peers` edge, so a takedown clears the whole cluster.
+//! `PURGE <url>` removes one URL (every variant, memory and disk) at once; `BAN <prefix>` bans
+//! every URL under a path prefix, `BAN /` with `X-Ban-Regex: <re>` every URL matching a regex,
+//! and `BAN /` with `X-Ban-Tag: <key> …` every answer tagged with a surrogate key (what a
+//! takedown sends). A ban is recorded and answered at once and applied lazily ([`crate::cache::
+//! bans`]), so no ban stalls serving. Allowed from `purge.allow` networks or with the purge token
+//! (compared in constant time); a request that did not come from a peer is forwarded to every
+//! `purge.peers` edge, so a takedown clears the whole cluster.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,8 +13,8 @@ use pingora::cache::key::CacheHashKey;
 use pingora::cache::CacheKey;
 use pingora::http::ResponseHeader;
 use pingora::prelude::Session;
-use regex::bytes::{Regex, RegexBuilder};
 
+use crate::cache::bans::{AddError, Condition, Spec};
 use crate::cache::{key, Cache};
 use crate::config::PurgeConfig;
 use crate::metrics;
@@ -19,6 +22,9 @@ use crate::net::{any_contains, Cidr};
 
 /// Set on purges one edge forwards to another, so they are not forwarded again.
 pub const FORWARDED: &str = "x-edge-purge-forwarded";
+/// `BAN /` with this header bans every answer tagged with one of its keys (space separated).
+pub const BAN_TAG: &str = "x-ban-tag";
+pub const BAN_REGEX: &str = "x-ban-regex";
 
 #[derive(Debug)]
 pub enum Action {
@@ -27,18 +33,23 @@ pub enum Action {
         path: String,
         query: Option<String>,
     },
-    BanPrefix(String),
-    BanRegex(Regex),
+    Ban(Spec, Condition),
 }
 
 impl Action {
     fn kind(&self) -> &'static str {
         match self {
             Action::Purge { .. } => "purge",
-            Action::BanPrefix(_) => "ban_prefix",
-            Action::BanRegex(_) => "ban_regex",
+            Action::Ban(spec, _) => spec.kind(),
         }
     }
+}
+
+/// What applying an action locally did.
+enum Applied {
+    Purged(usize),
+    Banned(u64),
+    Refused(u16, String),
 }
 
 /// Whether `method` is one of ours.
@@ -46,13 +57,14 @@ pub fn is_purge_method(method: &str) -> bool {
     method.eq_ignore_ascii_case("PURGE") || method.eq_ignore_ascii_case("BAN")
 }
 
-/// Reads the action from the request line and headers.
+/// Reads the action from the request line and headers (`regex`: X-Ban-Regex, `tags`: X-Ban-Tag).
 pub fn parse(
     method: &str,
     host: &str,
     path: &str,
     query: Option<&str>,
     regex: Option<&str>,
+    tags: Option<&str>,
 ) -> Result<Action, String> {
     if method.eq_ignore_ascii_case("PURGE") {
         return Ok(Action::Purge {
@@ -61,22 +73,24 @@ pub fn parse(
             query: query.map(str::to_string),
         });
     }
-    match regex {
-        Some(re) => RegexBuilder::new(re)
-            .size_limit(1 << 20)
-            .build()
-            .map(Action::BanRegex)
-            .map_err(|e| format!("X-Ban-Regex: {e}")),
-        None if path == "/" || path.is_empty() => {
-            Err("BAN / would remove everything: give a longer prefix, or X-Ban-Regex".into())
+    let spec = match (tags, regex) {
+        (Some(_), Some(_)) => return Err("give X-Ban-Tag or X-Ban-Regex, not both".into()),
+        (Some(t), None) => Spec::Tags(t.split_whitespace().map(str::to_string).collect()),
+        (None, Some(re)) => Spec::Regex(re.to_string()),
+        (None, None) if path == "/" || path.is_empty() => {
+            return Err(
+                "BAN / would remove everything: give a longer prefix, X-Ban-Regex or X-Ban-Tag".into(),
+            )
         }
-        None => Ok(Action::BanPrefix(key::url_part(path, query))),
-    }
+        (None, None) => Spec::Prefix(key::url_part(path, query)),
+    };
+    let condition = spec.compile()?;
+    Ok(Action::Ban(spec, condition))
 }
 
 pub struct Purger {
     allow: Vec<Cidr>,
-    token: Option<String>,
+    token: Option<service::Secret>,
     peers: Vec<SocketAddr>,
     client: reqwest::Client,
     cache: Option<&'static Cache>,
@@ -95,11 +109,7 @@ impl Purger {
             .no_proxy()
             .build()
             .map_err(|e| format!("purge client: {e}"))?;
-        let token = config
-            .token
-            .as_ref()
-            .map(|t| t.expose().to_string())
-            .filter(|t| !t.is_empty());
+        let token = config.token.clone().filter(|t| !t.is_empty());
         Ok(Purger {
             allow,
             token,
@@ -111,22 +121,41 @@ impl Purger {
 
     pub fn authorised(&self, peer: IpAddr, authorization: Option<&str>) -> bool {
         let token_ok = match (&self.token, authorization.and_then(|a| a.strip_prefix("Bearer "))) {
-            (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.trim().as_bytes()),
+            (Some(want), Some(got)) => want.matches(got.trim()),
             _ => false,
         };
         token_ok || any_contains(&self.allow, peer)
     }
 
-    /// Removes what `action` names from this edge's cache; how many objects.
-    pub fn apply_local(&self, action: &Action) -> usize {
-        let Some(cache) = self.cache else { return 0 };
+    /// Applies `action` to this edge's cache: a purge removes the URL's objects now; a ban is
+    /// recorded (durably with a disk tier) and applied lazily.
+    fn apply_local(&self, action: Action) -> Applied {
+        let Some(cache) = self.cache else {
+            return Applied::Purged(0);
+        };
         match action {
             Action::Purge { host, path, query } => {
-                let primary = CacheKey::new(key::primary(host, path, query.as_deref()), "").primary_bin();
-                cache.store.purge_primary(&primary)
+                let primary = CacheKey::new(key::primary(&host, &path, query.as_deref()), "").primary_bin();
+                Applied::Purged(cache.store.purge_primary(&primary))
             }
-            Action::BanPrefix(prefix) => cache.store.ban(&|url| url.starts_with(prefix.as_bytes())),
-            Action::BanRegex(re) => cache.store.ban(&|url| re.is_match(url)),
+            Action::Ban(spec, condition) => {
+                let what = format!("{spec:?}");
+                match cache.store.bans.add(spec, condition) {
+                    Ok(seq) => {
+                        metrics::BANS_ACTIVE.set(cache.store.bans.active().len() as i64);
+                        tracing::info!(seq, ban = %what, "ban recorded");
+                        Applied::Banned(seq)
+                    }
+                    Err(AddError::TooMany) => Applied::Refused(
+                        503,
+                        format!(
+                            "{} bans are still being applied; retry in a few seconds",
+                            crate::cache::bans::ACTIVE_LIMIT
+                        ),
+                    ),
+                    Err(AddError::Io(e)) => Applied::Refused(500, format!("ban not recorded: {e}")),
+                }
+            }
         }
     }
 
@@ -145,7 +174,8 @@ impl Purger {
             .unwrap_or_default();
         let path = req.uri.path().to_string();
         let query = req.uri.query().map(str::to_string);
-        let regex = header("x-ban-regex");
+        let regex = header(BAN_REGEX);
+        let tags = header(BAN_TAG);
         let forwarded = header(FORWARDED).is_some();
         if !self.authorised(peer, header("authorization").as_deref()) {
             metrics::PURGES
@@ -153,25 +183,55 @@ impl Purger {
                 .inc();
             return respond(session, 403, r#"{"error":"forbidden","message":"purge is allowed only from purge.allow networks or with the purge token"}"#.into()).await;
         }
-        let action = match parse(&method, &host, &path, query.as_deref(), regex.as_deref()) {
+        let action = match parse(
+            &method,
+            &host,
+            &path,
+            query.as_deref(),
+            regex.as_deref(),
+            tags.as_deref(),
+        ) {
             Ok(a) => a,
             Err(msg) => {
+                metrics::PURGES
+                    .with_label_values(&[&method.to_ascii_lowercase(), "refused"])
+                    .inc();
                 let body = serde_json::json!({"error": "bad_request", "message": msg}).to_string();
                 return respond(session, 400, body).await;
             }
         };
-        let removed = self.apply_local(&action);
+        let kind = action.kind();
+        let (mut body, outcome, status) = match self.apply_local(action) {
+            Applied::Purged(n) => (
+                serde_json::json!({ "removed": n }),
+                if n > 0 { "removed" } else { "not_found" },
+                // One URL not in the cache is a 404, as Varnish answers.
+                if n > 0 { 200 } else { 404 },
+            ),
+            Applied::Banned(seq) => (serde_json::json!({ "banned": seq }), "banned", 200),
+            Applied::Refused(status, msg) => {
+                metrics::PURGES.with_label_values(&[kind, "refused"]).inc();
+                let body = serde_json::json!({"error": "unavailable", "message": msg}).to_string();
+                return respond(session, status, body).await;
+            }
+        };
         let peers = if forwarded {
             Vec::new()
         } else {
-            self.forward(&method, &host, &path, query.as_deref(), regex.as_deref())
-                .await
+            self.forward(
+                &method,
+                &host,
+                &path,
+                query.as_deref(),
+                regex.as_deref(),
+                tags.as_deref(),
+            )
+            .await
         };
         let all_peers_ok = peers.iter().all(|(_, r)| r.is_ok());
-        let outcome = if removed > 0 { "removed" } else { "not_found" };
-        metrics::PURGES.with_label_values(&[action.kind(), outcome]).inc();
-        tracing::info!(kind = action.kind(), host, path, removed, forwarded, "purge");
-        let peer_json: serde_json::Map<String, serde_json::Value> = peers
+        metrics::PURGES.with_label_values(&[kind, outcome]).inc();
+        tracing::info!(kind, host, path, outcome, forwarded, "purge");
+        body["peers"] = peers
             .into_iter()
             .map(|(p, r)| {
                 (
@@ -179,15 +239,10 @@ impl Purger {
                     r.map_or_else(serde_json::Value::from, serde_json::Value::from),
                 )
             })
-            .collect();
-        let body = serde_json::json!({"removed": removed, "peers": peer_json}).to_string();
-        // One URL not in the cache is a 404 (as Varnish answers); a ban always succeeds.
-        let status = match (&action, removed, all_peers_ok) {
-            (_, _, false) => 502,
-            (Action::Purge { .. }, 0, _) => 404,
-            _ => 200,
-        };
-        respond(session, status, body).await
+            .collect::<serde_json::Map<String, serde_json::Value>>()
+            .into();
+        let status = if all_peers_ok { status } else { 502 };
+        respond(session, status, body.to_string()).await
     }
 
     /// Sends the same purge to every peer edge; each peer's answer status (or the error).
@@ -198,6 +253,7 @@ impl Purger {
         path: &str,
         query: Option<&str>,
         regex: Option<&str>,
+        tags: Option<&str>,
     ) -> Vec<(SocketAddr, Result<u16, String>)> {
         let Ok(m) = reqwest::Method::from_bytes(method.as_bytes()) else {
             return Vec::new();
@@ -213,10 +269,13 @@ impl Purger {
                 .header("host", host)
                 .header(FORWARDED, "1");
             if let Some(t) = &self.token {
-                rb = rb.bearer_auth(t);
+                rb = rb.bearer_auth(t.expose());
             }
             if let Some(re) = regex {
-                rb = rb.header("x-ban-regex", re);
+                rb = rb.header(BAN_REGEX, re);
+            }
+            if let Some(t) = tags {
+                rb = rb.header(BAN_TAG, t);
             }
             async move {
                 let r = match rb.send().await {
@@ -234,10 +293,6 @@ impl Purger {
         });
         futures::future::join_all(sends).await
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Writes a complete JSON response.
@@ -258,24 +313,37 @@ mod tests {
     #[test]
     fn parse_table() {
         assert!(matches!(
-            parse("PURGE", "h", "/DQm1/a.jpg", None, None),
+            parse("PURGE", "h", "/DQm1/a.jpg", None, None, None),
             Ok(Action::Purge { .. })
         ));
-        match parse("BAN", "h", "/p/", Some("b=2&a=1"), None) {
-            Ok(Action::BanPrefix(p)) => assert_eq!(p, "/p/?a=1&b=2"),
+        match parse("BAN", "h", "/p/", Some("b=2&a=1"), None, None) {
+            Ok(Action::Ban(Spec::Prefix(p), _)) => assert_eq!(p, "/p/?a=1&b=2"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse("BAN", "h", "/DQm", None, None), Ok(Action::BanPrefix(p)) if p == "/DQm"));
         assert!(matches!(
-            parse("ban", "h", "/", None, Some("^/DQm[a-z]+")),
-            Ok(Action::BanRegex(_))
+            parse("BAN", "h", "/DQm", None, None, None),
+            Ok(Action::Ban(Spec::Prefix(p), _)) if p == "/DQm"
         ));
-        assert!(parse("BAN", "h", "/", None, None)
+        assert!(matches!(
+            parse("ban", "h", "/", None, Some("^/DQm[a-z]+"), None),
+            Ok(Action::Ban(Spec::Regex(_), _))
+        ));
+        match parse("BAN", "h", "/", None, None, Some(" DQmA  Ub ")) {
+            Ok(Action::Ban(Spec::Tags(t), _)) => assert_eq!(t, ["DQmA", "Ub"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("BAN", "h", "/", None, None, None)
             .unwrap_err()
             .contains("would remove everything"));
-        assert!(parse("BAN", "h", "/", None, Some("("))
+        assert!(parse("BAN", "h", "/", None, Some("("), None)
             .unwrap_err()
             .contains("X-Ban-Regex"));
+        assert!(parse("BAN", "h", "/", None, Some("x"), Some("t"))
+            .unwrap_err()
+            .contains("not both"));
+        assert!(parse("BAN", "h", "/", None, Some(&"(a|b)*".repeat(2000)), None)
+            .unwrap_err()
+            .contains("limit"));
         assert!(is_purge_method("purge") && is_purge_method("BAN") && !is_purge_method("GET"));
     }
 

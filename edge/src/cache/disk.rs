@@ -2,11 +2,13 @@
 //! upgrade keeps the hot set. Bounded in bytes (least recently used files removed first) and
 //! indexed in memory at start from the files' headers.
 //!
-//! File layout: `MAGIC | u32 url_len | u32 meta0_len | u32 meta1_len | u64 body_len | url |
-//! meta0 | meta1 | body`, written to a temporary name and renamed, so a crash leaves either the
-//! old file, the new one, or a stray temporary that the next start removes.
+//! File layout (`HIVEEDG2`): `MAGIC | u32 url_len | u32 tags_len | u32 meta0_len | u32 meta1_len |
+//! u64 body_len | u64 checked | url | tags | meta0 | meta1 | body`, written to a temporary name
+//! and renamed, so a crash leaves either the old file, the new one, or a stray temporary that the
+//! next start removes. `checked` is the ban sequence number the object was last checked at;
+//! files of the first layout (`HIVEEDG1`, no tags, no number) are still read, as checked at 0.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +17,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use pingora::cache::key::HashBinary;
 
-const MAGIC: &[u8; 8] = b"HIVEEDG1";
-const HEADER: usize = 8 + 4 + 4 + 4 + 8;
+const MAGIC_V1: &[u8; 8] = b"HIVEEDG1";
+const MAGIC: &[u8; 8] = b"HIVEEDG2";
+const HEADER_V1: usize = 8 + 4 + 4 + 4 + 8;
+const HEADER: usize = 8 + 4 + 4 + 4 + 4 + 8 + 8;
 
 /// Which stored object: the primary key hash and the variance slot (`None` = primary slot).
 pub type Slot = (HashBinary, Option<HashBinary>);
@@ -24,19 +28,33 @@ pub type Slot = (HashBinary, Option<HashBinary>);
 /// One object as stored on disk.
 pub struct Record {
     pub url: Bytes,
+    /// Surrogate keys, space separated.
+    pub tags: Bytes,
     pub meta: (Vec<u8>, Vec<u8>),
     pub body: Bytes,
+    /// The ban sequence number it was last checked at.
+    pub checked: u64,
 }
 
+/// What the lurker needs of an object on disk: read without its body.
+pub struct Head {
+    pub url: Box<[u8]>,
+    pub tags: String,
+    pub checked: u64,
+}
+
+/// What the index keeps per object: what eviction and bans need (URLs and tags stay in the
+/// files, read by the lurker when a ban needs them).
 struct Indexed {
     size: u64,
-    url: Box<[u8]>,
     tick: u64,
+    checked: u64,
 }
 
 #[derive(Default)]
 struct Index {
-    entries: HashMap<Slot, Indexed>,
+    /// Ordered, so every variant of one URL is one range, and the lurker can walk in batches.
+    entries: BTreeMap<Slot, Indexed>,
     lru: BTreeMap<u64, Slot>,
     bytes: u64,
 }
@@ -61,7 +79,7 @@ impl Disk {
             index: Mutex::new(Index::default()),
             tick: AtomicU64::new(1),
         };
-        let mut found: Vec<(std::time::SystemTime, Slot, u64, Box<[u8]>)> = Vec::new();
+        let mut found: Vec<(std::time::SystemTime, Slot, u64, Head)> = Vec::new();
         for shard in std::fs::read_dir(dir)? {
             let shard = shard?;
             if shard.file_name() == "tmp" || !shard.file_type()?.is_dir() {
@@ -71,11 +89,11 @@ impl Disk {
                 let f = f?;
                 let path = f.path();
                 let parsed = slot_from_name(&f.file_name().to_string_lossy())
-                    .and_then(|slot| read_header(&path).ok().map(|(url, size)| (slot, url, size)));
+                    .and_then(|slot| read_head(&path).ok().map(|(head, size)| (slot, head, size)));
                 match parsed {
-                    Some((slot, url, size)) => {
+                    Some((slot, head, size)) => {
                         let mtime = f.metadata()?.modified()?;
-                        found.push((mtime, slot, size, url));
+                        found.push((mtime, slot, size, head));
                     }
                     None => {
                         let _ = std::fs::remove_file(&path);
@@ -87,11 +105,18 @@ impl Disk {
         found.sort_by_key(|(t, ..)| *t);
         {
             let mut idx = disk.index.lock();
-            for (_, slot, size, url) in found {
+            for (_, slot, size, head) in found {
                 let tick = disk.tick.fetch_add(1, Ordering::Relaxed);
                 idx.bytes += size;
                 idx.lru.insert(tick, slot);
-                idx.entries.insert(slot, Indexed { size, url, tick });
+                idx.entries.insert(
+                    slot,
+                    Indexed {
+                        size,
+                        tick,
+                        checked: head.checked,
+                    },
+                );
             }
         }
         let evict = disk.over_limit();
@@ -147,7 +172,9 @@ impl Disk {
     /// Writes an object (replacing any previous one) and removes the least recently used
     /// objects beyond the byte limit. Objects larger than the whole tier are not written.
     pub fn write(&self, slot: &Slot, rec: &Record) -> io::Result<()> {
-        let size = (HEADER + rec.url.len() + rec.meta.0.len() + rec.meta.1.len() + rec.body.len()) as u64;
+        let size =
+            (HEADER + rec.url.len() + rec.tags.len() + rec.meta.0.len() + rec.meta.1.len() + rec.body.len())
+                as u64;
         if size > self.max_bytes {
             return Ok(());
         }
@@ -155,13 +182,15 @@ impl Disk {
             .dir
             .join("tmp")
             .join(format!("{}.{}", name_of(slot), rand::random::<u32>()));
-        let mut buf = Vec::with_capacity(size as usize);
+        let mut buf = Vec::with_capacity(size as usize - rec.body.len());
         buf.extend_from_slice(MAGIC);
-        buf.extend_from_slice(&(rec.url.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&(rec.meta.0.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&(rec.meta.1.len() as u32).to_le_bytes());
+        for len in [rec.url.len(), rec.tags.len(), rec.meta.0.len(), rec.meta.1.len()] {
+            buf.extend_from_slice(&(len as u32).to_le_bytes());
+        }
         buf.extend_from_slice(&(rec.body.len() as u64).to_le_bytes());
+        buf.extend_from_slice(&rec.checked.to_le_bytes());
         buf.extend_from_slice(&rec.url);
+        buf.extend_from_slice(&rec.tags);
         buf.extend_from_slice(&rec.meta.0);
         buf.extend_from_slice(&rec.meta.1);
         std::fs::write(&tmp, &buf)?;
@@ -184,8 +213,8 @@ impl Disk {
                 *slot,
                 Indexed {
                     size,
-                    url: rec.url.to_vec().into(),
                     tick,
+                    checked: rec.checked,
                 },
             );
         }
@@ -240,25 +269,53 @@ impl Disk {
         let slots: Vec<Slot> = {
             let idx = self.index.lock();
             idx.entries
-                .keys()
-                .filter(|(p, _)| p == primary)
-                .copied()
+                .range((*primary, None)..=(*primary, Some([u8::MAX; 16])))
+                .map(|(s, _)| *s)
                 .collect()
         };
         slots.iter().filter(|s| self.remove(s)).count()
     }
 
-    /// Removes every object whose URL matches; how many.
-    pub fn remove_matching(&self, matches: &dyn Fn(&[u8]) -> bool) -> usize {
-        let slots: Vec<Slot> = {
-            let idx = self.index.lock();
-            idx.entries
-                .iter()
-                .filter(|(_, e)| matches(&e.url))
-                .map(|(s, _)| *s)
-                .collect()
+    /// Up to `n` objects after `after` (in slot order) last checked below `below`, and where the
+    /// next batch starts (`None`: the walk is over). Scans a bounded stretch of the index per
+    /// call, so the lock is held briefly whatever the tier's size.
+    pub fn unchecked(&self, after: Option<Slot>, below: u64, n: usize) -> (Vec<Slot>, Option<Slot>) {
+        let idx = self.index.lock();
+        let mut out = Vec::new();
+        let mut last = None;
+        let range = match after {
+            Some(a) => idx
+                .entries
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => idx.entries.range(..),
         };
-        slots.iter().filter(|s| self.remove(s)).count()
+        for (scanned, (slot, e)) in range.enumerate() {
+            if scanned >= n * 8 || out.len() >= n {
+                return (out, last);
+            }
+            last = Some(*slot);
+            if e.checked < below {
+                out.push(*slot);
+            }
+        }
+        (out, None)
+    }
+
+    /// The URL, tags and check number of an object, from its file (no body read).
+    pub fn head(&self, slot: &Slot) -> io::Result<Head> {
+        read_head(&self.path(slot)).map(|(h, _)| h)
+    }
+
+    /// Notes that an object passed the bans up to `seq`.
+    pub fn mark_checked(&self, slot: &Slot, seq: u64) {
+        if let Some(e) = self.index.lock().entries.get_mut(slot) {
+            e.checked = e.checked.max(seq);
+        }
+    }
+
+    /// The check number the index holds for an object (the file's may be older).
+    pub fn checked(&self, slot: &Slot) -> Option<u64> {
+        self.index.lock().entries.get(slot).map(|e| e.checked)
     }
 }
 
@@ -277,54 +334,103 @@ fn slot_from_name(name: &str) -> Option<Slot> {
     }
 }
 
-fn lengths(head: &[u8; HEADER]) -> io::Result<(usize, usize, usize, u64)> {
-    if &head[..8] != MAGIC {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a cache object"));
-    }
-    let u32_at = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as usize;
-    let mut body = [0u8; 8];
-    body.copy_from_slice(&head[20..28]);
-    Ok((u32_at(8), u32_at(12), u32_at(16), u64::from_le_bytes(body)))
+/// Field lengths and the check number, from either layout's fixed header.
+struct Layout {
+    header: usize,
+    url: usize,
+    tags: usize,
+    meta0: usize,
+    meta1: usize,
+    body: u64,
+    checked: u64,
 }
 
-/// The URL and total size of an object file, checking that its length matches its header.
-fn read_header(path: &Path) -> io::Result<(Box<[u8]>, u64)> {
+impl Layout {
+    fn total(&self) -> u64 {
+        (self.header + self.url + self.tags + self.meta0 + self.meta1) as u64 + self.body
+    }
+}
+
+fn layout(head: &[u8]) -> io::Result<Layout> {
+    let u32_at = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as usize;
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&head[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    match &head[..8] {
+        m if m == MAGIC && head.len() >= HEADER => Ok(Layout {
+            header: HEADER,
+            url: u32_at(8),
+            tags: u32_at(12),
+            meta0: u32_at(16),
+            meta1: u32_at(20),
+            body: u64_at(24),
+            checked: u64_at(32),
+        }),
+        m if m == MAGIC_V1 && head.len() >= HEADER_V1 => Ok(Layout {
+            header: HEADER_V1,
+            url: u32_at(8),
+            tags: 0,
+            meta0: u32_at(12),
+            meta1: u32_at(16),
+            body: u64_at(20),
+            checked: 0,
+        }),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "not a cache object")),
+    }
+}
+
+/// An object's head (URL, tags, check number) and total size, checking that the file's length
+/// matches its header.
+fn read_head(path: &Path) -> io::Result<(Head, u64)> {
     let mut f = std::fs::File::open(path)?;
     let total = f.metadata()?.len();
     let mut head = [0u8; HEADER];
-    f.read_exact(&mut head)?;
-    let (url, m0, m1, body) = lengths(&head)?;
-    let want = HEADER as u64 + url as u64 + m0 as u64 + m1 as u64 + body;
-    if want != total || url > 64 * 1024 {
+    let n = f.read(&mut head)?;
+    let l = layout(&head[..n])?;
+    if l.total() != total || l.url > 64 * 1024 || l.tags > 4096 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "torn cache object"));
     }
-    let mut u = vec![0u8; url];
-    f.read_exact(&mut u)?;
-    Ok((u.into(), total))
+    let mut rest = vec![0u8; l.url + l.tags];
+    let at = l.header as u64;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at))?;
+    f.read_exact(&mut rest)?;
+    let tags = String::from_utf8_lossy(&rest[l.url..]).into_owned();
+    rest.truncate(l.url);
+    Ok((
+        Head {
+            url: rest.into(),
+            tags,
+            checked: l.checked,
+        },
+        total,
+    ))
 }
 
 fn read_record(path: &Path) -> io::Result<Record> {
     let data = Bytes::from(std::fs::read(path)?);
-    if data.len() < HEADER {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "short cache object"));
-    }
-    let mut head = [0u8; HEADER];
-    head.copy_from_slice(&data[..HEADER]);
-    let (url, m0, m1, body) = lengths(&head)?;
-    let body = body as usize;
-    if data.len() != HEADER + url + m0 + m1 + body {
+    let l = layout(&data[..data.len().min(HEADER)])?;
+    if data.len() as u64 != l.total() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "torn cache object"));
     }
-    let mut at = HEADER;
+    let mut at = l.header;
     let mut take = |n: usize| {
         let s = data.slice(at..at + n);
         at += n;
         s
     };
-    let url = take(url);
-    let meta = (take(m0).to_vec(), take(m1).to_vec());
-    let body = take(body);
-    Ok(Record { url, meta, body })
+    let url = take(l.url);
+    let tags = take(l.tags);
+    let meta = (take(l.meta0).to_vec(), take(l.meta1).to_vec());
+    let body = take(l.body as usize);
+    Ok(Record {
+        url,
+        tags,
+        meta,
+        body,
+        checked: l.checked,
+    })
 }
 
 #[cfg(test)]
@@ -334,8 +440,10 @@ mod tests {
     fn rec(url: &str, body: &[u8]) -> Record {
         Record {
             url: Bytes::copy_from_slice(url.as_bytes()),
+            tags: Bytes::from_static(b"DQmA Ub"),
             meta: (b"m0".to_vec(), b"meta-one".to_vec()),
             body: Bytes::copy_from_slice(body),
+            checked: 7,
         }
     }
 
@@ -352,26 +460,51 @@ mod tests {
         // A torn copy of a third object.
         let torn = dir.path().join("04").join(hex::encode([4u8; 16]));
         std::fs::create_dir_all(torn.parent().unwrap()).unwrap();
-        std::fs::write(&torn, b"HIVEEDG1short").unwrap();
+        std::fs::write(&torn, b"HIVEEDG2short").unwrap();
         let d = Disk::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(d.usage().0, 2);
         assert!(!torn.exists());
         let r = d.read(&b).unwrap();
         assert_eq!(
-            (&r.url[..], &r.body[..], &r.meta.1[..]),
-            (&b"/b?x=1"[..], &b"beta"[..], &b"meta-one"[..])
+            (&r.url[..], &r.body[..], &r.meta.1[..], &r.tags[..], r.checked),
+            (&b"/b?x=1"[..], &b"beta"[..], &b"meta-one"[..], &b"DQmA Ub"[..], 7)
         );
-        assert_eq!(d.remove_matching(&|u| u.starts_with(b"/a")), 1);
-        assert!(d.read(&a).is_none());
+        let h = d.head(&a).unwrap();
+        assert_eq!(
+            (&h.url[..], h.tags.as_str(), h.checked),
+            (&b"/a"[..], "DQmA Ub", 7)
+        );
         assert_eq!(d.remove_primary(&[2; 16]), 1);
+        assert!(d.remove(&a));
         assert_eq!(d.usage(), (0, 0));
+    }
+
+    #[test]
+    fn first_layout_files_are_read_as_unchecked_and_untagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot: Slot = ([9; 16], None);
+        let path = dir.path().join("09").join(hex::encode([9u8; 16]));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut f = MAGIC_V1.to_vec();
+        for len in [2u32, 2, 3] {
+            f.extend(len.to_le_bytes());
+        }
+        f.extend(4u64.to_le_bytes());
+        f.extend(b"/vm0m11body");
+        std::fs::write(&path, &f).unwrap();
+        let d = Disk::open(dir.path(), 1 << 20).unwrap();
+        let r = d.read(&slot).expect("read");
+        assert_eq!(
+            (&r.url[..], &r.tags[..], &r.body[..], r.checked),
+            (&b"/v"[..], &b""[..], &b"body"[..], 0)
+        );
     }
 
     #[test]
     fn least_recently_used_objects_go_first() {
         let dir = tempfile::tempdir().unwrap();
         let body = vec![7u8; 1000];
-        let one = (HEADER + 2 + 2 + 8 + body.len()) as u64;
+        let one = (HEADER + 2 + 7 + 2 + 8 + body.len()) as u64;
         let d = Disk::open(dir.path(), one * 3).unwrap();
         let slots: Vec<Slot> = (0..4u8).map(|i| ([i; 16], None)).collect();
         for s in &slots[..3] {
@@ -382,5 +515,31 @@ mod tests {
         assert!(d.contains(&slots[0]) && !d.contains(&slots[1]));
         assert!(d.contains(&slots[2]) && d.contains(&slots[3]));
         assert_eq!(d.usage(), (3, one * 3));
+    }
+
+    #[test]
+    fn the_walk_finds_every_unchecked_object_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Disk::open(dir.path(), 1 << 24).unwrap();
+        for i in 0..50u8 {
+            d.write(&([i; 16], None), &rec("/x", b"b")).unwrap();
+        }
+        for i in (0..50u8).step_by(2) {
+            d.mark_checked(&([i; 16], None), 9);
+        }
+        let mut found = Vec::new();
+        let mut at = None;
+        loop {
+            let (batch, next) = d.unchecked(at, 9, 4);
+            found.extend(batch);
+            match next {
+                Some(n) => at = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(found.len(), 25);
+        assert!(found.iter().all(|(p, _)| p[0] % 2 == 1));
+        found.dedup();
+        assert_eq!(found.len(), 25, "each once");
     }
 }

@@ -2,6 +2,10 @@
 //! seekable for ranges, every variant of a URL grouped so a purge removes them all, and an
 //! optional disk tier behind it (see [`super::disk`]). Memory is bounded by pingora's LRU
 //! eviction manager, which calls [`Storage::purge`] with `PurgeType::Eviction`.
+//!
+//! Bans ([`super::bans`]) are checked lazily: an object found in memory or on disk is tested
+//! against the bans made since it was last checked before it is served, with no shard lock held
+//! while a ban's condition runs; the lurker ([`lurker`]) removes the rest in the background.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -18,10 +22,13 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, PurgeType, Storage};
 use pingora::Result;
 
+use super::bans::Bans;
 use super::disk::{Disk, Record, Slot};
+use super::tags;
 use crate::metrics;
 
 mod handlers;
+pub mod lurker;
 mod wire;
 use handlers::{hit, Miss};
 pub use wire::MemoryHit;
@@ -39,6 +46,10 @@ struct Entry {
     /// The status line and stored headers in HTTP/1.1 wire form, made at the first fast-path
     /// hit (`None`: this object is not one the fast path serves).
     wire: std::sync::OnceLock<Option<Bytes>>,
+    /// Surrogate keys from the stored `Surrogate-Key` header (what tag bans match).
+    tags: Box<[Box<str>]>,
+    /// The ban sequence number this object was last checked at.
+    checked: AtomicU64,
 }
 
 impl Entry {
@@ -55,16 +66,18 @@ pub struct Store {
     max_object: usize,
     disk: Option<Disk>,
     eviction: RwLock<Option<&'static (dyn EvictionManager + Sync)>>,
+    pub bans: Bans,
 }
 
 impl Store {
-    pub fn new(max_object: usize, disk: Option<Disk>) -> Store {
+    pub fn new(max_object: usize, disk: Option<Disk>, bans: Bans) -> Store {
         Store {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             bytes: AtomicU64::new(0),
             max_object,
             disk,
             eviction: RwLock::new(None),
+            bans,
         }
     }
 
@@ -85,13 +98,57 @@ impl Store {
         )
     }
 
+    /// The object in memory, unless a ban made since it was last checked matches it (then it
+    /// is dropped here, and its disk copy is never served either).
     fn get(&self, primary: &HashBinary, variance: Option<HashBinary>) -> Option<Arc<Entry>> {
-        let shard = self.shard(primary).read();
-        shard
-            .get(primary)?
-            .iter()
-            .find(|e| e.variance == variance)
-            .cloned()
+        let entry = {
+            let shard = self.shard(primary).read();
+            shard
+                .get(primary)?
+                .iter()
+                .find(|e| e.variance == variance)
+                .cloned()?
+        };
+        if self.banned(&entry, self.bans.current()) {
+            self.drop_banned(primary, &entry);
+            metrics::BANNED.with_label_values(&["memory", "lookup"]).inc();
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Whether a ban made since `entry` was last checked matches it; if none does, it is marked
+    /// checked at `now` (read before the ban list, so no ban is skipped).
+    fn banned(&self, entry: &Entry, now: u64) -> bool {
+        let checked = entry.checked.load(Ordering::Acquire);
+        if checked >= now {
+            return false;
+        }
+        if self.bans.banned_since(checked, &entry.url, &entry.tags).is_some() {
+            return true;
+        }
+        entry.checked.fetch_max(now, Ordering::Release);
+        false
+    }
+
+    /// Removes exactly `entry` from memory (a newer object may have replaced it meanwhile).
+    fn drop_banned(&self, primary: &HashBinary, entry: &Arc<Entry>) {
+        let gone = {
+            let mut shard = self.shard(primary).write();
+            let Some(slots) = shard.get_mut(primary) else {
+                return;
+            };
+            let Some(i) = slots.iter().position(|e| Arc::ptr_eq(e, entry)) else {
+                return;
+            };
+            let gone = slots.swap_remove(i);
+            if slots.is_empty() {
+                shard.remove(primary);
+            }
+            gone
+        };
+        self.bytes.fetch_sub(gone.weight() as u64, Ordering::Relaxed);
+        self.forget(*primary, gone.variance);
     }
 
     fn insert(&self, primary: HashBinary, entry: Arc<Entry>) {
@@ -151,41 +208,23 @@ impl Store {
         gone.len().max(on_disk)
     }
 
-    /// Removes every cached object (memory and disk) whose URL part satisfies `matches`: a ban.
-    pub fn ban(&self, matches: &dyn Fn(&[u8]) -> bool) -> usize {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut gone: Vec<(HashBinary, Option<HashBinary>)> = Vec::new();
-            let mut s = shard.write();
-            s.retain(|primary, slots| {
-                slots.retain(|e| {
-                    let hit = matches(&e.url);
-                    if hit {
-                        self.bytes.fetch_sub(e.weight() as u64, Ordering::Relaxed);
-                        gone.push((*primary, e.variance));
-                    }
-                    !hit
-                });
-                !slots.is_empty()
-            });
-            drop(s);
-            removed += gone.len();
-            for (p, v) in gone {
-                self.forget(p, v);
-            }
-        }
-        let on_disk = self.disk.as_ref().map_or(0, |d| d.remove_matching(matches));
-        removed.max(on_disk)
-    }
-
     async fn load_from_disk(&'static self, slot: Slot) -> Option<Arc<Entry>> {
         let disk = self.disk.as_ref()?;
         if !disk.contains(&slot) {
             return None;
         }
-        let rec = tokio::task::spawn_blocking(move || disk.read(&slot))
+        let now = self.bans.current();
+        let (rec, indexed) = tokio::task::spawn_blocking(move || (disk.read(&slot), disk.checked(&slot)))
             .await
-            .ok()??;
+            .ok()?;
+        let rec = rec?;
+        let checked = rec.checked.max(indexed.unwrap_or(0));
+        let tags = tags::split(&String::from_utf8_lossy(&rec.tags));
+        if self.bans.banned_since(checked, &rec.url, &tags).is_some() {
+            metrics::BANNED.with_label_values(&["disk", "lookup"]).inc();
+            let _ = tokio::task::spawn_blocking(move || disk.remove(&slot)).await;
+            return None;
+        }
         let meta = CacheMeta::deserialize(&rec.meta.0, &rec.meta.1).ok()?;
         let entry = Arc::new(Entry {
             variance: slot.1,
@@ -194,6 +233,8 @@ impl Store {
             meta_bin: rec.meta,
             body: rec.body,
             wire: Default::default(),
+            tags,
+            checked: AtomicU64::new(now),
         });
         self.insert(slot.0, entry.clone());
         metrics::CACHE_DISK_READS.inc();
@@ -204,8 +245,10 @@ impl Store {
         let Some(disk) = self.disk.as_ref() else { return };
         let rec = Record {
             url: entry.url.clone(),
+            tags: Bytes::from(tags::join(&entry.tags)),
             meta: entry.meta_bin.clone(),
             body: entry.body.clone(),
+            checked: entry.checked.load(Ordering::Acquire),
         };
         match tokio::task::spawn_blocking(move || disk.write(&slot, &rec)).await {
             Ok(Ok(())) => {}
@@ -276,6 +319,8 @@ impl Storage for Store {
             meta: clone_meta(meta),
             meta_bin,
             body: BytesMut::with_capacity(length),
+            // Bans made from here on apply to this object; older ones did not see it.
+            checked: self.bans.current(),
         }))
     }
 
@@ -318,6 +363,8 @@ impl Storage for Store {
             meta_bin: meta.serialize()?,
             body: old.body.clone(),
             wire: Default::default(),
+            tags: tags::of(meta.response_header()),
+            checked: AtomicU64::new(old.checked.load(Ordering::Acquire)),
         });
         self.insert(primary, entry.clone());
         self.save_to_disk((primary, variance), &entry).await;

@@ -121,3 +121,145 @@ fn purge_needs_an_allowed_network_or_the_token() {
     assert_eq!(r.status, 200);
     assert_eq!(edge.get("/a").header("x-cache"), Some("MISS"));
 }
+
+fn metric(edge: &Edge, name: &str) -> f64 {
+    let r = harness::http::get(edge.admin, "/metrics").expect("metrics");
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A ban by tag removes every answer derived from a key, whatever its URL: those whose
+/// `Surrogate-Key` names it (every `/p/` rendering) and those whose URL starts with it (objects
+/// cached before imagehost tagged them); others stay. The header never reaches clients. With a
+/// disk tier the ban survives a restart: nothing banned comes back from disk.
+#[test]
+fn a_tag_ban_removes_every_answer_derived_from_a_key_on_memory_and_disk() {
+    let (o, _) = origin(|req| {
+        let tags = match req.path.as_str() {
+            p if p.starts_with("/p/thumb") => "DQmGone",
+            "/u/alice/avatar" => "DQmGone Ualice",
+            _ => "DQmOther",
+        };
+        Reply::ok(format!("body of {}", req.path))
+            .header("Cache-Control", "public,max-age=29030400,immutable")
+            .header("Surrogate-Key", tags)
+    });
+    let dir = harness::tempdir();
+    let disk = dir.path().join("disk");
+    let settings = [format!("cache.disk_dir={}", disk.display())];
+    let edge = Edge::start_in(dir, &[o.addr()], &settings, false);
+    let gone = [
+        "/DQmGone/photo.jpg",
+        "/DQmGone",
+        "/p/thumb1?width=100",
+        "/p/thumb2",
+        "/u/alice/avatar",
+    ];
+    let kept = ["/DQmKept/photo.jpg", "/p/other?width=100", "/DQmGoneNot/x.jpg"];
+    for p in gone.iter().chain(&kept) {
+        let r = get(&edge, p);
+        assert!(
+            r.header("surrogate-key").is_none(),
+            "{p}: the tags stay inside the cluster"
+        );
+        assert!(cached(&edge, p), "{p} cached");
+    }
+    let r = edge.request("BAN", "/", &[("X-Ban-Tag", "DQmGone")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert!(j["banned"].as_u64().is_some(), "{j}");
+    // Killed at once: whatever the lurker had not reached is still on disk, and must not be
+    // served after the restart.
+    let dir = edge.crash();
+    let edge = Edge::start_in(dir, &[o.addr()], &settings, false);
+    for p in gone {
+        assert_eq!(get(&edge, p).header("x-cache"), Some("MISS"), "{p}");
+    }
+    for p in kept {
+        assert_eq!(
+            get(&edge, p).header("x-cache"),
+            Some("HIT"),
+            "{p} kept, from disk"
+        );
+    }
+    // A new answer after the ban is not affected by it.
+    assert!(cached(&edge, "/p/thumb1?width=100"));
+}
+
+/// A costly regex ban is recorded and answered at once and applied in the background: another
+/// client's hits keep being answered while the lurker works through the cache, and then the
+/// matching objects are gone and the others kept. A pattern over the compiled-size limit is a
+/// 400 naming it.
+#[test]
+fn a_costly_ban_is_answered_at_once_and_hits_go_on_while_it_is_applied() {
+    let (o, _) =
+        origin(|req| Reply::ok(format!("body of {}", req.path)).header("Cache-Control", "max-age=600"));
+    let edge = Edge::start(&[o.addr()], &[]);
+    const N: usize = 1500;
+    for i in 0..N {
+        get(&edge, &format!("/obj/{i}"));
+    }
+    get(&edge, "/hot");
+    assert!(cached(&edge, "/hot"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (addr, flag) = (edge.addr, stop.clone());
+    let hitter = std::thread::spawn(move || {
+        let mut hits = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = harness::http::request(addr, "GET", "/hot", &[HOST], &[]).expect("hit");
+            assert_eq!(r.header("x-cache"), Some("HIT"));
+            hits.push(std::time::Instant::now());
+        }
+        hits
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The slowest pattern found for the regex engine within the limits, or one matching odd ids.
+    let costly = "(?:[a-z0-9]{1,5}[/?=&]){1,10}Z|^/obj/[0-9]*[13579]$";
+    let sent = std::time::Instant::now();
+    let r = edge.request("BAN", "/", &[("X-Ban-Regex", costly)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answered = std::time::Instant::now();
+    let mut polls = 0;
+    while metric(&edge, "edge_bans_active") > 0.0 {
+        polls += 1;
+        assert!(polls < 3000, "the lurker retires the ban");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let retired = std::time::Instant::now();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hits = hitter.join().expect("hitter");
+    let during = hits.iter().filter(|t| **t >= sent && **t <= retired).count();
+    eprintln!(
+        "ban answered in {:?}, retired after {:?}; {during} hits answered meanwhile",
+        answered - sent,
+        retired - sent
+    );
+    assert!(during > 0, "hits were answered while the ban was applied");
+    assert!(
+        metric(
+            &edge,
+            "edge_banned_objects_total{how=\"lurker\",where=\"memory\"}"
+        ) > 0.0,
+        "the lurker removed objects in the background"
+    );
+    for i in [1, 3, 501, 1499] {
+        assert_eq!(
+            get(&edge, &format!("/obj/{i}")).header("x-cache"),
+            Some("MISS"),
+            "{i}"
+        );
+    }
+    for i in [0, 2, 500, 1498] {
+        assert_eq!(
+            get(&edge, &format!("/obj/{i}")).header("x-cache"),
+            Some("HIT"),
+            "{i}"
+        );
+    }
+    let r = edge.request("BAN", "/", &[("X-Ban-Regex", "(?:\\w{1,3}x){1,12}")]);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("65536-byte limit"), "{}", r.text());
+}

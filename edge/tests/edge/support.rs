@@ -140,6 +140,14 @@ impl Edge {
     }
 }
 
+impl Edge {
+    /// SIGKILL (a crash): nothing is flushed, nothing drains.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        kill(&mut self.child);
+        std::mem::replace(&mut self.dir, harness::tempdir())
+    }
+}
+
 impl Drop for Edge {
     fn drop(&mut self) {
         kill(&mut self.child);

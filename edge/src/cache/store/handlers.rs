@@ -96,6 +96,8 @@ pub(super) struct Miss {
     pub(super) meta: CacheMeta,
     pub(super) meta_bin: (Vec<u8>, Vec<u8>),
     pub(super) body: BytesMut,
+    /// The ban sequence number when the answer arrived.
+    pub(super) checked: u64,
 }
 
 #[async_trait]
@@ -117,6 +119,7 @@ impl HandleMiss for Miss {
             meta,
             meta_bin,
             body,
+            checked,
         } = *self;
         // Without a length the buffer grew by doubling: keep an exact copy instead of the slack.
         let body = if body.capacity() > body.len() + 4096 {
@@ -127,10 +130,12 @@ impl HandleMiss for Miss {
         let entry = Arc::new(Entry {
             variance,
             url,
+            tags: super::tags::of(meta.response_header()),
             meta,
             meta_bin,
             body,
             wire: Default::default(),
+            checked: std::sync::atomic::AtomicU64::new(checked),
         });
         let weight = entry.weight();
         store.insert(primary, entry.clone());

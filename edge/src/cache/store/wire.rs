@@ -21,8 +21,9 @@ pub struct MemoryHit {
     pub age_secs: u64,
 }
 
-/// Headers that describe one connection or that every answer sets itself.
-const DROPPED: [&str; 7] = [
+/// Headers that describe one connection, that every answer sets itself, or that stay inside
+/// the cluster (surrogate keys).
+const DROPPED: [&str; 8] = [
     "server",
     "connection",
     "keep-alive",
@@ -30,6 +31,7 @@ const DROPPED: [&str; 7] = [
     "age",
     "x-cache",
     "access-control-allow-origin",
+    super::tags::HEADER,
 ];
 
 /// The wire form of a stored 200 the fast path can serve unchanged: with a `Content-Length` that

@@ -1,0 +1,147 @@
+//! The ban lurker (Varnish's name): a background thread that tests objects against the active
+//! bans in small batches, memory then disk, removes the ones that match, and retires a ban once
+//! every object older than it has been tested. It never holds a lock a hit needs while a
+//! condition runs or a file is read or deleted (shard locks are held only to copy out a batch of
+//! entries or to take one out), and it sleeps twice as long as each batch took, so it uses at
+//! most a third of one core while serving goes on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::cache::key::HashBinary;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::{Entry, Store, SHARDS};
+use crate::cache::tags;
+use crate::metrics;
+
+/// Objects tested between two pauses.
+const BATCH: usize = 256;
+/// Files read between two pauses.
+const DISK_BATCH: usize = 64;
+/// How often an idle lurker looks for new bans.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// The lurker as a pingora background service: started once the server runs (after it
+/// daemonises), stopped with it.
+pub struct Lurker {
+    pub store: &'static Store,
+}
+
+#[async_trait]
+impl BackgroundService for Lurker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn(self.store, stop.clone());
+        let _ = shutdown.changed().await;
+        stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts the lurker thread for `store`; it ends when `stop` is set.
+pub fn spawn(store: &'static Store, stop: Arc<AtomicBool>) {
+    let started = std::thread::Builder::new()
+        .name("edge-ban-lurker".into())
+        .spawn(move || loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if store.bans.active().is_empty() {
+                std::thread::sleep(IDLE);
+                continue;
+            }
+            let target = store.bans.current();
+            let left = lurk_memory(store, target) + lurk_disk(store, target);
+            if left == 0 {
+                match store.bans.retire_through(target) {
+                    Ok(n) if n > 0 => tracing::info!(
+                        retired = n,
+                        through = target,
+                        "bans retired: every older object tested"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not record retired bans; retried"),
+                }
+            }
+            metrics::BANS_ACTIVE.set(store.bans.active().len() as i64);
+            std::thread::sleep(IDLE);
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "ban lurker not started: bans are only applied on lookup");
+    }
+}
+
+/// Pauses for twice `since`'s elapsed time (a third of a core at most).
+fn pause(since: Instant) {
+    std::thread::sleep(since.elapsed() * 2);
+}
+
+/// One pass over memory: objects last tested below `target`, tested now. Returns how many were
+/// found (0: memory is done for `target`).
+fn lurk_memory(store: &Store, target: u64) -> usize {
+    let mut found = 0;
+    for i in 0..SHARDS {
+        let batch: Vec<(HashBinary, Arc<Entry>)> = {
+            let shard = store.shards[i].read();
+            shard
+                .iter()
+                .flat_map(|(p, slots)| slots.iter().map(move |e| (*p, e.clone())))
+                .filter(|(_, e)| e.checked.load(Ordering::Acquire) < target)
+                .collect()
+        };
+        found += batch.len();
+        for chunk in batch.chunks(BATCH) {
+            let t = Instant::now();
+            for (primary, entry) in chunk {
+                if store.banned(entry, target) {
+                    store.drop_banned(primary, entry);
+                    metrics::BANNED.with_label_values(&["memory", "lurker"]).inc();
+                }
+            }
+            pause(t);
+        }
+    }
+    found
+}
+
+/// One pass over the disk tier's index, reading each untested object's head from its file.
+/// Returns how many were found (0: the disk is done for `target`).
+fn lurk_disk(store: &Store, target: u64) -> usize {
+    let Some(disk) = store.disk.as_ref() else {
+        return 0;
+    };
+    let mut found = 0;
+    let mut at = None;
+    loop {
+        let t = Instant::now();
+        let (batch, next) = disk.unchecked(at, target, DISK_BATCH);
+        found += batch.len();
+        for slot in &batch {
+            let Some(checked) = disk.checked(slot) else {
+                continue;
+            };
+            let banned = match disk.head(slot) {
+                Ok(h) => store
+                    .bans
+                    .banned_since(checked.max(h.checked), &h.url, &tags::split(&h.tags))
+                    .is_some(),
+                // Unreadable: it would never be served; drop it as a load would.
+                Err(_) => true,
+            };
+            if banned {
+                disk.remove(slot);
+                metrics::BANNED.with_label_values(&["disk", "lurker"]).inc();
+            } else {
+                disk.mark_checked(slot, target);
+            }
+        }
+        pause(t);
+        match next {
+            Some(n) => at = Some(n),
+            None => return found,
+        }
+    }
+}
