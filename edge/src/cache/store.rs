@@ -14,12 +14,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
 use parking_lot::RwLock;
 use pingora::cache::eviction::{CacheEntryKeyRef, EvictionManager};
 use pingora::cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora::cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, PurgeType, Storage};
+use pingora::http::ResponseHeader;
 use pingora::Result;
 
 use super::bans::Bans;
@@ -34,8 +36,10 @@ use handlers::{hit, Miss};
 pub use wire::MemoryHit;
 
 const SHARDS: usize = 64;
-/// What an entry costs beyond its body and headers (maps, Arcs, the URL).
-const ENTRY_OVERHEAD: usize = 256;
+/// What an entry costs beyond its body, URL and serialized headers: the parsed header map and
+/// its case map, the meta, the shard slot and the LRU node (measured: 50,000 small objects held
+/// 1.8 KiB each of resident memory, of which the counted parts were 0.4 KiB).
+const ENTRY_OVERHEAD: usize = 1536;
 
 struct Entry {
     variance: Option<HashBinary>,
@@ -262,12 +266,34 @@ impl Store {
 /// variance; a revalidation's `updated` time is kept as the epoch, so `Age` stays right. Far
 /// cheaper than deserializing (zstd) on every hit.
 fn clone_meta(m: &CacheMeta) -> CacheMeta {
+    with_header(m, m.response_header_copy())
+}
+
+/// The copy of `m` an object is stored with: its header owns its bytes. pingora parses an
+/// upstream's header as slices of a 4 KiB read buffer, and a stored object holding those slices
+/// kept the whole buffer alive: 4 KiB an object, ten times a small object's own size (100,000
+/// cached objects held 595 MiB for 42 MiB of entries).
+fn stored_meta(m: &CacheMeta) -> CacheMeta {
+    let h = m.response_header();
+    let mut owned = match ResponseHeader::build(h.status, Some(h.headers.len())) {
+        Ok(o) => o,
+        Err(_) => return clone_meta(m),
+    };
+    owned.set_version(h.version);
+    for (name, value) in h.case_header_iter() {
+        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        let _ = owned.append_header(Bytes::copy_from_slice(name.as_slice()), value);
+    }
+    with_header(m, owned)
+}
+
+fn with_header(m: &CacheMeta, header: ResponseHeader) -> CacheMeta {
     let mut c = CacheMeta::new(
         m.fresh_until(),
         m.created(),
         m.stale_while_revalidate_sec(),
         m.stale_if_error_sec(),
-        m.response_header_copy(),
+        header,
     );
     if let Some(v) = m.variance() {
         c.set_variance(v);
@@ -316,7 +342,7 @@ impl Storage for Store {
             primary: key.primary_bin(),
             variance: key.variance_bin(),
             url: Bytes::copy_from_slice(super::key::url_of(key.primary_key())),
-            meta: clone_meta(meta),
+            meta: stored_meta(meta),
             meta_bin,
             body: BytesMut::with_capacity(length),
             // Bans made from here on apply to this object; older ones did not see it.
@@ -359,7 +385,7 @@ impl Storage for Store {
         let entry = Arc::new(Entry {
             variance,
             url: old.url.clone(),
-            meta: clone_meta(meta),
+            meta: stored_meta(meta),
             meta_bin: meta.serialize()?,
             body: old.body.clone(),
             wire: Default::default(),
