@@ -44,9 +44,24 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests served on one keep-alive connection before it is closed (frees its buffers).
     pub keepalive_requests: u32,
-    /// How long an idle keep-alive client connection is kept.
+    /// How long an idle keep-alive client connection is kept before its next request's first
+    /// byte (HAProxy's `timeout http-keep-alive`).
     #[serde(with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// Time for a whole request head: from the accept for a connection's first request (a
+    /// silent connection is closed then), from the first byte for later ones; a partial head
+    /// past it gets 408 (HAProxy's `timeout http-request`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest wait for progress while reading a request body or writing an answer (HAProxy's
+    /// `timeout client`).
+    #[serde(with = "humantime_serde")]
+    pub client_timeout: Duration,
+    /// Bytes per second a request body must average once `request_timeout` has passed (a
+    /// trickled upload is cut off with 408).
+    pub min_body_rate: u64,
+    /// Largest request head accepted (431 past it).
+    pub max_request_head_bytes: usize,
     /// Idle HTTP/2 connections are closed after this.
     #[serde(with = "humantime_serde")]
     pub h2_idle_timeout: Duration,
@@ -170,6 +185,10 @@ impl Default for ServerConfig {
             max_connections: 20_000,
             keepalive_requests: 1000,
             keepalive_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(30),
+            min_body_rate: 8 * 1024,
+            max_request_head_bytes: 32 * 1024,
             h2_idle_timeout: Duration::from_secs(60),
             read_buffer_bytes: 8 * 1024,
             write_buffer_bytes: 1460,
@@ -269,6 +288,20 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
+        }
+        for (what, d) in [
+            ("server.request_timeout", self.server.request_timeout),
+            ("server.client_timeout", self.server.client_timeout),
+            ("server.keepalive_timeout", self.server.keepalive_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!(
+                    "{what} must be more than 0 (every connection needs a deadline)"
+                ));
+            }
+        }
+        if self.server.max_request_head_bytes < 1024 {
+            return Err("server.max_request_head_bytes must be at least 1024".into());
         }
         if up.health_interval.is_zero() {
             return Err("upstreams.health_interval must be more than 0".into());

@@ -54,6 +54,10 @@ lazy!(LIMITED: IntCounterVec = register_int_counter_vec!(
     "edge_limited_total", "Requests refused by a limit (body_size, rate)", &["limit"]));
 lazy!(CONNECTIONS: IntGauge = register_int_gauge!(
     "edge_client_connections", "Client connections being served"));
+lazy!(CLIENT_TIMEOUTS: IntCounterVec = register_int_counter_vec!(
+    "edge_client_timeouts_total",
+    "Client connections closed by a deadline, by phase (first_byte, request_head, body, write)",
+    &["phase"]));
 lazy!(CONNECTIONS_REFUSED: IntCounter = register_int_counter!(
     "edge_client_connections_refused_total", "Connections closed at accept by server.max_connections"));
 

@@ -28,6 +28,8 @@ pub struct Ctx {
     /// Set when the upstream answered 502/503 and the request will be retried on another node.
     retry_on_status: bool,
     body_bytes: u64,
+    /// When the request head was read (the body's minimum rate is measured from it).
+    started: Instant,
 }
 
 pub struct Edge {
@@ -101,6 +103,7 @@ impl ProxyHttp for Edge {
             attempt_start: None,
             retry_on_status: false,
             body_bytes: 0,
+            started: Instant::now(),
         }
     }
 
@@ -110,6 +113,13 @@ impl ProxyHttp for Edge {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
             .unwrap_or(ctx.client);
+        // Deadlines for the rest of the request: no progress reading its body or writing the
+        // answer for `client_timeout` closes the connection (the head was read under
+        // `request_timeout` by the hit path).
+        let server = &self.state.config.server;
+        session.set_read_timeout(Some(server.client_timeout));
+        session.set_write_timeout(Some(server.client_timeout));
+        ctx.started = Instant::now();
         let req = session.req_header();
         let xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
         ctx.client = crate::net::client_ip(peer, xff, &self.state.trusted_proxies);
@@ -167,6 +177,19 @@ impl ProxyHttp for Edge {
             return Error::e_explain(
                 ErrorType::HTTPStatus(413),
                 "request body over limits.max_body_bytes",
+            );
+        }
+        // A trickle holds a connection and an upstream slot: past the head's own deadline the
+        // body must average `min_body_rate` (a body that stops altogether meets client_timeout).
+        let server = &self.state.config.server;
+        let elapsed = ctx.started.elapsed();
+        if elapsed > server.request_timeout
+            && (ctx.body_bytes as f64) < server.min_body_rate as f64 * elapsed.as_secs_f64()
+        {
+            metrics::CLIENT_TIMEOUTS.with_label_values(&["body"]).inc();
+            return Error::e_explain(
+                ErrorType::HTTPStatus(408),
+                "request body slower than server.min_body_rate",
             );
         }
         Ok(())
@@ -276,6 +299,9 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         let backend = ctx.backend.map(|b| b.to_string()).unwrap_or_default();
         policy::take_over_cors(resp)?;
+        // imagehost echoes the client's request id; cached, one client's id would be served to
+        // everyone. The edge echoes each client's own instead (response_filter).
+        policy::drop_echoed_request_id(resp);
         if let Some(t) = ctx.attempt_start.take() {
             metrics::UPSTREAM_SECONDS
                 .with_label_values(&[&backend])
@@ -346,7 +372,12 @@ impl ProxyHttp for Edge {
         // Kept with the cached object (tag bans match it), never shown to clients.
         resp.remove_header(crate::cache::tags::HEADER);
         policy::answer_cors(session.req_header(), resp)?;
-        session.set_keepalive(Some(self.state.config.server.keepalive_timeout.as_secs()));
+        policy::echo_request_id(session.req_header(), resp)?;
+        // Kept alive only when the request allows it (HTTP/1.0 asks with `Connection:
+        // keep-alive`; pingora has read that already), for the configured idle time.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.state.config.server.keepalive_timeout.as_secs()));
+        }
         Ok(())
     }
 

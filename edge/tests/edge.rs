@@ -9,6 +9,8 @@ mod support;
 mod balance;
 #[path = "edge/cache.rs"]
 mod cache;
+#[path = "edge/deadlines.rs"]
+mod deadlines;
 #[path = "edge/hits.rs"]
 mod hits;
 #[path = "edge/limits.rs"]

@@ -82,6 +82,25 @@ pub fn answer_cors(req: &pingora::http::RequestHeader, resp: &mut ResponseHeader
     Ok(())
 }
 
+/// Request-id headers an upstream echoes from its request (never stored with an object).
+const ECHOED: [&str; 2] = ["x-request-id", "x-amzn-trace-id"];
+
+/// Removes the request id imagehost echoed from the client's request before the answer is cached.
+pub fn drop_echoed_request_id(resp: &mut ResponseHeader) {
+    for h in ECHOED {
+        resp.remove_header(h);
+    }
+}
+
+/// The client's own request id (`X-Request-Id`, else `X-Amzn-Trace-Id`) on its answer, as
+/// imagehost answers it; never another client's.
+pub fn echo_request_id(req: &pingora::http::RequestHeader, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    if let Some(id) = ECHOED.iter().find_map(|h| req.headers.get(*h)) {
+        resp.insert_header(ECHOED[0], id.clone())?;
+    }
+    Ok(())
+}
+
 /// The few classes of `Accept` an image CDN distinguishes: which modern formats the client takes,
 /// read from every `Accept` line exactly as imagehost's format negotiation reads them, so a
 /// variant never lands in a bucket whose clients cannot decode it.

@@ -11,6 +11,8 @@ pub struct Candidate<'a> {
     pub query: Option<&'a str>,
     /// `Origin`, echoed back as the edge answers CORS ([`crate::cache::policy::answer_cors`]).
     pub origin: Option<&'a [u8]>,
+    /// The client's own request id (`X-Request-Id`, else `X-Amzn-Trace-Id`), echoed back.
+    pub request_id: Option<&'a [u8]>,
     /// The client asked to close after this response.
     pub close: bool,
     /// Bytes of the request head (the next request starts after them).
@@ -60,6 +62,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         return Parsed::Other;
     }
     let (mut host, mut origin, mut close) = (None, None, false);
+    let (mut request_id, mut trace_id) = (None, None);
     let mut hosts = 0;
     for h in req.headers.iter() {
         let name = h.name;
@@ -72,6 +75,10 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
             host = std::str::from_utf8(h.value).ok();
         } else if name.eq_ignore_ascii_case("origin") {
             origin = Some(h.value);
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            request_id = Some(h.value);
+        } else if name.eq_ignore_ascii_case("x-amzn-trace-id") {
+            trace_id = Some(h.value);
         } else if name.eq_ignore_ascii_case("connection") {
             let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
             if v.split(',').any(|t| t.trim() == "upgrade") {
@@ -98,8 +105,31 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         path,
         query,
         origin,
+        request_id: request_id.or(trace_id),
         close,
         len,
+    })
+}
+
+/// Where the first request head in `buf` ends (just past its empty line), if it is complete.
+/// Lines may end in CRLF or a bare LF, as pingora's parser takes them.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', buf)
+        .find(|&i| buf[..i].ends_with(b"\n") || buf[..i].ends_with(b"\n\r"))
+        .map(|i| i + 1)
+}
+
+/// Whether a complete request head announces a body (or cannot be read: then pingora gets
+/// every byte and answers it).
+pub fn has_body(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return true;
+    }
+    req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length") && h.value.iter().any(|b| *b != b'0'))
     })
 }
 
@@ -127,6 +157,7 @@ mod tests {
                 path: "/DQmX/photo.jpg",
                 query: Some("width=1&mode=fit"),
                 origin: None,
+                request_id: None,
                 close: false,
                 len: raw.len(),
             }
@@ -195,6 +226,30 @@ mod tests {
             Parsed::Other,
             "more headers than the fast path parses"
         );
+    }
+
+    #[test]
+    fn heads_end_at_their_empty_line_and_bodies_are_announced() {
+        let cases: &[(&[u8], Option<usize>)] = &[
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /next", Some(27)),
+            (b"GET / HTTP/1.1\nHost: h\n\n", Some(24)),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n", None),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r", None),
+            (b"", None),
+        ];
+        for (buf, want) in cases {
+            assert_eq!(head_end(buf), *want, "{}", String::from_utf8_lossy(buf));
+        }
+        assert!(!has_body(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!has_body(b"GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n"));
+        assert!(has_body(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n"));
+        assert!(has_body(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(
+            has_body(b"G\0T / HTTP/1.1\r\n\r\n"),
+            "unreadable: all of it to pingora"
+        );
+        let c = candidate("GET /a HTTP/1.1\r\nHost: h\r\nX-Amzn-Trace-Id: t\r\nX-Request-Id: r\r\n\r\n");
+        assert_eq!(c.request_id, Some(&b"r"[..]), "X-Request-Id wins");
     }
 
     #[test]

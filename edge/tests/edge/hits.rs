@@ -1,82 +1,11 @@
 //! The hit fast path: fresh memory hits on plain HTTP/1.1 answered before pingora, with the same
 //! headers pingora gives; on one keep-alive connection, pipelined hits, then a request only
-//! pingora serves (a range), after which pingora keeps the connection; keep-alive limits; a purge
-//! or ban seen at once by a connection the fast path serves.
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+//! pingora serves (a range), after which the connection comes back to the fast path; keep-alive
+//! limits; a purge or ban seen at once by a connection the fast path serves.
 
 use harness::origin::Reply;
 
-use crate::support::{body, count, origin, Edge};
-
-/// One response read off a raw connection: status, lower-cased headers, body.
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    BufReader::new(s)
-}
-
-fn send(conn: &mut BufReader<TcpStream>, raw: &str) {
-    conn.get_mut().write_all(raw.as_bytes()).expect("write");
-}
-
-fn read(conn: &mut BufReader<TcpStream>, head_only: bool) -> Raw {
-    let mut line = String::new();
-    conn.read_line(&mut line).expect("status line");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        conn.read_line(&mut line).expect("header");
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':').expect("header line");
-        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let mut r = Raw {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let len: usize = r
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if !head_only {
-        r.body.resize(len, 0);
-        conn.read_exact(&mut r.body).expect("body");
-    }
-    r
-}
-
-fn closed(conn: &mut BufReader<TcpStream>) -> bool {
-    let mut b = [0u8; 1];
-    matches!(conn.read(&mut b), Ok(0))
-}
+use crate::support::{body, closed, connect, count, origin, read, send, Edge};
 
 fn fast_hits(edge: &Edge) -> u64 {
     let m = harness::http::get(edge.admin, "/metrics").expect("metrics");
@@ -172,7 +101,7 @@ fn one_connection_pipelined_hits_then_pingora_for_a_range_and_after() {
     }
     assert_eq!(fast_hits(&edge), before + 3);
 
-    // A range is pingora's: the connection is handed over, and pingora serves it from then on.
+    // A range is pingora's: that one request is handed over, and the connection comes back.
     send(
         &mut c,
         &format!(
@@ -196,7 +125,11 @@ fn one_connection_pipelined_hits_then_pingora_for_a_range_and_after() {
     let r = read(&mut c, false);
     assert_eq!((r.status, r.header("x-cache")), (200, Some("MISS")));
     assert!(closed(&mut c), "closed after Connection: close");
-    assert_eq!(fast_hits(&edge), before + 3, "after the handover pingora answers");
+    assert_eq!(
+        fast_hits(&edge),
+        before + 4,
+        "after pingora's answer the next hit is the fast path's again"
+    );
     assert_eq!(count(&fetches), 2);
 }
 

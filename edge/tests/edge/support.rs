@@ -1,6 +1,7 @@
 //! Starting edge processes for the tests: each with its own ports, upgrade socket and pid file.
 
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -177,4 +178,71 @@ pub fn origin(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> (O
 
 pub fn count(n: &AtomicUsize) -> usize {
     n.load(Ordering::SeqCst)
+}
+
+/// One response read off a raw connection: status, lower-cased headers, body.
+pub struct Raw {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    BufReader::new(s)
+}
+
+pub fn send(conn: &mut BufReader<TcpStream>, raw: &str) {
+    conn.get_mut().write_all(raw.as_bytes()).expect("write");
+}
+
+pub fn read(conn: &mut BufReader<TcpStream>, head_only: bool) -> Raw {
+    let mut line = String::new();
+    conn.read_line(&mut line).expect("status line");
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        conn.read_line(&mut line).expect("header");
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').expect("header line");
+        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let mut r = Raw {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let len: usize = r
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if !head_only {
+        r.body.resize(len, 0);
+        conn.read_exact(&mut r.body).expect("body");
+    }
+    r
+}
+
+pub fn closed(conn: &mut BufReader<TcpStream>) -> bool {
+    let mut b = [0u8; 1];
+    matches!(conn.read(&mut b), Ok(0))
 }
