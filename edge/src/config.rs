@@ -109,6 +109,8 @@ pub struct UpstreamsConfig {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// How long a pooled connection to a node may stay idle; keep it below imagehost's
+    /// `server.request_timeout`, after which imagehost closes an idle connection.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Pooled upstream connections kept alive (shared by all nodes).
@@ -209,7 +211,8 @@ impl Default for UpstreamsConfig {
             fall: 2,
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
+            // Below imagehost's server.request_timeout (10 s), which closes idle connections.
+            idle_timeout: Duration::from_secs(5),
             keepalive_pool: 256,
             retries: 2,
         }

@@ -148,6 +148,25 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The public base URL written into upload responses (OH `service_url`).
     pub service_url: String,
+    /// The whole request head, and the idle time before it on a kept-alive connection (HAProxy's
+    /// `timeout http-request`; keep it above the edge's `upstreams.idle_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest stall writing an answer or reading an upload (HAProxy's `timeout client`).
+    #[serde(with = "humantime_serde")]
+    pub client_timeout: Duration,
+    /// Bytes per second an upload must average once `request_timeout` has passed (408 if not).
+    pub min_body_rate: u64,
+}
+
+impl ServerConfig {
+    pub fn timeouts(&self) -> service::http::Timeouts {
+        service::http::Timeouts {
+            request: self.request_timeout,
+            client: self.client_timeout,
+            min_body_rate: self.min_body_rate,
+        }
+    }
 }
 
 /// The two buckets every fileserver holds.
@@ -187,6 +206,9 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8800)),
             service_url: "http://localhost:8800".into(),
+            request_timeout: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(30),
+            min_body_rate: 8 * 1024,
         }
     }
 }
@@ -204,6 +226,7 @@ impl Config {
     /// Rules serde cannot express. Each message names the key at fault.
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
+        self.server.timeouts().validate("server")?;
         if !(self.server.service_url.starts_with("http://")
             || self.server.service_url.starts_with("https://"))
         {

@@ -58,6 +58,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("upload quota exceeded")]
     QuotaExceeded,
+    /// The request body stalled or trickled past the server's deadlines.
+    #[error("request body too slow")]
+    RequestTimeout,
     #[error("upstream error")]
     UpstreamError,
     /// No fileserver (or RPC node) could do the work: a transient 503, never cached.
@@ -84,6 +87,7 @@ impl ApiError {
             ApiError::NoSuchAccount | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -107,6 +111,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::QuotaExceeded => "qouta_exceeded",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::UpstreamError => "upstream_error",
         }
     }
@@ -128,7 +133,10 @@ impl ApiError {
     fn transient(&self) -> bool {
         matches!(
             self,
-            ApiError::Internal(_) | ApiError::Unavailable(_) | ApiError::UpstreamError
+            ApiError::Internal(_)
+                | ApiError::Unavailable(_)
+                | ApiError::UpstreamError
+                | ApiError::RequestTimeout
         )
     }
 }

@@ -95,7 +95,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         None => None,
     };
     tracing::info!(addr = %listener.local_addr().map_err(Error::Io)?, "imagehost ready");
-    service::admin::serve(listener, app, shutdown, drain)
+    service::http::serve(listener, app, shutdown, drain, config.server.timeouts())
         .await
         .map_err(Error::Io)?;
     if let Some(task) = admin {

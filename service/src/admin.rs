@@ -68,23 +68,15 @@ pub fn router() -> Router {
         .route("/healthz", get(healthz))
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish for at most `drain`.
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish for at most
+/// `drain`; every connection has the default deadlines ([`crate::http::Timeouts`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: Shutdown,
     drain: Duration,
 ) -> io::Result<()> {
-    let token = shutdown.token();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { token.cancelled().await });
-    match shutdown
-        .drain(drain, std::future::IntoFuture::into_future(server))
-        .await
-    {
-        Some(result) => result,
-        None => Ok(()),
-    }
+    crate::http::serve(listener, app, shutdown, drain, crate::http::Timeouts::default()).await
 }
 
 #[cfg(test)]

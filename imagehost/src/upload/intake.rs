@@ -84,6 +84,9 @@ pub async fn receive(
 }
 
 fn multipart_error(e: multer::Error) -> ApiError {
+    if service::http::is_timeout(&e) {
+        return ApiError::RequestTimeout;
+    }
     match e {
         multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
             ApiError::PayloadTooLarge
