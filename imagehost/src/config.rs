@@ -26,6 +26,7 @@ pub struct Config {
     pub upload_limits: UploadLimits,
     pub accounts: AccountsConfig,
     pub blacklist: BlacklistConfig,
+    pub takedowns: TakedownsConfig,
     /// `redis://…` shared by every imagehost node for upload quotas; unset = per-node memory.
     /// May be given as `redis_url_file` (it can carry a password).
     pub redis_url: Option<Secret>,
@@ -132,6 +133,33 @@ impl Default for AccountsConfig {
     }
 }
 
+/// The cluster-wide takedown list (blobsync's): pulled from `url`, pushed by blobsync to the
+/// admin listener (`POST /takedowns`), kept in `state_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TakedownsConfig {
+    /// blobsync's list, e.g. `http://10.0.4.11:8900/takedowns`; unset: only what is pushed.
+    pub url: Option<String>,
+    /// blobsync's `server.token` (`token_file`): sent when pulling, required of pushes. Without
+    /// it, pushes are taken from loopback addresses only.
+    pub token: Option<Secret>,
+    /// Where the list is kept across restarts.
+    pub state_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for TakedownsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token: None,
+            state_file: Some(PathBuf::from("./data/takedowns.json")),
+            poll_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 impl Default for BlacklistConfig {
     fn default() -> Self {
         Self {
@@ -189,6 +217,7 @@ impl Default for Config {
             upload_limits: UploadLimits::default(),
             accounts: AccountsConfig::default(),
             blacklist: BlacklistConfig::default(),
+            takedowns: TakedownsConfig::default(),
             redis_url: None,
             replication: ReplicationConfig::default(),
             proxy: ProxyConfig::default(),
@@ -227,6 +256,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
         self.server.timeouts().validate("server")?;
+        if let Some(u) = &self.takedowns.url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!("takedowns.url `{u}` must be an http(s) URL"));
+            }
+        }
+        if self.takedowns.poll_interval.is_zero() {
+            return Err("takedowns.poll_interval must be more than 0".into());
+        }
         if !(self.server.service_url.starts_with("http://")
             || self.server.service_url.starts_with("https://"))
         {

@@ -164,11 +164,35 @@ impl HotCache {
         self.evict();
     }
 
-    /// Drops `key` (a takedown).
+    /// Drops `key`.
     pub fn remove(&self, key: &str) {
         if self.lock().remove(key).is_some() {
             let _ = std::fs::remove_file(self.dir.join(key));
         }
+    }
+
+    /// Drops a taken-down original and every variant of it (`<source>_…`); how many. The index
+    /// is scanned under its lock, the files removed after.
+    pub fn remove_derived(&self, source: &str) -> usize {
+        let prefix = format!("{source}_");
+        let gone: Vec<String> = {
+            let mut index = self.lock();
+            let keys: Vec<String> = index
+                .entries
+                .keys()
+                .filter(|k| *k == source || k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            for k in &keys {
+                index.remove(k);
+            }
+            keys
+        };
+        for k in &gone {
+            let _ = std::fs::remove_file(self.dir.join(k));
+        }
+        HOTCACHE_BYTES.set(self.bytes() as i64);
+        gone.len()
     }
 
     fn evict(&self) {
@@ -203,6 +227,15 @@ mod tests {
         assert_eq!(cache.bytes(), 4000);
         assert!(!dir.path().join("b").exists());
         cache.put("../x", &kb).await; // never a path outside the directory
+        cache.put("S", &kb).await;
+        cache.put("S_640x0", &kb).await;
+        cache.put("SX", &kb).await;
+        assert_eq!(cache.remove_derived("S"), 2, "the source and its variant, not SX");
+        assert!(cache.get("SX").await.is_some() && !dir.path().join("S_640x0").exists());
+        cache.remove("SX");
+        for k in ["a", "c", "d", "e"] {
+            cache.put(k, &kb).await;
+        }
         assert!(cache.get("../x").await.is_none());
         drop(cache);
 

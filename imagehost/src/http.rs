@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path as Params, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,6 +51,8 @@ pub struct Inner {
     pub hotcache: Option<HotCache>,
     pub variants: Flights<Result<Arc<Variant>, ApiError>>,
     pub originals: Flights<Result<Original, ApiError>>,
+    /// The cluster-wide takedown list: covered keys are refused (451) on every route.
+    pub takedowns: Arc<crate::takedowns::Takedowns>,
     version: String,
 }
 
@@ -89,6 +91,18 @@ impl AppState {
                 None
             }
         };
+        let takedowns =
+            crate::takedowns::Takedowns::open(config.takedowns.state_file.clone()).map_err(|e| {
+                crate::Error::Config(format!(
+                    "takedowns.state_file `{}`: {e}",
+                    config
+                        .takedowns
+                        .state_file
+                        .as_deref()
+                        .unwrap_or(Path::new(""))
+                        .display()
+                ))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -105,6 +119,7 @@ impl AppState {
                 hotcache,
                 variants: Flights::default(),
                 originals: Flights::default(),
+                takedowns: Arc::new(takedowns),
                 version,
             }),
         })
@@ -112,6 +127,22 @@ impl AppState {
 
     pub fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// Records taken-down keys (pushed or pulled) and clears the hot cache of them and their
+    /// variants; the keys that were new.
+    pub fn take_down(&self, keys: &[String], last: Option<u64>) -> std::io::Result<Vec<String>> {
+        let new = self.inner().takedowns.add(keys, last)?;
+        self.forget(&new);
+        Ok(new)
+    }
+
+    /// Clears the hot cache of taken-down keys and their variants.
+    pub fn forget(&self, keys: &[String]) {
+        for k in keys {
+            let n = self.inner().hotcache.as_ref().map_or(0, |c| c.remove_derived(k));
+            tracing::info!(key = %k, hot_cache_files = n, "taken down");
+        }
     }
 }
 
@@ -138,7 +169,7 @@ pub fn router(state: AppState) -> Router {
             "/{first}/{second}",
             post(upload::signed).get(get_two_segments).fallback(not_found),
         )
-        .route("/{hash}", get(serve::bare).fallback(not_found))
+        .route("/{hash}", get(get_one_segment).fallback(not_found))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(legacy_redirects))
@@ -189,18 +220,38 @@ async fn common_headers(req: Request, next: Next) -> Response {
 }
 
 /// `GET /p/:url` (route 10) and `GET /:hash/:filename` (route 11) share a shape; `POST /p/…` is
-/// an upload by the user `p` (route 7), as in OH.
+/// an upload by the user `p` (route 7), as in OH. Segments are taken raw and decoded here: the
+/// filename is never read (OH ignores it), so bytes that are not UTF-8 there still serve the image.
 async fn get_two_segments(
     state: State<AppState>,
-    Params((first, second)): Params<(String, String)>,
+    uri: Uri,
     RawQuery(query): RawQuery,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
+    // From the URI itself: axum's path extractors refuse a segment that is not UTF-8.
+    let mut segments = uri.path().split('/').skip(1).map(decoded);
+    let (first, second) = (
+        segments.next().unwrap_or_default(),
+        segments.next().unwrap_or_default(),
+    );
     if first == "p" {
         return proxy::handle(state, Params(second), RawQuery(query), headers).await;
     }
-    serve::with_name(state, Params((first, second)), method, headers).await
+    serve::serve(state, first, method, headers).await
+}
+
+/// `GET /:hash`, decoded as above.
+async fn get_one_segment(state: State<AppState>, uri: Uri, method: Method, headers: HeaderMap) -> Response {
+    let hash = uri.path().split('/').nth(1).map(decoded).unwrap_or_default();
+    serve::serve(state, hash, method, headers).await
+}
+
+/// A path segment percent-decoded; bytes that are not UTF-8 become U+FFFD (no key has them).
+fn decoded(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Route 9, `GET /{W}x{H}/{url}`: the URL spans any number of segments, so it is matched on the
@@ -231,6 +282,17 @@ async fn healthcheck(State(state): State<AppState>) -> Response {
 
 /// D14: 200 when at least one fileserver answers, 503 otherwise; the body names each one's state.
 async fn readiness(State(state): State<AppState>) -> Response {
+    // A node that has never had the takedown list would serve what the cluster took down.
+    let s = state.inner();
+    if s.config.takedowns.url.is_some() && !s.takedowns.pulled() {
+        RESPONSES.with_label_values(&["readiness", "503"]).inc();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({"ok": false, "takedowns": "never pulled from takedowns.url yet"})),
+        )
+            .into_response();
+    }
     let probes = state.inner.stores.servers.iter().map(|fs| async move {
         let req = ListRequest {
             max_keys: 1,

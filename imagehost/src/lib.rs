@@ -6,6 +6,7 @@
 //! (`/:hash/:filename?`) with fallback between fileservers, the `/p/` resizing proxy with its
 //! legacy `/{W}x{H}/` redirects, and avatar/cover redirects.
 
+pub mod admin;
 pub mod auth;
 pub mod blacklist;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod replication;
 pub mod serve;
 pub mod sniff;
 pub mod stores;
+pub mod takedowns;
 pub mod upload;
 
 pub use config::Config;
@@ -69,14 +71,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         )),
         None => None,
     };
-    let app = http::router(http::AppState::new(
-        config.clone(),
-        stores,
-        accounts,
-        blacklist,
-        quota,
-        replication,
-    )?);
+    let state = http::AppState::new(config.clone(), stores, accounts, blacklist, quota, replication)?;
+    if let Some(url) = &config.takedowns.url {
+        let source = takedowns::Source {
+            url: url.clone(),
+            token: config.takedowns.token.clone(),
+            interval: config.takedowns.poll_interval,
+        };
+        let (list, on_new) = (state.inner().takedowns.clone(), state.clone());
+        // The pull records them; what is left is the hot cache.
+        tokio::spawn(takedowns::pull_forever(list, source, move |keys| {
+            on_new.forget(keys)
+        }));
+    }
+    let admin_app = admin::router(state.clone());
+    let app = http::router(state);
     let drain = config.admin.drain_timeout;
     let admin = match config.admin.listen {
         Some(addr) => {
@@ -87,7 +96,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
             tracing::info!(addr = %l.local_addr().map_err(Error::Io)?, "admin listener (metrics) ready");
             Some(tokio::spawn(service::admin::serve(
                 l,
-                service::admin::router(),
+                admin_app,
                 shutdown.clone(),
                 drain,
             )))

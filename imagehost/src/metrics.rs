@@ -233,3 +233,12 @@ pub static PROXY_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("register imagehost_proxy_responses_total")
 });
+
+/// Source keys on the takedown list this node holds.
+pub static TAKEDOWNS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "imagehost_takedowns",
+        "Source keys on the takedown list this node refuses"
+    )
+    .expect("register imagehost_takedowns")
+});

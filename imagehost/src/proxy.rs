@@ -76,6 +76,10 @@ async fn proxy(
         return Err(late(ApiError::Blacklisted));
     }
     let source = target::source(url, &s.service_url);
+    let source_key = source.key().to_string();
+    if s.takedowns.covers(&source_key) {
+        return Err(late(ApiError::Blacklisted));
+    }
     let negotiate =
         opts.format == Format::Auto || (opts.format == Format::Match && s.config.proxy.match_is_auto);
     // Read as the edge reads it to pick its cache variant.
@@ -125,7 +129,7 @@ async fn proxy(
         true => format!("{vkey}|{}", variant.content_type.trim_start_matches("image/")),
         false => vkey,
     };
-    Ok(respond(&variant, &tag, negotiate))
+    Ok(respond(&variant, &tag, negotiate, source_key))
 }
 
 /// The variant from the proxy store, or rendered from the original and stored.
@@ -226,7 +230,7 @@ pub fn store_in_background(state: &AppState, key: &str, bytes: &Bytes, content_t
     }
 }
 
-fn respond(v: &Variant, etag: &str, negotiated: bool) -> Response {
+fn respond(v: &Variant, etag: &str, negotiated: bool, source_key: String) -> Response {
     let mut resp = Response::new(Body::from(v.bytes.clone()));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
@@ -238,6 +242,9 @@ fn respond(v: &Variant, etag: &str, negotiated: bool) -> Response {
     }
     if negotiated {
         h.append(header::VARY, HeaderValue::from_static("Accept"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&source_key) {
+        h.insert(crate::serve::SURROGATE_KEY.clone(), v);
     }
     resp.into_response()
 }

@@ -7,8 +7,8 @@
 //! transient outage is never cached as "gone".
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use blobstore::{BodyStream, ByteRange, GetObject, Key, StoreError};
 use bytes::{Bytes, BytesMut};
@@ -22,30 +22,22 @@ use crate::ApiError;
 
 pub const IMMUTABLE: &str = "public,max-age=29030400,immutable";
 
-pub async fn with_name(
-    state: State<AppState>,
-    Path((hash, _filename)): Path<(String, String)>,
+/// The source keys an answer was derived from, for caches in front (the edge bans by them when a
+/// key is taken down, whatever the URL it was cached under). Space separated, as Fastly's.
+pub static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+
+/// `GET /:hash/:filename?` and `HEAD` of it (the filename is never read).
+pub async fn serve(
+    State(state): State<AppState>,
+    hash: String,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    serve(state, hash, method, headers).await
-}
-
-pub async fn bare(
-    state: State<AppState>,
-    Path(hash): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-) -> Response {
-    serve(state, hash, method, headers).await
-}
-
-async fn serve(State(state): State<AppState>, hash: String, method: Method, headers: HeaderMap) -> Response {
     let s = state.inner();
     if hash.len() != UPLOAD_KEY_LEN {
         return ApiError::InvalidParam("hash").into_response();
     }
-    if s.blacklist.has_image_hash(&hash) {
+    if s.blacklist.has_image_hash(&hash) || s.takedowns.covers(&hash) {
         return ApiError::Blacklisted.into_response();
     }
     let Ok(key) = Key::new(hash.as_str()) else {
@@ -60,12 +52,30 @@ async fn serve(State(state): State<AppState>, hash: String, method: Method, head
                 .any(|t| t.trim() == etag || t.trim() == "*" || t.trim() == format!("W/{etag}"))
         })
     {
-        SERVED.with_label_values(&["304"]).inc();
-        return (
-            [(header::ETAG, etag.as_str()), (header::CACHE_CONTROL, IMMUTABLE)],
-            StatusCode::NOT_MODIFIED,
-        )
-            .into_response();
+        // The key names the bytes, so a matching tag is enough to say "unchanged", but only
+        // for an object that exists: a 304 for a missing one would be cached as present.
+        return match exists(&s.stores.servers, &key).await {
+            Some(true) => {
+                SERVED.with_label_values(&["304"]).inc();
+                (
+                    [
+                        (header::ETAG, etag.as_str()),
+                        (header::CACHE_CONTROL, IMMUTABLE),
+                        (SURROGATE_KEY.clone(), hash.as_str()),
+                    ],
+                    StatusCode::NOT_MODIFIED,
+                )
+                    .into_response()
+            }
+            Some(false) => {
+                SERVED.with_label_values(&["404"]).inc();
+                bare_status(StatusCode::NOT_FOUND)
+            }
+            None => {
+                SERVED.with_label_values(&["503"]).inc();
+                ApiError::Unavailable(format!("no reachable fileserver had {key}")).into_response()
+            }
+        };
     }
     let range = headers
         .get(header::RANGE)
@@ -110,6 +120,19 @@ async fn serve(State(state): State<AppState>, hash: String, method: Method, head
     }
     SERVED.with_label_values(&["404"]).inc();
     bare_status(StatusCode::NOT_FOUND)
+}
+
+/// Whether a fileserver holds `key`: `Some(false)` only when every one answered that it does not.
+async fn exists(servers: &[crate::stores::Fileserver], key: &Key) -> Option<bool> {
+    let mut unavailable = false;
+    for fs in servers {
+        match fs.uploads.head(key).await {
+            Ok(_) => return Some(true),
+            Err(e) if e.is_not_found() => {}
+            Err(_) => unavailable = true,
+        }
+    }
+    (!unavailable).then_some(false)
 }
 
 fn bare_status(status: StatusCode) -> Response {
@@ -179,6 +202,9 @@ async fn respond(
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(key.as_str()) {
+        h.insert(SURROGATE_KEY.clone(), v);
     }
     if let Some((first, last)) = range {
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{}", meta.size)) {

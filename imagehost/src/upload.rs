@@ -132,6 +132,13 @@ async fn handle(
     if s.blacklist.has_account(&account.name) {
         return Err(ApiError::Blacklisted);
     }
+    // The same bytes as an image taken down (or blacklisted) are refused, on every node: the
+    // key is a hash of the content, so this is exactly a re-upload.
+    let key_text = received.digests.upload_key();
+    if s.takedowns.covers(&key_text) || s.blacklist.has_image_hash(&key_text) {
+        tracing::info!(account = %account.name, key = %key_text, "re-upload of a taken-down image refused");
+        return Err(ApiError::Blacklisted);
+    }
     let limits = Limits {
         window: s.config.upload_limits.duration,
         max: s.config.upload_limits.max,
@@ -143,7 +150,6 @@ async fn handle(
         return Err(ApiError::Deplorable);
     }
 
-    let key_text = received.digests.upload_key();
     let key = Key::new(key_text.as_str()).map_err(|e| ApiError::Internal(e.to_string()))?;
     let size = received.body.len();
     let opts = PutOptions {

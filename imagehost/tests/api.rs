@@ -14,4 +14,5 @@ mod api {
     pub mod quota;
     pub mod shrink;
     pub mod ssrf;
+    pub mod takedown;
 }

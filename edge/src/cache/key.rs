@@ -2,7 +2,10 @@
 //!
 //! `?width=1&mode=fit` and `?mode=fit&width=1` are one object: parameters are sorted by name (then
 //! value), empty `&` segments are dropped, and percent-encoding of unreserved characters is
-//! decoded so `%77idth` and `width` agree. The host is lower-cased and a default port removed.
+//! decoded so `%77idth` and `width` agree. The path is normalised the same way (RFC 3986 §6.2.2:
+//! `%44Qm…` is `DQm…`, escapes in upper case), so one object has one key whatever its
+//! spelling: a ban or takedown of `/DQm…` cannot be dodged by writing it `/%44Qm…`. The host is
+//! lower-cased and a default port removed.
 
 use percent_encoding::percent_decode_str;
 use pingora::cache::key::CacheHashKey;
@@ -27,14 +30,54 @@ pub fn primary(host: &str, path: &str, query: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// The path and normalised query as one string, e.g. `/p/abc?mode=fit&width=1`.
+/// The normalised path and query as one string, e.g. `/p/abc?mode=fit&width=1`.
 pub fn url_part(path: &str, query: Option<&str>) -> String {
+    let path = normalise_path(path);
     let q = query.map(normalise_query).unwrap_or_default();
     if q.is_empty() {
-        path.to_string()
+        path
     } else {
         format!("{path}?{q}")
     }
+}
+
+/// RFC 3986 §6.2.2.1–2: escapes of unreserved characters decoded, other escapes in upper case;
+/// everything else (reserved characters, `/` and `%2F` kept apart) as it is.
+pub fn normalise_path(path: &str) -> String {
+    let b = path.as_bytes();
+    if !b.contains(&b'%') {
+        return path.to_string();
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                let v = (h * 16 + l) as u8;
+                if unreserved(v) {
+                    out.push(v as char);
+                } else {
+                    out.push_str(&format!("%{v:02X}"));
+                }
+                i += 3;
+            }
+            (c, _, _) => {
+                // The path came from a valid request line: ASCII, so byte and char agree.
+                out.push(c as char);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// The URL part of a primary key made by [`primary`].
@@ -85,7 +128,7 @@ fn canonical(s: &str) -> String {
     let bytes: Vec<u8> = percent_decode_str(&spaced).collect();
     let mut out = String::with_capacity(bytes.len());
     for b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if unreserved(b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -116,6 +159,30 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalise_query(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn path_normalisation_table() {
+        let cases = [
+            ("/DQmX/photo.jpg", "/DQmX/photo.jpg"),
+            ("/%44Qm%58/photo.jpg", "/DQmX/photo.jpg"),
+            ("/%44%51%6d%58", "/DQmX"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%20b", "/a%20b"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/100%", "/100%"),
+            ("/%zz%4", "/%zz%4"),
+            ("/p/%7Eb58", "/p/~b58"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalise_path(input), want, "{input}");
+        }
+        assert_eq!(
+            primary("h", "/%44Qm1/x.jpg", None),
+            primary("h", "/DQm1/x.jpg", None),
+            "one object, one key"
+        );
     }
 
     #[test]

@@ -181,6 +181,7 @@ impl Fixture {
         config.upload.spool_memory = 4096;
         config.upload.spool_dir = Some(dir.path().to_path_buf());
         config.cache.dir = Some(dir.path().join("hotcache"));
+        config.takedowns.state_file = Some(dir.path().join("takedowns.json"));
         tweak(&mut config, dir.path(), &keys);
 
         let stores = config
@@ -249,6 +250,10 @@ impl Fixture {
     }
 
     /// `POST path` with `data` as the multipart file `filename`.
+    pub async fn head(&self, path: &str) -> Response {
+        self.request("HEAD", path, &[], &[]).await
+    }
+
     pub async fn upload(&self, path: &str, filename: &str, data: &[u8]) -> Response {
         let ct = format!("multipart/form-data; boundary={BOUNDARY}");
         self.request(

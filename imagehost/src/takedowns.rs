@@ -1,0 +1,241 @@
+//! The cluster-wide takedown list as every imagehost keeps it: each source key taken down
+//! (blobsync's permanent list), so that nothing derived from one is served again — `/<key>/…` in
+//! any spelling, `/p/` of it at any size or format, the legacy and avatar redirects that lead
+//! there — and an upload of the same bytes is refused, all with 451. Learned two ways: blobsync
+//! pushes each takedown to every imagehost's admin listener before the edges drop their copies
+//! (`POST /takedowns`), and every node pulls the list (`GET <url>?since=N`) at start and every
+//! `poll_interval`, catching up on what it missed while it was down. Kept in `state_file`, so a
+//! restart while blobsync is away still refuses everything taken down before. A new key also
+//! clears the hot cache of the original and its variants.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use service::Secret;
+
+use crate::metrics::TAKEDOWNS;
+
+/// The key whose takedown covers `key`: its source, everything before the first `_`.
+pub fn source_of(key: &str) -> &str {
+    key.split('_').next().unwrap_or(key)
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    /// The last list number pulled from blobsync (0: never pulled).
+    last: u64,
+    keys: Vec<String>,
+}
+
+pub struct Takedowns {
+    keys: RwLock<HashSet<String>>,
+    last: AtomicU64,
+    /// Pulled at least once (this run, or by an earlier one whose state was kept).
+    pulled: AtomicBool,
+    file: Option<PathBuf>,
+    writing: Mutex<()>,
+}
+
+impl Takedowns {
+    /// The list kept in `file` (none yet: empty).
+    pub fn open(file: Option<PathBuf>) -> std::io::Result<Takedowns> {
+        let saved: Saved = match file.as_ref().map(std::fs::read) {
+            Some(Ok(b)) => serde_json::from_slice(&b).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("takedowns state: {e}"))
+            })?,
+            Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => Saved::default(),
+        };
+        TAKEDOWNS.set(saved.keys.len() as i64);
+        Ok(Takedowns {
+            pulled: AtomicBool::new(saved.last > 0),
+            last: AtomicU64::new(saved.last),
+            keys: RwLock::new(saved.keys.into_iter().collect()),
+            file,
+            writing: Mutex::new(()),
+        })
+    }
+
+    /// Whether `key` or the source it was derived from was taken down.
+    pub fn covers(&self, key: &str) -> bool {
+        let keys = self.keys.read();
+        !keys.is_empty() && keys.contains(source_of(key))
+    }
+
+    /// The last list number pulled.
+    pub fn last(&self) -> u64 {
+        self.last.load(Ordering::Acquire)
+    }
+
+    /// Whether the list was ever pulled (a node without a source is always ready).
+    pub fn pulled(&self) -> bool {
+        self.pulled.load(Ordering::Acquire)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.read().is_empty()
+    }
+
+    /// Adds source keys (pushed, or pulled up to list number `last`), kept on disk before this
+    /// returns; the keys that were new.
+    pub fn add(&self, keys: &[String], last: Option<u64>) -> std::io::Result<Vec<String>> {
+        let _guard = self.writing.lock();
+        let fresh: Vec<String> = {
+            let known = self.keys.read();
+            keys.iter()
+                .map(|k| source_of(k).to_string())
+                .filter(|k| !k.is_empty() && !known.contains(k))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let new_last = last.map_or(self.last(), |l| l.max(self.last()));
+        if fresh.is_empty() && new_last == self.last() {
+            if last.is_some() {
+                self.pulled.store(true, Ordering::Release);
+            }
+            return Ok(fresh);
+        }
+        let mut all: Vec<String> = self.keys.read().iter().cloned().collect();
+        all.extend(fresh.iter().cloned());
+        self.save(&Saved {
+            last: new_last,
+            keys: all,
+        })?;
+        self.keys.write().extend(fresh.iter().cloned());
+        self.last.store(new_last, Ordering::Release);
+        if last.is_some() {
+            self.pulled.store(true, Ordering::Release);
+        }
+        TAKEDOWNS.set(self.len() as i64);
+        Ok(fresh)
+    }
+
+    fn save(&self, saved: &Saved) -> std::io::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = file.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(saved).unwrap_or_default())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, file)
+    }
+}
+
+/// One page of blobsync's list.
+#[derive(Deserialize)]
+struct Page {
+    takedowns: Vec<Entry>,
+    last: u64,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    key: String,
+}
+
+/// Where and how often to pull the list.
+pub struct Source {
+    pub url: String,
+    pub token: Option<Secret>,
+    pub interval: Duration,
+}
+
+/// Pulls the list from blobsync now and every `interval`, calling `on_new` with keys it did not
+/// know; runs until the process ends.
+pub async fn pull_forever(list: Arc<Takedowns>, source: Source, on_new: impl Fn(&[String]) + Send + 'static) {
+    let client = match reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "takedown list client; not pulling");
+            return;
+        }
+    };
+    loop {
+        match pull(&client, &list, &source).await {
+            Ok(new) if !new.is_empty() => {
+                tracing::info!(new = new.len(), last = list.last(), "takedowns pulled");
+                on_new(&new);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(url = %source.url, error = %e, "could not pull the takedown list; retrying")
+            }
+        }
+        tokio::time::sleep(source.interval).await;
+    }
+}
+
+async fn pull(client: &reqwest::Client, list: &Takedowns, source: &Source) -> Result<Vec<String>, String> {
+    let mut new = Vec::new();
+    loop {
+        let mut req = client.get(&source.url).query(&[("since", list.last())]);
+        if let Some(t) = &source.token {
+            req = req.bearer_auth(t.expose());
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("status {}", resp.status()));
+        }
+        let page: Page = resp.json().await.map_err(|e| e.to_string())?;
+        let keys: Vec<String> = page.takedowns.into_iter().map(|e| e.key).collect();
+        let done = keys.is_empty();
+        new.extend(list.add(&keys, Some(page.last)).map_err(|e| e.to_string())?);
+        if done {
+            return Ok(new);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cover_their_variants_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state/takedowns.json");
+        {
+            let t = Takedowns::open(Some(file.clone())).unwrap();
+            assert!(!t.pulled() && t.is_empty());
+            assert_eq!(t.add(&["DQmA".into()], None).unwrap(), ["DQmA"]);
+            assert!(!t.pulled(), "a push is not a pull");
+            assert_eq!(
+                t.add(&["DQmA_Cover_WEBP_320".into(), "Ub".into()], Some(7))
+                    .unwrap(),
+                ["Ub"]
+            );
+            assert!(t.pulled());
+        }
+        let t = Takedowns::open(Some(file)).unwrap();
+        assert_eq!((t.last(), t.len(), t.pulled()), (7, 2, true));
+        for (key, want) in [
+            ("DQmA", true),
+            ("DQmA_640x0", true),
+            ("Ub_Fit_PNG_5", true),
+            ("DQmB", false),
+            ("DQmAB", false),
+        ] {
+            assert_eq!(t.covers(key), want, "{key}");
+        }
+    }
+}
