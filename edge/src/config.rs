@@ -22,6 +22,7 @@ pub struct Config {
     pub upstreams: UpstreamsConfig,
     pub cache: CacheConfig,
     pub purge: PurgeConfig,
+    pub takedowns: TakedownsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
@@ -151,6 +152,29 @@ pub struct PurgeConfig {
     pub peer_timeout: Duration,
 }
 
+/// The cluster-wide takedown list (blobsync's), pulled so that an edge that was away bans what
+/// it missed, and reads its disk tier only once it has the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TakedownsConfig {
+    /// blobsync's list, e.g. `http://10.0.4.11:8900/takedowns`; unset: only bans pushed to it.
+    pub url: Option<String>,
+    /// blobsync's `server.token` (`token_file`).
+    pub token: Option<Secret>,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for TakedownsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token: None,
+            poll_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -170,6 +194,7 @@ impl Default for Config {
             upstreams: UpstreamsConfig::default(),
             cache: CacheConfig::default(),
             purge: PurgeConfig::default(),
+            takedowns: TakedownsConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             admin: AdminConfig::with_listen("127.0.0.1:9080"),
@@ -302,6 +327,14 @@ impl Config {
                     "{what} must be more than 0 (every connection needs a deadline)"
                 ));
             }
+        }
+        if let Some(u) = &self.takedowns.url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!("takedowns.url `{u}` must be an http(s) URL"));
+            }
+        }
+        if self.takedowns.poll_interval.is_zero() {
+            return Err("takedowns.poll_interval must be more than 0".into());
         }
         if self.server.max_request_head_bytes < 1024 {
             return Err("server.max_request_head_bytes must be at least 1024".into());

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod purge;
+pub mod takedowns;
 pub mod tls;
 pub mod upstreams;
 
@@ -132,6 +133,17 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
             "ban lurker",
             cache::store::lurker::Lurker { store: cache.store },
         ));
+        if let Some(url) = &config.takedowns.url {
+            cache.store.close_disk();
+            server.add_service(background_service(
+                "takedown list",
+                takedowns::Puller {
+                    cache,
+                    config: config.takedowns.clone(),
+                    url: url.clone(),
+                },
+            ));
+        }
     }
     if let Some(listen) = config.admin.listen {
         server.add_service(background_service("admin", admin::Admin { listen, state }));

@@ -9,3 +9,5 @@ mod setup;
 mod faults;
 #[path = "cluster/flows.rs"]
 mod flows;
+#[path = "cluster/takedown.rs"]
+mod takedown;

@@ -35,8 +35,8 @@ pub const ACTIVE_LIMIT: usize = 1024;
 pub enum Condition {
     Prefix(Box<[u8]>),
     Regex(Regex),
-    /// Any of these surrogate keys.
-    Tags(Box<[Box<str>]>),
+    /// Any of these surrogate keys (a takedown catch-up may name hundreds).
+    Tags(std::collections::HashSet<Box<str>>),
 }
 
 /// How a condition is written down (`bans.json`, logs).
@@ -96,8 +96,8 @@ impl Condition {
             Condition::Prefix(p) => url.starts_with(p),
             Condition::Regex(re) => re.is_match(url),
             Condition::Tags(want) => {
-                want.iter().any(|w| object_tags.iter().any(|t| t == w))
-                    || want.iter().any(|w| tags::url_is_tagged(url, w))
+                object_tags.iter().any(|t| want.contains(t))
+                    || tags::first_segment(url).is_some_and(|s| want.contains(s))
             }
         }
     }

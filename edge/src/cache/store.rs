@@ -9,7 +9,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -71,6 +71,9 @@ pub struct Store {
     disk: Option<Disk>,
     eviction: RwLock<Option<&'static (dyn EvictionManager + Sync)>>,
     pub bans: Bans,
+    /// Whether the disk tier may be read: closed until the takedown list has been pulled once
+    /// (when one is configured), since it may hold what was taken down while this edge was away.
+    disk_open: AtomicBool,
 }
 
 impl Store {
@@ -82,7 +85,22 @@ impl Store {
             disk,
             eviction: RwLock::new(None),
             bans,
+            disk_open: AtomicBool::new(true),
         }
+    }
+
+    /// Whether the disk tier is read.
+    pub fn disk_open(&self) -> bool {
+        self.disk_open.load(Ordering::Acquire)
+    }
+
+    /// Stops reading the disk tier (until [`Store::open_disk`]); it is still written.
+    pub fn close_disk(&self) {
+        self.disk_open.store(false, Ordering::Release);
+    }
+
+    pub fn open_disk(&self) {
+        self.disk_open.store(true, Ordering::Release);
     }
 
     /// The eviction manager that tracks this storage, told about removals made by bans.
@@ -213,7 +231,7 @@ impl Store {
     }
 
     async fn load_from_disk(&'static self, slot: Slot) -> Option<Arc<Entry>> {
-        let disk = self.disk.as_ref()?;
+        let disk = self.disk.as_ref().filter(|_| self.disk_open())?;
         if !disk.contains(&slot) {
             return None;
         }

@@ -33,16 +33,19 @@ pub fn split(joined: &str) -> Box<[Box<str>]> {
     joined.split_whitespace().take(MAX_TAGS).map(Into::into).collect()
 }
 
-/// Whether the first segment of `url` (a URL part, `/seg/…?q`) is `tag`.
-pub fn url_is_tagged(url: &[u8], tag: &str) -> bool {
-    let Some(rest) = url.strip_prefix(b"/") else {
-        return false;
-    };
+/// The first segment of `url` (a URL part, `/seg/…?q`), which names the key of `/DQm…/…` URLs.
+pub fn first_segment(url: &[u8]) -> Option<&str> {
+    let rest = url.strip_prefix(b"/")?;
     let end = rest
         .iter()
         .position(|b| *b == b'/' || *b == b'?')
         .unwrap_or(rest.len());
-    &rest[..end] == tag.as_bytes()
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// Whether the first segment of `url` is `tag`.
+pub fn url_is_tagged(url: &[u8], tag: &str) -> bool {
+    first_segment(url) == Some(tag)
 }
 
 #[cfg(test)]

@@ -172,6 +172,10 @@ impl Cluster {
             std::fs::write(d.join(f), "[]").expect("blacklist");
         }
         let fileservers = fileservers_toml(&garages, d);
+        // One cluster secret, as an operator deploys it: blobsync's API token, which imagehosts
+        // and edges also use to pull the takedown list and blobsync to push takedowns.
+        let token = d.join("blobsync.token");
+        std::fs::write(&token, "cluster-test-token\n").expect("token file");
         let ports = harness::ports::free_ports(3 + 2 * 2 + 2 * edges);
         let blobsync_addr = loopback(ports[0]);
         let edge_ports: Vec<(u16, u16)> = (0..edges).map(|i| (ports[7 + 2 * i], ports[8 + 2 * i])).collect();
@@ -181,12 +185,18 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(", ");
 
+        let imagehost_admins = (0..2)
+            .map(|i| format!("\"127.0.0.1:{}\"", ports[2 + 2 * i]))
+            .collect::<Vec<_>>()
+            .join(", ");
         let blobsync_toml = d.join("blobsync.toml");
         std::fs::write(
             &blobsync_toml,
             format!(
-                "buckets = [\"uploads\", \"proxy\"]\n\n[server]\nlisten = \"{blobsync_addr}\"\n\n[queue]\npath = \"{}\"\n\n\
-[copy]\ninitial_backoff = \"200ms\"\nmax_backoff = \"2s\"\n\n[anti_entropy]\ninterval = \"3s\"\n\n[takedown]\npurge_edges = [{edge_list}]\n\n{fileservers}[log]\nformat = \"text\"\n",
+                "buckets = [\"uploads\", \"proxy\"]\n\n[server]\nlisten = \"{blobsync_addr}\"\ntoken_file = \"{}\"\n\n[queue]\npath = \"{}\"\n\n\
+[copy]\ninitial_backoff = \"200ms\"\nmax_backoff = \"2s\"\n\n[anti_entropy]\ninterval = \"3s\"\n\n\
+[takedown]\nimagehosts = [{imagehost_admins}]\npurge_edges = [{edge_list}]\n\n{fileservers}[log]\nformat = \"text\"\n",
+                token.display(),
                 d.join("queue").display()
             ),
         )
@@ -213,12 +223,16 @@ impl Cluster {
                     format!(
                         "[server]\nlisten = \"127.0.0.1:{port}\"\nservice_url = \"http://127.0.0.1:{edge0}\"\n\n{fileservers}\
 [upload]\nwrite_quorum = 1\n\n[accounts]\nstatic_file = \"{}\"\n\n[blacklist]\nimages_file = \"{}\"\naccounts_file = \"{}\"\n\n\
-[replication]\nevents_url = \"http://{blobsync_addr}/events\"\n\n[proxy]\nallow_loopback = true\n\n[cache]\ndir = \"{}\"\nmax_bytes = 100000000\n\n\
+[replication]\nevents_url = \"http://{blobsync_addr}/events\"\ntoken_file = \"{token}\"\n\n\
+[takedowns]\nurl = \"http://{blobsync_addr}/takedowns\"\ntoken_file = \"{token}\"\nstate_file = \"{}\"\npoll_interval = \"1s\"\n\n\
+[proxy]\nallow_loopback = true\n\n[cache]\ndir = \"{}\"\nmax_bytes = 100000000\n\n\
 [log]\nformat = \"text\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
                         accounts_path.display(),
                         d.join("blacklist-images.json").display(),
                         d.join("blacklist-accounts.json").display(),
-                        d.join(format!("imagehost-{i}-cache")).display()
+                        d.join(format!("imagehost-{i}-takedowns.json")).display(),
+                        d.join(format!("imagehost-{i}-cache")).display(),
+                        token = token.display(),
                     ),
                 )
                 .expect("imagehost config");
@@ -251,8 +265,11 @@ impl Cluster {
                 format!(
                     "[server]\nlisten = \"127.0.0.1:{port}\"\nupgrade_sock = \"{0}/edge-{i}.sock\"\npid_file = \"{0}/edge-{i}.pid\"\n\
 grace_period = \"1s\"\nshutdown_timeout = \"1s\"\n\n[upstreams]\nnodes = [{nodes}]\nhealth_interval = \"250ms\"\n\n\
-[purge]\npeers = [{peers}]\n\n[limits]\nuploads_per_second = 0\n\n[log]\nformat = \"text\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
-                    d.display()
+[cache]\ndisk_dir = \"{0}/edge-{i}-disk\"\n\n[purge]\npeers = [{peers}]\n\n\
+[takedowns]\nurl = \"http://{blobsync_addr}/takedowns\"\ntoken_file = \"{1}\"\npoll_interval = \"1s\"\n\n\
+[limits]\nuploads_per_second = 0\n\n[log]\nformat = \"text\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+                    d.display(),
+                    token.display()
                 ),
             )
             .expect("edge config");
@@ -344,10 +361,26 @@ grace_period = \"1s\"\nshutdown_timeout = \"1s\"\n\n[upstreams]\nnodes = [{nodes
         Uploaded { url, path, key }
     }
 
-    fn store(&self, i: usize, bucket: &str) -> Arc<dyn BlobStore> {
+    pub fn store(&self, i: usize, bucket: &str) -> Arc<dyn BlobStore> {
         let a = self.garages[i].access();
         let fs = FileserverConfig::s3(self.garages[i].name(), &a.endpoint, &a.access_key, &a.secret_key);
         blobstore::open_bucket(&fs, bucket).expect("open bucket")
+    }
+
+    /// Keys in fileserver `i`'s `bucket` starting with `prefix`.
+    pub fn keys_with(&self, i: usize, bucket: &str, prefix: &str) -> Vec<String> {
+        let store = self.store(i, bucket);
+        self.rt.block_on(async {
+            let req = blobstore::ListRequest {
+                prefix: prefix.to_string(),
+                ..Default::default()
+            };
+            store
+                .list(&req)
+                .await
+                .map(|p| p.entries.into_iter().map(|e| e.key.to_string()).collect())
+                .unwrap_or_default()
+        })
     }
 
     /// The bytes of `key` in fileserver `i`'s uploads bucket, if it is there.
