@@ -45,8 +45,10 @@ pub fn check_name(name: &str, allow_loopback: bool) -> Result<(), Blocked> {
 }
 
 /// Every address must be public: not loopback (unless allowed), private, link-local (cloud
-/// metadata), CGNAT, unspecified, multicast or reserved; IPv6 forms that embed an IPv4 address
-/// (mapped, compatible, NAT64, 6to4) are judged by that address.
+/// metadata), CGNAT, unspecified, multicast or reserved. IPv6 is allowed only in global unicast
+/// (2000::/3) outside the special-purpose blocks, so every form that embeds an IPv4 address
+/// (mapped, compatible, SIIT, NAT64 of either prefix, 6to4, Teredo) is refused before any
+/// connection, whatever the address inside.
 pub fn check_addr(ip: IpAddr, allow_loopback: bool) -> Result<(), Blocked> {
     let ok = match ip {
         IpAddr::V4(a) => v4_ok(a, allow_loopback),
@@ -76,31 +78,17 @@ fn v4_ok(a: Ipv4Addr, allow_loopback: bool) -> bool {
 }
 
 fn v6_ok(a: Ipv6Addr, allow_loopback: bool) -> bool {
-    let s = a.segments();
     if a == Ipv6Addr::LOCALHOST {
         return allow_loopback;
     }
-    if a.is_unspecified() {
-        return false;
-    }
-    let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-    // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible)
-    if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
-        return v4_ok(embedded(s[6], s[7]), allow_loopback);
-    }
-    // 64:ff9b::/96 NAT64
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] {
-        return v4_ok(embedded(s[6], s[7]), allow_loopback);
-    }
-    // 2002::/16 6to4
-    if s[0] == 0x2002 {
-        return v4_ok(embedded(s[1], s[2]), allow_loopback);
-    }
-    !((s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xff00) == 0xff00 // multicast
-        || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+    let s = a.segments();
+    let global_unicast = (s[0] & 0xe000) == 0x2000;
+    global_unicast
+        && !(s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23 IETF protocol assignments (Teredo, ORCHID…)
+        && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        && s[0] != 0x2002 // 6to4: an IPv4 address inside
+        && s[0] != 0x3ffe // the old 6bone, reserved
+        && (s[0] & 0xfff0) != 0x3ff0 // 3fff::/20 documentation
 }
 
 #[cfg(test)]
@@ -139,7 +127,17 @@ mod tests {
             "http://[fd12:3456::1]/x",
             "http://[ff02::1]/x",
             "http://[64:ff9b::a9fe:a9fe]/x",
+            "http://[64:ff9b::5db8:d822]/x",
+            "http://[64:ff9b:1::a9fe:a9fe]/x",
+            "http://[::ffff:0:7f00:1]/x",
+            "http://[::ffff:0:a9fe:a9fe]/x",
+            "http://[::ffff:93.184.216.34]/x",
             "http://[2002:7f00:1::]/x",
+            "http://[2002:5db8:d822::]/x",
+            "http://[2001::5efe:7f00:1]/x",
+            "http://[2001:db8::1]/x",
+            "http://[3fff::1]/x",
+            "http://[100::1]/x",
             "http://printer.local/x",
             "http://metadata.google.internal/x",
             "ftp://example.com/x",
