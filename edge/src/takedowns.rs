@@ -138,8 +138,14 @@ impl BackgroundService for Puller {
                     tracing::warn!(url = %self.url, error = %e, "could not pull the takedown list; retrying")
                 }
             }
+            // Until the first pull the disk tier is closed: try again soon.
+            let wait = if self.cache.store.disk_open() {
+                self.config.poll_interval
+            } else {
+                self.config.poll_interval.min(Duration::from_secs(2))
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
         }

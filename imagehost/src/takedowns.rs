@@ -148,6 +148,9 @@ struct Entry {
     key: String,
 }
 
+/// How soon a failed first pull is tried again (the node is not ready until one succeeds).
+pub const FIRST_PULL_RETRY: Duration = Duration::from_secs(2);
+
 /// Where and how often to pull the list.
 pub struct Source {
     pub url: String,
@@ -181,7 +184,12 @@ pub async fn pull_forever(list: Arc<Takedowns>, source: Source, on_new: impl Fn(
                 tracing::warn!(url = %source.url, error = %e, "could not pull the takedown list; retrying")
             }
         }
-        tokio::time::sleep(source.interval).await;
+        let wait = if list.pulled() {
+            source.interval
+        } else {
+            source.interval.min(FIRST_PULL_RETRY)
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
