@@ -13,6 +13,7 @@ pub mod config;
 pub mod copy;
 pub mod engine;
 pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod imagehosts;
 pub mod limit;

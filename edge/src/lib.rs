@@ -139,8 +139,9 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
                 "takedown list",
                 takedowns::Puller {
                     cache,
-                    config: config.takedowns.clone(),
-                    url: url.clone(),
+                    feed: service::takedown_feed::Feed::new(url, config.takedowns.token.clone())
+                        .map_err(Error::Config)?,
+                    poll_interval: config.takedowns.poll_interval,
                 },
             ));
         }

@@ -12,22 +12,11 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::{Deserialize, Serialize};
+use service::takedown_feed::{next_wait, Feed};
 
 use crate::cache::bans::Spec;
 use crate::cache::Cache;
-use crate::config::TakedownsConfig;
 use crate::metrics;
-
-#[derive(Deserialize)]
-struct Page {
-    takedowns: Vec<Entry>,
-    last: u64,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    key: String,
-}
 
 #[derive(Default, Serialize, Deserialize)]
 struct Saved {
@@ -36,8 +25,8 @@ struct Saved {
 
 pub struct Puller {
     pub cache: &'static Cache,
-    pub config: TakedownsConfig,
-    pub url: String,
+    pub feed: Feed,
+    pub poll_interval: Duration,
 }
 
 impl Puller {
@@ -66,64 +55,33 @@ impl Puller {
         }
     }
 
-    /// Pulls everything after `since`; bans the new keys; the new position.
-    async fn pull(&self, client: &reqwest::Client, mut since: u64) -> Result<u64, String> {
-        let mut keys = Vec::new();
-        loop {
-            let mut req = client.get(&self.url).query(&[("since", since)]);
-            if let Some(t) = &self.config.token {
-                req = req.bearer_auth(t.expose());
-            }
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("status {}", resp.status()));
-            }
-            let page: Page = resp.json().await.map_err(|e| e.to_string())?;
-            if page.takedowns.is_empty() {
-                break;
-            }
-            keys.extend(page.takedowns.into_iter().map(|e| e.key));
-            since = page.last;
-        }
-        if !keys.is_empty() {
-            let spec = Spec::Tags(keys.clone());
-            let condition = spec.compile()?;
-            let seq = self
-                .cache
-                .store
-                .bans
-                .add(spec, condition)
-                .map_err(|e| format!("ban not recorded: {e:?}"))?;
-            metrics::BANS_ACTIVE.set(self.cache.store.bans.active().len() as i64);
-            tracing::info!(
-                keys = keys.len(),
-                seq,
-                last = since,
-                "takedowns pulled and banned"
-            );
-        }
-        Ok(since)
+    /// Pulls everything after `since` and bans the new keys, a page at a time; the new position.
+    async fn pull(&self, since: u64) -> Result<u64, String> {
+        self.feed
+            .pull(since, |keys, last| {
+                let count = keys.len();
+                let spec = Spec::Tags(keys);
+                let condition = spec.compile()?;
+                let seq = self
+                    .cache
+                    .store
+                    .bans
+                    .add(spec, condition)
+                    .map_err(|e| format!("ban not recorded: {e:?}"))?;
+                metrics::BANS_ACTIVE.set(self.cache.store.bans.active().len() as i64);
+                tracing::info!(keys = count, seq, last, "takedowns pulled and banned");
+                Ok(())
+            })
+            .await
     }
 }
 
 #[async_trait]
 impl BackgroundService for Puller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let client = match reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .no_proxy()
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "takedown list client: the disk tier stays closed");
-                return;
-            }
-        };
         let mut last = self.load();
         loop {
-            match self.pull(&client, last).await {
+            match self.pull(last).await {
                 Ok(now) => {
                     if now != last {
                         self.save(now);
@@ -135,17 +93,11 @@ impl BackgroundService for Puller {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(url = %self.url, error = %e, "could not pull the takedown list; retrying")
+                    tracing::warn!(url = %self.feed.url(), error = %e, "could not pull the takedown list; retrying")
                 }
             }
-            // Until the first pull the disk tier is closed: try again soon.
-            let wait = if self.cache.store.disk_open() {
-                self.config.poll_interval
-            } else {
-                self.config.poll_interval.min(Duration::from_secs(2))
-            };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(next_wait(self.cache.store.disk_open(), self.poll_interval)) => {}
                 _ = shutdown.changed() => return,
             }
         }

@@ -73,16 +73,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     };
     let state = http::AppState::new(config.clone(), stores, accounts, blacklist, quota, replication)?;
     if let Some(url) = &config.takedowns.url {
-        let source = takedowns::Source {
-            url: url.clone(),
-            token: config.takedowns.token.clone(),
-            interval: config.takedowns.poll_interval,
-        };
+        let feed =
+            service::takedown_feed::Feed::new(url, config.takedowns.token.clone()).map_err(Error::Config)?;
         let (list, on_new) = (state.inner().takedowns.clone(), state.clone());
         // The pull records them; what is left is the hot cache.
-        tokio::spawn(takedowns::pull_forever(list, source, move |keys| {
-            on_new.forget(keys)
-        }));
+        tokio::spawn(takedowns::pull_forever(
+            list,
+            feed,
+            config.takedowns.poll_interval,
+            move |keys| on_new.forget(keys),
+        ));
     }
     let admin_app = admin::router(state.clone());
     let app = http::router(state);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use service::Secret;
+use service::takedown_feed::{next_wait, Feed};
 
 use crate::metrics::TAKEDOWNS;
 
@@ -136,81 +136,35 @@ impl Takedowns {
     }
 }
 
-/// One page of blobsync's list.
-#[derive(Deserialize)]
-struct Page {
-    takedowns: Vec<Entry>,
-    last: u64,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    key: String,
-}
-
-/// How soon a failed first pull is tried again (the node is not ready until one succeeds).
-pub const FIRST_PULL_RETRY: Duration = Duration::from_secs(2);
-
-/// Where and how often to pull the list.
-pub struct Source {
-    pub url: String,
-    pub token: Option<Secret>,
-    pub interval: Duration,
-}
-
-/// Pulls the list from blobsync now and every `interval`, calling `on_new` with keys it did not
-/// know; runs until the process ends.
-pub async fn pull_forever(list: Arc<Takedowns>, source: Source, on_new: impl Fn(&[String]) + Send + 'static) {
-    let client = match reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "takedown list client; not pulling");
-            return;
-        }
-    };
+/// Pulls the list from blobsync now and every `interval` (sooner until the first pull succeeds),
+/// calling `on_new` with keys it did not know; runs until the process ends.
+pub async fn pull_forever(
+    list: Arc<Takedowns>,
+    feed: Feed,
+    interval: Duration,
+    on_new: impl Fn(&[String]) + Send + 'static,
+) {
     loop {
-        match pull(&client, &list, &source).await {
-            Ok(new) if !new.is_empty() => {
+        let mut new = Vec::new();
+        let pulled = feed
+            .pull(list.last(), |keys, last| {
+                new.extend(list.add(&keys, Some(last)).map_err(|e| e.to_string())?);
+                Ok(())
+            })
+            .await
+            // Nothing newer is a pull too: the node is up to date.
+            .and_then(|last| list.add(&[], Some(last)).map_err(|e| e.to_string()));
+        match pulled {
+            Ok(_) if !new.is_empty() => {
                 tracing::info!(new = new.len(), last = list.last(), "takedowns pulled");
                 on_new(&new);
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(url = %source.url, error = %e, "could not pull the takedown list; retrying")
+                tracing::warn!(url = %feed.url(), error = %e, "could not pull the takedown list; retrying")
             }
         }
-        let wait = if list.pulled() {
-            source.interval
-        } else {
-            source.interval.min(FIRST_PULL_RETRY)
-        };
-        tokio::time::sleep(wait).await;
-    }
-}
-
-async fn pull(client: &reqwest::Client, list: &Takedowns, source: &Source) -> Result<Vec<String>, String> {
-    let mut new = Vec::new();
-    loop {
-        let mut req = client.get(&source.url).query(&[("since", list.last())]);
-        if let Some(t) = &source.token {
-            req = req.bearer_auth(t.expose());
-        }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("status {}", resp.status()));
-        }
-        let page: Page = resp.json().await.map_err(|e| e.to_string())?;
-        let keys: Vec<String> = page.takedowns.into_iter().map(|e| e.key).collect();
-        let done = keys.is_empty();
-        new.extend(list.add(&keys, Some(page.last)).map_err(|e| e.to_string())?);
-        if done {
-            return Ok(new);
-        }
+        tokio::time::sleep(next_wait(list.pulled(), interval)).await;
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::hostile::{self, Case, Expect};
@@ -59,19 +58,8 @@ fn hostile_requests_get_clear_answers_within_a_memory_ceiling() {
     });
     let dir = harness::tempdir();
     let port = harness::free_port();
-    let d = dir.path().display();
     let mut child = spawn_tied(
-        Command::new(BIN)
-            .args(["--set", &format!("server.listen=127.0.0.1:{port}")])
-            .args([
-                "--set",
-                &format!("fileservers=[{{ name = \"a\", directory = {{ path = \"{d}/fs\" }} }}]"),
-            ])
-            .args(["--set", &format!("cache.dir=\"{d}/cache\"")])
-            .args(["--set", "proxy.allow_loopback=true"])
-            .args(["--set", "pipeline.job_timeout=5m"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+        hostile::imagehost_command(BIN, port, dir.path()).args(["--set", "pipeline.job_timeout=5m"]),
     )
     .expect("spawn imagehost");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -1,5 +1,6 @@
 //! Plumbing shared by edge, imagehost and blobsync: config layering, logs, admin listener, shutdown,
-//! and the one reading of `Accept` the edge and imagehost must agree on.
+//! the one reading of `Accept` the edge and imagehost must agree on, and the client of blobsync's
+//! takedown list they both pull.
 //!
 //! Every daemon follows the same shape: `main.rs` parses [`CommonArgs`], loads its config with
 //! [`ConfigLoader`], calls [`telemetry::init`], then hands a listener and a [`Shutdown`] to its
@@ -12,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod secret;
 pub mod shutdown;
+pub mod takedown_feed;
 pub mod telemetry;
 
 pub use cli::CommonArgs;

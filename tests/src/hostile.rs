@@ -287,6 +287,24 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// The imagehost command both the budget test and the bench run the corpus against: listening on
+/// `port`, one directory fileserver and the hot cache under `dir`, `/p/` allowed to fetch from the
+/// loopback origin that serves [`files`]; output discarded.
+pub fn imagehost_command(bin: &str, port: u16, dir: &std::path::Path) -> std::process::Command {
+    let d = dir.display();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["--set", &format!("server.listen=127.0.0.1:{port}")])
+        .args([
+            "--set",
+            &format!("fileservers=[{{ name = \"a\", directory = {{ path = \"{d}/fs\" }} }}]"),
+        ])
+        .args(["--set", &format!("cache.dir=\"{d}/cache\"")])
+        .args(["--set", "proxy.allow_loopback=true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,21 +78,11 @@ fn main() {
         None => Reply::status(404),
     });
     let port = harness::free_port();
-    let d = dir.path().display();
     let bin = format!(
         "{}/imagehost",
         std::env::var("BIN_DIR").unwrap_or_else(|_| "target/release".into())
     );
-    let mut child = Command::new(&bin)
-        .args(["--set", &format!("server.listen=127.0.0.1:{port}")])
-        .args([
-            "--set",
-            &format!("fileservers=[{{ name = \"a\", directory = {{ path = \"{d}/fs\" }} }}]"),
-        ])
-        .args(["--set", &format!("cache.dir=\"{d}/cache\"")])
-        .args(["--set", "proxy.allow_loopback=true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut child = hostile::imagehost_command(&bin, port, dir.path())
         .spawn()
         .unwrap_or_else(|e| panic!("start {bin}: {e}"));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
