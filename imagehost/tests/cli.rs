@@ -92,7 +92,7 @@ fn sigterm_drains_and_exits_cleanly() {
                 "--set",
                 &fileservers,
                 "--set",
-                &format!("cache.dir=\"{}\"", dir.path().join("cache").display()),
+                &format!("cache.dir={}", dir.path().join("cache").display()),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),

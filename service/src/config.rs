@@ -221,7 +221,12 @@ fn set_path(
     };
     let leaf = &path[path.len() - 1];
     let value = match t.get(leaf) {
-        Some(Value::String(_)) => Value::String(raw.to_string()),
+        // A string key takes the text as it is, unless it was written as a TOML string
+        // (`"/var/cache"`): then the quotes are syntax, not part of the value.
+        Some(Value::String(_)) => match parse_scalar(raw) {
+            Value::String(s) => Value::String(s),
+            _ => Value::String(raw.to_string()),
+        },
         _ => parse_scalar(raw),
     };
     t.insert(leaf.clone(), value);
@@ -386,6 +391,13 @@ mod tests {
             ),
             // A string-typed key keeps a numeric-looking value as a string.
             (env(&[("SVC__NAME", "123")]), vec![], ("0.0.0.0:1", 4, "123")),
+            // Quotes around a string are TOML's, not the value's.
+            (
+                vec![],
+                vec!["name=\"/var/cache\"".into()],
+                ("0.0.0.0:1", 4, "/var/cache"),
+            ),
+            (env(&[("SVC__NAME", "/a b")]), vec![], ("0.0.0.0:1", 4, "/a b")),
         ];
         for (e, o, (listen, workers, name)) in cases {
             let c: Conf = ConfigLoader::new("svc")

@@ -298,7 +298,7 @@ pub fn imagehost_command(bin: &str, port: u16, dir: &std::path::Path) -> std::pr
             "--set",
             &format!("fileservers=[{{ name = \"a\", directory = {{ path = \"{d}/fs\" }} }}]"),
         ])
-        .args(["--set", &format!("cache.dir=\"{d}/cache\"")])
+        .args(["--set", &format!("cache.dir={d}/cache")])
         .args(["--set", "proxy.allow_loopback=true"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
