@@ -191,6 +191,19 @@ impl Config {
                 return Err(format!("{what}: `{e}` is not an ip:port address"));
             }
         }
+        if self.server.token.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err("server.token is empty (an empty token_file?): set a real secret".into());
+        }
+        // Imagehosts take takedown pushes from another host only with this token.
+        if self.server.token.is_none() {
+            let far = |h: &&String| h.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
+            if let Some(host) = self.takedown.imagehosts.iter().find(far) {
+                return Err(format!(
+                    "server.token (or server.token_file) is required to tell takedown.imagehosts \
+                     `{host}`: an imagehost refuses takedowns from another host without it"
+                ));
+            }
+        }
         if self.server.token.is_none() && !self.server.listen.ip().is_loopback() {
             return Err(format!(
                 "server.token (or server.token_file) is required when server.listen ({}) is not a \
@@ -267,6 +280,16 @@ mod tests {
             ),
             ("[server]\nlisten = \"10.0.0.5:8900\"\ntoken = \"t\"\n", None),
             ("[server]\nlisten = \"[::1]:8900\"\n", None),
+            ("[server]\ntoken = \"\"\n", Some("server.token is empty")),
+            (
+                "[takedown]\nimagehosts = [\"10.0.0.31:9800\"]\n",
+                Some("required to tell takedown.imagehosts `10.0.0.31:9800`"),
+            ),
+            ("[takedown]\nimagehosts = [\"127.0.0.1:9800\"]\n", None),
+            (
+                "[server]\ntoken = \"t\"\n[takedown]\nimagehosts = [\"10.0.0.31:9800\"]\n",
+                None,
+            ),
             (
                 "[takedown]\nimagehosts = [\"imagehost-1\"]\n",
                 Some("takedown.imagehosts"),

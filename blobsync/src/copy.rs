@@ -122,6 +122,10 @@ impl Replicator {
 
     /// Makes every server hold a verified copy. `bad` names servers whose copy must be replaced.
     /// `Err` means "try again later" (a server is unreachable, or no good source yet).
+    ///
+    /// Sources are tried good copies first. A content key's copy is verified on the way, so a
+    /// copy marked bad (by size, or by a scrub) is still tried last: if it hashes to its key it
+    /// was the good one, and one that does not hash is replaced like any bad copy.
     pub async fn copy(&self, bucket: &str, key: &Key, bad: &[String]) -> Result<CopyOutcome, String> {
         let heads = futures::future::join_all(self.servers.iter().map(|s| async move {
             let store = match self.store(s, bucket) {
@@ -136,12 +140,19 @@ impl Replicator {
             (s, state)
         }))
         .await;
+        let verified = expected_digest(key.as_str()).is_some();
         let mut sources = Vec::new();
+        let mut last_resort = Vec::new();
         let mut targets = Vec::new();
         let mut waiting = Vec::new();
         for (s, state) in heads {
             match state {
-                State::Present(_) if bad.contains(&s.name) => targets.push(s),
+                State::Present(size) if bad.contains(&s.name) => {
+                    targets.push(s);
+                    if verified {
+                        last_resort.push((s, size));
+                    }
+                }
                 State::Present(size) => sources.push((s, size)),
                 State::Missing => targets.push(s),
                 State::Unavailable(e) => waiting.push(format!("{}: {e}", s.name)),
@@ -154,23 +165,29 @@ impl Replicator {
                 Err(waiting.join("; "))
             };
         }
-        if sources.is_empty() {
+        if sources.is_empty() && last_resort.is_empty() {
             return if waiting.is_empty() {
                 Ok(CopyOutcome::NowhereToCopyFrom)
             } else {
                 Err(format!("no reachable replica yet: {}", waiting.join("; ")))
             };
         }
+        // Unreachable servers still need the copy; failed sources do not, once one succeeded.
+        let unreachable = waiting.len();
         let mut errors = waiting;
+        sources.extend(last_resort);
         for (source, size) in sources {
             if size > self.max_object_size {
                 return Err(format!("{key} is {size} bytes, over copy.max_object_size"));
             }
-            match self.stream_copy(bucket, key, source, &targets).await {
-                Ok(failed) if failed.is_empty() && errors.is_empty() => {
-                    return Ok(CopyOutcome::Copied(
-                        targets.iter().map(|t| t.name.clone()).collect(),
-                    ))
+            let to: Vec<&Server> = targets
+                .iter()
+                .copied()
+                .filter(|t| t.name != source.name)
+                .collect();
+            match self.stream_copy(bucket, key, source, &to).await {
+                Ok(failed) if failed.is_empty() && unreachable == 0 => {
+                    return Ok(CopyOutcome::Copied(to.iter().map(|t| t.name.clone()).collect()))
                 }
                 Ok(failed) => {
                     errors.extend(failed);
@@ -180,6 +197,10 @@ impl Replicator {
                     FAILURES.with_label_values(&["corrupt_source"]).inc();
                     tracing::warn!(server = %source.name, %key, "replica does not match its key; trying another");
                     errors.push(format!("{}: content does not hash to the key", source.name));
+                    // Whichever copy turns out good replaces this one too.
+                    if !targets.iter().any(|t| t.name == source.name) {
+                        targets.push(source);
+                    }
                 }
                 Err(SourceProblem::Read(e)) => {
                     FAILURES.with_label_values(&["source_read"]).inc();

@@ -108,9 +108,19 @@ impl Engine {
             let _ = self.queue.complete(&item);
             return None;
         };
-        // A tombstone, or a takedown of the source this object was derived from.
-        let tombstoned = matches!(self.queue.tombstone(&item.bucket, &item.key), Ok(Some(_)))
-            || self.queue.is_taken_down(&item.key).unwrap_or(false);
+        // A tombstone, or a takedown of the source this object was derived from. Not knowing
+        // is not "no": the item waits rather than risk copying a taken-down object back.
+        let tombstoned = self
+            .queue
+            .tombstone(&item.bucket, &item.key)
+            .and_then(|t| Ok(t.is_some() || self.queue.is_taken_down(&item.key)?));
+        let tombstoned = match tombstoned {
+            Ok(t) => t,
+            Err(e) => {
+                self.reschedule(&item, &key, &format!("queue: {e}"));
+                return None;
+            }
+        };
         let (result, takedown) = if item.action == Action::Delete || tombstoned {
             let t = self.take_down(&item.bucket, &key).await;
             (t.result(), Some(t))
@@ -128,24 +138,36 @@ impl Engine {
                         tracing::debug!(bucket = %item.bucket, %key, ?to, "copied");
                     }
                 });
-            (copied, None)
-        };
-        let outcome = match result {
-            Ok(()) => self.queue.complete(&item),
-            Err(e) => {
-                let wait = backoff(
-                    self.config.copy.initial_backoff,
-                    self.config.copy.max_backoff,
-                    item.attempts,
-                );
-                tracing::debug!(bucket = %item.bucket, %key, error = %e, ?wait, "will retry");
-                self.queue.retry(&item, &e, wait)
+            // A takedown that landed while this copy ran: remove what it wrote.
+            if copied.is_ok() && matches!(self.queue.is_taken_down(&item.key), Ok(true)) {
+                tracing::info!(bucket = %item.bucket, %key, "taken down while copying; deleting the copy");
+                (self.take_down(&item.bucket, &key).await.result(), None)
+            } else {
+                (copied, None)
             }
         };
-        if let Err(e) = outcome {
-            tracing::error!(error = %e, "queue update failed");
+        match result {
+            Ok(()) => {
+                if let Err(e) = self.queue.complete(&item) {
+                    tracing::error!(error = %e, "queue update failed");
+                }
+            }
+            Err(e) => self.reschedule(&item, &key, &e),
         }
         takedown
+    }
+
+    /// Puts a failed item back with backoff.
+    fn reschedule(&self, item: &Item, key: &Key, error: &str) {
+        let wait = backoff(
+            self.config.copy.initial_backoff,
+            self.config.copy.max_backoff,
+            item.attempts,
+        );
+        tracing::debug!(bucket = %item.bucket, %key, %error, ?wait, "will retry");
+        if let Err(e) = self.queue.retry(item, error, wait) {
+            tracing::error!(error = %e, "queue update failed");
+        }
     }
 
     /// Anti-entropy over every bucket, in lane order. Returns false if any pass failed.
@@ -249,10 +271,18 @@ impl Engine {
                 .store(false, std::sync::atomic::Ordering::Relaxed);
             match outcome {
                 None => return,
-                Some(Ok((checked, corrupt))) => tracing::info!(checked, corrupt, "scrub pass finished"),
+                Some(Ok(o)) if o.unreachable.is_empty() => {
+                    tracing::info!(o.checked, o.corrupt, "scrub pass finished")
+                }
+                Some(Ok(o)) => tracing::warn!(
+                    o.checked,
+                    o.corrupt,
+                    unreachable = ?o.unreachable,
+                    "scrub pass finished without the fileservers that did not answer"
+                ),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "scrub pass stopped early; it resumes from its cursor");
-                    // Do not spin on a fileserver that is down: try again in a while.
+                    // Do not spin on a queue that cannot be written: try again in a while.
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = self.scrub_now.notified() => {}

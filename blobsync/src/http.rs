@@ -205,7 +205,14 @@ async fn takedown(
     };
     match claimed {
         Some(item) => {
-            if let Some(done) = engine.process(item).await {
+            // Its own task: a caller that hangs up must not drop the work half done, with the
+            // item claimed and no longer scheduled.
+            let worker = Arc::clone(engine);
+            let done = tokio::spawn(async move { worker.process(item).await })
+                .await
+                .ok()
+                .flatten();
+            if let Some(done) = done {
                 let outcome = |list: Vec<(String, Result<u16, String>)>| -> serde_json::Value {
                     list.into_iter()
                         .map(|(who, r)| (who, r.map_or_else(Into::into, Into::into)))
@@ -352,6 +359,7 @@ async fn status(State(state): State<AppState>) -> Response {
             "corrupt": scrub.corrupt.load(Ordering::Relaxed),
             "bytes": scrub.bytes.load(Ordering::Relaxed),
             "last_complete_ms": crate::scrub::last_done(&engine.queue),
+            "last_unreachable": crate::scrub::last_unreachable(&engine.queue),
             "cursor": engine.queue.meta(crate::scrub::CURSOR).ok().flatten(),
         },
     }))

@@ -65,11 +65,11 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Some(Command::Sync { .. }) => {
                 let out = blobsync::oneshot::sync_once(config, Shutdown::on_signals()).await?;
-                std::process::exit(if out.left == 0 { 0 } else { 3 });
+                std::process::exit(if out.complete() { 0 } else { 3 });
             }
             Some(Command::Scrub { .. }) => {
                 let out = blobsync::oneshot::scrub_once(config, Shutdown::on_signals()).await?;
-                std::process::exit(if out.left == 0 { 0 } else { 3 });
+                std::process::exit(if out.complete() { 0 } else { 3 });
             }
             _ => {
                 let listener = tokio::net::TcpListener::bind(config.server.listen)

@@ -155,6 +155,14 @@ pub static SCRUB_LAST_COMPLETE: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("register blobsync_scrub_last_complete_timestamp_seconds")
 });
 
+pub static SCRUB_UNREACHABLE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "blobsync_scrub_unreachable_servers",
+        "Fileservers the last scrub pass could not read and so did not check"
+    )
+    .expect("register blobsync_scrub_unreachable_servers")
+});
+
 pub static TAKEDOWNS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("blobsync_takedowns", "Source keys on the permanent takedown list")
         .expect("register blobsync_takedowns")

@@ -15,19 +15,55 @@ use crate::report::{eta, Reporter};
 use crate::{open, scrub, Config, Error};
 
 /// What a one-shot run left: objects still waiting (on an unreachable server), and for a scrub
-/// the corrupt copies it found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// the corrupt copies it found and the fileservers it could not check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub left: u64,
     pub corrupt: u64,
+    pub unchecked: Vec<String>,
+}
+
+impl Outcome {
+    /// Everything done: nothing waiting, every fileserver checked.
+    pub fn complete(&self) -> bool {
+        self.left == 0 && self.unchecked.is_empty()
+    }
+}
+
+/// The end of a scrub's summary line naming the fileservers it could not check.
+pub fn not_checked(unreachable: &[String]) -> String {
+    if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; NOT checked (did not answer): {}; run again when they are up",
+            unreachable.join(", ")
+        )
+    }
+}
+
+/// Waits for the running daemon's pass, or for Ctrl-C (the daemon carries on with the pass).
+async fn with_daemon<T>(
+    shutdown: &Shutdown,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        r = work => r.map_err(Error::Daemon),
+        _ = shutdown.cancelled() => Err(Error::Daemon(
+            "interrupted; the running daemon carries on with the pass (see `blobsync status`)".into(),
+        )),
+    }
 }
 
 /// One anti-entropy pass over every bucket, then copies until nothing untried is left.
 pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Error> {
     let mut reporter = Reporter::default();
     if let Some(daemon) = Daemon::find(&config).await {
-        let left = daemon.sync(&mut reporter).await.map_err(Error::Daemon)?;
-        return Ok(Outcome { left, corrupt: 0 });
+        let left = with_daemon(&shutdown, daemon.sync(&mut reporter)).await?;
+        return Ok(Outcome {
+            left,
+            ..Outcome::default()
+        });
     }
     let engine = open(&config)?;
     let ae_ok = {
@@ -61,15 +97,22 @@ pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Er
             "; a listing failed, run again when every fileserver is up"
         }
     ));
-    Ok(Outcome { left, corrupt: 0 })
+    Ok(Outcome {
+        left,
+        ..Outcome::default()
+    })
 }
 
 /// One scrub pass now (resuming one cut short), then the repairs it queued.
 pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Error> {
     let mut reporter = Reporter::default();
     if let Some(daemon) = Daemon::find(&config).await {
-        let (corrupt, left) = daemon.scrub(&mut reporter).await.map_err(Error::Daemon)?;
-        return Ok(Outcome { left, corrupt });
+        let (corrupt, left, unchecked) = with_daemon(&shutdown, daemon.scrub(&mut reporter)).await?;
+        return Ok(Outcome {
+            left,
+            corrupt,
+            unchecked,
+        });
     }
     let engine = open(&config)?;
     let limiter = RateLimiter::new(config.scrub.bandwidth_limit);
@@ -92,14 +135,21 @@ pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, E
     )
     .await;
     progress.abort();
-    let (checked, corrupt) = pass.map_err(Error::Daemon)?;
+    let pass = pass.map_err(Error::Daemon)?;
     drain(&engine, &config, &shutdown).await;
     let left = engine.queue.backlog() as u64;
     reporter.finish(&format!(
-        "scrub finished in {:.1}s: {checked} copies checked, {corrupt} corrupt (queued for repair), {left} waiting",
-        reporter.elapsed().as_secs_f64()
+        "scrub finished in {:.1}s: {} copies checked, {} corrupt (queued for repair), {left} waiting{}",
+        reporter.elapsed().as_secs_f64(),
+        pass.checked,
+        pass.corrupt,
+        not_checked(&pass.unreachable)
     ));
-    Ok(Outcome { left, corrupt })
+    Ok(Outcome {
+        left,
+        corrupt: pass.corrupt,
+        unchecked: pass.unreachable,
+    })
 }
 
 /// Prints `line(rate)` every second until aborted; `rate` is queue items done per second.

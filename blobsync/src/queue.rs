@@ -71,6 +71,9 @@ pub struct Queue {
     meta: sled::Tree,
     takedowns: sled::Tree,
     takedown_keys: sled::Tree,
+    /// One takedown numbered and written at a time, so the list is written in number order and
+    /// a puller that has seen number N has seen every number below it.
+    adding_takedown: Mutex<()>,
     in_flight: Mutex<HashSet<Vec<u8>>>,
     /// Highest lane ever scheduled, so `take_due` visits only lanes that exist.
     max_lane: std::sync::atomic::AtomicU8,
@@ -125,6 +128,7 @@ impl Queue {
             takedowns: db.open_tree("takedowns")?,
             takedown_keys: db.open_tree("takedown_keys")?,
             db,
+            adding_takedown: Mutex::new(()),
             in_flight: Mutex::new(HashSet::new()),
             max_lane: std::sync::atomic::AtomicU8::new(u8::MAX),
             flush_tickets: std::sync::atomic::AtomicU64::new(0),

@@ -102,8 +102,9 @@ impl Daemon {
     }
 
     /// Asks for a scrub pass (after the one running, if any, so the pass covers everything from
-    /// now), waits for it and for the repairs it queued; returns (corrupt found, backlog left).
-    pub async fn scrub(&self, reporter: &mut Reporter) -> Result<(u64, u64), String> {
+    /// now), waits for it and for the repairs it queued; returns (corrupt found, backlog left,
+    /// fileservers it could not check).
+    pub async fn scrub(&self, reporter: &mut Reporter) -> Result<(u64, u64, Vec<String>), String> {
         let num = |v: &Value| v.as_u64().unwrap_or(0);
         let mut asked = now_ms();
         let mut answer = self.post("/scrub").await?;
@@ -130,11 +131,16 @@ impl Daemon {
             let done = scrub["last_complete_ms"].as_u64().is_some_and(|t| t >= asked);
             if done && !running && num(&s["untried"]) == 0 {
                 let backlog = num(&s["backlog"]);
+                let unreachable: Vec<String> = scrub["last_unreachable"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
                 reporter.finish(&format!(
-                    "scrub finished in {:.1}s (by the running daemon): {checked} copies checked, {corrupt} corrupt (queued for repair), {backlog} waiting",
-                    reporter.elapsed().as_secs_f64()
+                    "scrub finished in {:.1}s (by the running daemon): {checked} copies checked, {corrupt} corrupt (queued for repair), {backlog} waiting{}",
+                    reporter.elapsed().as_secs_f64(),
+                    crate::oneshot::not_checked(&unreachable)
                 ));
-                return Ok((corrupt, backlog));
+                return Ok((corrupt, backlog, unreachable));
             }
         }
     }

@@ -5,7 +5,9 @@
 //!
 //! A pass saves where it is (bucket, fileserver, last key) after every page and when it finished,
 //! in the queue's metadata: a restart resumes the pass, and the next one is due `scrub.interval`
-//! after the last finished, whenever the daemon was restarted in between.
+//! after the last finished, whenever the daemon was restarted in between. A fileserver that does
+//! not answer is skipped, not waited for: the pass goes on with the others and reports the ones it
+//! could not check (`/status`, `blobsync_scrub_unreachable_servers`, `scrub --once`'s exit code).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -18,12 +20,14 @@ use futures::StreamExt;
 
 use crate::copy::{expected_digest, KeyHasher, Server};
 use crate::limit::RateLimiter;
-use crate::metrics::{SCRUB_CHECKED, SCRUB_CORRUPT, SCRUB_LAST_COMPLETE};
+use crate::metrics::{SCRUB_CHECKED, SCRUB_CORRUPT, SCRUB_LAST_COMPLETE, SCRUB_UNREACHABLE};
 use crate::queue::{now_ms, Action, Queue};
 
 /// Metadata names: where an unfinished pass is, and when the last one finished (ms).
 pub const CURSOR: &str = "scrub:cursor";
 pub const DONE: &str = "scrub:done_ms";
+/// The fileservers the last finished pass could not read (comma-separated; absent: none).
+pub const UNREACHABLE: &str = "scrub:unreachable";
 
 /// Where a pass is: the next page to read is `buckets[bucket]` on `servers[server]`, after `after`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +36,18 @@ pub struct Cursor {
     pub server: usize,
     pub after: Option<String>,
     pub started_ms: u64,
+    /// Fileservers this pass skipped because they did not answer.
+    #[serde(default)]
+    pub unreachable: Vec<String>,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    pub checked: u64,
+    pub corrupt: u64,
+    /// Fileservers not checked: they did not answer.
+    pub unreachable: Vec<String>,
 }
 
 /// A pass in progress, readable while it runs (status, `scrub --once`).
@@ -41,6 +57,15 @@ pub struct Progress {
     pub checked: AtomicU64,
     pub corrupt: AtomicU64,
     pub bytes: AtomicU64,
+}
+
+/// The fileservers the last finished pass could not check.
+pub fn last_unreachable(queue: &Queue) -> Vec<String> {
+    let list = queue.meta(UNREACHABLE).ok().flatten().unwrap_or_default();
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// When the last pass finished (ms since the epoch), if one ever did.
@@ -112,7 +137,7 @@ async fn verify(
 }
 
 /// A read failed: if the server still answers for the object, the copy is unreadable (corrupt);
-/// if it does not answer at all, the server is down and the scrub of it stops.
+/// if it does not answer at all, the server is down and this pass skips it.
 async fn unreadable(store: &dyn BlobStore, key: &blobstore::Key, why: String) -> Result<Verdict, String> {
     match store.head(key).await {
         Ok(_) => Ok(Verdict::Corrupt(format!("unreadable: {why}"))),
@@ -122,14 +147,15 @@ async fn unreadable(store: &dyn BlobStore, key: &blobstore::Key, why: String) ->
 }
 
 /// One full pass over every bucket of every server, resumed from a saved cursor if a pass was cut
-/// short. Returns (checked, corrupt) for this run.
+/// short; a fileserver that does not answer is skipped and named in the outcome. Errs only when
+/// the queue cannot be written.
 pub async fn pass(
     servers: &[Server],
     buckets: &[String],
     queue: &Queue,
     limiter: Option<&RateLimiter>,
     progress: &Progress,
-) -> Result<(u64, u64), String> {
+) -> Result<PassOutcome, String> {
     let saved: Option<Cursor> = queue
         .meta(CURSOR)
         .map_err(|e| e.to_string())?
@@ -167,14 +193,19 @@ pub async fn pass(
             start_after: cursor.after.clone(),
             ..ListRequest::default()
         };
-        let page = store
-            .list(&req)
-            .await
-            .map_err(|e| format!("{}: {e}", store.describe()))?;
+        let page = match store.list(&req).await {
+            Ok(p) => p,
+            Err(e) => {
+                cursor = skip(cursor, &server.name, &e.to_string(), servers.len());
+                save(&cursor)?;
+                continue;
+            }
+        };
+        let mut down = None;
         for e in &page.entries {
-            match verify(store.as_ref(), &e.key, limiter, progress).await? {
-                Verdict::Good | Verdict::Gone => {}
-                Verdict::Corrupt(why) => {
+            match verify(store.as_ref(), &e.key, limiter, progress).await {
+                Ok(Verdict::Good | Verdict::Gone) => {}
+                Ok(Verdict::Corrupt(why)) => {
                     corrupt += 1;
                     progress.corrupt.fetch_add(1, Ordering::Relaxed);
                     SCRUB_CORRUPT.inc();
@@ -189,10 +220,19 @@ pub async fn pass(
                         )
                         .map_err(|e| e.to_string())?;
                 }
+                Err(why) => {
+                    down = Some(why);
+                    break;
+                }
             }
             checked += 1;
             progress.checked.fetch_add(1, Ordering::Relaxed);
             SCRUB_CHECKED.inc();
+        }
+        if let Some(why) = down {
+            cursor = skip(cursor, &server.name, &why, servers.len());
+            save(&cursor)?;
+            continue;
         }
         cursor = match page.next {
             Some(n) => Cursor {
@@ -205,13 +245,36 @@ pub async fn pass(
         save(&cursor)?;
     }
     let done = now_ms();
+    let unreachable = cursor.unreachable;
     queue
         .set_meta(DONE, Some(&done.to_string()))
+        .map_err(|e| e.to_string())?;
+    let listed = unreachable.join(",");
+    queue
+        .set_meta(UNREACHABLE, (!listed.is_empty()).then_some(listed.as_str()))
         .map_err(|e| e.to_string())?;
     queue.set_meta(CURSOR, None).map_err(|e| e.to_string())?;
     queue.flush().await.map_err(|e| e.to_string())?;
     SCRUB_LAST_COMPLETE.set((done / 1000) as i64);
-    Ok((checked, corrupt))
+    SCRUB_UNREACHABLE.set(unreachable.len() as i64);
+    Ok(PassOutcome {
+        checked,
+        corrupt,
+        unreachable,
+    })
+}
+
+/// Past a fileserver that did not answer: on to the next stop, the server noted.
+fn skip(mut c: Cursor, server: &str, why: &str, servers: usize) -> Cursor {
+    tracing::warn!(
+        server,
+        error = why,
+        "scrub: fileserver unreachable; skipped this pass"
+    );
+    if !c.unreachable.iter().any(|s| s == server) {
+        c.unreachable.push(server.to_string());
+    }
+    next_stop(c, servers)
 }
 
 /// The cursor at the start of the next (server, bucket) after `c`'s.
@@ -226,6 +289,7 @@ fn next_stop(c: Cursor, servers: usize) -> Cursor {
         server,
         after: None,
         started_ms: c.started_ms,
+        unreachable: c.unreachable,
     }
 }
 
@@ -241,6 +305,7 @@ mod tests {
             server,
             after: Some("k".into()),
             started_ms: 7,
+            unreachable: Vec::new(),
         };
         assert_eq!(
             next_stop(c(0, 0), 2),

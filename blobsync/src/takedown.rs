@@ -1,6 +1,6 @@
 //! Carrying out a takedown, in the order that leaves no window: every imagehost is told first (it
 //! answers 451 from then on, hot cache or not), then the object and everything derived from it
-//! (`<key>_…` variants, in every mirrored bucket) are deleted on every fileserver, then every edge
+//! (`<key>_…` variants) are deleted from every mirrored bucket on every fileserver, then every edge
 //! drops whatever is tagged with the key. A variant found later (a fileserver that was down) is
 //! deleted on its own, by the same queue.
 
@@ -56,7 +56,23 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let deleted = self.replicator.delete(bucket, key).await;
+        // A source key is deleted from every mirrored bucket, whichever the request named: a
+        // takedown sent to the wrong bucket must not leave the original behind.
+        let deleted = if source {
+            let mut errors = Vec::new();
+            for b in &self.config.buckets {
+                if let Err(e) = self.replicator.delete(b, key).await {
+                    errors.push(e);
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
+        } else {
+            self.replicator.delete(bucket, key).await
+        };
         let variants = if source {
             self.delete_derived(key.as_str()).await
         } else {

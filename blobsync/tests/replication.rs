@@ -410,6 +410,69 @@ async fn scrub_finds_and_repairs_a_corrupted_copy_on_disk() {
     f.stop().await;
 }
 
+/// A takedown sent with the wrong bucket (`proxy` for an upload key) still deletes the original:
+/// a source key goes from every mirrored bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_naming_the_wrong_bucket_still_deletes_the_original() {
+    let dir = harness::tempdir();
+    let fs = vec![
+        FileserverConfig::directory("fs0", dir.path().join("fs0")),
+        FileserverConfig::directory("fs1", dir.path().join("fs1")),
+    ];
+    let f = start(fs, Vec::new(), dir, |_| {}).await;
+    let (key, data) = upload(14, 2_000);
+    f.put(0, &key, &data).await;
+    f.put(1, &key, &data).await;
+    let r = f.request("DELETE", &format!("/objects/proxy/{key}"), b"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(j["deleted_everywhere"], true, "{j}");
+    assert!(f.read(0, &key).await.is_none() && f.read(1, &key).await.is_none());
+    f.stop().await;
+}
+
+/// A fileserver that does not answer does not stop the scrub: the pass skips it, checks and
+/// repairs the others, finishes, and names the one it could not check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrub_goes_past_a_fileserver_that_is_down_and_names_it() {
+    let dir = harness::tempdir();
+    let fs: Vec<FileserverConfig> = (0..3)
+        .map(|i| FileserverConfig::directory(&format!("fs{i}"), dir.path().join(format!("fs{i}"))))
+        .collect();
+    let (key, data) = upload(13, 20_000);
+    let fs0 = dir.path().join("fs0");
+    let copy_on_fs1 = dir.path().join("fs1/uploads").join(&key);
+    let f = start(fs, Vec::new(), dir, |c| c.scrub.interval = Duration::ZERO).await;
+    for i in 0..3 {
+        f.put(i, &key, &data).await;
+    }
+    let mut bytes = std::fs::read(&copy_on_fs1).expect("read copy");
+    bytes[99] ^= 0x01;
+    std::fs::write(&copy_on_fs1, &bytes).expect("corrupt copy");
+    // fs0, scrubbed first, goes away.
+    let away = fs0.with_extension("away");
+    std::fs::rename(&fs0, &away).expect("take fs0 away");
+    assert_eq!(f.request("POST", "/scrub", b"").await.status, 202);
+    f.wait(Duration::from_secs(20), || async {
+        let s = f.status().await;
+        s["scrub"]["last_complete_ms"].is_u64() && s["scrub"]["running"] == false
+    })
+    .await;
+    let s = f.status().await;
+    assert_eq!(s["scrub"]["last_unreachable"], serde_json::json!(["fs0"]), "{s}");
+    assert!(
+        s["scrub"]["corrupt"].as_u64() >= Some(1),
+        "fs1 was still checked: {s}"
+    );
+    assert_eq!(metric("blobsync_scrub_unreachable_servers"), 1.0);
+    f.wait(Duration::from_secs(20), || async {
+        f.read(1, &key).await.as_deref() == Some(&data[..])
+    })
+    .await;
+    std::fs::rename(&away, &fs0).expect("fs0 back");
+    f.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_source_is_never_copied() {
     let dir = harness::tempdir();
@@ -438,6 +501,34 @@ async fn a_bad_source_is_never_copied() {
         f.status().await["backlog"] == 0
     })
     .await;
+    f.stop().await;
+}
+
+/// Sizes differ, and the larger copy is the bad one (bytes appended): the smaller copy, marked bad
+/// by its size, is still tried as a source, hashes to its key, and replaces the larger one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_larger_copy_is_the_corrupt_one_the_smaller_good_one_wins() {
+    let dir = harness::tempdir();
+    let fs = vec![
+        FileserverConfig::directory("fs0", dir.path().join("fs0")),
+        FileserverConfig::directory("fs1", dir.path().join("fs1")),
+    ];
+    let (key, data) = upload(12, 3_000);
+    let f = start(fs, Vec::new(), dir, |_| {}).await;
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"garbage appended by a broken writer");
+    f.put(0, &key, &data).await;
+    f.put(1, &key, &longer).await;
+    assert_eq!(f.request("POST", "/sync", b"").await.status, 202);
+    f.wait(Duration::from_secs(20), || async {
+        f.read(1, &key).await.as_deref() == Some(&data[..]) && f.status().await["backlog"] == 0
+    })
+    .await;
+    assert_eq!(
+        f.read(0, &key).await.as_deref(),
+        Some(&data[..]),
+        "the good copy is untouched"
+    );
     f.stop().await;
 }
 

@@ -11,7 +11,7 @@ fn configs_dir() -> PathBuf {
 /// The example's text with `/run/secrets/…` paths pointed at real files in `dir`.
 fn with_secret_files(name: &str, dir: &Path) -> String {
     let text = std::fs::read_to_string(configs_dir().join(name)).expect("read example");
-    for secret in ["fs1-secret-key", "fs2-secret-key"] {
+    for secret in ["fs1-secret-key", "fs2-secret-key", "blobsync-token"] {
         std::fs::write(dir.join(secret), "example-secret\n").expect("write secret");
     }
     std::fs::write(dir.join("redis-url"), "redis://:password@127.0.0.1:6379/\n").expect("write secret");

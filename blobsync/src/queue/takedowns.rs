@@ -7,6 +7,7 @@
 //! re-upload of the same bytes months later must still be refused.
 
 use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use super::{decode, encode, now_ms, Queue};
 
@@ -30,6 +31,7 @@ impl Queue {
     /// down twice keeps its first number. Durable after [`Queue::flush`].
     pub fn add_takedown(&self, key: &str) -> Result<TakenDown, sled::Error> {
         let key = source_of(key);
+        let _one_at_a_time = self.adding_takedown.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = self.takedown(key)? {
             return Ok(t);
         }
@@ -39,18 +41,19 @@ impl Queue {
             key: key.to_string(),
             at_ms: now_ms(),
         };
-        let seq = entry.seq.to_be_bytes();
-        match self
-            .takedown_keys
-            .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(&seq[..]))?
-        {
-            Ok(()) => {
-                self.takedowns.insert(seq, encode(&entry))?;
-                Ok(entry)
-            }
-            // A concurrent takedown of the same key won: keep its entry.
-            Err(_) => Ok(self.takedown(key)?.unwrap_or(entry)),
-        }
+        let (seq, value) = (entry.seq.to_be_bytes(), encode(&entry));
+        // Both trees or neither: a key indexed without its list entry would never be pulled.
+        (&self.takedown_keys, &self.takedowns)
+            .transaction(|(keys, list)| {
+                keys.insert(key.as_bytes(), &seq[..])?;
+                list.insert(&seq[..], value.as_slice())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => e,
+                TransactionError::Abort(()) => sled::Error::Unsupported("takedown write aborted".into()),
+            })?;
+        Ok(entry)
     }
 
     /// The takedown covering `key` (by its source), if any.
