@@ -49,6 +49,9 @@ impl Cache {
                 .map_err(|e| Error::Config(format!("cache.disk_dir {}: bans: {e}", dir.display())))?,
             None => bans::Bans::in_memory(),
         };
+        if let Some(d) = &disk {
+            bans.raise_floor(d.max_checked());
+        }
         let store: &'static store::Store = Box::leak(Box::new(store::Store::new(
             config.max_object_bytes as usize,
             disk,

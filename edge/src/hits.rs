@@ -129,11 +129,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> HitPath<A> {
                 metrics::response(200);
                 metrics::cache_result("hit");
                 metrics::FAST_HITS.inc();
-                match fast_timeout(server.client_timeout, write(&mut conn, &response, done)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        metrics::CLIENT_TIMEOUTS.with_label_values(&["write"]).inc();
+                match write(&mut conn, &response, done, server.client_timeout).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if e.kind() == std::io::ErrorKind::TimedOut {
+                            metrics::CLIENT_TIMEOUTS.with_label_values(&["write"]).inc();
+                        }
                         return;
                     }
                 }
@@ -155,6 +156,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> HitPath<A> {
             conn.rewind(handed);
             let mut session = ServerSession::new_http1(conn);
             session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+            // pingora's own per-read and per-write limits are `timeout client`; a body it
+            // drains unread (a hit for a request that sent one) gets no longer than a head.
+            session.set_read_timeout(Some(server.client_timeout));
+            session.set_write_timeout(Some(server.client_timeout));
+            session.set_total_drain_timeout(Some(server.request_timeout));
             session
                 .set_keepalive_reuses_remaining(Some(server.keepalive_requests.saturating_sub(served + 1)));
             let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
@@ -178,11 +184,22 @@ impl<A: HttpServerApp + Send + Sync + 'static> HitPath<A> {
         // The whole head: from the accept for a first request, from its first byte for a later
         // one (before that, the keep-alive idle limit applies).
         let mut deadline = first.then(|| accepted + server.request_timeout);
+        // How much of `buf` is known to hold no head end (a trickled head is not rescanned).
+        let mut scanned: usize = 0;
         loop {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2), but they count as
+            // the head having begun: they cannot keep an idle connection alive.
+            let blank = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+            if blank > 0 {
+                buf.advance(blank);
+                scanned = scanned.saturating_sub(blank);
+                deadline.get_or_insert_with(|| Instant::now() + server.request_timeout);
+            }
             if !buf.is_empty() {
-                if let Some(len) = request::head_end(buf) {
+                if let Some(len) = request::head_end(buf, scanned) {
                     return Head::Ready(len);
                 }
+                scanned = buf.len();
                 if buf.len() > server.max_request_head_bytes {
                     return Head::TooLarge;
                 }
@@ -242,7 +259,10 @@ struct Response {
 }
 
 /// Writes the head and body with as few system calls as the socket allows (one `writev`).
-async fn write(conn: &mut Conn, r: &Response, close: bool) -> std::io::Result<()> {
+/// Writes the answer; a client that takes nothing for `stall` is cut off (a slow one that keeps
+/// reading gets the whole answer, however long it is).
+async fn write(conn: &mut Conn, r: &Response, close: bool, stall: Duration) -> std::io::Result<()> {
+    let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
     let tail: &[u8] = if close {
         b"Connection: close\r\n\r\n"
     } else {
@@ -252,13 +272,15 @@ async fn write(conn: &mut Conn, r: &Response, close: bool) -> std::io::Result<()
     let mut parts = [IoSlice::new(&r.head), IoSlice::new(tail), IoSlice::new(body)];
     let mut slices: &mut [IoSlice<'_>] = &mut parts;
     while !slices.is_empty() {
-        let n = conn.write_vectored(slices).await?;
+        let n = fast_timeout(stall, conn.write_vectored(slices))
+            .await
+            .map_err(|_| timed_out())??;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut slices, n);
     }
-    conn.flush().await
+    fast_timeout(stall, conn.flush()).await.map_err(|_| timed_out())?
 }
 
 /// Answers with an error and closes (a bounded write: the client may not be reading).

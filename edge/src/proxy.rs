@@ -160,6 +160,15 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         // imagehost's quotas and logs are per client: tell it who the client is.
         upstream.insert_header("X-Forwarded-For", ctx.client.to_string())?;
+        // The origin is asked for exactly what the cache key names (path and query normalised),
+        // so no spelling of a URL can store an answer under another spelling's key.
+        let normal = crate::cache::key::url_part(upstream.uri.path(), upstream.uri.query());
+        if upstream.uri.path_and_query().map(|p| p.as_str()) != Some(normal.as_str()) {
+            match normal.parse::<http::Uri>() {
+                Ok(uri) => upstream.set_uri(uri),
+                Err(_) => return Error::e_explain(ErrorType::HTTPStatus(400), "malformed URL"),
+            }
+        }
         Ok(())
     }
 

@@ -169,6 +169,19 @@ impl Bans {
         })
     }
 
+    /// Makes the counter at least `floor`: objects kept on disk may carry check numbers from
+    /// a ban file that was lost, and a new ban numbered at or below them would pass them by.
+    pub fn raise_floor(&self, floor: u64) {
+        let _guard = self.changes.lock();
+        if self.seq.load(Ordering::Acquire) < floor {
+            tracing::warn!(
+                floor,
+                "ban counter behind the disk tier's objects (bans.json lost?); raised"
+            );
+            self.seq.store(floor, Ordering::Release);
+        }
+    }
+
     /// The sequence number of the newest ban (0: none ever).
     pub fn current(&self) -> u64 {
         self.seq.load(Ordering::Acquire)

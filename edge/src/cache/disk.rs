@@ -49,6 +49,9 @@ struct Indexed {
     size: u64,
     tick: u64,
     checked: u64,
+    /// Which write of the slot this is (the tick it was written or indexed at): a check made
+    /// from an older file is not recorded for a newer one.
+    written: u64,
 }
 
 #[derive(Default)]
@@ -115,6 +118,7 @@ impl Disk {
                         size,
                         tick,
                         checked: head.checked,
+                        written: tick,
                     },
                 );
             }
@@ -215,6 +219,7 @@ impl Disk {
                     size,
                     tick,
                     checked: rec.checked,
+                    written: tick,
                 },
             );
         }
@@ -306,11 +311,35 @@ impl Disk {
         read_head(&self.path(slot)).map(|(h, _)| h)
     }
 
-    /// Notes that an object passed the bans up to `seq`.
-    pub fn mark_checked(&self, slot: &Slot, seq: u64) {
+    /// Notes that an object passed the bans up to `seq`, if the slot still holds the write
+    /// `written` that was tested (see [`Disk::check_state`]).
+    pub fn mark_checked(&self, slot: &Slot, seq: u64, written: u64) {
         if let Some(e) = self.index.lock().entries.get_mut(slot) {
-            e.checked = e.checked.max(seq);
+            if e.written == written {
+                e.checked = e.checked.max(seq);
+            }
         }
+    }
+
+    /// An object's check number as the index holds it, and which write of its slot it is.
+    pub fn check_state(&self, slot: &Slot) -> Option<(u64, u64)> {
+        self.index
+            .lock()
+            .entries
+            .get(slot)
+            .map(|e| (e.checked, e.written))
+    }
+
+    /// The highest check number of any object (a floor for the ban counter, should the ban
+    /// file be lost).
+    pub fn max_checked(&self) -> u64 {
+        self.index
+            .lock()
+            .entries
+            .values()
+            .map(|e| e.checked)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The check number the index holds for an object (the file's may be older).
@@ -346,8 +375,9 @@ struct Layout {
 }
 
 impl Layout {
+    /// The file length the header promises (saturating: a garbage header never matches a file).
     fn total(&self) -> u64 {
-        (self.header + self.url + self.tags + self.meta0 + self.meta1) as u64 + self.body
+        ((self.header + self.url + self.tags + self.meta0 + self.meta1) as u64).saturating_add(self.body)
     }
 }
 
@@ -358,7 +388,9 @@ fn layout(head: &[u8]) -> io::Result<Layout> {
         b.copy_from_slice(&head[i..i + 8]);
         u64::from_le_bytes(b)
     };
-    match &head[..8] {
+    // A file shorter than any header (a torn write, an empty file after a power loss) is not
+    // an object: refused, never indexed.
+    match head.get(..8).unwrap_or_default() {
         m if m == MAGIC && head.len() >= HEADER => Ok(Layout {
             header: HEADER,
             url: u32_at(8),
@@ -461,9 +493,19 @@ mod tests {
         let torn = dir.path().join("04").join(hex::encode([4u8; 16]));
         std::fs::create_dir_all(torn.parent().unwrap()).unwrap();
         std::fs::write(&torn, b"HIVEEDG2short").unwrap();
+        // Shorter than any header, and empty (a rename that beat its data to disk).
+        let stubs: Vec<_> = [(5u8, &b"HIVE"[..]), (6, &b""[..])]
+            .iter()
+            .map(|(i, bytes)| {
+                let p = dir.path().join(format!("{i:02x}")).join(hex::encode([*i; 16]));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, bytes).unwrap();
+                p
+            })
+            .collect();
         let d = Disk::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(d.usage().0, 2);
-        assert!(!torn.exists());
+        assert!(!torn.exists() && stubs.iter().all(|p| !p.exists()));
         let r = d.read(&b).unwrap();
         assert_eq!(
             (&r.url[..], &r.body[..], &r.meta.1[..], &r.tags[..], r.checked),
@@ -525,8 +567,17 @@ mod tests {
             d.write(&([i; 16], None), &rec("/x", b"b")).unwrap();
         }
         for i in (0..50u8).step_by(2) {
-            d.mark_checked(&([i; 16], None), 9);
+            let slot = ([i; 16], None);
+            let (_, written) = d.check_state(&slot).unwrap();
+            d.mark_checked(&slot, 9, written);
         }
+        // A check made of an earlier write of a slot is not recorded for the one there now.
+        let slot = ([1u8; 16], None);
+        let (_, before) = d.check_state(&slot).unwrap();
+        d.write(&slot, &rec("/x", b"rewritten")).unwrap();
+        d.mark_checked(&slot, 9, before);
+        assert_eq!(d.check_state(&slot).unwrap().0, 7, "still as written");
+        assert_eq!(d.max_checked(), 9);
         let mut found = Vec::new();
         let mut at = None;
         loop {

@@ -29,6 +29,7 @@ use super::disk::{Disk, Record, Slot};
 use super::tags;
 use crate::metrics;
 
+pub mod fetching;
 mod handlers;
 pub mod lurker;
 mod wire;
@@ -74,6 +75,8 @@ pub struct Store {
     /// Whether the disk tier may be read: closed until the takedown list has been pulled once
     /// (when one is configured), since it may hold what was taken down while this edge was away.
     disk_open: AtomicBool,
+    /// Fetches under way, so the lurker retires no ban they have not been tested against.
+    pub fetching: fetching::Fetching,
 }
 
 impl Store {
@@ -86,6 +89,7 @@ impl Store {
             eviction: RwLock::new(None),
             bans,
             disk_open: AtomicBool::new(true),
+            fetching: Default::default(),
         }
     }
 
@@ -355,6 +359,7 @@ impl Storage for Store {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n <= self.max_object)
             .unwrap_or(0);
+        let checked = self.bans.current();
         Ok(Box::new(Miss {
             store: self,
             primary: key.primary_bin(),
@@ -364,7 +369,8 @@ impl Storage for Store {
             meta_bin,
             body: BytesMut::with_capacity(length),
             // Bans made from here on apply to this object; older ones did not see it.
-            checked: self.bans.current(),
+            checked,
+            _fetch: self.fetching.begin(checked),
         }))
     }
 

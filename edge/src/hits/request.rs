@@ -111,10 +111,14 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     })
 }
 
-/// Where the first request head in `buf` ends (just past its empty line), if it is complete.
-/// Lines may end in CRLF or a bare LF, as pingora's parser takes them.
-pub fn head_end(buf: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b'\n', buf)
+/// Where the first request head in `buf` ends (just past its empty line), if it is complete;
+/// the first `scanned` bytes are known to hold no end. `buf` starts at the request line (no
+/// leading empty lines). Lines may end in CRLF or a bare LF, as pingora's parser takes them.
+pub fn head_end(buf: &[u8], scanned: usize) -> Option<usize> {
+    // An end is `\n\n` or `\n\r\n`: one that straddles the scanned part starts 2 bytes back.
+    let from = scanned.saturating_sub(2).min(buf.len());
+    memchr::memchr_iter(b'\n', &buf[from..])
+        .map(|i| from + i)
         .find(|&i| buf[..i].ends_with(b"\n") || buf[..i].ends_with(b"\n\r"))
         .map(|i| i + 1)
 }
@@ -238,7 +242,19 @@ mod tests {
             (b"", None),
         ];
         for (buf, want) in cases {
-            assert_eq!(head_end(buf), *want, "{}", String::from_utf8_lossy(buf));
+            assert_eq!(head_end(buf, 0), *want, "{}", String::from_utf8_lossy(buf));
+            // Trickled in at any split: what was scanned before is not scanned again, and the
+            // end is found all the same.
+            for k in 0..=buf.len() {
+                if head_end(&buf[..k], 0).is_none() {
+                    assert_eq!(
+                        head_end(buf, k),
+                        *want,
+                        "split at {k}: {}",
+                        String::from_utf8_lossy(buf)
+                    );
+                }
+            }
         }
         assert!(!has_body(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
         assert!(!has_body(b"GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n"));

@@ -46,6 +46,35 @@ fn miss_then_hit_with_identical_bodies_ranges_and_normalised_queries() {
     assert_eq!(count(&fetches), 1, "one upstream fetch for all of it");
 }
 
+/// The origin is asked for exactly what the cache key names: `/%75/alice/avatar` is fetched as
+/// `/u/alice/avatar` and the query in its sorted form, so no spelling can store an answer (a 404
+/// from a route that did not match, a different duplicate parameter) under another's key.
+#[test]
+fn the_origin_is_asked_for_the_normalised_url_the_key_names() {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    let (o, _) = origin(move |req| {
+        let url = req.path.clone();
+        seen.lock().expect("lock").push(url.clone());
+        let reply = if url.starts_with("/u/alice/avatar") {
+            Reply::ok("avatar")
+        } else {
+            Reply::status(404)
+        };
+        reply.header("Cache-Control", "public, max-age=600")
+    });
+    let edge = Edge::start(&[o.addr()], &[]);
+    let r = edge.get("/%75/alice/avatar");
+    assert_eq!((r.status, &r.body[..]), (200, &b"avatar"[..]));
+    let r = edge.get("/u/alice/avatar");
+    assert_eq!((r.status, r.header("x-cache")), (200, Some("HIT")));
+    edge.get("/p/x?width=200&width=100&%6Dode=fit");
+    assert_eq!(
+        *asked.lock().expect("lock"),
+        ["/u/alice/avatar", "/p/x?mode=fit&width=100&width=200"]
+    );
+}
+
 #[test]
 fn a_flood_for_one_cold_object_costs_one_upstream_fetch() {
     let data = body(20_000, 2);

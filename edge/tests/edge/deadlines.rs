@@ -167,6 +167,58 @@ fn a_stalled_or_trickled_upload_body_is_cut_off() {
     assert!(cut || closes(&mut s), "a trickled body is cut off");
 }
 
+/// Writes `chunk` every 300 ms for up to 6 s; whether the edge closed the connection meanwhile.
+fn closed_while_trickling(s: &mut TcpStream, chunk: &[u8]) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    for _ in 0..20 {
+        if s.write_all(chunk).is_err() {
+            return true;
+        }
+        let mut b = [0u8; 4096];
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    false
+}
+
+/// Empty lines before a request line are skipped, but they start the head's deadline: a client
+/// that sends one every so often is closed like a silent one; and a body nobody reads (a GET of
+/// a cached object with a trickled Content-Length body) is drained no longer than a head takes.
+/// pingora's own per-read limits (keepalive, client_timeout: 5 s here) would let both go on.
+#[test]
+fn blank_lines_and_unread_bodies_do_not_outlive_the_deadlines() {
+    let (o, _) = origin(|_| Reply::ok("fine").header("Cache-Control", "max-age=60"));
+    let settings = [
+        "server.request_timeout=1s".to_string(),
+        "server.keepalive_timeout=5s".into(),
+        "server.client_timeout=5s".into(),
+    ];
+    let edge = Edge::start(&[o.addr()], &settings);
+    // Blank lines, then a real request: served.
+    let mut c = connect(edge.addr);
+    send(&mut c, "\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(read(&mut c, false).status, 200);
+    let mut s = TcpStream::connect(edge.addr).expect("connect");
+    assert!(
+        closed_while_trickling(&mut s, b"\r\n"),
+        "blank lines do not keep a connection"
+    );
+    let host = [("Host", "x")];
+    assert_eq!(edge.request("GET", "/x", &host).header("x-cache"), Some("HIT"));
+    let mut s = TcpStream::connect(edge.addr).expect("connect");
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        .expect("head");
+    assert!(
+        closed_while_trickling(&mut s, b"a"),
+        "an unread body is drained no longer than a head"
+    );
+}
+
 #[test]
 fn a_request_pipelined_behind_a_miss_is_answered_in_order() {
     let (o, _) =

@@ -98,6 +98,8 @@ pub(super) struct Miss {
     pub(super) body: BytesMut,
     /// The ban sequence number when the answer arrived.
     pub(super) checked: u64,
+    /// Registered as under way until stored (or dropped unfinished).
+    pub(super) _fetch: super::fetching::Fetch,
 }
 
 #[async_trait]
@@ -120,6 +122,7 @@ impl HandleMiss for Miss {
             meta_bin,
             body,
             checked,
+            _fetch: fetch,
         } = *self;
         // Without a length the buffer grew by doubling: keep an exact copy instead of the slack.
         let body = if body.capacity() > body.len() + 4096 {
@@ -140,6 +143,8 @@ impl HandleMiss for Miss {
         let weight = entry.weight();
         store.insert(primary, entry.clone());
         store.save_to_disk((primary, variance), &entry).await;
+        // Stored in memory and on disk: from here the lurker's passes see it.
+        drop(fetch);
         Ok(MissFinishType::Created(weight))
     }
 }

@@ -1,10 +1,12 @@
 //! The ban lurker (Varnish's name): a background thread that tests objects against the active
 //! bans in small batches, memory then disk, removes the ones that match, and retires a ban once
-//! every object older than it has been tested. It never holds a lock a hit needs while a
+//! every object older than it has been tested (objects still being fetched included: see
+//! [`super::fetching`]). It never holds a lock a hit needs while a
 //! condition runs or a file is read or deleted (shard locks are held only to copy out a batch of
 //! entries or to take one out), and it sleeps twice as long as each batch took, so it uses at
 //! most a third of one core while serving goes on.
 
+use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,17 +56,24 @@ pub fn spawn(store: &'static Store, stop: Arc<AtomicBool>) {
                 continue;
             }
             let target = store.bans.current();
-            let left = lurk_memory(store, target) + lurk_disk(store, target);
-            if left == 0 {
-                match store.bans.retire_through(target) {
-                    Ok(n) if n > 0 => tracing::info!(
-                        retired = n,
-                        through = target,
-                        "bans retired: every older object tested"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not record retired bans; retried"),
+            let fetching = store.fetching.oldest();
+            lurk_memory(store, target);
+            let untested = lurk_disk(store, target);
+            // After a whole pass every stored object has been tested against the bans up to
+            // `target`, except those still being fetched, or fetched during the pass, which
+            // carry the number their fetch began at, and any file that could not be read:
+            // retire only what all of them have seen.
+            let through = [Some(target), fetching, store.fetching.oldest(), untested]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(target);
+            match store.bans.retire_through(through) {
+                Ok(n) if n > 0 => {
+                    tracing::info!(retired = n, through, "bans retired: every older object tested")
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not record retired bans; retried"),
             }
             metrics::BANS_ACTIVE.set(store.bans.active().len() as i64);
             std::thread::sleep(IDLE);
@@ -79,10 +88,8 @@ fn pause(since: Instant) {
     std::thread::sleep(since.elapsed() * 2);
 }
 
-/// One pass over memory: objects last tested below `target`, tested now. Returns how many were
-/// found (0: memory is done for `target`).
-fn lurk_memory(store: &Store, target: u64) -> usize {
-    let mut found = 0;
+/// One pass over memory: objects last tested below `target`, tested now.
+fn lurk_memory(store: &Store, target: u64) {
     for i in 0..SHARDS {
         let batch: Vec<(HashBinary, Arc<Entry>)> = {
             let shard = store.shards[i].read();
@@ -92,7 +99,6 @@ fn lurk_memory(store: &Store, target: u64) -> usize {
                 .filter(|(_, e)| e.checked.load(Ordering::Acquire) < target)
                 .collect()
         };
-        found += batch.len();
         for chunk in batch.chunks(BATCH) {
             let t = Instant::now();
             for (primary, entry) in chunk {
@@ -104,23 +110,19 @@ fn lurk_memory(store: &Store, target: u64) -> usize {
             pause(t);
         }
     }
-    found
 }
 
 /// One pass over the disk tier's index, reading each untested object's head from its file.
-/// Returns how many were found (0: the disk is done for `target`).
-fn lurk_disk(store: &Store, target: u64) -> usize {
-    let Some(disk) = store.disk.as_ref() else {
-        return 0;
-    };
-    let mut found = 0;
+/// Returns the lowest check number of an object it could not read (no ban past it may retire).
+fn lurk_disk(store: &Store, target: u64) -> Option<u64> {
+    let disk = store.disk.as_ref()?;
+    let mut untested: Option<u64> = None;
     let mut at = None;
     loop {
         let t = Instant::now();
         let (batch, next) = disk.unchecked(at, target, DISK_BATCH);
-        found += batch.len();
         for slot in &batch {
-            let Some(checked) = disk.checked(slot) else {
+            let Some((checked, written)) = disk.check_state(slot) else {
                 continue;
             };
             let banned = match disk.head(slot) {
@@ -128,20 +130,32 @@ fn lurk_disk(store: &Store, target: u64) -> usize {
                     .bans
                     .banned_since(checked.max(h.checked), &h.url, &tags::split(&h.tags))
                     .is_some(),
-                // Unreadable: it would never be served; drop it as a load would.
-                Err(_) => true,
+                // Torn or gone: it would never be served; drop it as a load would.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::InvalidData | ErrorKind::UnexpectedEof | ErrorKind::NotFound
+                    ) =>
+                {
+                    true
+                }
+                // Cannot be read now (out of file descriptors, say): tested next pass.
+                Err(_) => {
+                    untested = Some(untested.map_or(checked, |u| u.min(checked)));
+                    continue;
+                }
             };
             if banned {
                 disk.remove(slot);
                 metrics::BANNED.with_label_values(&["disk", "lurker"]).inc();
             } else {
-                disk.mark_checked(slot, target);
+                disk.mark_checked(slot, target, written);
             }
         }
         pause(t);
         match next {
             Some(n) => at = Some(n),
-            None => return found,
+            None => return untested,
         }
     }
 }
