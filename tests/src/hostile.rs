@@ -37,6 +37,7 @@ pub fn files() -> Vec<(&'static str, Vec<u8>)> {
         ("gif-100-300-frames.gif", gif(100, 100, 1, 1, 300)),
         ("gif-20000-frames.gif", gif(500, 500, 1, 1, 20_000)),
         ("gif-screen-65535.gif", gif(65535, 65535, 1, 1, 1)),
+        ("gif-frame-over-screen.gif", gif(64, 64, 10_000, 10_000, 1)),
         ("jpeg-progressive-444-4000x3000.jpg", jpeg(4000, 3000, true)),
         ("jpeg-progressive-444-6000x5000.jpg", jpeg(6000, 5000, true)),
         ("jpeg-baseline-6000x4000.jpg", jpeg(6000, 4000, false)),
@@ -65,6 +66,9 @@ pub fn cases() -> Vec<Case> {
         c("gif-100-300-frames.gif", "width=2000", Image { max_side: 800 }),
         c("gif-20000-frames.gif", "", Image { max_side: 500 }),
         c("gif-screen-65535.gif", "width=300", Refused),
+        // A frame far larger than its screen, on the still path and the animated one.
+        c("gif-frame-over-screen.gif", "width=300&format=jpeg", Refused),
+        c("gif-frame-over-screen.gif", "width=300", Refused),
         c(
             "jpeg-progressive-444-4000x3000.jpg",
             "width=640",

@@ -109,18 +109,7 @@ pub fn render(
             frame.width as usize,
             frame.height as usize,
         );
-        for y in 0..fh.min(ch.saturating_sub(ft)) {
-            for x in 0..fw.min(cw.saturating_sub(fl)) {
-                let src = (y * fw + x) * 4;
-                let Some(px) = frame.buffer.get(src..src + 4) else {
-                    break;
-                };
-                if px[3] != 0 {
-                    let dst = ((ft + y) * cw + fl + x) * 4;
-                    canvas.data[dst..dst + 4].copy_from_slice(px);
-                }
-            }
-        }
+        paint(&mut canvas, frame);
         let (delay, dispose) = (frame.delay, frame.dispose);
         sink.add(canvas.resized(&plan)?, delay)?;
         done += 1;
@@ -157,6 +146,51 @@ pub fn render(
         .with_label_values(&["encode"])
         .observe(t.elapsed().as_secs_f64());
     Ok(out)
+}
+
+/// Paints a frame's opaque pixels onto the canvas (frames are checked to lie within it by the
+/// decoder's frame-consistency option; anything outside is clipped all the same).
+fn paint(canvas: &mut Raster, frame: &gif::Frame<'_>) {
+    let (cw, ch) = (canvas.width as usize, canvas.height as usize);
+    let (fl, ft, fw, fh) = (
+        frame.left as usize,
+        frame.top as usize,
+        frame.width as usize,
+        frame.height as usize,
+    );
+    for y in 0..fh.min(ch.saturating_sub(ft)) {
+        for x in 0..fw.min(cw.saturating_sub(fl)) {
+            let src = (y * fw + x) * 4;
+            let Some(px) = frame.buffer.get(src..src + 4) else {
+                break;
+            };
+            if px[3] != 0 {
+                let dst = ((ft + y) * cw + fl + x) * 4;
+                canvas.data[dst..dst + 4].copy_from_slice(px);
+            }
+        }
+    }
+}
+
+/// The first frame on a transparent canvas of the logical screen, for still outputs. Decoded by
+/// the same bounded decoder as animations: a frame larger than the screen is refused before its
+/// buffer is allocated (image's GIF decoder would allocate the frame's own size, up to 64k×64k).
+pub fn first_frame(data: &[u8], s: &Settings) -> Result<Raster, PipelineError> {
+    let mut d = options(s, false).read_info(Cursor::new(data)).map_err(corrupt)?;
+    let (w, h) = (d.width() as u32, d.height() as u32);
+    check_size(s, w as u64, h as u64)?;
+    let mut canvas = Raster {
+        width: w,
+        height: h,
+        channels: 4,
+        data: vec![0u8; w as usize * h as usize * 4],
+    };
+    let frame = d
+        .read_next_frame()
+        .map_err(corrupt)?
+        .ok_or_else(|| PipelineError::Corrupt("GIF without frames".into()))?;
+    paint(&mut canvas, frame);
+    Ok(canvas)
 }
 
 /// Where resized frames go: straight into the GIF encoder, or kept for libwebp.

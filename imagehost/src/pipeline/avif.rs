@@ -31,8 +31,12 @@ pub fn probe(data: &[u8]) -> Result<(u32, u32, u64), PipelineError> {
     let avif = avif_parse::read_avif(&mut Cursor::new(data))
         .map_err(|e| PipelineError::Corrupt(format!("avif container: {e}")))?;
     let seq = sequence(&avif.primary_item)?;
+    if let Some(alpha) = &avif.alpha_item {
+        alpha_fits(&seq, &sequence(alpha)?)?;
+    }
     let px = seq.width as u64 * seq.height as u64;
-    // Two bytes a sample past 8 bits; 4:4:4 at worst; an alpha plane if there is one.
+    // Two bytes a sample past 8 bits; 4:4:4 at worst; an alpha plane (no larger than the colour
+    // image, checked above) if there is one.
     let planes = px * 2 * (3 + avif.alpha_item.is_some() as u64);
     Ok((seq.width, seq.height, planes))
 }
@@ -48,7 +52,7 @@ pub fn decode(data: &[u8], s: &Settings) -> Result<Raster, PipelineError> {
         Some(item) => {
             let obu = item.to_vec();
             let aseq = sequence(&obu)?;
-            check_size(s, aseq.width as u64, aseq.height as u64)?;
+            alpha_fits(&seq, &aseq)?;
             Some((obu, aseq))
         }
         None => None,
@@ -80,6 +84,19 @@ pub fn decode(data: &[u8], s: &Settings) -> Result<Raster, PipelineError> {
         raster = raster.crop(rect);
     }
     raster.orient(t.orientation)
+}
+
+/// An alpha item may not be larger than the colour image it belongs to: its size is read from
+/// its own sequence header before either is decoded, so a small image cannot carry a huge
+/// alpha plane past the memory estimate.
+fn alpha_fits(color: &Sequence, alpha: &Sequence) -> Result<(), PipelineError> {
+    if alpha.width > color.width || alpha.height > color.height {
+        return Err(PipelineError::Corrupt(format!(
+            "avif alpha is up to {}×{}, the image up to {}×{}",
+            alpha.width, alpha.height, color.width, color.height
+        )));
+    }
+    Ok(())
 }
 
 /// The sequence header of an AV1 OBU stream, through dav1d's own parser.
@@ -333,6 +350,32 @@ fn unpremultiply(rgba: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alpha_plane_larger_than_its_image_is_refused_before_decoding() {
+        let seq = |width, height| Sequence {
+            width,
+            height,
+            matrix: 1,
+            full_range: true,
+        };
+        let image = seq(300, 200);
+        for (alpha, fits) in [
+            (seq(300, 200), true),
+            (seq(150, 100), true),
+            (seq(301, 200), false),
+            (seq(300, 8000), false),
+            (seq(16_384, 16_384), false),
+        ] {
+            assert_eq!(
+                alpha_fits(&image, &alpha).is_ok(),
+                fits,
+                "{}×{}",
+                alpha.width,
+                alpha.height
+            );
+        }
+    }
 
     /// Reference conversions (BT.601 and BT.709, both ranges, 8 and 10 bits) at the corners of
     /// the colour cube and mid-gray.

@@ -1,8 +1,8 @@
 //! Still-image decoding with limits checked from the header first: JPEG shrunk on load to the
 //! DCT scale the resize plan allows (baseline files by `shrink.rs`, the rest by libjpeg-turbo),
-//! PNG streamed and box-shrunk (`png.rs`), GIF (first frame) and WebP through `image` with strict
-//! limits, AVIF through dav1d (`avif.rs`). Returns oriented pixels and the (bounded) plan mapped
-//! onto them.
+//! PNG streamed and box-shrunk (`png.rs`), GIF's first frame by the animation decoder
+//! (`animate.rs`), WebP through `image` with strict limits, AVIF through dav1d (`avif.rs`).
+//! Returns oriented pixels and the (bounded) plan mapped onto them.
 
 use std::io::Cursor;
 
@@ -27,7 +27,7 @@ pub fn still(
     match input {
         Input::Jpeg => jpeg(data, req, s),
         Input::Png => png(data, req, s, budget),
-        Input::Gif => with_image(data, ImageFormat::Gif, req, s),
+        Input::Gif => planned(super::animate::first_frame(data, s)?, req, s),
         Input::Webp => with_image(data, ImageFormat::WebP, req, s),
         Input::Avif => planned(super::avif::decode(data, s)?, req, s),
     }
