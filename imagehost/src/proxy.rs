@@ -19,6 +19,7 @@ use blobstore::{body_from_bytes, Key, PutOptions};
 use bytes::Bytes;
 
 use crate::http::AppState;
+use crate::keys::UploadDigests;
 use crate::metrics::{PROXY_RESPONSES, RENDERS};
 use crate::pipeline::{self, AvifSource, Input, Output};
 use crate::serve::IMMUTABLE;
@@ -35,6 +36,10 @@ const ERROR_CACHE: &str = "public,max-age=600";
 pub struct Variant {
     pub bytes: Bytes,
     pub content_type: &'static str,
+    /// The upload key of a fetched original's bytes, when this render saw them: named in
+    /// `Surrogate-Key` beside the source key so that a takedown of that upload reaches this
+    /// answer in every edge.
+    pub content_key: Option<String>,
 }
 
 pub async fn handle(
@@ -110,6 +115,7 @@ async fn proxy(
             Arc::new(Variant {
                 content_type: serve_type(&bytes),
                 bytes,
+                content_key: None,
             })
         }),
         None => None,
@@ -148,6 +154,7 @@ async fn produce(
         return Ok(Arc::new(Variant {
             content_type: serve_type(&bytes),
             bytes,
+            content_key: None,
         }));
     }
     let orig = original::get(&state, &source).await?;
@@ -177,21 +184,36 @@ async fn produce(
     let job = pipeline::prepare(&orig.bytes, input, &req, &s.settings).map_err(refused)?;
     let settings = s.settings.clone();
     let data = orig.bytes.clone();
-    let rendered = s
+    let remote = matches!(source, Source::Remote { .. });
+    let (content_key, rendered) = s
         .pool
-        .run(job.cost, move || pipeline::render(&data, input, &req, &settings))
+        .run(job.cost, move || {
+            // A fetched copy that is byte for byte one of our uploads answers to that upload's
+            // takedown, wherever it is hosted; hashed here, off the runtime.
+            let content_key = remote.then(|| UploadDigests::of(&data).upload_key());
+            (content_key, pipeline::render(&data, input, &req, &settings))
+        })
         .await
         .map_err(|e| match e {
             crate::pool::PoolError::Busy => ApiError::Unavailable("image queue full".into()),
             crate::pool::PoolError::Panicked => ApiError::Internal("image job panicked".into()),
-        })?
-        .map_err(refused)?;
+        })?;
+    let rendered = rendered.map_err(refused)?;
+    // Checked again after the render: a takedown that landed meanwhile stops the bytes before
+    // anything is cached or stored.
+    let taken_down = |s: &crate::http::Inner| {
+        s.takedowns.covers(source.key()) || content_key.as_deref().is_some_and(|k| s.takedowns.covers(k))
+    };
+    if taken_down(s) {
+        return Err(ApiError::Blacklisted);
+    }
     original::keep(&state, &orig).await;
     if rendered.passthrough {
         RENDERS.with_label_values(&["passthrough"]).inc();
         return Ok(Arc::new(Variant {
             bytes: orig.bytes,
             content_type: rendered.content_type,
+            content_key,
         }));
     }
     RENDERS.with_label_values(&["ok"]).inc();
@@ -200,15 +222,24 @@ async fn produce(
         return Ok(Arc::new(Variant {
             bytes,
             content_type: rendered.content_type,
+            content_key,
         }));
     }
     if let Some(cache) = &s.hotcache {
         cache.put(&vkey, &bytes).await;
     }
+    if taken_down(s) {
+        // Landed while the hot cache was written: take back what was just put there.
+        if let Some(cache) = &s.hotcache {
+            cache.remove(&vkey);
+        }
+        return Err(ApiError::Blacklisted);
+    }
     store_in_background(&state, &vkey, &bytes, rendered.content_type);
     Ok(Arc::new(Variant {
         bytes,
         content_type: rendered.content_type,
+        content_key,
     }))
 }
 
@@ -222,7 +253,13 @@ pub fn store_in_background(state: &AppState, key: &str, bytes: &Bytes, content_t
             content_type: Some(content_type.to_string()),
             ..PutOptions::default()
         };
+        let state = state.clone();
         tokio::spawn(async move {
+            // A takedown that landed since the render has already swept the stores: do not
+            // write behind it.
+            if state.inner().takedowns.covers(key.as_str()) {
+                return;
+            }
             if let Err(e) = fs.proxy.put(&key, body_from_bytes(bytes), &opts).await {
                 tracing::warn!(fileserver = %fs.name, key = %key, error = %e, "proxy store write failed");
             }
@@ -243,7 +280,11 @@ fn respond(v: &Variant, etag: &str, negotiated: bool, source_key: String) -> Res
     if negotiated {
         h.append(header::VARY, HeaderValue::from_static("Accept"));
     }
-    if let Ok(v) = HeaderValue::from_str(&source_key) {
+    let tags = match &v.content_key {
+        Some(k) if *k != source_key => format!("{source_key} {k}"),
+        _ => source_key,
+    };
+    if let Ok(v) = HeaderValue::from_str(&tags) {
         h.insert(crate::serve::SURROGATE_KEY.clone(), v);
     }
     resp.into_response()

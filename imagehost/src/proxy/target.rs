@@ -46,7 +46,7 @@ pub fn encode(url: &str) -> String {
 /// the outer options apply).
 pub fn unwrap(mut url: Url, service: &Url) -> Result<Url, ApiError> {
     for _ in 0..MAX_UNWRAP {
-        if url.origin() != service.origin() || !url.path().starts_with("/p") {
+        if !ours(&url, service) || !url.path().starts_with("/p") {
             return Ok(url);
         }
         url = decode(url.path().get(3..).unwrap_or(""))?;
@@ -54,9 +54,17 @@ pub fn unwrap(mut url: Url, service: &Url) -> Result<Url, ApiError> {
     Err(ApiError::InvalidProxyUrl)
 }
 
+/// Whether a URL names this service: the same host under any scheme or port. The reference
+/// compares whole origins, so `http://images.hive.blog/DQm…` was fetched from ourselves and kept
+/// under a `U…` key that a takedown of the `D…` upload never reached; here every spelling of our
+/// host reads the upload in place and so answers to its takedown.
+fn ours(url: &Url, service: &Url) -> bool {
+    url.host_str().is_some() && url.host_str() == service.host_str()
+}
+
 /// Step 5: our own `/D…` uploads are read in place; everything else is keyed by SHA-1 of the href.
 pub fn source(url: Url, service: &Url) -> Source {
-    if url.origin() == service.origin() && url.path().starts_with("/D") {
+    if ours(&url, service) && url.path().starts_with("/D") {
         let key = url.path()[1..].split('/').next().unwrap_or("").to_string();
         return Source::Upload(key);
     }
@@ -160,6 +168,23 @@ mod tests {
             source(Url::parse(up).unwrap(), &svc()),
             Source::Upload("DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4".into())
         );
+        // Every spelling of our host is ours: scheme, port and case do not make a second copy.
+        for alias in [
+            "http://images.hive.blog/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4/a.png",
+            "https://IMAGES.hive.blog:443/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4",
+            "http://images.hive.blog:8080/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4/x",
+        ] {
+            assert_eq!(
+                source(Url::parse(alias).unwrap(), &svc()),
+                Source::Upload("DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4".into()),
+                "{alias}"
+            );
+        }
+        let other = Url::parse(
+            "https://images.hive.blog.example.com/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4",
+        )
+        .unwrap();
+        assert!(matches!(source(other, &svc()), Source::Remote { .. }));
         let remote = source(Url::parse("https://example.com/a.jpg").unwrap(), &svc());
         let key = remote.key().to_string();
         assert!(key.starts_with('U') && key.len() == 31, "{key}");

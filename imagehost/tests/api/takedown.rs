@@ -98,6 +98,73 @@ async fn a_pushed_takedown_refuses_every_route_and_clears_the_hot_cache() {
     f.stop().await;
 }
 
+/// Copies of a taken-down upload under other names: our host under another scheme or port reads
+/// the upload itself (so its variants are the upload's and go with it), and a byte-identical
+/// copy on someone else's host answers to the upload's takedown too, its rendered answers
+/// tagged with the upload's key for the edges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_reaches_aliases_of_our_host_and_byte_identical_copies_elsewhere() {
+    let admin = harness::free_port();
+    let data = png(90, 60);
+    let key = key_of(&data);
+    let served = data.clone();
+    let origin = harness::origin::Origin::start(move |req| match req.path.as_str() {
+        "/rehosted.png" => harness::origin::Reply::ok(served.clone()),
+        _ => harness::origin::Reply::status(404),
+    });
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.admin.listen = Some(format!("127.0.0.1:{admin}").parse().expect("addr"));
+        c.takedowns.token = Some(service::Secret::new("cluster-secret"));
+        c.proxy.allow_loopback = true;
+    })
+    .await;
+    let sig = signature(&f.keys.posting, &data, false);
+    let r = f.upload(&format!("/alice/{sig}"), "photo.png", &data).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let aliases = [
+        format!("https://images.test/{key}/photo.png"),
+        format!("http://images.test:8080/{key}"),
+    ];
+    let copy = format!("http://{}/rehosted.png", origin.addr());
+    for url in aliases.iter().chain([&copy]) {
+        let r = f.get(&p(url, "width=40")).await;
+        assert_eq!(r.status, 200, "{url} before: {}", r.text());
+        let tags = r.header("surrogate-key").unwrap_or_default();
+        assert!(
+            tags.split(' ').any(|t| t == key),
+            "{url} tagged with the upload: {tags}"
+        );
+    }
+    assert_eq!(origin.hits(), 1, "only the copy elsewhere is fetched");
+
+    let body = serde_json::json!({ "keys": [key] }).to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        harness::http::request(
+            std::net::SocketAddr::from(([127, 0, 0, 1], admin)),
+            "POST",
+            "/takedowns",
+            &[("Authorization", "Bearer cluster-secret")],
+            body.as_bytes(),
+        )
+        .expect("push")
+    })
+    .await
+    .expect("join");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for url in aliases.iter() {
+        for q in ["width=40", "width=41", ""] {
+            let r = f.get(&p(url, q)).await;
+            assert_eq!(r.status, 451, "{url} ?{q}: {}", r.text());
+        }
+    }
+    // The copy elsewhere: a new size is refused once its bytes are seen to be the upload's.
+    for q in ["width=41", "width=42&format=webp"] {
+        let r = f.get(&p(&copy, q)).await;
+        assert_eq!(r.status, 451, "{copy} ?{q}: {}", r.text());
+    }
+    f.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_304_only_for_what_exists_and_any_filename_bytes_serve_the_image() {
     let f = Fixture::start(Backend::Directory, |_, _, _| {}).await;
