@@ -128,37 +128,47 @@ impl Purger {
     }
 
     /// Applies `action` to this edge's cache: a purge removes the URL's objects now; a ban is
-    /// recorded (durably with a disk tier) and applied lazily.
-    fn apply_local(&self, action: Action) -> Applied {
+    /// recorded (durably with a disk tier) and applied lazily. Both touch the disk (file
+    /// deletes, the ban list's fsync), so they run on a blocking thread, never a proxy worker.
+    async fn apply_local(&self, action: Action) -> Applied {
         let Some(cache) = self.cache else {
             return Applied::Purged(0);
         };
-        match action {
-            Action::Purge { host, path, query } => {
-                let primary = CacheKey::new(key::primary(&host, &path, query.as_deref()), "").primary_bin();
-                Applied::Purged(cache.store.purge_primary(&primary))
-            }
-            Action::Ban(spec, condition) => {
-                let what = format!("{spec:?}");
-                match cache.store.bans.add(spec, condition) {
-                    Ok(seq) => {
-                        metrics::BANS_ACTIVE.set(cache.store.bans.active().len() as i64);
-                        tracing::info!(seq, ban = %what, "ban recorded");
-                        Applied::Banned(seq)
-                    }
-                    Err(AddError::TooMany) => Applied::Refused(
-                        503,
-                        format!(
-                            "{} bans are still being applied; retry in a few seconds",
-                            crate::cache::bans::ACTIVE_LIMIT
-                        ),
-                    ),
-                    Err(AddError::Io(e)) => Applied::Refused(500, format!("ban not recorded: {e}")),
+        tokio::task::spawn_blocking(move || apply(cache, action))
+            .await
+            .unwrap_or_else(|e| Applied::Refused(500, format!("purge not applied: {e}")))
+    }
+}
+
+/// [`Purger::apply_local`]'s work, on a blocking thread.
+fn apply(cache: &'static Cache, action: Action) -> Applied {
+    match action {
+        Action::Purge { host, path, query } => {
+            let primary = CacheKey::new(key::primary(&host, &path, query.as_deref()), "").primary_bin();
+            Applied::Purged(cache.store.purge_primary(&primary))
+        }
+        Action::Ban(spec, condition) => {
+            let what = format!("{spec:?}");
+            match cache.store.bans.add(spec, condition) {
+                Ok(seq) => {
+                    metrics::BANS_ACTIVE.set(cache.store.bans.active().len() as i64);
+                    tracing::info!(seq, ban = %what, "ban recorded");
+                    Applied::Banned(seq)
                 }
+                Err(AddError::TooMany) => Applied::Refused(
+                    503,
+                    format!(
+                        "{} bans are still being applied; retry in a few seconds",
+                        crate::cache::bans::ACTIVE_LIMIT
+                    ),
+                ),
+                Err(AddError::Io(e)) => Applied::Refused(500, format!("ban not recorded: {e}")),
             }
         }
     }
+}
 
+impl Purger {
     /// Answers a PURGE or BAN request completely (the caller returns `Ok(true)` from request_filter).
     pub async fn handle(&self, session: &mut Session, peer: IpAddr) -> pingora::Result<()> {
         let req = session.req_header();
@@ -201,7 +211,7 @@ impl Purger {
             }
         };
         let kind = action.kind();
-        let (mut body, outcome, status) = match self.apply_local(action) {
+        let (mut body, outcome, status) = match self.apply_local(action).await {
             Applied::Purged(n) => (
                 serde_json::json!({ "removed": n }),
                 if n > 0 { "removed" } else { "not_found" },

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use service::takedown_feed::{next_wait, Feed};
 
 use crate::cache::bans::Spec;
+use crate::cache::tags;
 use crate::cache::Cache;
 use crate::metrics;
 
@@ -57,22 +58,31 @@ impl Puller {
 
     /// Pulls everything after `since` and bans the new keys, a page at a time; the new position.
     async fn pull(&self, since: u64) -> Result<u64, String> {
-        self.feed
-            .pull(since, |keys, last| {
+        let cache = self.cache;
+        let mut since = since;
+        while let Some((keys, last)) = self.feed.page(since).await? {
+            // A key no answer can be tagged with (see `tags`) has nothing to ban here; it must
+            // not stop the keys after it.
+            let (keys, skipped): (Vec<String>, Vec<String>) =
+                keys.into_iter().partition(|k| tags::is_taggable(k));
+            if !skipped.is_empty() {
+                tracing::warn!(skipped = ?skipped, "takedown keys no answer can be tagged with: skipped");
+            }
+            if !keys.is_empty() {
                 let count = keys.len();
                 let spec = Spec::Tags(keys);
                 let condition = spec.compile()?;
-                let seq = self
-                    .cache
-                    .store
-                    .bans
-                    .add(spec, condition)
+                // Recorded durably (written and fsynced): on a blocking thread.
+                let seq = tokio::task::spawn_blocking(move || cache.store.bans.add(spec, condition))
+                    .await
+                    .map_err(|e| e.to_string())?
                     .map_err(|e| format!("ban not recorded: {e:?}"))?;
-                metrics::BANS_ACTIVE.set(self.cache.store.bans.active().len() as i64);
+                metrics::BANS_ACTIVE.set(cache.store.bans.active().len() as i64);
                 tracing::info!(keys = count, seq, last, "takedowns pulled and banned");
-                Ok(())
-            })
-            .await
+            }
+            since = last;
+        }
+        Ok(since)
     }
 }
 

@@ -57,7 +57,7 @@ async fn takedowns(
         )
             .into_response();
     };
-    match state.take_down(&pushed.keys, None) {
+    match state.take_down(pushed.keys, None).await {
         Ok(new) => Json(json!({"added": new.len()})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

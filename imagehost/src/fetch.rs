@@ -15,6 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::time::Instant;
 use url::Url;
 
+use crate::inputs::{Held, Inputs};
 use crate::metrics::FETCHES;
 use crate::sniff::{accepted_image, SNIFF_LEN};
 use crate::ApiError;
@@ -49,6 +50,8 @@ pub enum FetchError {
     TooLarge(u64),
     #[error("upstream body is not an accepted image")]
     NotImage,
+    #[error("no room for the original: {0}")]
+    Busy(crate::inputs::Full),
 }
 
 impl FetchError {
@@ -61,6 +64,7 @@ impl FetchError {
             FetchError::Status(_) => "status",
             FetchError::TooLarge(_) => "too_large",
             FetchError::NotImage => "not_image",
+            FetchError::Busy(_) => "busy",
         }
     }
 
@@ -74,6 +78,7 @@ impl FetchError {
             | FetchError::TooManyRedirects(_) => ApiError::UpstreamError,
             FetchError::Status(_) | FetchError::NotImage => ApiError::InvalidImage,
             FetchError::TooLarge(_) => ApiError::PayloadTooLarge,
+            FetchError::Busy(_) => ApiError::Unavailable("originals in memory at their budget".into()),
         }
     }
 }
@@ -143,8 +148,10 @@ impl Fetcher {
         Ok(Fetcher { client, config })
     }
 
-    pub async fn fetch(&self, url: &Url) -> Result<Fetched, FetchError> {
-        let result = self.fetch_inner(url).await;
+    /// Fetches `url`, holding room in `inputs` for the body as it grows (all of it at once when
+    /// the length is announced) in `held`, which the caller keeps as long as the bytes live.
+    pub async fn fetch(&self, url: &Url, inputs: &Inputs, held: &Held) -> Result<Fetched, FetchError> {
+        let result = self.fetch_inner(url, inputs, held).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
@@ -156,7 +163,7 @@ impl Fetcher {
         result
     }
 
-    async fn fetch_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
+    async fn fetch_inner(&self, url: &Url, inputs: &Inputs, held: &Held) -> Result<Fetched, FetchError> {
         let c = &self.config;
         let mut url = url.clone();
         let mut hops = 0;
@@ -202,6 +209,9 @@ impl Fetcher {
             return Err(FetchError::TooLarge(c.max_bytes));
         }
         let deadline = Instant::now() + c.read_timeout;
+        if let Some(n) = resp.content_length() {
+            inputs.hold(held, n).await.map_err(FetchError::Busy)?;
+        }
         let mut resp = resp;
         let mut body = BytesMut::new();
         let mut sniffed = None;
@@ -212,8 +222,16 @@ impl Fetcher {
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
             };
-            if body.len() as u64 + chunk.len() as u64 > c.max_bytes {
+            let len = body.len() as u64 + chunk.len() as u64;
+            if len > c.max_bytes {
                 return Err(FetchError::TooLarge(c.max_bytes));
+            }
+            if len > held.bytes() {
+                let room = (len + crate::inputs::STEP).min(c.max_bytes);
+                tokio::time::timeout_at(deadline, inputs.hold(held, room))
+                    .await
+                    .map_err(|_| FetchError::Timeout("body"))?
+                    .map_err(FetchError::Busy)?;
             }
             body.extend_from_slice(&chunk);
             if sniffed.is_none() && body.len() >= SNIFF_LEN {

@@ -47,6 +47,8 @@ pub struct Inner {
     pub service_url: url::Url,
     pub fetcher: Fetcher,
     pub pool: Pool,
+    /// Room for originals held in memory (fetching, read, waiting for the pool).
+    pub inputs: crate::inputs::Inputs,
     pub settings: Settings,
     pub hotcache: Option<HotCache>,
     pub variants: Flights<Result<Arc<Variant>, ApiError>>,
@@ -80,6 +82,7 @@ impl AppState {
             config.pipeline.queue,
             config.pipeline.memory_budget,
         );
+        let inputs = crate::inputs::Inputs::new(config.pipeline.input_budget, config.pipeline.input_wait);
         let settings = config.pipeline.settings(&config.proxy);
         let hotcache = match &config.cache.dir {
             Some(dir) => Some(
@@ -115,6 +118,7 @@ impl AppState {
                 service_url,
                 fetcher,
                 pool,
+                inputs,
                 settings,
                 hotcache,
                 variants: Flights::default(),
@@ -131,10 +135,16 @@ impl AppState {
 
     /// Records taken-down keys (pushed or pulled) and clears the hot cache of them and their
     /// variants; the keys that were new.
-    pub fn take_down(&self, keys: &[String], last: Option<u64>) -> std::io::Result<Vec<String>> {
-        let new = self.inner().takedowns.add(keys, last)?;
-        self.forget(&new);
-        Ok(new)
+    /// The state file's fsync and the hot cache's sweep run on a blocking thread.
+    pub async fn take_down(&self, keys: Vec<String>, last: Option<u64>) -> std::io::Result<Vec<String>> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let new = state.inner().takedowns.add(&keys, last)?;
+            state.forget(&new);
+            Ok(new)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Clears the hot cache of taken-down keys and their variants.

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod flight;
 pub mod hotcache;
 pub mod http;
+pub mod inputs;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;

@@ -197,6 +197,15 @@ pub static POOL_RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
         .expect("register imagehost_pool_running")
 });
 
+/// Bytes of originals held in memory (fetching, read, or waiting for the pool).
+pub static INPUT_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "imagehost_input_memory_bytes",
+        "Bytes of originals held in memory: being fetched, read from a fileserver, or waiting for the image pool (at most pipeline.input_budget)"
+    )
+    .expect("register imagehost_input_memory_bytes")
+});
+
 /// Bytes the running jobs hold by their estimates.
 pub static POOL_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(

@@ -136,28 +136,43 @@ impl Takedowns {
     }
 }
 
+/// [`Takedowns::add`] on a blocking thread: it writes and fsyncs the state file.
+async fn add_blocking(list: &Arc<Takedowns>, keys: Vec<String>, last: u64) -> Result<Vec<String>, String> {
+    let list = list.clone();
+    tokio::task::spawn_blocking(move || list.add(&keys, Some(last)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Every page after the list's position, each kept before the next is asked for; an empty pull
+/// is a pull too (the node is up to date).
+async fn pull_pages(list: &Arc<Takedowns>, feed: &Feed, new: &mut Vec<String>) -> Result<(), String> {
+    let mut since = list.last();
+    while let Some((keys, last)) = feed.page(since).await? {
+        new.extend(add_blocking(list, keys, last).await?);
+        since = last;
+    }
+    add_blocking(list, Vec::new(), since).await.map(drop)
+}
+
 /// Pulls the list from blobsync now and every `interval` (sooner until the first pull succeeds),
 /// calling `on_new` with keys it did not know; runs until the process ends.
 pub async fn pull_forever(
     list: Arc<Takedowns>,
     feed: Feed,
     interval: Duration,
-    on_new: impl Fn(&[String]) + Send + 'static,
+    on_new: impl Fn(&[String]) + Clone + Send + 'static,
 ) {
     loop {
         let mut new = Vec::new();
-        let pulled = feed
-            .pull(list.last(), |keys, last| {
-                new.extend(list.add(&keys, Some(last)).map_err(|e| e.to_string())?);
-                Ok(())
-            })
-            .await
-            // Nothing newer is a pull too: the node is up to date.
-            .and_then(|last| list.add(&[], Some(last)).map_err(|e| e.to_string()));
+        let pulled = pull_pages(&list, &feed, &mut new).await;
         match pulled {
             Ok(_) if !new.is_empty() => {
                 tracing::info!(new = new.len(), last = list.last(), "takedowns pulled");
-                on_new(&new);
+                // Sweeping the hot cache reads its index and deletes files: off the runtime.
+                let on_new = on_new.clone();
+                let _ = tokio::task::spawn_blocking(move || on_new(&new)).await;
             }
             Ok(_) => {}
             Err(e) => {

@@ -9,6 +9,7 @@ mod api {
     pub mod fixture;
     pub mod hostile;
     pub mod images;
+    pub mod inputs;
     pub mod mutated;
     pub mod proxy;
     pub mod quota;

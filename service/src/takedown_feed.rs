@@ -57,30 +57,25 @@ impl Feed {
         &self.url
     }
 
-    /// Pulls every entry after list number `since`, handing each non-empty page's keys and its
-    /// last number to `on_page` (which keeps them before the next page is asked for); the last
-    /// number reached.
-    pub async fn pull(
-        &self,
-        mut since: u64,
-        mut on_page: impl FnMut(Vec<String>, u64) -> Result<(), String>,
-    ) -> Result<u64, String> {
-        loop {
-            let mut req = self.client.get(&self.url).query(&[("since", since)]);
-            if let Some(t) = &self.token {
-                req = req.bearer_auth(t.expose());
-            }
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("status {}", resp.status()));
-            }
-            let page: Page = resp.json().await.map_err(|e| e.to_string())?;
-            if page.takedowns.is_empty() {
-                return Ok(since);
-            }
-            since = page.last;
-            on_page(page.takedowns.into_iter().map(|e| e.key).collect(), since)?;
+    /// The page of entries after list number `since`: its keys and its last number, or `None`
+    /// when there is nothing newer. Callers keep a page's keys before asking for the next one.
+    pub async fn page(&self, since: u64) -> Result<Option<(Vec<String>, u64)>, String> {
+        let mut req = self.client.get(&self.url).query(&[("since", since)]);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.expose());
         }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("status {}", resp.status()));
+        }
+        let page: Page = resp.json().await.map_err(|e| e.to_string())?;
+        if page.takedowns.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            page.takedowns.into_iter().map(|e| e.key).collect(),
+            page.last,
+        )))
     }
 }
 

@@ -33,19 +33,24 @@ pub fn split(joined: &str) -> Box<[Box<str>]> {
     joined.split_whitespace().take(MAX_TAGS).map(Into::into).collect()
 }
 
-/// The first segment of `url` (a URL part, `/seg/…?q`), which names the key of `/DQm…/…` URLs.
+/// The first segment of `url` (a URL part, `/seg/…?q`) when it names an upload key, as the
+/// first segment of `/DQm…/…` URLs does: `D` then letters and digits only (as imagehost's `/D…`
+/// route reads it), so that a tag such as `p` or `0x0` never reaches every URL of a route.
 pub fn first_segment(url: &[u8]) -> Option<&str> {
     let rest = url.strip_prefix(b"/")?;
     let end = rest
         .iter()
         .position(|b| *b == b'/' || *b == b'?')
         .unwrap_or(rest.len());
-    std::str::from_utf8(&rest[..end]).ok()
+    let seg = &rest[..end];
+    (seg.first() == Some(&b'D') && seg.iter().all(u8::is_ascii_alphanumeric))
+        .then(|| std::str::from_utf8(seg).ok())
+        .flatten()
 }
 
-/// Whether the first segment of `url` is `tag`.
-pub fn url_is_tagged(url: &[u8], tag: &str) -> bool {
-    first_segment(url) == Some(tag)
+/// Whether a key can be a tag: what [`of`] keeps from a header (1 to 256 bytes, no spaces).
+pub fn is_taggable(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 256 && !key.contains(char::is_whitespace)
 }
 
 #[cfg(test)]
@@ -67,8 +72,18 @@ mod tests {
             (b"/DQmAB/photo.jpg", "DQmA", false),
             (b"/p/DQmA", "DQmA", false),
             (b"DQmA", "DQmA", false),
+            // Only a key-like first segment stands for a tag: never a route's own name.
+            (b"/p/2Zx", "p", false),
+            (b"/0x0/https://x", "0x0", false),
+            (b"/webp/DQmA/x.jpg", "webp", false),
+            (b"/D%51mA/x.jpg", "D%51mA", false),
         ] {
-            assert_eq!(url_is_tagged(url, tag), want, "{}", String::from_utf8_lossy(url));
+            let tagged = first_segment(url) == Some(tag);
+            assert_eq!(tagged, want, "{}", String::from_utf8_lossy(url));
         }
+        for (key, ok) in [("DQmA", true), ("", false), ("a b", false)] {
+            assert_eq!(is_taggable(key), ok, "{key:?}");
+        }
+        assert!(is_taggable(&"k".repeat(256)) && !is_taggable(&"k".repeat(257)));
     }
 }

@@ -33,10 +33,17 @@ impl Conn {
         }
     }
 
-    /// Puts `bytes` back: the next reads return them first.
+    /// Puts `bytes` back: the next reads return them first (before anything put back earlier
+    /// and not yet read, so no byte of the stream is ever dropped or reordered).
     pub fn rewind(&mut self, bytes: Bytes) {
-        debug_assert!(self.unread.is_empty(), "rewound twice");
-        self.unread = bytes;
+        if self.unread.is_empty() {
+            self.unread = bytes;
+        } else {
+            let mut joined = Vec::with_capacity(bytes.len() + self.unread.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.unread);
+            self.unread = Bytes::from(joined);
+        }
     }
 
     pub fn is_tls(&self) -> bool {

@@ -1,6 +1,8 @@
 //! PURGE and BAN: they remove what they name (every variant, memory and disk), are refused
 //! without access, and propagate to the peer edges so a takedown clears the cluster.
 
+use std::time::Duration;
+
 use harness::origin::Reply;
 
 use crate::support::{count, origin, Edge};
@@ -187,6 +189,51 @@ fn a_tag_ban_removes_every_answer_derived_from_a_key_on_memory_and_disk() {
     }
     // A new answer after the ban is not affected by it.
     assert!(cached(&edge, "/p/thumb1?width=100"));
+}
+
+/// Takedowns pulled from blobsync's list become tag bans; a key no answer can carry as a tag
+/// (over 256 bytes) is skipped instead of stopping the feed, so the keys after it still land.
+#[test]
+fn pulled_takedowns_ban_their_tags_and_an_untaggable_key_does_not_stop_the_feed() {
+    let (o, _) = origin(|req| {
+        let tag = if req.path.starts_with("/p/gone") {
+            "DQmGone"
+        } else {
+            "DQmKept"
+        };
+        Reply::ok(format!("body of {}", req.path))
+            .header("Cache-Control", "public,max-age=600")
+            .header("Surrogate-Key", tag)
+    });
+    let published = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let p2 = published.clone();
+    let feed = harness::origin::Origin::start(move |req| {
+        let first = req.path.ends_with("since=0");
+        let body = if p2.load(std::sync::atomic::Ordering::SeqCst) && first {
+            serde_json::json!({
+                "takedowns": [{ "key": "D".repeat(300) }, { "key": "DQmGone" }],
+                "last": 2
+            })
+        } else {
+            serde_json::json!({ "takedowns": [], "last": 0 })
+        };
+        Reply::ok(body.to_string()).header("Content-Type", "application/json")
+    });
+    let settings = [
+        format!("takedowns.url=http://{}/takedowns", feed.addr()),
+        "takedowns.poll_interval=100ms".to_string(),
+    ];
+    let edge = Edge::start(&[o.addr()], &settings);
+    for p in ["/p/gone?width=1", "/p/kept?width=1"] {
+        get(&edge, p);
+        assert!(cached(&edge, p), "{p} cached");
+    }
+    published.store(true, std::sync::atomic::Ordering::SeqCst);
+    harness::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        (!cached(&edge, "/p/gone?width=1")).then_some(())
+    })
+    .expect("the key after the untaggable one was banned");
+    assert!(cached(&edge, "/p/kept?width=1"), "other tags kept");
 }
 
 /// A costly regex ban is recorded and answered at once and applied in the background: another

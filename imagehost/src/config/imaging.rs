@@ -107,6 +107,12 @@ pub struct PipelineConfig {
     /// decoding; jobs wait for room (or get a fast 503 when the queue is full), and a job whose
     /// estimate alone is larger is refused (400 invalid_image).
     pub memory_budget: u64,
+    /// Bytes of originals held in memory at once: bodies being fetched, originals read from the
+    /// fileservers, and inputs waiting for a worker. A load that finds no room within
+    /// `input_wait` is answered 503 with Retry-After. At least `proxy.max_image_size`.
+    pub input_budget: u64,
+    #[serde(with = "humantime_serde")]
+    pub input_wait: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -128,6 +134,8 @@ impl Default for PipelineConfig {
             max_output_pixels: s.max_output_pixels,
             max_animation_output_pixels: s.max_animation_output_pixels,
             memory_budget: s.memory_budget,
+            input_budget: 256 << 20,
+            input_wait: Duration::from_secs(5),
         }
     }
 }
@@ -230,6 +238,12 @@ pub fn validate(proxy: &ProxyConfig, pipeline: &PipelineConfig, cache: &CacheCon
     }
     if pipeline.max_output_pixels == 0 || pipeline.max_animation_output_pixels == 0 {
         return Err("pipeline.max_output_pixels and max_animation_output_pixels must be more than 0".into());
+    }
+    if pipeline.input_budget < proxy.max_image_size {
+        return Err(format!(
+            "pipeline.input_budget ({}) must be at least proxy.max_image_size ({}): the largest original must fit",
+            pipeline.input_budget, proxy.max_image_size
+        ));
     }
     if pipeline.memory_budget < 16 << 20 {
         return Err("pipeline.memory_budget must be at least 16 MiB (a 1280 px render needs several)".into());
