@@ -1,6 +1,8 @@
 //! The shared test harness: real servers on loopback, started and stopped by the tests themselves.
 //!
 //! - [`content`]: deterministic test bytes and the upload keys that name them.
+//! - [`faults`]: a TCP proxy between services that adds latency, stalls, cuts, caps bandwidth or
+//!   blackholes, switched while a test runs.
 //! - [`garage`]: installs Garage 2.5.0 when missing, starts independent single-node instances, each
 //!   with its own buckets and key, stops and restarts them by PID; they die with the test process.
 //! - [`hive`]: a Hive API node stand-in speaking the real JSON-RPC wire format.
@@ -17,6 +19,7 @@
 //! processes (tied to that thread's lifetime) live exactly as long as the test.
 
 pub mod content;
+pub mod faults;
 pub mod garage;
 pub mod hive;
 pub mod hostile;
