@@ -13,7 +13,8 @@ pub mod error;
 pub mod hits;
 pub mod limits;
 pub mod metrics;
-pub mod net;
+/// CIDR networks and the client address behind trusted proxies (shared with imagehost).
+pub use service::net;
 pub mod proxy;
 pub mod purge;
 pub mod takedowns;

@@ -1,6 +1,6 @@
 //! Plumbing shared by edge, imagehost and blobsync: config layering, logs, admin listener, shutdown,
-//! the one reading of `Accept` the edge and imagehost must agree on, and the client of blobsync's
-//! takedown list they both pull.
+//! the one reading of `Accept` the edge and imagehost must agree on, client addresses behind trusted
+//! proxies, and the client of blobsync's takedown list they both pull.
 //!
 //! Every daemon follows the same shape: `main.rs` parses [`CommonArgs`], loads its config with
 //! [`ConfigLoader`], calls [`telemetry::init`], then hands a listener and a [`Shutdown`] to its
@@ -11,6 +11,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod net;
 pub mod secret;
 pub mod shutdown;
 pub mod takedown_feed;

@@ -1,5 +1,6 @@
-//! Addresses: CIDR networks for purge access and trusted proxies, and which address is the client
-//! when `X-Forwarded-For` comes through proxies we trust.
+//! Addresses: CIDR networks for access lists and trusted proxies (the edge's purge access, the
+//! proxies whose `X-Forwarded-For` the edge and imagehost believe), and which address is the
+//! client when `X-Forwarded-For` comes through proxies we trust.
 
 use std::net::IpAddr;
 use std::str::FromStr;
