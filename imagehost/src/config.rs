@@ -22,6 +22,8 @@ pub struct Config {
     pub buckets: Buckets,
     /// The fileservers, in read-preference order. Uploads are written to all of them.
     pub fileservers: Vec<FileserverConfig>,
+    /// How reads use the fileservers: hedging and the per-fileserver breaker.
+    pub reads: crate::stores::ReadsConfig,
     pub upload: UploadConfig,
     pub upload_limits: UploadLimits,
     pub accounts: AccountsConfig,
@@ -185,9 +187,23 @@ pub struct ServerConfig {
     pub client_timeout: Duration,
     /// Bytes per second an upload must average once `request_timeout` has passed (408 if not).
     pub min_body_rate: u64,
+    /// Networks whose `X-Forwarded-For` is believed (the edges): the client is the right-most
+    /// entry that is not itself trusted. Default: loopback and private networks.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl ServerConfig {
+    /// `trusted_proxies` parsed; an entry that is not a network is a config error naming it.
+    pub fn trusted(&self) -> Result<Vec<service::net::Cidr>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| format!("server.trusted_proxies: `{s}`: {e}"))
+            })
+            .collect()
+    }
+
     pub fn timeouts(&self) -> service::http::Timeouts {
         service::http::Timeouts {
             request: self.request_timeout,
@@ -213,6 +229,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             buckets: Buckets::default(),
             fileservers: vec![FileserverConfig::directory("local", "./data/fileserver")],
+            reads: crate::stores::ReadsConfig::default(),
             upload: UploadConfig::default(),
             upload_limits: UploadLimits::default(),
             accounts: AccountsConfig::default(),
@@ -238,6 +255,16 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             client_timeout: Duration::from_secs(30),
             min_body_rate: 8 * 1024,
+            trusted_proxies: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -255,6 +282,8 @@ impl Config {
     /// Rules serde cannot express. Each message names the key at fault.
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
+        self.reads.validate()?;
+        self.server.trusted()?;
         self.server.timeouts().validate("server")?;
         if let Some(u) = &self.takedowns.url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {

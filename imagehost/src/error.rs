@@ -58,6 +58,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("upload quota exceeded")]
     QuotaExceeded,
+    /// This client (or this source host) asked for more cold renders than its share; the
+    /// seconds until it may ask again.
+    #[error("too many new renders; retry in {0} s")]
+    RenderLimit(u64),
     /// The request body stalled or trickled past the server's deadlines.
     #[error("request body too slow")]
     RequestTimeout,
@@ -86,7 +90,7 @@ impl ApiError {
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::NoSuchAccount | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QuotaExceeded | ApiError::RenderLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::QuotaExceeded => "qouta_exceeded",
+            ApiError::RenderLimit(_) => "too_many_renders",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::UpstreamError => "upstream_error",
         }
@@ -137,6 +142,7 @@ impl ApiError {
                 | ApiError::Unavailable(_)
                 | ApiError::UpstreamError
                 | ApiError::RequestTimeout
+                | ApiError::RenderLimit(_)
         )
     }
 }
@@ -155,8 +161,14 @@ impl IntoResponse for ApiError {
         if self.transient() {
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
-        if matches!(self, ApiError::Unavailable(_)) {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            ApiError::Unavailable(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::RenderLimit(secs) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            _ => {}
         }
         resp
     }
@@ -175,6 +187,11 @@ mod tests {
                 r#"{"error":{"info":{"msg":"Upload not found"},"name":"bad_request"}}"#,
             ),
             (ApiError::Blacklisted, 451, r#"{"error":{"name":"blacklisted"}}"#),
+            (
+                ApiError::RenderLimit(3),
+                429,
+                r#"{"error":{"name":"too_many_renders"}}"#,
+            ),
             (ApiError::Deplorable, 403, r#"{"error":{"name":"deplorable"}}"#),
             (ApiError::FileMissing, 400, r#"{"error":{"name":"file_missing"}}"#),
             (

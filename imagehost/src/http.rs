@@ -49,6 +49,8 @@ pub struct Inner {
     pub pool: Pool,
     /// Room for originals held in memory (fetching, read, waiting for the pool).
     pub inputs: crate::inputs::Inputs,
+    /// Shares of cold renders per client and per source host.
+    pub render_limits: crate::proxy::limit::RenderLimits,
     pub settings: Settings,
     pub hotcache: Option<HotCache>,
     pub variants: Flights<Result<Arc<Variant>, ApiError>>,
@@ -83,6 +85,7 @@ impl AppState {
             config.pipeline.memory_budget,
         );
         let inputs = crate::inputs::Inputs::new(config.pipeline.input_budget, config.pipeline.input_wait);
+        let render_limits = crate::proxy::limit::RenderLimits::new(&config).map_err(crate::Error::Config)?;
         let settings = config.pipeline.settings(&config.proxy);
         let hotcache = match &config.cache.dir {
             Some(dir) => Some(
@@ -119,6 +122,7 @@ impl AppState {
                 fetcher,
                 pool,
                 inputs,
+                render_limits,
                 settings,
                 hotcache,
                 variants: Flights::default(),
@@ -238,6 +242,7 @@ async fn get_two_segments(
     RawQuery(query): RawQuery,
     method: Method,
     headers: HeaderMap,
+    peer: Option<axum::Extension<service::http::Peer>>,
 ) -> Response {
     // From the URI itself: axum's path extractors refuse a segment that is not UTF-8.
     let mut segments = uri.path().split('/').skip(1).map(decoded);
@@ -246,7 +251,8 @@ async fn get_two_segments(
         segments.next().unwrap_or_default(),
     );
     if first == "p" {
-        return proxy::handle(state, Params(second), RawQuery(query), headers).await;
+        let peer = peer.map(|axum::Extension(p)| p.0.ip());
+        return proxy::handle(state, Params(second), RawQuery(query), headers, peer).await;
     }
     serve::serve(state, first, method, headers).await
 }

@@ -4,7 +4,8 @@ use std::sync::LazyLock;
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 
 /// HTTP responses of the health and fallback routes.
@@ -92,6 +93,36 @@ pub static READ_FALLBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["server", "reason"]
     )
     .expect("register imagehost_read_fallbacks_total")
+});
+
+/// Cold renders refused because a client's or a source host's share was spent.
+pub static RENDER_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_render_limited_total",
+        "Cold /p/ renders refused with 429 because the client's or the source host's share was spent",
+        &["by"]
+    )
+    .expect("register imagehost_render_limited_total")
+});
+
+/// Reads sent to a second fileserver because the first had not answered within the hedge delay.
+pub static READ_HEDGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "imagehost_read_hedges_total",
+        "Reads also sent to this fileserver because the one before it had not answered within the hedge delay",
+        &["server"]
+    )
+    .expect("register imagehost_read_hedges_total")
+});
+
+/// 1 while a fileserver's read breaker is open (it is tried last).
+pub static READ_BREAKER_OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "imagehost_read_breaker_open",
+        "1 while reads try this fileserver last after consecutive failures or stalls",
+        &["server"]
+    )
+    .expect("register imagehost_read_breaker_open")
 });
 
 /// Upload serving responses by status.

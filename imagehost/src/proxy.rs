@@ -4,6 +4,7 @@
 //! fetch and one render however many requests ask for it at once (single-flight per key).
 
 pub mod legacy;
+pub mod limit;
 pub mod options;
 pub mod original;
 pub mod profile;
@@ -47,8 +48,10 @@ pub async fn handle(
     Path(b58): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Option<std::net::IpAddr>,
 ) -> Response {
-    let resp = match proxy(&state, &b58, query.as_deref(), &headers).await {
+    let client = state.inner().render_limits.client(peer, &headers);
+    let resp = match proxy(&state, &b58, query.as_deref(), &headers, client).await {
         Ok(r) => r,
         Err((e, late)) => {
             let mut r = e.into_response();
@@ -71,6 +74,7 @@ async fn proxy(
     b58: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Response, (ApiError, bool)> {
     let s = state.inner();
     let opts = options::parse(query).map_err(|e| (e, false))?;
@@ -123,7 +127,7 @@ async fn proxy(
     let variant = match variant {
         Some(v) => v,
         None => {
-            let work = produce(state.clone(), source, opts, (format, avif), vkey.clone());
+            let work = produce(state.clone(), source, opts, (format, avif), vkey.clone(), client);
             s.variants
                 .run(&flight, work)
                 .await
@@ -145,6 +149,7 @@ async fn produce(
     opts: Options,
     (format, avif): (Format, AvifSource),
     vkey: String,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Arc<Variant>, ApiError> {
     let s = state.inner();
     if let Some(bytes) = original::from_proxy_stores(s, &vkey).await {
@@ -157,6 +162,12 @@ async fn produce(
             content_key: None,
         }));
     }
+    // In no cache: a cold render, spent from the client's share (and the source host's).
+    let host = match &source {
+        Source::Remote { url, .. } => url.host_str(),
+        Source::Upload(_) => None,
+    };
+    s.render_limits.take(client, host)?;
     let orig = original::get(&state, &source).await?;
     let input = Input::from_mime(orig.mime).ok_or(ApiError::InvalidImage)?;
     let req = pipeline::Request {

@@ -1,7 +1,8 @@
 //! `GET /:hash/:filename?` (§1.9, D2): an upload streamed from the first fileserver that has it.
 //!
-//! Fileservers are tried in preference order; not-found and unavailable both fall through to the
-//! next (and are counted). Answers carry the sniffed type, the immutable Cache-Control, a strong
+//! Fileservers are read hedged (`stores::hedge`): the best recent one first, the next as well
+//! when it is slow to answer; not-found and unavailable both fall through to the next (and are
+//! counted). Answers carry the sniffed type, the immutable Cache-Control, a strong
 //! ETag derived from the key, 304 for a matching If-None-Match and 206 for a single Range. A
 //! missing upload is a bare 404; when a server that might hold it is down, a 503 instead, so a
 //! transient outage is never cached as "gone".
@@ -16,8 +17,9 @@ use futures::StreamExt;
 
 use crate::http::AppState;
 use crate::keys::UPLOAD_KEY_LEN;
-use crate::metrics::{READ_FALLBACKS, SERVED};
+use crate::metrics::SERVED;
 use crate::sniff::{serve_type, ACCEPTED_IMAGES, SNIFF_LEN};
+use crate::stores::Raced;
 use crate::ApiError;
 
 pub const IMMUTABLE: &str = "public,max-age=29030400,immutable";
@@ -54,7 +56,7 @@ pub async fn serve(
     {
         // The key names the bytes, so a matching tag is enough to say "unchanged", but only
         // for an object that exists: a 304 for a missing one would be cached as present.
-        return match exists(&s.stores.servers, &key).await {
+        return match exists(&s.stores, &key).await {
             Some(true) => {
                 SERVED.with_label_values(&["304"]).inc();
                 (
@@ -82,57 +84,65 @@ pub async fn serve(
         .and_then(|v| v.to_str().ok())
         .and_then(parse_range);
 
-    let mut unavailable = false;
-    for fs in &s.stores.servers {
-        let found = if method == Method::HEAD {
-            fs.uploads.head(&key).await.map(|meta| GetObject {
-                meta,
-                range: None,
-                body: empty(),
-            })
-        } else {
-            fs.uploads.get(&key, range).await
-        };
-        match found {
-            Ok(obj) => return respond(fs, &key, obj, etag, method == Method::HEAD).await,
-            Err(StoreError::InvalidRange { size }) => {
-                SERVED.with_label_values(&["416"]).inc();
-                return (
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-                )
-                    .into_response();
-            }
-            Err(e) => {
-                unavailable |= !e.is_not_found();
-                READ_FALLBACKS
-                    .with_label_values(&[fs.name.as_str(), e.kind()])
-                    .inc();
-                if !e.is_not_found() {
-                    tracing::warn!(fileserver = %fs.name, key = %key, error = %e, "read failed; trying the next fileserver");
-                }
+    let head = method == Method::HEAD;
+    let read = |fs: &crate::stores::Fileserver| {
+        let (store, key) = (fs.uploads.clone(), key.clone());
+        async move {
+            let found = if head {
+                store.head(&key).await.map(|meta| GetObject {
+                    meta,
+                    range: None,
+                    body: empty(),
+                })
+            } else {
+                store.get(&key, range).await
+            };
+            match found {
+                Ok(obj) => Ok(Some(obj)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
             }
         }
+    };
+    let is_final = |e: &StoreError| matches!(e, StoreError::InvalidRange { .. });
+    match crate::stores::race(&s.stores.health, &s.stores.servers, read, is_final).await {
+        Raced::Found(i, obj) => respond(&s.stores.servers[i], &key, obj, etag, head).await,
+        Raced::Final(StoreError::InvalidRange { size }) => {
+            SERVED.with_label_values(&["416"]).inc();
+            (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response()
+        }
+        Raced::Final(_) | Raced::Unavailable => {
+            SERVED.with_label_values(&["503"]).inc();
+            ApiError::Unavailable(format!("no reachable fileserver had {key}")).into_response()
+        }
+        Raced::NotFound => {
+            SERVED.with_label_values(&["404"]).inc();
+            bare_status(StatusCode::NOT_FOUND)
+        }
     }
-    if unavailable {
-        SERVED.with_label_values(&["503"]).inc();
-        return ApiError::Unavailable(format!("no reachable fileserver had {key}")).into_response();
-    }
-    SERVED.with_label_values(&["404"]).inc();
-    bare_status(StatusCode::NOT_FOUND)
 }
 
 /// Whether a fileserver holds `key`: `Some(false)` only when every one answered that it does not.
-async fn exists(servers: &[crate::stores::Fileserver], key: &Key) -> Option<bool> {
-    let mut unavailable = false;
-    for fs in servers {
-        match fs.uploads.head(key).await {
-            Ok(_) => return Some(true),
-            Err(e) if e.is_not_found() => {}
-            Err(_) => unavailable = true,
+async fn exists(stores: &crate::stores::Stores, key: &Key) -> Option<bool> {
+    let read = |fs: &crate::stores::Fileserver| {
+        let (store, key) = (fs.uploads.clone(), key.clone());
+        async move {
+            match store.head(&key).await {
+                Ok(_) => Ok(Some(())),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
         }
+    };
+    match crate::stores::race(&stores.health, &stores.servers, read, |_| false).await {
+        Raced::Found(..) => Some(true),
+        Raced::NotFound => Some(false),
+        Raced::Unavailable | Raced::Final(_) => None,
     }
-    (!unavailable).then_some(false)
 }
 
 fn bare_status(status: StatusCode) -> Response {

@@ -1,10 +1,16 @@
-//! The configured fileservers, each opened for the uploads and proxy buckets.
+//! The configured fileservers, each opened for the uploads and proxy buckets, and how reads use
+//! them: hedged across them ([`hedge`]) by what reads have seen of each ([`health`]).
+
+pub mod health;
+pub mod hedge;
 
 use std::sync::Arc;
 
 use blobstore::{open_bucket, BlobStore};
 
 use crate::{Config, Error};
+pub use health::{Health, ReadsConfig};
+pub use hedge::{race, Raced};
 
 /// One fileserver's two buckets.
 #[derive(Debug, Clone)]
@@ -14,10 +20,11 @@ pub struct Fileserver {
     pub proxy: Arc<dyn BlobStore>,
 }
 
-/// All fileservers, in read-preference order.
+/// All fileservers, in configured order (reads go by [`Health::order`]).
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub servers: Vec<Fileserver>,
+    pub health: Arc<Health>,
 }
 
 impl Stores {
@@ -32,7 +39,8 @@ impl Stores {
                     proxy: open_bucket(fs, &config.buckets.proxy)?,
                 })
             })
-            .collect::<Result<_, Error>>()?;
-        Ok(Self { servers })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let health = Arc::new(Health::new(config.reads.clone(), servers.len()));
+        Ok(Self { servers, health })
     }
 }

@@ -13,6 +13,7 @@ mod api {
     pub mod mutated;
     pub mod proxy;
     pub mod quota;
+    pub mod render_limit;
     pub mod shrink;
     pub mod ssrf;
     pub mod takedown;

@@ -37,6 +37,15 @@ pub struct ProxyConfig {
     /// Fixed answers for host names, used instead of DNS (like curl's `--resolve`). The SSRF guard
     /// checks them like any DNS answer.
     pub resolve: BTreeMap<String, Vec<IpAddr>>,
+    /// Cold renders (a `/p/` answer in no cache, rendered now) one client may ask for per
+    /// `render_interval`, as a burst that refills evenly; past it, 429 with Retry-After. IPv6
+    /// clients count by /64. 0 = no limit.
+    pub renders_per_client: u32,
+    /// The same per source host of the original (0 = no limit: one popular image host can
+    /// carry a whole site's images).
+    pub renders_per_host: u32,
+    #[serde(with = "humantime_serde")]
+    pub render_interval: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -53,6 +62,9 @@ impl Default for ProxyConfig {
             max_custom_image_width: 8000,
             max_custom_image_height: 8000,
             match_is_auto: false,
+            renders_per_client: 300,
+            renders_per_host: 0,
+            render_interval: Duration::from_secs(60),
             resolve: BTreeMap::new(),
         }
     }
@@ -207,6 +219,9 @@ impl PipelineConfig {
 pub fn validate(proxy: &ProxyConfig, pipeline: &PipelineConfig, cache: &CacheConfig) -> Result<(), String> {
     if proxy.max_image_size == 0 {
         return Err("proxy.max_image_size must be more than 0".into());
+    }
+    if proxy.render_interval.is_zero() {
+        return Err("proxy.render_interval must be more than 0".into());
     }
     if proxy.max_redirects > 20 {
         return Err("proxy.max_redirects must be at most 20".into());

@@ -11,6 +11,7 @@ use super::target::Source;
 use crate::http::{AppState, Inner};
 use crate::inputs::{Full, Held};
 use crate::sniff::accepted_image;
+use crate::stores::Raced;
 use crate::ApiError;
 
 /// Largest object read back from a store (variants of huge PNGs can exceed the fetch cap).
@@ -108,43 +109,57 @@ async fn load(state: &AppState, source: &Source) -> Result<Original, ApiError> {
 async fn from_upload_stores(s: &Inner, key: &str, held: &Held) -> Result<Bytes, ApiError> {
     const MISSING: ApiError = ApiError::BadRequest("Upload not found");
     let k = Key::new(key).map_err(|_| MISSING)?;
-    let mut unavailable = false;
-    for fs in &s.stores.servers {
-        match fs.uploads.get(&k, None).await {
-            Ok(obj) => match hold_then_collect(s, obj, held).await? {
-                Ok(b) => return Ok(b),
-                Err(e) => {
-                    unavailable = true;
-                    tracing::warn!(fileserver = %fs.name, key, error = %e, "upload read failed; trying the next fileserver");
-                }
-            },
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                unavailable = true;
-                tracing::warn!(fileserver = %fs.name, key, error = %e, "upload read failed; trying the next fileserver");
-            }
-        }
-    }
-    if unavailable {
-        return Err(ApiError::Unavailable(format!(
+    match read_whole(s, &k, Bucket::Uploads, Some(held)).await? {
+        Raced::Found(_, b) => Ok(b),
+        Raced::NotFound => Err(MISSING),
+        Raced::Unavailable | Raced::Final(_) => Err(ApiError::Unavailable(format!(
             "no reachable fileserver had {key}"
-        )));
+        ))),
     }
-    Err(MISSING)
 }
 
-/// An object's body once room for its size is held (none asked for `held == None`: variants,
-/// which go straight out as the answer).
-async fn hold_then_collect(
+#[derive(Debug, Clone, Copy)]
+enum Bucket {
+    Uploads,
+    Proxy,
+}
+
+/// One object read whole from the fileservers, hedged: a fileserver that stalls before or
+/// while sending the body is overtaken by the next. With `held`, room for the body is taken in
+/// the input budget first (a wait for room counts as this fileserver's time).
+async fn read_whole(
     s: &Inner,
-    obj: blobstore::GetObject,
-    held: &Held,
-) -> Result<Result<Bytes, blobstore::StoreError>, ApiError> {
-    s.inputs
-        .hold(held, obj.meta.size.min(MAX_STORED))
-        .await
-        .map_err(busy)?;
-    Ok(collect_body(obj.body, MAX_STORED).await)
+    key: &Key,
+    bucket: Bucket,
+    held: Option<&Held>,
+) -> Result<Raced<Bytes>, ApiError> {
+    let busy_seen = std::sync::atomic::AtomicBool::new(false);
+    let read = |fs: &crate::stores::Fileserver| {
+        let store = match bucket {
+            Bucket::Uploads => fs.uploads.clone(),
+            Bucket::Proxy => fs.proxy.clone(),
+        };
+        let (key, busy_seen) = (key.clone(), &busy_seen);
+        async move {
+            let obj = match store.get(&key, None).await {
+                Ok(obj) => obj,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if let Some(held) = held {
+                if s.inputs.hold(held, obj.meta.size.min(MAX_STORED)).await.is_err() {
+                    busy_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(None);
+                }
+            }
+            collect_body(obj.body, MAX_STORED).await.map(Some)
+        }
+    };
+    let raced = crate::stores::race(&s.stores.health, &s.stores.servers, read, |_| false).await;
+    if busy_seen.load(std::sync::atomic::Ordering::Relaxed) && !matches!(raced, Raced::Found(..)) {
+        return Err(busy(Full));
+    }
+    Ok(raced)
 }
 
 /// The first fileserver's copy of `key` in the proxy bucket, if any answers with it.
@@ -157,23 +172,9 @@ async fn read_proxy_stores(s: &Inner, key: &str, held: Option<&Held>) -> Result<
     let Ok(k) = Key::new(key) else {
         return Ok(None);
     };
-    for fs in &s.stores.servers {
-        match fs.proxy.get(&k, None).await {
-            Ok(obj) => {
-                let body = match held {
-                    Some(held) => hold_then_collect(s, obj, held).await?,
-                    None => collect_body(obj.body, MAX_STORED).await,
-                };
-                match body {
-                    Ok(b) => return Ok(Some(b)),
-                    Err(e) => {
-                        tracing::warn!(fileserver = %fs.name, key, error = %e, "proxy store read failed")
-                    }
-                }
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => tracing::warn!(fileserver = %fs.name, key, error = %e, "proxy store read failed"),
-        }
-    }
-    Ok(None)
+    Ok(match read_whole(s, &k, Bucket::Proxy, held).await? {
+        Raced::Found(_, b) => Some(b),
+        // The proxy bucket is a cache: missing or unreachable, the original is fetched again.
+        Raced::NotFound | Raced::Unavailable | Raced::Final(_) => None,
+    })
 }

@@ -154,3 +154,73 @@ async fn a_missed_write_is_reported_to_replication() {
     assert_eq!(r["s3"]["object"]["key"], key.as_str());
     f.stop().await;
 }
+
+/// One of two fileservers stalls (accepts, takes the request, never answers), as an overloaded
+/// MinIO or a failing disk does. Every read is still answered, by a hedged read to the other
+/// one, and later reads go to the other one first, so few reads wait on the stalled one at all
+/// (counted: the hedges sent). Once it answers again, its slow spell fades and it is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_fileserver_is_overtaken_by_hedged_reads_and_then_skipped() {
+    use harness::faults::{Fault, FaultProxy};
+    let proxy: std::sync::Arc<std::sync::Mutex<Option<FaultProxy>>> = Default::default();
+    let p = proxy.clone();
+    let f = Fixture::start(Backend::Garage, move |c, _, _| {
+        let s3 = c.fileservers[0].s3.as_mut().expect("garage fileserver");
+        let upstream: std::net::SocketAddr = s3
+            .endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .expect("garage address");
+        let faulty = FaultProxy::start(upstream);
+        s3.endpoint = format!("http://{}", faulty.addr());
+        *p.lock().expect("lock") = Some(faulty);
+        c.reads.hedge_max = Duration::from_millis(150);
+        c.reads.breaker_cooldown = Duration::from_millis(500);
+    })
+    .await;
+    let with = |f: &dyn Fn(&FaultProxy) -> usize| f(proxy.lock().expect("lock").as_ref().expect("proxy"));
+    let images: Vec<Vec<u8>> = (0..4).map(|i| png(20 + i, 20)).collect();
+    for (i, data) in images.iter().enumerate() {
+        let sig = signature(&f.keys.posting, data, false);
+        let r = f
+            .upload(&format!("/alice/{sig}"), &format!("{i}.png"), data)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    with(&|p| {
+        p.set(Fault::Stall);
+        0
+    });
+    let hedges = || metric(r#"imagehost_read_hedges_total{server="fs1"}"#);
+    let before = hedges();
+    let mut reads = 0;
+    for round in 0..5 {
+        for (i, data) in images.iter().enumerate() {
+            let r = f.get(&format!("/{}/{i}.png", key_of(data))).await;
+            assert_eq!((r.status, &r.body), (200, data), "round {round}, image {i}");
+            reads += 1;
+        }
+    }
+    let hedged = hedges() - before;
+    assert!(
+        (1.0..=3.0).contains(&hedged),
+        "{hedged} of {reads} reads waited on the stalled fileserver"
+    );
+
+    // It recovers: once its slow spell has faded it is asked first again, and answers.
+    with(&|p| {
+        p.set(Fault::Pass);
+        0
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let answered = with(&|p| p.answered());
+    for (i, data) in images.iter().enumerate() {
+        let r = f.get(&format!("/{}/{i}.png", key_of(data))).await;
+        assert_eq!((r.status, &r.body), (200, data), "after recovery, image {i}");
+    }
+    assert!(
+        with(&|p| p.answered()) > answered,
+        "the recovered fileserver is read again"
+    );
+    f.stop().await;
+}
