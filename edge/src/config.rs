@@ -118,6 +118,18 @@ pub struct UpstreamsConfig {
     pub keepalive_pool: usize,
     /// Further nodes tried for one request after the first fails (connect error, or 502/503 on GET/HEAD).
     pub retries: usize,
+    /// Failures in a row (connect errors, errors or timeouts mid-request, 502/503, or answers
+    /// slower than `slow_after`) that eject a node; it is skipped like a down one for
+    /// `eject_time`, doubling up to `max_eject_time` while its first request back fails. Never
+    /// more than half the nodes at once.
+    pub eject_after: u32,
+    #[serde(with = "humantime_serde")]
+    pub eject_time: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_eject_time: Duration,
+    /// Response headers later than this count as a failure (well above a cold render's time).
+    #[serde(with = "humantime_serde")]
+    pub slow_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +252,10 @@ impl Default for UpstreamsConfig {
             idle_timeout: Duration::from_secs(5),
             keepalive_pool: 256,
             retries: 2,
+            eject_after: 5,
+            eject_time: Duration::from_secs(10),
+            max_eject_time: Duration::from_secs(300),
+            slow_after: Duration::from_secs(5),
         }
     }
 }
@@ -344,6 +360,12 @@ impl Config {
         }
         if up.rise == 0 || up.fall == 0 {
             return Err("upstreams.rise and upstreams.fall must be at least 1".into());
+        }
+        if up.eject_after == 0 || up.eject_time.is_zero() || up.slow_after.is_zero() {
+            return Err("upstreams.eject_after, eject_time and slow_after must be more than 0".into());
+        }
+        if up.max_eject_time < up.eject_time {
+            return Err("upstreams.max_eject_time must be at least upstreams.eject_time".into());
         }
         let c = &self.cache;
         if c.enabled && c.max_object_bytes > c.memory_bytes {

@@ -48,6 +48,12 @@ lazy!(UPSTREAM_SECONDS: HistogramVec = register_histogram_vec!(
 lazy!(UPSTREAM_ERRORS: IntCounterVec = register_int_counter_vec!(
     "edge_upstream_errors_total", "Upstream failures by backend and kind (connect, status, proxy)",
     &["backend", "kind"]));
+lazy!(UPSTREAM_EJECTIONS: IntCounterVec = register_int_counter_vec!(
+    "edge_upstream_ejections_total",
+    "Times a backend was ejected for failing or answering slowly several times in a row",
+    &["backend"]));
+lazy!(UPSTREAM_EJECTED: IntGaugeVec = register_int_gauge_vec!(
+    "edge_upstream_ejected", "1 while a backend is ejected (skipped like a down one)", &["backend"]));
 lazy!(BACKEND_UP: IntGaugeVec = register_int_gauge_vec!(
     "edge_backend_up", "1 when the health checks consider the backend up", &["backend"]));
 lazy!(LIMITED: IntCounterVec = register_int_counter_vec!(

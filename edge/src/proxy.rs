@@ -291,6 +291,9 @@ impl ProxyHttp for Edge {
         metrics::UPSTREAM_ERRORS
             .with_label_values(&[&backend, "connect"])
             .inc();
+        if let Some(addr) = ctx.backend {
+            self.state.upstreams.record(addr, None);
+        }
         // Nothing reached the node: safe to retry any method on the next one.
         if ctx.tried.len() <= self.state.upstreams.retries()
             && ctx.tried.len() < self.state.upstreams.node_count()
@@ -311,12 +314,23 @@ impl ProxyHttp for Edge {
         // imagehost echoes the client's request id; cached, one client's id would be served to
         // everyone. The edge echoes each client's own instead (response_filter).
         policy::drop_echoed_request_id(resp);
-        if let Some(t) = ctx.attempt_start.take() {
+        let latency = ctx.attempt_start.take().map(|t| t.elapsed());
+        if let Some(l) = latency {
             metrics::UPSTREAM_SECONDS
                 .with_label_values(&[&backend])
-                .observe(t.elapsed().as_secs_f64());
+                .observe(l.as_secs_f64());
         }
         let status = resp.status.as_u16();
+        if let Some(addr) = ctx.backend {
+            // 502/503 are failures; any other answer is judged by how long its headers took.
+            let failed = matches!(status, 502 | 503);
+            let outcome = if failed {
+                None
+            } else {
+                Some(latency.unwrap_or_default())
+            };
+            self.state.upstreams.record(addr, outcome);
+        }
         if matches!(status, 502 | 503) {
             metrics::UPSTREAM_ERRORS
                 .with_label_values(&[&backend, "status"])
@@ -351,6 +365,11 @@ impl ProxyHttp for Edge {
         metrics::UPSTREAM_ERRORS
             .with_label_values(&[&backend, "proxy"])
             .inc();
+        // A node that errs or times out mid-request counts against it; a client that went away
+        // does not.
+        if let (Some(addr), pingora::ErrorSource::Upstream) = (ctx.backend, e.esource()) {
+            self.state.upstreams.record(addr, None);
+        }
         let more = ctx.tried.len() <= self.state.upstreams.retries()
             && ctx.tried.len() < self.state.upstreams.node_count();
         if !idempotent(session.req_header()) || session.as_ref().retry_buffer_truncated() || !more {

@@ -129,3 +129,46 @@ fn killing_a_node_under_load_loses_no_request_and_it_returns() {
     assert!(count(&b_hits) > 0);
     drop(a);
 }
+
+/// A node that turns slow (every answer 600 ms late, its health checks still passing) is
+/// ejected after `eject_after` slow answers in a row and its URLs go to the other node; counted,
+/// not timed: after the ejection no request reaches it.
+#[test]
+fn a_slowed_node_is_ejected_and_its_traffic_moves() {
+    use harness::faults::{Fault, FaultProxy};
+    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = Origin::start(tagged("a", a_hits.clone()));
+    let b = Origin::start(tagged("b", b_hits.clone()));
+    let slow = FaultProxy::start(a.addr());
+    let edge = Edge::start(
+        &[slow.addr(), b.addr()],
+        &[
+            "upstreams.slow_after=300ms".into(),
+            "upstreams.eject_after=2".into(),
+            "upstreams.eject_time=60s".into(),
+            "upstreams.health_timeout=2s".into(),
+        ],
+    );
+    let paths: Vec<String> = (0..30).map(|i| format!("/DQm{i}/x.jpg")).collect();
+    let on_a = paths.iter().filter(|p| edge.get(p).text() == "a").count();
+    assert!(on_a > 2, "a has its share first: {on_a}/30");
+
+    slow.set(Fault::Latency(Duration::from_millis(600)));
+    let before = count(&a_hits);
+    for p in &paths {
+        let r = edge.get(p);
+        assert_eq!(r.status, 200, "{p}: every request answered");
+    }
+    let slow_answers = count(&a_hits) - before;
+    assert_eq!(
+        slow_answers, 2,
+        "only the two slow answers that ejected it reached a"
+    );
+    assert!(count(&b_hits) >= 30 + 30 - on_a - 2);
+    // Ejected, not down: the health checks still pass, and the metrics say which it is.
+    let metrics = harness::http::get(edge.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    let ejected = format!("edge_upstream_ejected{{backend=\"{}\"}} 1", slow.addr());
+    assert!(metrics.contains(&ejected), "{ejected} in:\n{metrics}");
+}
