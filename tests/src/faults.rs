@@ -4,9 +4,12 @@
 //! the bandwidth, or swallow everything (a blackhole). The fault applies to the server's answers
 //! (what a client waits on); requests always go through, so a stalled server still "received"
 //! the request, as an overloaded one does. One thread per direction per connection.
+//! [`on_small_disk`] gives a process a small disk of its own, to fill up.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -116,6 +119,35 @@ impl Drop for FaultProxy {
             let _ = t.join();
         }
     }
+}
+
+/// `cmd`, to be run with a `bytes`-sized tmpfs mounted at `mount_at`: a disk that fills up on
+/// demand. The command runs in its own user and mount namespaces (`unshare -Urm`, no root
+/// needed; the network is shared, so it still listens on this loopback), with the same
+/// arguments, environment and working directory; `unshare` execs it, so its PID is the child's.
+pub fn on_small_disk(cmd: &Command, mount_at: &Path, bytes: u64) -> Command {
+    let mut w = Command::new("unshare");
+    w.args([
+        "-Urm",
+        "sh",
+        "-c",
+        r#"mount -t tmpfs -o "size=$1" tmpfs "$2" || exit 125; cd "$PWD" 2>/dev/null; shift 2; exec "$@""#,
+        "sh",
+    ])
+    .arg(bytes.to_string())
+    .arg(mount_at)
+    .arg(cmd.get_program())
+    .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        w.current_dir(dir);
+    }
+    w
 }
 
 fn serve(client: TcpStream, upstream: SocketAddr, s: Arc<Shared>) {
@@ -257,6 +289,37 @@ mod tests {
         let mut out = Vec::new();
         c.read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    #[test]
+    fn a_small_disk_fills_up() {
+        let dir = crate::tempdir();
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "head -c 300000 /dev/zero > data; echo $?; ls -l data | cut -d' ' -f5",
+        ])
+        .current_dir(dir.path());
+        let out = on_small_disk(&cmd, dir.path(), 100_000)
+            .output()
+            .expect("unshare");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.first(),
+            Some(&"1"),
+            "the write fails: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            lines
+                .get(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                // tmpfs rounds its size up to whole pages.
+                .is_some_and(|n| n <= 100_000 + 4096),
+            "{text}"
+        );
+        assert!(!dir.path().join("data").exists(), "the small disk was its own");
     }
 
     #[test]
