@@ -48,6 +48,12 @@ lazy!(UPSTREAM_SECONDS: HistogramVec = register_histogram_vec!(
 lazy!(UPSTREAM_ERRORS: IntCounterVec = register_int_counter_vec!(
     "edge_upstream_errors_total", "Upstream failures by backend and kind (connect, status, proxy)",
     &["backend", "kind"]));
+lazy!(CACHE_DISK_WRITE_ERRORS: IntCounterVec = register_int_counter_vec!(
+    "edge_cache_disk_write_errors_total",
+    "Disk-tier writes that failed (full: no space left; io: any other error); the object stays in memory",
+    &["reason"]));
+lazy!(CACHE_DISK_FULL: IntGauge = register_int_gauge!(
+    "edge_cache_disk_full", "1 while the disk tier's last write found no space left"));
 lazy!(UPSTREAM_EJECTIONS: IntCounterVec = register_int_counter_vec!(
     "edge_upstream_ejections_total",
     "Times a backend was ejected for failing or answering slowly several times in a row",

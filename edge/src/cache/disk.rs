@@ -64,7 +64,8 @@ struct Index {
 
 pub struct Disk {
     dir: PathBuf,
-    max_bytes: u64,
+    /// `disk_max_bytes`, lowered to what the disk really holds the first time it is found full.
+    max_bytes: AtomicU64,
     index: Mutex<Index>,
     tick: AtomicU64,
 }
@@ -78,7 +79,7 @@ impl Disk {
         }
         let disk = Disk {
             dir: dir.to_path_buf(),
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             index: Mutex::new(Index::default()),
             tick: AtomicU64::new(1),
         };
@@ -179,7 +180,7 @@ impl Disk {
         let size =
             (HEADER + rec.url.len() + rec.tags.len() + rec.meta.0.len() + rec.meta.1.len() + rec.body.len())
                 as u64;
-        if size > self.max_bytes {
+        if size > self.max_bytes.load(Ordering::Relaxed) {
             return Ok(());
         }
         let tmp = self
@@ -197,13 +198,29 @@ impl Disk {
         buf.extend_from_slice(&rec.tags);
         buf.extend_from_slice(&rec.meta.0);
         buf.extend_from_slice(&rec.meta.1);
-        std::fs::write(&tmp, &buf)?;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&tmp)?;
-        io::Write::write_all(&mut f, &rec.body)?;
-        drop(f);
         let path = self.path(slot);
-        std::fs::create_dir_all(path.parent().unwrap_or(&self.dir))?;
-        std::fs::rename(&tmp, &path)?;
+        let written = (|| {
+            std::fs::write(&tmp, &buf)?;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&tmp)?;
+            io::Write::write_all(&mut f, &rec.body)?;
+            drop(f);
+            std::fs::create_dir_all(path.parent().unwrap_or(&self.dir))?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            // Nothing half-written stays behind; on a full disk, the least recently used
+            // objects make room (twice this one's size) so that later writes can land.
+            let _ = std::fs::remove_file(&tmp);
+            if e.kind() == io::ErrorKind::StorageFull {
+                let evict = self.least_recent(size * 2);
+                self.remove_files(&evict);
+                // The disk holds less than configured: from now on the limit is what it held,
+                // so writes evict before they write instead of failing.
+                let held = self.index.lock().bytes;
+                self.max_bytes.fetch_min(held, Ordering::Relaxed);
+            }
+            return Err(e);
+        }
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         {
             let mut idx = self.index.lock();
@@ -232,12 +249,30 @@ impl Disk {
     fn over_limit(&self) -> Vec<Slot> {
         let mut idx = self.index.lock();
         let mut out = Vec::new();
-        while idx.bytes > self.max_bytes {
+        let max = self.max_bytes.load(Ordering::Relaxed);
+        while idx.bytes > max {
             let Some((_, slot)) = idx.lru.pop_first() else {
                 break;
             };
             if let Some(e) = idx.entries.remove(&slot) {
                 idx.bytes -= e.size;
+            }
+            out.push(slot);
+        }
+        out
+    }
+
+    /// Takes least recently used entries totalling at least `bytes` out of the index.
+    fn least_recent(&self, bytes: u64) -> Vec<Slot> {
+        let mut idx = self.index.lock();
+        let (mut freed, mut out) = (0, Vec::new());
+        while freed < bytes {
+            let Some((_, slot)) = idx.lru.pop_first() else {
+                break;
+            };
+            if let Some(e) = idx.entries.remove(&slot) {
+                idx.bytes -= e.size;
+                freed += e.size;
             }
             out.push(slot);
         }

@@ -37,6 +37,9 @@ use handlers::{hit, Miss};
 pub use wire::MemoryHit;
 
 const SHARDS: usize = 64;
+
+/// When a full disk tier was last logged (Unix seconds; 0: never).
+static DISK_FULL_LOGGED: AtomicU64 = AtomicU64::new(0);
 /// What an entry costs beyond its body, URL and serialized headers: the parsed header map and
 /// its case map, the meta, the shard slot and the LRU node (measured: 50,000 small objects held
 /// 1.8 KiB each of resident memory, of which the counted parts were 0.4 KiB).
@@ -277,8 +280,32 @@ impl Store {
             checked: entry.checked.load(Ordering::Acquire),
         };
         match tokio::task::spawn_blocking(move || disk.write(&slot, &rec)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "disk cache write failed"),
+            Ok(Ok(())) => metrics::CACHE_DISK_FULL.set(0),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
+                metrics::CACHE_DISK_WRITE_ERRORS
+                    .with_label_values(&["full"])
+                    .inc();
+                metrics::CACHE_DISK_FULL.set(1);
+                // At most once a minute, not once per object: the log may share the disk.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let last = DISK_FULL_LOGGED.load(Ordering::Acquire);
+                if (last == 0 || now.saturating_sub(last) >= 60)
+                    && DISK_FULL_LOGGED
+                        .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
+                    tracing::warn!(
+                        error = %e,
+                        "disk tier full: serving from memory and what the disk holds; its limit is lowered to what the disk held and least recently used disk objects make room"
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                metrics::CACHE_DISK_WRITE_ERRORS.with_label_values(&["io"]).inc();
+                tracing::warn!(error = %e, "disk cache write failed");
+            }
             Err(e) => tracing::warn!(error = %e, "disk cache write task failed"),
         }
     }

@@ -310,3 +310,47 @@ fn cors_vary_origin_is_answered_by_the_edge_from_one_cached_copy() {
     }
     assert_eq!(count(&fetches), 1, "one copy for every embedding site");
 }
+
+/// The disk tier on a disk that fills up (a 2 MiB disk of its own, objects of 100 KB): every
+/// request is still answered and hits come from memory; the full disk is logged once, counted,
+/// and nothing half-written is left in it; least recently used disk objects make room.
+#[test]
+fn a_full_disk_tier_keeps_serving_from_memory_logs_once_and_leaves_no_partial_files() {
+    let (o, hits) = origin(|req| {
+        Reply::ok(vec![b'x'; 100_000 + req.path.len()]).header("Cache-Control", "public,max-age=600")
+    });
+    let edge = Edge::start_on_small_disk(&[o.addr()], &[], 2 << 20);
+    let paths: Vec<String> = (0..40).map(|i| format!("/DQmFull{i}/x.jpg")).collect();
+    for p in &paths {
+        let r = edge.get(p);
+        assert_eq!((r.status, r.body.len()), (200, 100_000 + p.len()), "{p}");
+    }
+    for p in &paths {
+        assert_eq!(edge.get(p).header("x-cache"), Some("HIT"), "{p} from memory");
+    }
+    assert_eq!(count(&hits), 40, "each fetched once");
+    let metrics = harness::http::get(edge.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    let full = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("edge_cache_disk_write_errors_total{reason=\"full\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(full > 0, "the full disk is counted:\n{metrics}");
+    let log = edge.log();
+    assert_eq!(
+        log.matches("disk tier full").count(),
+        1,
+        "logged once per spell:\n{log}"
+    );
+    // Inside its own mount namespace the disk is the edge's alone: ask it what it holds.
+    let tmp_left = std::fs::read_dir(format!(
+        "/proc/{}/root{}/disk/tmp",
+        edge.child.id(),
+        edge.dir.path().display()
+    ))
+    .map(|d| d.count())
+    .unwrap_or(0);
+    assert_eq!(tmp_left, 0, "no half-written object left behind");
+}

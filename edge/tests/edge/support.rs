@@ -59,6 +59,31 @@ impl Edge {
         extra: &[String],
         upgrade: bool,
     ) -> Edge {
+        Self::spawn_wrapped(dir, port, admin, nodes, extra, upgrade, |c| c)
+    }
+
+    /// An edge whose disk tier (`<dir>/disk`) is a disk of its own holding `bytes`, to fill up.
+    pub fn start_on_small_disk(nodes: &[SocketAddr], extra: &[String], bytes: u64) -> Edge {
+        let dir = harness::tempdir();
+        let disk = dir.path().join("disk");
+        std::fs::create_dir_all(&disk).expect("disk dir");
+        let mut extra = extra.to_vec();
+        extra.push(format!("cache.disk_dir={}", disk.display()));
+        let ports = harness::ports::free_ports(2);
+        Self::spawn_wrapped(dir, ports[0], ports[1], nodes, &extra, false, |c| {
+            harness::faults::on_small_disk(&c, &disk, bytes)
+        })
+    }
+
+    fn spawn_wrapped(
+        dir: tempfile::TempDir,
+        port: u16,
+        admin: u16,
+        nodes: &[SocketAddr],
+        extra: &[String],
+        upgrade: bool,
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> Edge {
         let mut cmd = Command::new(BIN);
         for s in base_args(port, admin, nodes, dir.path()).iter().chain(extra) {
             cmd.args(["--set", s]);
@@ -66,6 +91,7 @@ impl Edge {
         if upgrade {
             cmd.arg("--upgrade");
         }
+        let mut cmd = wrap(cmd);
         let log = std::fs::File::create(dir.path().join("edge.log")).expect("log file");
         let child = spawn_tied(cmd.stdout(Stdio::null()).stderr(log)).expect("spawn edge");
         let e = Edge {
