@@ -58,6 +58,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("upload quota exceeded")]
     QuotaExceeded,
+    /// The disk an upload is spooled to is full.
+    #[error("no space left to receive the upload")]
+    InsufficientStorage,
     /// This client (or this source host) asked for more cold renders than its share; the
     /// seconds until it may ask again.
     #[error("too many new renders; retry in {0} s")]
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::NoSuchAccount | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded | ApiError::RenderLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -116,6 +120,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::QuotaExceeded => "qouta_exceeded",
             ApiError::RenderLimit(_) => "too_many_renders",
+            ApiError::InsufficientStorage => "insufficient_storage",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::UpstreamError => "upstream_error",
         }
@@ -143,6 +148,7 @@ impl ApiError {
                 | ApiError::UpstreamError
                 | ApiError::RequestTimeout
                 | ApiError::RenderLimit(_)
+                | ApiError::InsufficientStorage
         )
     }
 }
@@ -164,6 +170,9 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Unavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::InsufficientStorage => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
             ApiError::RenderLimit(secs) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -187,6 +196,11 @@ mod tests {
                 r#"{"error":{"info":{"msg":"Upload not found"},"name":"bad_request"}}"#,
             ),
             (ApiError::Blacklisted, 451, r#"{"error":{"name":"blacklisted"}}"#),
+            (
+                ApiError::InsufficientStorage,
+                507,
+                r#"{"error":{"name":"insufficient_storage"}}"#,
+            ),
             (
                 ApiError::RenderLimit(3),
                 429,

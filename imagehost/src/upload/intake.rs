@@ -65,15 +65,9 @@ pub async fn receive(
                 return Err(ApiError::PayloadTooLarge);
             }
             hasher.update(&chunk);
-            spool
-                .write(&chunk)
-                .await
-                .map_err(|e| ApiError::Internal(format!("spool: {e}")))?;
+            spool.write(&chunk).await.map_err(spool_error)?;
         }
-        let body = spool
-            .finish()
-            .await
-            .map_err(|e| ApiError::Internal(format!("spool: {e}")))?;
+        let body = spool.finish().await.map_err(spool_error)?;
         return Ok(Received {
             body,
             filename,
@@ -95,5 +89,16 @@ fn multipart_error(e: multer::Error) -> ApiError {
         | multer::Error::IncompleteStream
         | multer::Error::IncompleteFieldData { .. } => ApiError::BadRequest("Upload body incomplete"),
         _ => ApiError::BadRequest("Malformed multipart body"),
+    }
+}
+
+/// A spool that cannot be written: a full disk is its own clear answer (507, retry later); the
+/// spool's temporary file is gone with it.
+fn spool_error(e: std::io::Error) -> ApiError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        tracing::warn!(error = %e, "upload spool full: upload.spool_dir has no space left");
+        ApiError::InsufficientStorage
+    } else {
+        ApiError::Internal(format!("spool: {e}"))
     }
 }
