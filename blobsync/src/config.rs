@@ -140,6 +140,9 @@ pub struct ServerConfig {
 pub struct QueueConfig {
     /// The sled database holding the queue and tombstones.
     pub path: PathBuf,
+    /// Below this many bytes free on the queue's disk, change events are refused with 503 (the
+    /// sender retries) and anti-entropy stops enqueueing; takedowns may use the reserve.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Config {
@@ -176,6 +179,7 @@ impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("./data/blobsync-queue"),
+            min_free_bytes: 256 << 20,
         }
     }
 }

@@ -185,6 +185,18 @@ impl Engine {
                 .filter_map(|s| s.buckets.get(bucket).map(|st| (s.name.clone(), st.clone())))
                 .unzip();
             let lane = self.lane(bucket).unwrap_or(1);
+            let q = &self.config.queue;
+            if let Err(free) = crate::queue::room::check(&q.path, q.min_free_bytes) {
+                ok = false;
+                AE_PASSES.with_label_values(&["aborted"]).inc();
+                tracing::warn!(
+                    bucket,
+                    free,
+                    min = q.min_free_bytes,
+                    "anti-entropy pass skipped: the queue's disk is nearly full"
+                );
+                continue;
+            }
             match antientropy::pass(
                 &stores,
                 &names,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::engine::Engine;
-use crate::metrics::EVENTS;
+use crate::metrics::{EVENTS, QUEUE_DISK_LOW};
 use crate::queue::{now_ms, Action};
 
 #[derive(Clone)]
@@ -103,6 +103,30 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::b
         );
     };
     let engine = &state.engine;
+    let q = &engine.config.queue;
+    if let Err(free) = crate::queue::room::check(&q.path, q.min_free_bytes) {
+        EVENTS.with_label_values(&["refused"]).inc();
+        if QUEUE_DISK_LOW.get() == 0 {
+            // Once when it starts, not per event: the log may share the disk.
+            tracing::warn!(
+                free,
+                min = q.min_free_bytes,
+                "queue disk nearly full: change events refused"
+            );
+        }
+        QUEUE_DISK_LOW.set(1);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "queue disk nearly full: {free} bytes free, queue.min_free_bytes is {}; retry later",
+                q.min_free_bytes
+            ),
+        );
+    }
+    if QUEUE_DISK_LOW.get() == 1 {
+        tracing::info!("queue disk has room again: change events accepted");
+        QUEUE_DISK_LOW.set(0);
+    }
     let (mut queued, mut ignored) = (0, 0);
     for r in n.records {
         let key = decode_key(&r.s3.object.key);

@@ -167,3 +167,12 @@ pub static TAKEDOWNS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("blobsync_takedowns", "Source keys on the permanent takedown list")
         .expect("register blobsync_takedowns")
 });
+
+/// 1 while the queue's disk has less than `queue.min_free_bytes` free (new events refused).
+pub static QUEUE_DISK_LOW: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "blobsync_queue_disk_low",
+        "1 while the queue's disk has less than queue.min_free_bytes free: change events are refused with 503"
+    )
+    .expect("register blobsync_queue_disk_low")
+});

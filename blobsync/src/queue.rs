@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub mod room;
 mod takedowns;
 pub use takedowns::{source_of, TakenDown};
 

@@ -21,6 +21,7 @@ async fn status_reports_each_fileserver_bucket() {
         ],
         queue: blobsync::config::QueueConfig {
             path: root.path().join("queue"),
+            ..Default::default()
         },
         ..Config::default()
     };
