@@ -1,7 +1,10 @@
 //! Throughput of the whole request path on this machine, release binaries: signed uploads through
 //! the edge, and `/p/` resizes of a 1200×800 JPEG from a loopback origin, cold (every request a new
 //! size: fetch once, then one resize each) and warm (imagehost's hot cache; the edge's cache), with
-//! `wrk`. There is no reference tool for these; they are the cluster's own figures.
+//! `wrk`. There is no reference tool for these; they are the cluster's own figures. Then a soak:
+//! `SOAK_SECONDS` (default 600; 0 skips it) of a realistic mix through the edge at about half
+//! the measured rates (uploads, hits, cold and warm `/p/`), printing each process's resident
+//! memory at the start and end (the drift) and the error count.
 //!
 //!   BIN_DIR=target/release target/release/cluster_load
 
@@ -96,7 +99,7 @@ fn main() {
 [[fileservers]]\nname = \"fs2\"\ndirectory = {{ path = \"{0}/fs2\", create = true }}\n\n\
 [upload]\nwrite_quorum = 2\n\n[upload_limits]\nmax = 100000\n\n[accounts]\nstatic_file = \"{0}/accounts.json\"\n\n\
 [blacklist]\nimages_file = \"{0}/bl-images.json\"\naccounts_file = \"{0}/bl-accounts.json\"\n\n\
-[proxy]\nallow_loopback = true\n\n[cache]\ndir = \"{0}/cache-{i}\"\nmax_bytes = 1000000000\n\n\
+[proxy]\nallow_loopback = true\nrenders_per_client = 0\n\n[cache]\ndir = \"{0}/cache-{i}\"\nmax_bytes = 1000000000\n\n\
 [log]\nlevel = \"warn\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
                 d.display()
             ),
@@ -210,5 +213,159 @@ return wrk.format(\"GET\", \"/p/{b58}?width=\" .. w .. \"&height=\" .. h .. \"&f
             row("/p/ warm: edge p99".into(), edge_p99, "ms"),
         ],
     );
+    let soak = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600u64);
+    if soak > 0 {
+        let pids: Vec<(String, u32)> = procs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    if i < 2 {
+                        format!("imagehost-{i}")
+                    } else {
+                        "edge".into()
+                    },
+                    p.0.id(),
+                )
+            })
+            .collect();
+        let signer: Signer = {
+            let key = key.clone();
+            Arc::new(move |img: &[u8]| sign(&key, &UploadDigests::of(img).signed_digest(false)))
+        };
+        soak_mix(
+            edge,
+            signer,
+            &b58,
+            upload_rate / 2.0,
+            cold_rps / 2.0,
+            Duration::from_secs(soak),
+            &pids,
+        );
+    }
     drop(procs);
+}
+
+/// The upload signature of an image's bytes.
+type Signer = Arc<dyn Fn(&[u8]) -> String + Send + Sync>;
+
+/// `seconds` of a mix through the edge at the given rates (uploads/s, cold renders/s, plus warm
+/// `/p/` and upload hits at 20× the cold rate), RSS sampled every 10 s; prints the drift.
+fn soak_mix(
+    edge: SocketAddr,
+    signer: Signer,
+    b58: &str,
+    uploads_per_s: f64,
+    cold_per_s: f64,
+    length: Duration,
+    pids: &[(String, u32)],
+) {
+    let errors = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let end = Instant::now() + length;
+    let mut threads = Vec::new();
+    // Uploads at their rate, each new.
+    {
+        let (errors, done) = (errors.clone(), done.clone());
+        let every = Duration::from_secs_f64(1.0 / uploads_per_s.max(0.5));
+        threads.push(std::thread::spawn(move || {
+            let mut i = 0u64;
+            while Instant::now() < end {
+                i += 1;
+                let mut img = bench::photo(200, 150);
+                let tag = format!("soak {i}");
+                let mut com = vec![0xFF, 0xFE];
+                com.extend_from_slice(&((tag.len() + 2) as u16).to_be_bytes());
+                com.extend_from_slice(tag.as_bytes());
+                img.splice(2..2, com);
+                let sig = signer(&img);
+                let (ty, body) = multipart(&img);
+                match harness::http::request(edge, "POST", &format!("/bench.user/{sig}"), &[("Content-Type", &ty)], &body) {
+                    Ok(r) if r.status == 200 => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        // Read it back twice: a miss, then a hit.
+                        let key = UploadDigests::of(&img).upload_key();
+                        for _ in 0..2 {
+                            if !matches!(harness::http::get(edge, &format!("/{key}/x.jpg")), Ok(r) if r.status == 200) {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(every);
+            }
+        }));
+    }
+    // Cold renders (new sizes) and warm ones (a few sizes again and again).
+    for (cold, rate) in [(true, cold_per_s.max(0.5)), (false, cold_per_s.max(0.5) * 20.0)] {
+        let (errors, done, b58) = (errors.clone(), done.clone(), b58.to_string());
+        let every = Duration::from_secs_f64(1.0 / rate);
+        threads.push(std::thread::spawn(move || {
+            let mut i = 0u64;
+            while Instant::now() < end {
+                i += 1;
+                let (w, h) = if cold {
+                    (100 + i % 1000, 100 + i / 1000)
+                } else {
+                    (320 + (i % 4) * 100, 0)
+                };
+                let path = format!("/p/{b58}?width={w}&height={h}&format=jpeg");
+                match harness::http::get(edge, &path) {
+                    Ok(r) if r.status == 200 => done.fetch_add(1, Ordering::Relaxed),
+                    _ => errors.fetch_add(1, Ordering::Relaxed),
+                };
+                std::thread::sleep(every);
+            }
+        }));
+    }
+    let rss = || -> Vec<u64> { pids.iter().map(|(_, p)| harness::process::rss_kib(*p)).collect() };
+    let start = rss();
+    let mut last = start.clone();
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_secs(10).min(end.saturating_duration_since(Instant::now())));
+        last = rss();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "\nsoak: {} s, {} requests, {} errors",
+        length.as_secs(),
+        done.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed)
+    );
+    let rows: Vec<bench::Row> = pids
+        .iter()
+        .zip(start.iter().zip(&last))
+        .map(|((name, _), (s, e))| bench::Row {
+            what: format!("soak RSS drift, {name}"),
+            ours: mib(*e),
+            reference: Some(mib(*s)),
+            unit: "MiB",
+            target: "end / start near 1",
+        })
+        .chain(std::iter::once(bench::Row {
+            what: "soak errors".into(),
+            ours: errors.load(Ordering::Relaxed) as f64,
+            reference: None,
+            unit: "",
+            target: "0",
+        }))
+        .collect();
+    bench::print_table(
+        &format!(
+            "soak, {} s at about half capacity through the edge",
+            length.as_secs()
+        ),
+        "end",
+        "start",
+        &rows,
+    );
 }
