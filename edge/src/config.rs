@@ -110,6 +110,11 @@ pub struct UpstreamsConfig {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// The per-read timeout for reads of uploads (`GET /D…`), which imagehost answers from its
+    /// stores (hedged across fileservers) without rendering: a node stalled on one is left for
+    /// the next after this, not after `read_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub serve_timeout: Duration,
     /// How long a pooled connection to a node may stay idle; keep it below imagehost's
     /// `server.request_timeout`, after which imagehost closes an idle connection.
     #[serde(with = "humantime_serde")]
@@ -248,6 +253,7 @@ impl Default for UpstreamsConfig {
             fall: 2,
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(30),
+            serve_timeout: Duration::from_secs(5),
             // Below imagehost's server.request_timeout (10 s), which closes idle connections.
             idle_timeout: Duration::from_secs(5),
             keepalive_pool: 256,
@@ -360,6 +366,9 @@ impl Config {
         }
         if up.rise == 0 || up.fall == 0 {
             return Err("upstreams.rise and upstreams.fall must be at least 1".into());
+        }
+        if up.serve_timeout.is_zero() {
+            return Err("upstreams.serve_timeout must be more than 0".into());
         }
         if up.eject_after == 0 || up.eject_time.is_zero() || up.slow_after.is_zero() {
             return Err("upstreams.eject_after, eject_time and slow_after must be more than 0".into());

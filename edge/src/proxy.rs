@@ -91,6 +91,14 @@ fn idempotent(req: &RequestHeader) -> bool {
     req.method == http::Method::GET || req.method == http::Method::HEAD
 }
 
+/// A read that imagehost answers from its stores without rendering or fetching: its node gets
+/// `upstreams.serve_timeout`, so a node that stalls cannot hold it for the long `read_timeout`
+/// renders need (the request then goes to the next node).
+fn quick_read(req: &RequestHeader) -> bool {
+    let path = req.uri.path();
+    idempotent(req) && !path.starts_with("/p/") && !path.starts_with("/u/") && path.starts_with("/D")
+}
+
 #[async_trait]
 impl ProxyHttp for Edge {
     type CTX = Ctx;
@@ -277,7 +285,8 @@ impl ProxyHttp for Edge {
         ctx.backend = Some(addr);
         ctx.attempt_start = Some(Instant::now());
         ctx.retry_on_status = false;
-        Ok(Box::new(self.state.upstreams.peer(addr)))
+        let quick = quick_read(session.req_header());
+        Ok(Box::new(self.state.upstreams.peer(addr, quick)))
     }
 
     fn fail_to_connect(

@@ -128,12 +128,18 @@ impl Upstreams {
             .set(self.outliers.ejected(&addr, now) as i64);
     }
 
-    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+    /// The peer for `addr`; a `quick` read (an upload served from the stores) waits at most
+    /// `serve_timeout` for each read instead of `read_timeout`.
+    pub fn peer(&self, addr: SocketAddr, quick: bool) -> HttpPeer {
         let c = &self.config;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(c.connect_timeout);
         peer.options.total_connection_timeout = Some(c.connect_timeout * 2);
-        peer.options.read_timeout = Some(c.read_timeout);
+        peer.options.read_timeout = Some(if quick {
+            c.serve_timeout.min(c.read_timeout)
+        } else {
+            c.read_timeout
+        });
         peer.options.write_timeout = Some(c.read_timeout);
         peer.options.idle_timeout = Some(c.idle_timeout);
         peer

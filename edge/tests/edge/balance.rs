@@ -172,3 +172,44 @@ fn a_slowed_node_is_ejected_and_its_traffic_moves() {
     let ejected = format!("edge_upstream_ejected{{backend=\"{}\"}} 1", slow.addr());
     assert!(metrics.contains(&ejected), "{ejected} in:\n{metrics}");
 }
+
+/// A node that stalls (takes requests, never answers; its health not yet checked again): a read
+/// of an upload waits on it only `serve_timeout`, then goes to the other node and is answered;
+/// after `eject_after` such stalls the node is ejected and no request waits on it any more.
+#[test]
+fn a_stalled_node_holds_an_upload_read_only_for_the_serve_timeout() {
+    use harness::faults::{Fault, FaultProxy};
+    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = Origin::start(tagged("a", a_hits.clone()));
+    let b = Origin::start(tagged("b", b_hits.clone()));
+    let stalled = FaultProxy::start(a.addr());
+    let edge = Edge::start(
+        &[stalled.addr(), b.addr()],
+        &[
+            "upstreams.serve_timeout=300ms".into(),
+            "upstreams.eject_after=3".into(),
+            "upstreams.eject_time=60s".into(),
+            "upstreams.health_interval=60s".into(),
+            "upstreams.read_timeout=120s".into(),
+        ],
+    );
+    stalled.set(Fault::Stall);
+    for i in 0..30 {
+        // A client's patience, far above serve_timeout and far below read_timeout.
+        let r = harness::http::request_within(
+            edge.addr,
+            "GET",
+            &format!("/DQm{i}/x.jpg"),
+            &[],
+            &[],
+            Duration::from_secs(15),
+        )
+        .unwrap_or_else(|e| panic!("request {i} unanswered: {e}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "b"), "request {i}");
+    }
+    let waited = count(&a_hits);
+    assert!(
+        (1..=3).contains(&waited),
+        "{waited} requests waited on the stalled node (ejected after 3)"
+    );
+}
