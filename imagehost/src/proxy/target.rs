@@ -54,12 +54,16 @@ pub fn unwrap(mut url: Url, service: &Url) -> Result<Url, ApiError> {
     Err(ApiError::InvalidProxyUrl)
 }
 
-/// Whether a URL names this service: the same host under any scheme or port. The reference
-/// compares whole origins, so `http://images.hive.blog/DQm…` was fetched from ourselves and kept
-/// under a `U…` key that a takedown of the `D…` upload never reached; here every spelling of our
-/// host reads the upload in place and so answers to its takedown.
+/// Whether a URL names this service: the same host on the same port, or on its scheme's default
+/// port when ours is on our scheme's default (`http://images.hive.blog` and
+/// `https://images.hive.blog` are one service). The reference compares whole origins, so
+/// `http://images.hive.blog/DQm…` was fetched from ourselves and kept under a `U…` key that a
+/// takedown of the `D…` upload never reached; here both read the upload in place. Another port
+/// on our host is another service (e.g. an origin beside us on 127.0.0.1), fetched as any other.
 fn ours(url: &Url, service: &Url) -> bool {
-    url.host_str().is_some() && url.host_str() == service.host_str()
+    let same_port = url.port_or_known_default() == service.port_or_known_default()
+        || (url.port().is_none() && service.port().is_none());
+    url.host_str().is_some() && url.host_str() == service.host_str() && same_port
 }
 
 /// Step 5: our own `/D…` uploads are read in place; everything else is keyed by SHA-1 of the href.
@@ -168,11 +172,11 @@ mod tests {
             source(Url::parse(up).unwrap(), &svc()),
             Source::Upload("DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4".into())
         );
-        // Every spelling of our host is ours: scheme, port and case do not make a second copy.
+        // Every spelling of our host is ours: scheme, default port and case make no second copy.
         for alias in [
             "http://images.hive.blog/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4/a.png",
             "https://IMAGES.hive.blog:443/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4",
-            "http://images.hive.blog:8080/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4/x",
+            "http://images.hive.blog:80/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4/x",
         ] {
             assert_eq!(
                 source(Url::parse(alias).unwrap(), &svc()),
@@ -180,11 +184,21 @@ mod tests {
                 "{alias}"
             );
         }
-        let other = Url::parse(
+        for other in [
             "https://images.hive.blog.example.com/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4",
-        )
-        .unwrap();
-        assert!(matches!(source(other, &svc()), Source::Remote { .. }));
+            "http://images.hive.blog:8080/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4",
+        ] {
+            assert!(
+                matches!(source(Url::parse(other).unwrap(), &svc()), Source::Remote { .. }),
+                "{other}"
+            );
+        }
+        // Another service on our host (an origin beside us on 127.0.0.1) whose path starts with
+        // `/p`: fetched, never unwrapped as one of our `/p/` URLs.
+        let local = Url::parse("http://127.0.0.1:8080").unwrap();
+        let origin = Url::parse("http://127.0.0.1:9000/photo.jpg").unwrap();
+        assert_eq!(unwrap(origin.clone(), &local).unwrap(), origin);
+        assert!(matches!(source(origin, &local), Source::Remote { .. }));
         let remote = source(Url::parse("https://example.com/a.jpg").unwrap(), &svc());
         let key = remote.key().to_string();
         assert!(key.starts_with('U') && key.len() == 31, "{key}");

@@ -123,7 +123,7 @@ async fn a_takedown_reaches_aliases_of_our_host_and_byte_identical_copies_elsewh
     assert_eq!(r.status, 200, "{}", r.text());
     let aliases = [
         format!("https://images.test/{key}/photo.png"),
-        format!("http://images.test:8080/{key}"),
+        format!("HTTP://IMAGES.TEST:80/{key}"),
     ];
     let copy = format!("http://{}/rehosted.png", origin.addr());
     for url in aliases.iter().chain([&copy]) {
