@@ -284,14 +284,14 @@ async fn takedowns(
     let Ok(Query(p)) = params else {
         return error(StatusCode::BAD_REQUEST, "since and limit must be numbers");
     };
-    match state
-        .engine
-        .queue
-        .takedowns_since(p.since, p.limit.clamp(1, 10_000))
+    let queue = &state.engine.queue;
+    match queue
+        .takedown_epoch()
+        .and_then(|epoch| Ok((epoch, queue.takedowns_since(p.since, p.limit.clamp(1, 10_000))?)))
     {
-        Ok(list) => {
+        Ok((epoch, list)) => {
             let last = list.last().map_or(p.since, |t| t.seq);
-            Json(json!({ "takedowns": list, "last": last })).into_response()
+            Json(json!({ "takedowns": list, "last": last, "epoch": epoch })).into_response()
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
     }

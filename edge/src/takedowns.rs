@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::{Deserialize, Serialize};
-use service::takedown_feed::{next_wait, Feed};
+use service::takedown_feed::{next_wait, start_from, Feed};
 
 use crate::cache::bans::Spec;
 use crate::cache::tags;
@@ -22,6 +22,9 @@ use crate::metrics;
 #[derive(Default, Serialize, Deserialize)]
 struct Saved {
     last: u64,
+    /// The identity of the list `last` is a position in.
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 pub struct Puller {
@@ -39,28 +42,44 @@ impl Puller {
             .map(|d| d.join("takedowns.json"))
     }
 
-    fn load(&self) -> u64 {
+    fn load(&self) -> Saved {
         self.state_file()
             .and_then(|f| std::fs::read(f).ok())
             .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
-            .map_or(0, |s| s.last)
+            .unwrap_or_default()
     }
 
-    fn save(&self, last: u64) {
+    fn save(&self, saved: &Saved) {
         let Some(file) = self.state_file() else { return };
         let tmp = file.with_extension("json.tmp");
-        let written = std::fs::write(&tmp, serde_json::to_vec(&Saved { last }).unwrap_or_default())
+        let written = std::fs::write(&tmp, serde_json::to_vec(saved).unwrap_or_default())
             .and_then(|()| std::fs::rename(&tmp, &file));
         if let Err(e) = written {
             tracing::warn!(error = %e, "takedown list position not kept; the next start pulls again");
         }
     }
 
-    /// Pulls everything after `since` and bans the new keys, a page at a time; the new position.
-    async fn pull(&self, since: u64) -> Result<u64, String> {
+    /// Pulls everything after the position (from the start when blobsync's list is not the one
+    /// the position was in) and bans the new keys, a page at a time; the new position.
+    async fn pull(&self, at: &Saved) -> Result<Saved, String> {
         let cache = self.cache;
-        let mut since = since;
-        while let Some((keys, last)) = self.feed.page(since).await? {
+        let mut page = self.feed.page(at.last).await?;
+        let from = start_from(at.last, at.epoch.as_deref(), page.epoch.as_deref());
+        if from != at.last {
+            tracing::warn!(
+                position = at.last,
+                "blobsync's takedown list is a new one (its queue was made again): pulling it from the start"
+            );
+            page = self.feed.page(from).await?;
+        }
+        loop {
+            if page.keys.is_empty() {
+                return Ok(Saved {
+                    last: page.last,
+                    epoch: page.epoch,
+                });
+            }
+            let (keys, last) = (std::mem::take(&mut page.keys), page.last);
             // A key no answer can be tagged with (see `tags`) has nothing to ban here; it must
             // not stop the keys after it.
             let (keys, skipped): (Vec<String>, Vec<String>) =
@@ -80,23 +99,23 @@ impl Puller {
                 metrics::BANS_ACTIVE.set(cache.store.bans.active().len() as i64);
                 tracing::info!(keys = count, seq, last, "takedowns pulled and banned");
             }
-            since = last;
+            page = self.feed.page(last).await?;
         }
-        Ok(since)
     }
 }
 
 #[async_trait]
 impl BackgroundService for Puller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut last = self.load();
+        let mut at = self.load();
         loop {
-            match self.pull(last).await {
+            match self.pull(&at).await {
                 Ok(now) => {
-                    if now != last {
-                        self.save(now);
-                        last = now;
+                    if now.last != at.last || now.epoch != at.epoch {
+                        self.save(&now);
+                        at = now;
                     }
+                    let last = at.last;
                     if !self.cache.store.disk_open() {
                         tracing::info!(last, "takedown list pulled: the disk tier is read from now on");
                         self.cache.store.open_disk();

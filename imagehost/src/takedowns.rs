@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use service::takedown_feed::{next_wait, Feed};
+use service::takedown_feed::{next_wait, start_from, Feed, Pulled};
 
 use crate::metrics::TAKEDOWNS;
 
@@ -31,6 +31,9 @@ struct Saved {
     /// The last list number pulled from blobsync (0: never pulled).
     last: u64,
     keys: Vec<String>,
+    /// The identity of the list `last` is a position in.
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 pub struct Takedowns {
@@ -40,6 +43,7 @@ pub struct Takedowns {
     pulled: AtomicBool,
     file: Option<PathBuf>,
     writing: Mutex<()>,
+    epoch: Mutex<Option<String>>,
 }
 
 impl Takedowns {
@@ -59,6 +63,7 @@ impl Takedowns {
             keys: RwLock::new(saved.keys.into_iter().collect()),
             file,
             writing: Mutex::new(()),
+            epoch: Mutex::new(saved.epoch),
         })
     }
 
@@ -86,10 +91,30 @@ impl Takedowns {
         self.keys.read().is_empty()
     }
 
+    /// The identity of the list the position is in (None before the first pull).
+    pub fn epoch(&self) -> Option<String> {
+        self.epoch.lock().clone()
+    }
+
     /// Adds source keys (pushed, or pulled up to list number `last`), kept on disk before this
     /// returns; the keys that were new.
     pub fn add(&self, keys: &[String], last: Option<u64>) -> std::io::Result<Vec<String>> {
+        self.add_pulled(keys, last, None)
+    }
+
+    /// [`Takedowns::add`] for a page of the list named `epoch`: a list other than the one the
+    /// position was in (blobsync's queue made again) takes its own position, even a lower one.
+    /// Keys are never forgotten.
+    pub fn add_pulled(
+        &self,
+        keys: &[String],
+        last: Option<u64>,
+        epoch: Option<&str>,
+    ) -> std::io::Result<Vec<String>> {
         let _guard = self.writing.lock();
+        let known_epoch = self.epoch();
+        let relisted = matches!((known_epoch.as_deref(), epoch), (Some(a), Some(b)) if a != b);
+        let new_epoch = epoch.map(str::to_string).or(known_epoch.clone());
         let fresh: Vec<String> = {
             let known = self.keys.read();
             keys.iter()
@@ -99,8 +124,12 @@ impl Takedowns {
                 .into_iter()
                 .collect()
         };
-        let new_last = last.map_or(self.last(), |l| l.max(self.last()));
-        if fresh.is_empty() && new_last == self.last() {
+        let new_last = match last {
+            Some(l) if relisted => l,
+            Some(l) => l.max(self.last()),
+            None => self.last(),
+        };
+        if fresh.is_empty() && new_last == self.last() && new_epoch == known_epoch {
             if last.is_some() {
                 self.pulled.store(true, Ordering::Release);
             }
@@ -111,9 +140,11 @@ impl Takedowns {
         self.save(&Saved {
             last: new_last,
             keys: all,
+            epoch: new_epoch.clone(),
         })?;
         self.keys.write().extend(fresh.iter().cloned());
         self.last.store(new_last, Ordering::Release);
+        *self.epoch.lock() = new_epoch;
         if last.is_some() {
             self.pulled.store(true, Ordering::Release);
         }
@@ -136,24 +167,36 @@ impl Takedowns {
     }
 }
 
-/// [`Takedowns::add`] on a blocking thread: it writes and fsyncs the state file.
-async fn add_blocking(list: &Arc<Takedowns>, keys: Vec<String>, last: u64) -> Result<Vec<String>, String> {
+/// [`Takedowns::add_pulled`] on a blocking thread: it writes and fsyncs the state file.
+async fn add_blocking(list: &Arc<Takedowns>, page: Pulled) -> Result<Vec<String>, String> {
     let list = list.clone();
-    tokio::task::spawn_blocking(move || list.add(&keys, Some(last)))
+    tokio::task::spawn_blocking(move || list.add_pulled(&page.keys, Some(page.last), page.epoch.as_deref()))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
 }
 
-/// Every page after the list's position, each kept before the next is asked for; an empty pull
-/// is a pull too (the node is up to date).
+/// Every page after the list's position (from the start when blobsync's list is not the one the
+/// position was in), each kept before the next is asked for; an empty pull is a pull too (the
+/// node is up to date).
 async fn pull_pages(list: &Arc<Takedowns>, feed: &Feed, new: &mut Vec<String>) -> Result<(), String> {
-    let mut since = list.last();
-    while let Some((keys, last)) = feed.page(since).await? {
-        new.extend(add_blocking(list, keys, last).await?);
-        since = last;
+    let mut page = feed.page(list.last()).await?;
+    let from = start_from(list.last(), list.epoch().as_deref(), page.epoch.as_deref());
+    if from != list.last() {
+        tracing::warn!(
+            position = list.last(),
+            "blobsync's takedown list is a new one (its queue was made again): pulling it from the start"
+        );
+        page = feed.page(from).await?;
     }
-    add_blocking(list, Vec::new(), since).await.map(drop)
+    loop {
+        let (done, last) = (page.keys.is_empty(), page.last);
+        new.extend(add_blocking(list, page).await?);
+        if done {
+            return Ok(());
+        }
+        page = feed.page(last).await?;
+    }
 }
 
 /// Pulls the list from blobsync now and every `interval` (sooner until the first pull succeeds),
@@ -186,6 +229,25 @@ pub async fn pull_forever(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_list_takes_its_own_position_and_keeps_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("takedowns.json");
+        let t = Takedowns::open(Some(file.clone())).unwrap();
+        t.add_pulled(&["DQmA".into()], Some(40), Some("one")).unwrap();
+        t.add_pulled(&[], Some(12), Some("one")).unwrap();
+        assert_eq!(t.last(), 40, "the same list never moves back");
+        // blobsync's queue made again: its list starts over, numbered from the start.
+        assert_eq!(
+            t.add_pulled(&["DQmB".into()], Some(2), Some("two")).unwrap(),
+            ["DQmB"]
+        );
+        assert_eq!((t.last(), t.epoch().as_deref()), (2, Some("two")));
+        assert!(t.covers("DQmA") && t.covers("DQmB"), "keys are never forgotten");
+        let t = Takedowns::open(Some(file)).unwrap();
+        assert_eq!((t.last(), t.epoch().as_deref(), t.len()), (2, Some("two"), 2));
+    }
 
     #[test]
     fn keys_cover_their_variants_and_survive_a_restart() {

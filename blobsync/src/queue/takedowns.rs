@@ -69,6 +69,23 @@ impl Queue {
         self.takedown_keys.contains_key(source_of(key).as_bytes())
     }
 
+    /// The list's identity, made the first time it is asked for in this database. A queue lost
+    /// and started empty numbers its takedowns from the start again; nodes that kept the number
+    /// they had reached in the old list see a new identity and pull the new one from the start,
+    /// instead of skipping every entry numbered below what they saw.
+    pub fn takedown_epoch(&self) -> Result<String, sled::Error> {
+        const NAME: &str = "takedown_epoch";
+        if let Some(e) = self.meta(NAME)? {
+            return Ok(e);
+        }
+        let made = format!("{:x}-{:x}", now_ms(), self.db.generate_id()?);
+        // Two first callers at once: the first write wins, both answer with it.
+        let _ = self
+            .meta
+            .compare_and_swap(NAME, None as Option<&[u8]>, Some(made.as_bytes()))?;
+        Ok(self.meta(NAME)?.unwrap_or(made))
+    }
+
     /// Entries numbered after `since`, oldest first, at most `limit`.
     pub fn takedowns_since(&self, since: u64, limit: usize) -> Result<Vec<TakenDown>, sled::Error> {
         let start = since.saturating_add(1).to_be_bytes();
@@ -115,6 +132,13 @@ mod tests {
         );
         assert_eq!(q.takedowns_since(a.seq, 10).unwrap(), vec![b.clone()]);
         assert!(q.takedowns_since(b.seq, 10).unwrap().is_empty());
+        let epoch = q.takedown_epoch().unwrap();
+        assert_eq!(q.takedown_epoch().unwrap(), epoch, "stable");
+        assert_ne!(
+            Queue::temporary().unwrap().takedown_epoch().unwrap(),
+            epoch,
+            "a new list, a new identity"
+        );
         assert_eq!(q.takedowns_since(0, 1).unwrap().len(), 1);
     }
 }

@@ -202,3 +202,82 @@ async fn a_304_only_for_what_exists_and_any_filename_bytes_serve_the_image() {
     assert_eq!(r.status, 200, "half a UTF-8 sequence");
     f.stop().await;
 }
+
+/// blobsync's queue lost and made again: its takedown list starts over with a new identity and
+/// numbers from the start. A node that had reached a higher number in the old list pulls the new
+/// one from the start instead of waiting past numbers it already saw, and keeps the old keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_list_made_again_is_pulled_from_the_start() {
+    let old = png(30, 20);
+    let new = png(31, 20);
+    let (old_key, new_key) = (key_of(&old), key_of(&new));
+    let list = std::sync::Arc::new(std::sync::Mutex::new(serde_json::json!({
+        "epoch": "first",
+        "entries": [[41, old_key.clone()]]
+    })));
+    let l = list.clone();
+    let feed = harness::origin::Origin::start(move |req| {
+        let since: u64 = req
+            .path
+            .split("since=")
+            .nth(1)
+            .and_then(|v| v.split('&').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let state = l.lock().expect("lock").clone();
+        let page: Vec<(u64, String)> = serde_json::from_value::<Vec<(u64, String)>>(state["entries"].clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(seq, _)| *seq > since)
+            .collect();
+        let last = page.last().map_or(since, |(seq, _)| *seq);
+        let body = serde_json::json!({
+            "takedowns": page.iter().map(|(seq, key)| serde_json::json!({"seq": seq, "key": key, "at_ms": 0})).collect::<Vec<_>>(),
+            "last": last,
+            "epoch": state["epoch"],
+        });
+        harness::origin::Reply::ok(body.to_string()).header("Content-Type", "application/json")
+    });
+    let url = format!("http://{}/takedowns", feed.addr());
+    let f = Fixture::start(Backend::Directory, move |c, _, _| {
+        c.takedowns.url = Some(url);
+        c.takedowns.poll_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    for data in [&old, &new] {
+        let sig = signature(&f.keys.posting, data, false);
+        let r = f.upload(&format!("/alice/{sig}"), "a.png", data).await;
+        assert!(r.status == 200 || r.status == 451, "{}", r.text());
+    }
+    let status = |key: String| {
+        let f = &f;
+        async move { f.get(&format!("/{key}/a.png")).await.status }
+    };
+    for _ in 0..100 {
+        if status(old_key.clone()).await == 451 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(old_key.clone()).await, 451, "the first list is pulled");
+    assert_eq!(status(new_key.clone()).await, 200);
+
+    *list.lock().expect("lock") = serde_json::json!({ "epoch": "second", "entries": [[3, new_key.clone()]] });
+    for _ in 0..100 {
+        if status(new_key.clone()).await == 451 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status(new_key).await,
+        451,
+        "numbered 3 in the new list, below the 41 reached in the old"
+    );
+    assert_eq!(
+        status(old_key).await,
+        451,
+        "what the old list took down stays down"
+    );
+    f.stop().await;
+}
