@@ -182,7 +182,7 @@ impl Default for ProfilesConfig {
     fn default() -> Self {
         Self {
             default_avatar: "https://images.hive.blog/DQmb2HNSGKN3pakguJ4ChCRjgkVuDN9WniFRPmrxoJ4sjR4".into(),
-            default_cover: "https://images.ecency.com/DQmTJpVagNJxqTDjF7E4rUYVJjvSfQXAmDmTz9QAyFZwXaE/cover_fallback_day.png"
+            default_cover: "https://images.ecency.com/DQmdA9wjRyGmDwrTza59yLSjCWMEc9sFD5sC4ZU5kL9UMqo/cover_fallback_day.png"
                 .into(),
         }
     }
