@@ -331,12 +331,14 @@ impl ProxyHttp for Edge {
         }
         let status = resp.status.as_u16();
         if let Some(addr) = ctx.backend {
-            // 502/503 are failures; any other answer is judged by how long its headers took.
+            // 502/503 are failures. Other answers are judged by how long their headers took only
+            // for reads imagehost answers from its own stores: a render's time is the remote
+            // origin's and the image's, which a client chooses, and must not eject a node.
             let failed = matches!(status, 502 | 503);
-            let outcome = if failed {
-                None
-            } else {
-                Some(latency.unwrap_or_default())
+            let outcome = match (failed, quick_read(session.req_header())) {
+                (true, _) => None,
+                (false, true) => Some(latency.unwrap_or_default()),
+                (false, false) => Some(Duration::ZERO),
             };
             self.state.upstreams.record(addr, outcome);
         }
@@ -374,10 +376,13 @@ impl ProxyHttp for Edge {
         metrics::UPSTREAM_ERRORS
             .with_label_values(&[&backend, "proxy"])
             .inc();
-        // A node that errs or times out mid-request counts against it; a client that went away
-        // does not.
+        // A node that errs or times out mid-request counts against it, for reads from its
+        // stores; a client that went away does not, nor a render (a slow remote origin, which a
+        // client picks, would time it out).
         if let (Some(addr), pingora::ErrorSource::Upstream) = (ctx.backend, e.esource()) {
-            self.state.upstreams.record(addr, None);
+            if quick_read(session.req_header()) {
+                self.state.upstreams.record(addr, None);
+            }
         }
         let more = ctx.tried.len() <= self.state.upstreams.retries()
             && ctx.tried.len() < self.state.upstreams.node_count();

@@ -213,3 +213,36 @@ fn a_stalled_node_holds_an_upload_read_only_for_the_serve_timeout() {
         "{waited} requests waited on the stalled node (ejected after 3)"
     );
 }
+
+/// A render's time belongs to the remote origin and the image a client picked: slow `/p/`
+/// answers never eject a node (a client could otherwise eject nodes at will with a slow origin
+/// of its own); only reads answered from the stores are judged by their latency.
+#[test]
+fn slow_renders_chosen_by_a_client_never_eject_a_node() {
+    use harness::faults::{Fault, FaultProxy};
+    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = Origin::start(tagged("a", a_hits.clone()));
+    let b = Origin::start(tagged("b", b_hits.clone()));
+    let slow = FaultProxy::start(a.addr());
+    let edge = Edge::start(
+        &[slow.addr(), b.addr()],
+        &[
+            "upstreams.slow_after=300ms".into(),
+            "upstreams.eject_after=2".into(),
+            "upstreams.health_timeout=2s".into(),
+        ],
+    );
+    slow.set(Fault::Latency(Duration::from_millis(600)));
+    let paths: Vec<String> = (0..16).map(|i| format!("/p/slow{i}?width=100")).collect();
+    let on_a = paths.iter().filter(|p| edge.get(p).text() == "a").count();
+    assert!(on_a > 2, "a has its share of the renders: {on_a}/16");
+    let again = paths.iter().filter(|p| edge.get(p).text() == "a").count();
+    assert_eq!(again, on_a, "the same renders still go to a: never ejected");
+    let metrics = harness::http::get(edge.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    assert!(
+        !metrics.contains("edge_upstream_ejections_total{"),
+        "no ejection:\n{metrics}"
+    );
+}
