@@ -123,8 +123,8 @@ pub struct UpstreamsConfig {
     pub keepalive_pool: usize,
     /// Further nodes tried for one request after the first fails (connect error, or 502/503 on GET/HEAD).
     pub retries: usize,
-    /// Failures in a row (connect errors, errors or timeouts mid-request, 502/503, or answers
-    /// slower than `slow_after`) that eject a node; it is skipped like a down one for
+    /// Failures in a row (connect errors, 502/503, and for reads of uploads also errors or
+    /// timeouts mid-request and answers slower than `slow_after`) that eject a node; it is skipped like a down one for
     /// `eject_time`, doubling up to `max_eject_time` while its first request back fails. Never
     /// more than half the nodes at once.
     pub eject_after: u32,
