@@ -7,18 +7,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::process::{kill, spawn_tied};
+use harness::process::{spawn_tied, Killed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blobsync");
-
-/// Killed when the test ends (entering the user namespace clears the parent-death signal).
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        kill(&mut self.0);
-    }
-}
 
 fn events(first: usize, n: usize) -> Vec<u8> {
     let records: Vec<serde_json::Value> = (first..first + n)
@@ -58,7 +49,7 @@ fn a_nearly_full_queue_disk_refuses_new_events_with_503_and_keeps_what_it_queued
     }
     let log = std::fs::File::create(dir.path().join("blobsync.log")).expect("log");
     let mut wrapped = harness::faults::on_small_disk(&cmd, &queue, 32 << 20);
-    let _daemon = Running(spawn_tied(wrapped.stdout(Stdio::null()).stderr(log)).expect("spawn"));
+    let _daemon = Killed(spawn_tied(wrapped.stdout(Stdio::null()).stderr(log)).expect("spawn"));
     let log_text = || std::fs::read_to_string(dir.path().join("blobsync.log")).unwrap_or_default();
     harness::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
         (harness::http_status(addr, "/status") == Some(200)).then_some(())

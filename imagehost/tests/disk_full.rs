@@ -7,21 +7,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use harness::process::{kill, spawn_tied, terminate, wait_exit};
+use harness::process::{spawn_tied, terminate, wait_exit, Killed};
 use imagehost::auth::signature::{public_key_string, random_signing_key, sign};
 use imagehost::keys::UploadDigests;
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagehost");
-
-/// Killed when the test ends, however it ends (entering the user namespace clears the
-/// parent-death signal `spawn_tied` sets).
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        kill(&mut self.0);
-    }
-}
 
 /// A JPEG of at least `bytes`: a real image, tagged, padded with comment segments.
 fn jpeg_of(bytes: usize, tag: &str) -> Vec<u8> {
@@ -41,14 +31,6 @@ fn jpeg_of(bytes: usize, tag: &str) -> Vec<u8> {
         jpeg.splice(2..2, com(&vec![b'p'; n]));
     }
     jpeg
-}
-
-fn multipart(data: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----diskFullBoundary";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 #[test]
@@ -86,7 +68,7 @@ fn a_full_spool_disk_is_a_clear_507_and_loses_nothing() {
     let log = std::fs::File::create(d.join("imagehost.log")).expect("log");
     let mut wrapped = harness::faults::on_small_disk(&cmd, &spool, 1 << 20);
     let mut child =
-        Running(spawn_tied(wrapped.stdout(std::process::Stdio::null()).stderr(log)).expect("spawn"));
+        Killed(spawn_tied(wrapped.stdout(std::process::Stdio::null()).stderr(log)).expect("spawn"));
     harness::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
         (harness::http_status(addr, "/healthcheck") == Some(200)).then_some(())
     })
@@ -98,7 +80,7 @@ fn a_full_spool_disk_is_a_clear_507_and_loses_nothing() {
     });
     let upload = |data: &[u8]| {
         let sig = sign(&key, &UploadDigests::of(data).signed_digest(false));
-        let (ty, body) = multipart(data);
+        let (ty, body) = harness::http::multipart_file(data, "a.jpg");
         harness::http::request(
             addr,
             "POST",

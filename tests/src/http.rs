@@ -141,6 +141,19 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], half_close: bool) -> std::io::Result<
     read_response(BufReader::new(s), false)
 }
 
+/// A `multipart/form-data` body holding one file part `file` named `filename` (an upload as a
+/// frontend sends it): the Content-Type to send and the body.
+pub fn multipart_file(data: &[u8], filename: &str) -> (String, Vec<u8>) {
+    let boundary = "----hiveTestBoundary7MA4YWxkTrZu0gW";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,16 @@ pub fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A child killed and reaped when this is dropped, however the test or bench ends (also when
+/// the parent-death signal of [`spawn_tied`] does not hold, e.g. after entering a namespace).
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
 /// Sends SIGTERM, as systemd does on `stop`.
 pub fn terminate(child: &Child) {
     // SAFETY: kill(2) on a child we spawned and have not reaped.

@@ -9,27 +9,20 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench::{mib, print_table, Row};
 use harness::origin::{Origin, Reply};
+use harness::process::Killed;
 
 const SECONDS: u32 = 10;
 const HOT: usize = 200;
 /// The slowest pattern found for the `regex` engine within the edge's limits (~4 µs per URL),
 /// or one matching the odd object numbers.
 const COSTLY: &str = "(?:[a-z0-9]{1,5}[/?=&]){1,10}Z|^/o/[0-9]*[13579]$";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Requests `/o/<i>` for every `i` in `range` on one keep-alive connection (reopened as needed).
 fn fill(addr: SocketAddr, range: std::ops::Range<usize>, done: &AtomicUsize) {

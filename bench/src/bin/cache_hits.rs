@@ -8,11 +8,12 @@
 //!   EDGE_BIN=target/release/edge target/release/cache_hits
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bench::{mib, print_table, Row, Wrk};
 use harness::origin::{Origin, Reply};
+use harness::process::Killed;
 
 const OBJECT: usize = 50 * 1024;
 const ROUNDS: usize = 3;
@@ -65,14 +66,6 @@ fn wait_http(addr: SocketAddr, path: &str) {
         harness::http::get(addr, path).ok().filter(|r| r.status == 200)
     })
     .unwrap_or_else(|| panic!("{addr} serves {path}"));
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start_varnish(dir: &std::path::Path, origin: SocketAddr, layout: &Layout) -> (Killed, SocketAddr) {

@@ -9,26 +9,19 @@
 //!   BIN_DIR=target/release target/release/cluster_load
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::origin::{Origin, Reply};
+use harness::process::Killed;
 use imagehost::auth::signature::sign;
 use imagehost::keys::UploadDigests;
 
 const UPLOADS: usize = 300;
 const CLIENTS: usize = 8;
 const SECONDS: u32 = 10;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn bin(name: &str) -> String {
     format!(
@@ -60,14 +53,6 @@ fn wait_ok(addr: SocketAddr, path: &str) {
 fn wrk(url: &str, script: Option<&std::path::Path>, threads: u32, conns: u32) -> (f64, f64) {
     let w = bench::wrk(url, script, threads, conns, SECONDS);
     (w.rps, w.p99_ms)
-}
-
-fn multipart(data: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----benchBoundary1234";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 fn main() {
@@ -150,7 +135,7 @@ fn main() {
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some((path, img)) = bodies.get(i) else { break };
-                let (ty, body) = multipart(img);
+                let (ty, body) = harness::http::multipart_file(img, "b.jpg");
                 match harness::http::request(edge, "POST", path, &[("Content-Type", &ty)], &body) {
                     Ok(r) if r.status == 200 => {}
                     other => {
@@ -284,7 +269,7 @@ fn soak_mix(
                 com.extend_from_slice(tag.as_bytes());
                 img.splice(2..2, com);
                 let sig = signer(&img);
-                let (ty, body) = multipart(&img);
+                let (ty, body) = harness::http::multipart_file(&img, "b.jpg");
                 match harness::http::request(edge, "POST", &format!("/bench.user/{sig}"), &[("Content-Type", &ty)], &body) {
                     Ok(r) if r.status == 200 => {
                         done.fetch_add(1, Ordering::Relaxed);

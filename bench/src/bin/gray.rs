@@ -6,34 +6,19 @@
 //!   BIN_DIR=target/release target/release/gray      # GRAY_READS=N reads per phase (default 2000)
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::faults::{Fault, FaultProxy};
+use harness::process::Killed;
 use harness::Garage;
 use imagehost::auth::signature::sign;
 use imagehost::keys::UploadDigests;
 
 const OBJECTS: usize = 200;
 const CLIENTS: usize = 4;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn multipart(data: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----benchBoundary1234";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 fn fileserver(name: &str, endpoint: &str, g: &Garage) -> String {
     let a = g.access();
@@ -149,7 +134,7 @@ fn main() {
             img.splice(2..2, com);
             let digests = UploadDigests::of(&img);
             let sig = sign(&key, &digests.signed_digest(false));
-            let (ty, body) = multipart(&img);
+            let (ty, body) = harness::http::multipart_file(&img, "b.jpg");
             let r = harness::http::request(
                 addr,
                 "POST",
