@@ -35,6 +35,27 @@ fn help_lists_the_common_flags() {
     }
 }
 
+/// `hive-sign` names itself, and its `sign` help describes every argument.
+#[test]
+fn hive_sign_names_itself_and_describes_its_arguments() {
+    let sign = env!("CARGO_BIN_EXE_hive-sign");
+    let out = Command::new(sign).arg("--version").output().expect("hive-sign");
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.starts_with("hive-sign "), "{version}");
+    let out = Command::new(sign)
+        .args(["sign", "--help"])
+        .output()
+        .expect("hive-sign");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (arg, says) in [("<FILE>", "image to upload"), ("--checksum", "checksum route")] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(arg))
+            .unwrap_or_default();
+        assert!(line.contains(says), "{arg} undescribed in:\n{help}");
+    }
+}
+
 /// `(arguments, environment, what stderr must mention)`.
 type BadCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
 

@@ -14,7 +14,11 @@ use imagehost::auth::signature::{public_key_string, random_signing_key, sign, si
 use imagehost::keys::UploadDigests;
 
 #[derive(Parser)]
-#[command(version, about = "Sign Hive image uploads, and make a local test account")]
+#[command(
+    name = "hive-sign",
+    version,
+    about = "Sign Hive image uploads, and make a local test account"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -35,8 +39,11 @@ enum Cmd {
         /// A file holding the WIF private key (`5…`).
         #[arg(long)]
         key_file: PathBuf,
+        /// Sign for the checksum route (`/cs/:user/:sig`): the signature covers sha256 of the
+        /// file, not the file itself.
         #[arg(long)]
         checksum: bool,
+        /// The image to upload.
         file: PathBuf,
     },
     /// Print the key (`DQm…`) an upload of FILE is stored under.
