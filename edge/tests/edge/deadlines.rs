@@ -38,8 +38,14 @@ fn closes(s: &mut TcpStream) -> bool {
 #[test]
 fn silent_connections_filling_max_connections_are_closed_by_the_deadline() {
     let (o, _) = origin(|_| Reply::ok("fine").header("Cache-Control", "max-age=60"));
-    let mut settings = quick();
-    settings.push("server.max_connections=20".into());
+    // A deadline far longer than filling the cap and trying once more takes, even on a loaded
+    // machine (with 1 s, a slow run saw the silent connections closed before the check).
+    let settings = vec![
+        "server.request_timeout=5s".to_string(),
+        "server.keepalive_timeout=5s".into(),
+        "server.client_timeout=5s".into(),
+        "server.max_connections=20".into(),
+    ];
     let edge = Edge::start(&[o.addr()], &settings);
     let mut silent: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(edge.addr).expect("connect"))
