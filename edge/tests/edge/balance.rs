@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use harness::faults::{Fault, FaultProxy};
 use harness::origin::{Origin, Reply, Request};
 
 use crate::support::{count, origin, Edge};
@@ -130,16 +131,41 @@ fn killing_a_node_under_load_loses_no_request_and_it_returns() {
     drop(a);
 }
 
+/// Two tagged nodes, `a` reached through a fault proxy (healthy until a test says otherwise).
+struct Faulty {
+    a: Origin,
+    b: Origin,
+    a_hits: Arc<AtomicUsize>,
+    b_hits: Arc<AtomicUsize>,
+    proxy: FaultProxy,
+}
+
+fn faulty_and_healthy() -> Faulty {
+    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = Origin::start(tagged("a", a_hits.clone()));
+    let b = Origin::start(tagged("b", b_hits.clone()));
+    let proxy = FaultProxy::start(a.addr());
+    Faulty {
+        a,
+        b,
+        a_hits,
+        b_hits,
+        proxy,
+    }
+}
+
 /// A node that turns slow (every answer 600 ms late, its health checks still passing) is
 /// ejected after `eject_after` slow answers in a row and its URLs go to the other node; counted,
 /// not timed: after the ejection no request reaches it.
 #[test]
 fn a_slowed_node_is_ejected_and_its_traffic_moves() {
-    use harness::faults::{Fault, FaultProxy};
-    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let a = Origin::start(tagged("a", a_hits.clone()));
-    let b = Origin::start(tagged("b", b_hits.clone()));
-    let slow = FaultProxy::start(a.addr());
+    let Faulty {
+        a: _a,
+        b,
+        a_hits,
+        b_hits,
+        proxy: slow,
+    } = faulty_and_healthy();
     let edge = Edge::start(
         &[slow.addr(), b.addr()],
         &[
@@ -178,11 +204,13 @@ fn a_slowed_node_is_ejected_and_its_traffic_moves() {
 /// after `eject_after` such stalls the node is ejected and no request waits on it any more.
 #[test]
 fn a_stalled_node_holds_an_upload_read_only_for_the_serve_timeout() {
-    use harness::faults::{Fault, FaultProxy};
-    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let a = Origin::start(tagged("a", a_hits.clone()));
-    let b = Origin::start(tagged("b", b_hits.clone()));
-    let stalled = FaultProxy::start(a.addr());
+    let Faulty {
+        a: _a,
+        b,
+        a_hits,
+        b_hits: _b_hits,
+        proxy: stalled,
+    } = faulty_and_healthy();
     let edge = Edge::start(
         &[stalled.addr(), b.addr()],
         &[
@@ -219,11 +247,13 @@ fn a_stalled_node_holds_an_upload_read_only_for_the_serve_timeout() {
 /// of its own); only reads answered from the stores are judged by their latency.
 #[test]
 fn slow_renders_chosen_by_a_client_never_eject_a_node() {
-    use harness::faults::{Fault, FaultProxy};
-    let (a_hits, b_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let a = Origin::start(tagged("a", a_hits.clone()));
-    let b = Origin::start(tagged("b", b_hits.clone()));
-    let slow = FaultProxy::start(a.addr());
+    let Faulty {
+        a: _a,
+        b,
+        a_hits: _a_hits,
+        b_hits: _b_hits,
+        proxy: slow,
+    } = faulty_and_healthy();
     let edge = Edge::start(
         &[slow.addr(), b.addr()],
         &[
