@@ -50,7 +50,21 @@ fn silent_connections_filling_max_connections_are_closed_by_the_deadline() {
     let mut silent: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(edge.addr).expect("connect"))
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Until the edge has accepted all of them (its threads accept in parallel, so a later client
+    // could otherwise be accepted before the last of them on a loaded machine).
+    let accepted = |n: f64| {
+        harness::http::get(edge.admin, "/metrics")
+            .map(|r| r.text())
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("edge_client_connections "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|v| v >= n)
+    };
+    harness::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        accepted(20.0).then_some(())
+    })
+    .expect("the edge accepted the silent connections");
     // The cap is full of silent connections: a real client is closed at accept.
     let refused = harness::http::get(edge.addr, "/x").is_err();
     assert!(refused, "the cap is full");
