@@ -109,7 +109,10 @@ fn one_takedown_leaves_no_url_form_fileserver_copy_or_cached_derivative_anywhere
     c.edges[2].kill();
     let j = takedown(&c, &key);
     assert_eq!(j["deleted_everywhere"], true, "{j}");
-    assert!(j["variants_deleted"].as_u64().unwrap_or(0) >= 6, "{j}");
+    // A count, not an error. How many this call deleted itself varies: blobsync's workers also
+    // delete a variant whose queued copy comes up after its source was taken down. That none is
+    // left anywhere is checked below.
+    assert!(j["variants_deleted"].is_u64(), "{j}");
     for ih in &c.imagehosts {
         let admin = j["imagehosts"].as_object().expect("imagehosts");
         assert!(admin.values().all(|v| v == 200), "{} told: {j}", ih.name);
