@@ -28,22 +28,30 @@ pub struct CommonArgs {
     /// Log filter, e.g. `info` or `imagehost=debug,info` (shorthand for `--set log.level=...`).
     #[arg(long, value_name = "FILTER", global = true)]
     pub log_level: Option<String>,
+
+    /// Read each `*_file` secret (and TLS `cert_file`/`key_file`) from DIR by its file name
+    /// instead of from the directory the config names (`/run/secrets/fs1-secret-key` →
+    /// `DIR/fs1-secret-key`): checks a config on a machine without its secrets, e.g.
+    /// `--check-config --secrets-dir configs/stand-in-secrets`.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl CommonArgs {
     /// A loader for `service` with this invocation's file and overrides, reading the real environment.
     pub fn loader(&self, service: &str) -> ConfigLoader {
-        let mut overrides = self.set.clone();
-        if let Some(f) = &self.log_format {
-            overrides.push(format!("log.format={f}"));
-        }
-        if let Some(l) = &self.log_level {
-            overrides.push(format!("log.level={l}"));
-        }
-        ConfigLoader::new(service)
+        let mut loader = ConfigLoader::new(service)
             .file(self.config.clone())
             .env_vars(std::env::vars())
-            .overrides(overrides)
+            .overrides(self.set.clone())
+            .secrets_dir(self.secrets_dir.clone());
+        if let Some(f) = &self.log_format {
+            loader = loader.flag("--log-format", "log.format", f);
+        }
+        if let Some(l) = &self.log_level {
+            loader = loader.flag("--log-level", "log.level", l);
+        }
+        loader
     }
 }
 

@@ -6,7 +6,7 @@
 //! with [`ConfigLoader::secrets`]; the file's contents (without the trailing newline) become `<name>`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,10 +27,13 @@ pub enum ConfigError {
         parent: String,
         origin: String,
     },
-    #[error("cannot read secret file {path} (for `{key}`): {source}")]
+    #[error("cannot read secret file {path} (for `{key}`{origin}): {source}")]
     ReadSecret {
+        /// The full path of the `*_file` key, e.g. `fileservers[1].secret_access_key_file`.
         key: String,
         path: PathBuf,
+        /// Which layer named the file: ` (set by file /etc/…)`, or empty.
+        origin: String,
         source: std::io::Error,
     },
     #[error("set either `{key}` or `{key}_file`, not both")]
@@ -50,8 +53,10 @@ pub struct ConfigLoader {
     service: String,
     file: Option<PathBuf>,
     env: Vec<(String, String)>,
-    overrides: Vec<String>,
+    /// `KEY=VALUE` texts, each with the flag that gave it when that was not `--set`.
+    overrides: Vec<(String, Option<String>)>,
     secret_keys: Vec<String>,
+    secrets_dir: Option<PathBuf>,
     text: Option<(String, String)>,
 }
 
@@ -64,6 +69,7 @@ impl ConfigLoader {
             env: Vec::new(),
             overrides: Vec::new(),
             secret_keys: Vec::new(),
+            secrets_dir: None,
             text: None,
         }
     }
@@ -81,13 +87,30 @@ impl ConfigLoader {
 
     /// `KEY=VALUE` overrides, applied last, in order.
     pub fn overrides(mut self, overrides: Vec<String>) -> Self {
-        self.overrides = overrides;
+        self.overrides.extend(overrides.into_iter().map(|o| (o, None)));
+        self
+    }
+
+    /// One override given by a shorthand flag (`--log-format json` sets `log.format`): applied
+    /// in order with the `--set` ones, and named by its flag in error messages.
+    pub fn flag(mut self, flag: &str, key: &str, value: &str) -> Self {
+        self.overrides
+            .push((format!("{key}={value}"), Some(flag.to_string())));
         self
     }
 
     /// Key names (at any depth) that may instead be read from a file named by `<key>_file`.
     pub fn secrets(mut self, keys: &[&str]) -> Self {
         self.secret_keys = keys.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
+    /// Reads every `<key>_file` from `dir` by its file name instead of from its own directory
+    /// (`/run/secrets/fs1-secret-key` → `<dir>/fs1-secret-key`), and points TLS `cert_file` and
+    /// `key_file` paths there too: a production config checked on a machine that does not hold
+    /// its secrets, with stand-ins.
+    pub fn secrets_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.secrets_dir = dir;
         self
     }
 
@@ -136,7 +159,7 @@ impl ConfigLoader {
             )?;
         }
 
-        for given in &self.overrides {
+        for (given, flag) in &self.overrides {
             let (key, value) = given
                 .split_once('=')
                 .ok_or_else(|| ConfigError::BadOverride { given: given.clone() })?;
@@ -144,18 +167,30 @@ impl ConfigLoader {
             if path.iter().any(|p| p.is_empty()) {
                 return Err(ConfigError::BadOverride { given: given.clone() });
             }
-            set_path(&mut tree, &path, value, &format!("--set {key}"), &mut origins)?;
+            let origin = match flag {
+                Some(flag) => flag.clone(),
+                None => format!("--set {key}"),
+            };
+            set_path(&mut tree, &path, value, &origin, &mut origins)?;
         }
 
-        resolve_secret_files(&mut tree, &self.secret_keys)?;
+        let secrets = Secrets {
+            keys: &self.secret_keys,
+            dir: self.secrets_dir.as_deref(),
+            origins: &origins,
+        };
+        secrets.resolve(&mut tree, "")?;
 
         let de = tree.clone();
         serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
             let path = err.path().to_string();
-            let origin = origin_for(&origins, &path, &err.inner().to_string());
+            // The message alone: the error's own text adds an "in `section`" line that repeats
+            // (less precisely) the path this error already names.
+            let message = err.inner().message().trim().to_string();
+            let origin = origin_for(&origins, &path, &message);
             ConfigError::Invalid {
                 path,
-                message: err.into_inner().to_string(),
+                message,
                 origin,
             }
         })
@@ -241,65 +276,120 @@ fn parse_scalar(raw: &str) -> Value {
     }
 }
 
-fn resolve_secret_files(tree: &mut Value, keys: &[String]) -> Result<(), ConfigError> {
-    match tree {
-        Value::Table(t) => {
-            for key in keys {
-                let file_key = format!("{key}_file");
-                if let Some(v) = t.remove(&file_key) {
-                    let Value::String(path) = v else {
-                        return Err(ConfigError::Rule(format!("`{file_key}` must be a file path")));
-                    };
-                    // An empty value is a default placeholder, not a second setting.
-                    if t.get(key)
-                        .is_some_and(|v| !matches!(v, Value::String(s) if s.is_empty()))
-                    {
-                        return Err(ConfigError::SecretTwice { key: key.clone() });
-                    }
-                    let text = read_secret(key, Path::new(&path))?;
-                    t.insert(key.clone(), Value::String(text));
-                }
-            }
-            for (_, v) in t.iter_mut() {
-                resolve_secret_files(v, keys)?;
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                resolve_secret_files(v, keys)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
+/// Keys (at any depth) naming TLS certificate and key files, which a stand-in secrets
+/// directory replaces as it replaces `<key>_file` secrets.
+const TLS_FILE_KEYS: [&str; 2] = ["cert_file", "key_file"];
+
+/// Where `<key>_file` settings are resolved: which keys, from which directory, set by whom.
+struct Secrets<'a> {
+    keys: &'a [String],
+    dir: Option<&'a std::path::Path>,
+    origins: &'a BTreeMap<String, String>,
 }
 
-fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
-        key: key.to_string(),
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+impl Secrets<'_> {
+    /// Replaces every declared `<key>_file` (at `at`, a path such as `fileservers[1]`, and
+    /// below) with `<key>` holding the file's contents.
+    fn resolve(&self, tree: &mut Value, at: &str) -> Result<(), ConfigError> {
+        let child = |k: &str| {
+            if at.is_empty() {
+                k.to_string()
+            } else {
+                format!("{at}.{k}")
+            }
+        };
+        match tree {
+            Value::Table(t) => {
+                // TLS material the service reads itself: with stand-ins, from their directory.
+                if let Some(dir) = self.dir {
+                    for key in TLS_FILE_KEYS {
+                        if let Some(Value::String(path)) = t.get_mut(key) {
+                            if let Some(name) = std::path::Path::new(path.as_str()).file_name() {
+                                *path = dir.join(name).display().to_string();
+                            }
+                        }
+                    }
+                }
+                for key in self.keys {
+                    let file_key = format!("{key}_file");
+                    if let Some(v) = t.remove(&file_key) {
+                        let full = child(&file_key);
+                        let Value::String(path) = v else {
+                            return Err(ConfigError::Rule(format!("`{full}` must be a file path")));
+                        };
+                        // An empty value is a default placeholder, not a second setting.
+                        if t.get(key)
+                            .is_some_and(|v| !matches!(v, Value::String(s) if s.is_empty()))
+                        {
+                            return Err(ConfigError::SecretTwice { key: child(key) });
+                        }
+                        let text = self.read(&path, full)?;
+                        t.insert(key.clone(), Value::String(text));
+                    }
+                }
+                for (k, v) in t.iter_mut() {
+                    self.resolve(v, &child(k))?;
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    self.resolve(v, &format!("{at}[{i}]"))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The secret in `path` (or its stand-in in `dir`), without the trailing newline.
+    fn read(&self, path: &str, key: String) -> Result<String, ConfigError> {
+        let path = match (self.dir, std::path::Path::new(path).file_name()) {
+            (Some(dir), Some(name)) => dir.join(name),
+            _ => PathBuf::from(path),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text.trim_end_matches(['\n', '\r']).to_string()),
+            Err(source) => Err(ConfigError::ReadSecret {
+                origin: layer_of(self.origins, &key),
+                key,
+                path,
+                source,
+            }),
+        }
+    }
 }
 
 /// Names the layer that set the offending key, so "unknown field" points at the env var or file.
 fn origin_for(origins: &BTreeMap<String, String>, path: &str, message: &str) -> String {
     // Unknown-field errors report the parent path; the field name is in the message.
     let field = message.split('`').nth(1).unwrap_or("");
-    let candidates = [
-        if path == "." || path.is_empty() {
+    let path = if path == "." { "" } else { path };
+    if !field.is_empty() {
+        let with_field = if path.is_empty() {
             field.to_string()
         } else {
             format!("{path}.{field}")
-        },
-        path.to_string(),
-    ];
-    candidates
-        .iter()
-        .find_map(|c| origins.get(c))
-        .map(|o| format!(" (set by {o})"))
-        .unwrap_or_default()
+        };
+        if let Some(o) = origins.get(&with_field) {
+            return format!(" (set by {o})");
+        }
+    }
+    layer_of(origins, path)
+}
+
+/// ` (set by …)` for the layer that set `path` or, for a key inside an array of tables such as
+/// `fileservers[1].endpoint` (recorded whole, as `fileservers`), the nearest enclosing key.
+fn layer_of(origins: &BTreeMap<String, String>, path: &str) -> String {
+    let mut at = path;
+    loop {
+        if let Some(o) = origins.get(at) {
+            return format!(" (set by {o})");
+        }
+        match at.rfind(['.', '[']) {
+            Some(i) if i > 0 => at = &at[..i],
+            _ => return String::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -334,12 +424,21 @@ mod tests {
     }
 
     #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        name: String,
+        #[serde(default)]
+        secret_access_key: crate::Secret,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
     #[serde(deny_unknown_fields, default)]
     struct Conf {
         server: Server,
         s3: S3,
         name: String,
         tags: Vec<String>,
+        items: Vec<Item>,
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
@@ -550,5 +649,105 @@ mod tests {
             &format!("[s3]\nsecret_access_key_file = \"{}\"\n", secret.display()),
         );
         assert!(ConfigLoader::new("svc").file(Some(f)).load::<Conf>().is_err());
+    }
+
+    #[test]
+    fn errors_name_the_layer_inside_arrays_of_tables_and_carry_no_section_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            &dir,
+            "c.toml",
+            "[[items]]\nname = \"a\"\n[[items]]\nname = \"b\"\nendpiont = \"x\"\n",
+        );
+        let err = ConfigLoader::new("svc")
+            .file(Some(f.clone()))
+            .load::<Conf>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`items[1].endpiont`"), "{err}");
+        assert!(err.contains("unknown field `endpiont`"), "{err}");
+        assert!(err.contains(&format!("(set by file {})", f.display())), "{err}");
+        assert!(!err.contains('\n'), "one line: {err:?}");
+
+        let err = ConfigLoader::new("svc")
+            .overrides(vec!["server.workers=many".into()])
+            .load::<Conf>()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\n') && !err.contains("in `server`"), "{err:?}");
+    }
+
+    #[test]
+    fn a_shorthand_flag_is_named_as_given() {
+        let err = ConfigLoader::new("svc")
+            .flag("--log-format", "server.workers", "yaml")
+            .load::<Conf>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(set by --log-format)"), "{err}");
+        assert!(!err.contains("--set"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_secret_file_names_its_entry_and_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            &dir,
+            "c.toml",
+            "[[items]]\nname = \"a\"\n[[items]]\nname = \"b\"\nsecret_access_key_file = \"/nonexistent/b.key\"\n",
+        );
+        let err = ConfigLoader::new("svc")
+            .file(Some(f.clone()))
+            .secrets(&["secret_access_key"])
+            .load::<Conf>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/b.key"), "{err}");
+        assert!(err.contains("`items[1].secret_access_key_file`"), "{err}");
+        assert!(err.contains(&format!("set by file {}", f.display())), "{err}");
+    }
+
+    #[test]
+    fn a_secrets_dir_stands_in_for_secret_and_tls_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.key"), "stand-in\n").unwrap();
+        let f = write(
+            &dir,
+            "c.toml",
+            "[[items]]\nname = \"b\"\nsecret_access_key_file = \"/run/secrets/b.key\"\n",
+        );
+        let c: Conf = ConfigLoader::new("svc")
+            .file(Some(f.clone()))
+            .secrets(&["secret_access_key"])
+            .secrets_dir(Some(dir.path().to_path_buf()))
+            .load()
+            .unwrap();
+        assert_eq!(c.items[0].secret_access_key.expose(), "stand-in");
+        // Without it, the real path is read (and here missing).
+        assert!(ConfigLoader::new("svc")
+            .file(Some(f))
+            .secrets(&["secret_access_key"])
+            .load::<Conf>()
+            .is_err());
+
+        let mut tree: Value = toml::from_str(
+            "[tls]\ncerts = [{ cert_file = \"/etc/tls/a.pem\", key_file = \"/etc/tls/a.key\" }]\n",
+        )
+        .unwrap();
+        let origins = BTreeMap::new();
+        let secrets = Secrets {
+            keys: &[],
+            dir: Some(std::path::Path::new("/stand-ins")),
+            origins: &origins,
+        };
+        secrets.resolve(&mut tree, "").unwrap();
+        assert_eq!(
+            tree["tls"]["certs"][0]["cert_file"].as_str(),
+            Some("/stand-ins/a.pem")
+        );
+        assert_eq!(
+            tree["tls"]["certs"][0]["key_file"].as_str(),
+            Some("/stand-ins/a.key")
+        );
     }
 }
