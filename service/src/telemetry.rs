@@ -47,7 +47,11 @@ pub fn init(cfg: &LogConfig) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match cfg.format {
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(colour_wanted())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
@@ -59,4 +63,11 @@ pub fn init(cfg: &LogConfig) {
             )
             .try_init(),
     };
+}
+
+/// Colours only for a person at a terminal: a log file or pipe gets plain text, and `NO_COLOR`
+/// (<https://no-color.org>) turns them off anywhere.
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
