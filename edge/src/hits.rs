@@ -129,6 +129,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HitPath<A> {
                 metrics::response(200);
                 metrics::cache_result("hit");
                 metrics::FAST_HITS.inc();
+                metrics::SENT_BYTES.inc_by(response.body.as_ref().map_or(0, |b| b.len() as u64));
                 match write(&mut conn, &response, done, server.client_timeout).await {
                     Ok(()) => {}
                     Err(e) => {

@@ -43,7 +43,7 @@ fn main() {
                 }
             )
         });
-    service::telemetry::init(&config.log);
+    service::telemetry::init(&quiet_pingora(&config.log));
     let run = RunOptions {
         upgrade: cli.upgrade,
         daemon: cli.daemon,
@@ -58,4 +58,16 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// The log filter with pingora-cache's one-time "no header compression dictionary loaded"
+/// warning left out: the optional zstd dictionary would only shrink the few header bytes of each
+/// disk-tier record, and the warning on every first write reads as a fault. Other pingora-cache
+/// warnings still show; a filter that names `pingora_cache` itself is left as given.
+fn quiet_pingora(log: &service::telemetry::LogConfig) -> service::telemetry::LogConfig {
+    let mut log = log.clone();
+    if !log.level.contains("pingora_cache") {
+        log.level = format!("{},pingora_cache::meta=error", log.level);
+    }
+    log
 }

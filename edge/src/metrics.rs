@@ -1,6 +1,7 @@
 //! Every edge metric, declared once, prefixed `edge_`. Cache sizes and backend health are gauges
 //! refreshed when `/metrics` is scraped ([`refresh`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use prometheus::{
@@ -22,6 +23,8 @@ lazy!(CACHE: IntCounterVec = register_int_counter_vec!(
     &["result"]));
 lazy!(FAST_HITS: IntCounter = register_int_counter!(
     "edge_cache_fast_hits_total", "Hits answered by the fast path (also counted as hits above)"));
+lazy!(SENT_BYTES: IntCounter = register_int_counter!(
+    "edge_sent_bytes_total", "Body bytes sent to clients (hits, misses and passes)"));
 lazy!(COALESCED: IntCounter = register_int_counter!(
     "edge_cache_coalesced_waits_total", "Requests that waited for another request's fill of the same object"));
 lazy!(CACHE_DISK_READS: IntCounter = register_int_counter!(
@@ -32,8 +35,8 @@ lazy!(CACHE_OBJECTS: IntGauge = register_int_gauge!(
     "edge_cache_objects", "Objects tracked by the memory LRU"));
 lazy!(CACHE_DISK_BYTES: IntGauge = register_int_gauge!(
     "edge_cache_disk_bytes", "Bytes of cached objects in the disk tier"));
-lazy!(CACHE_EVICTED: IntGauge = register_int_gauge!(
-    "edge_cache_evictions", "Objects evicted from memory since start (cumulative)"));
+lazy!(CACHE_EVICTED: IntCounter = register_int_counter!(
+    "edge_cache_evictions_total", "Objects evicted from the memory tier to make room"));
 lazy!(PURGES: IntCounterVec = register_int_counter_vec!(
     "edge_purges_total", "PURGE and BAN requests by kind and outcome", &["kind", "outcome"]));
 lazy!(BANNED: IntCounterVec = register_int_counter_vec!(
@@ -112,7 +115,13 @@ pub fn refresh(state: &crate::State) {
         CACHE_BYTES.set(s.memory_bytes as i64);
         CACHE_OBJECTS.set(s.objects as i64);
         CACHE_DISK_BYTES.set(s.disk_bytes as i64);
-        CACHE_EVICTED.set(s.evicted_items as i64);
+        // The eviction manager counts from start; the counter follows it, each step once
+        // however many scrapes run at a time.
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        let total = s.evicted_items as u64;
+        let before = SEEN.fetch_max(total, Ordering::Relaxed);
+        // inc_by(0) too: the counter is exported (as 0) before the first eviction.
+        CACHE_EVICTED.inc_by(total.saturating_sub(before));
     }
     for (addr, up) in state.upstreams.health() {
         BACKEND_UP.with_label_values(&[&addr]).set(up as i64);

@@ -318,6 +318,10 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // A `100 Continue` on the way to the real answer: that answer is the one to judge.
+        if resp.status.is_informational() {
+            return Ok(());
+        }
         let backend = ctx.backend.map(|b| b.to_string()).unwrap_or_default();
         policy::take_over_cors(resp)?;
         // imagehost echoes the client's request id; cached, one client's id would be served to
@@ -404,6 +408,10 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
+        // `100 Continue` is an interim line, not the answer: no cache label, CORS or Vary on it.
+        if resp.status.is_informational() {
+            return Ok(());
+        }
         let label = if session.cache.enabled() || matches!(session.cache.phase(), CachePhase::Bypass) {
             Self::cache_label(session.cache.phase())
         } else {
@@ -423,9 +431,22 @@ impl ProxyHttp for Edge {
         Ok(())
     }
 
+    /// A client that hangs up once its answer is on the way (a refused upload gets its 400
+    /// while the rest of its body is still coming, and then closes) is not the proxy failing:
+    /// that is logged at debug, not as pingora's ERROR.
+    fn suppress_error_log(&self, session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        let client_left = session.response_written().is_some()
+            && matches!(error.esource(), pingora::ErrorSource::Downstream);
+        if client_left {
+            tracing::debug!(%error, "client closed the connection after its answer began");
+        }
+        client_left
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         metrics::response(status);
+        metrics::SENT_BYTES.inc_by(session.body_bytes_sent() as u64);
         if !session.cache.enabled() && !matches!(session.cache.phase(), CachePhase::Bypass) {
             return;
         }

@@ -15,6 +15,8 @@ mod deadlines;
 mod hits;
 #[path = "edge/limits.rs"]
 mod limits;
+#[path = "edge/noise.rs"]
+mod noise;
 #[path = "edge/ops.rs"]
 mod ops;
 #[path = "edge/purge.rs"]

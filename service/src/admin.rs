@@ -42,8 +42,20 @@ impl Default for AdminConfig {
     }
 }
 
-/// Text exposition of every metric registered in the default Prometheus registry.
+/// Text exposition of every metric registered in the default Prometheus registry, with the
+/// standard `process_*` ones (CPU seconds, resident and virtual memory, open and maximum file
+/// descriptors, start time) that dashboards and alerts expect of every target.
 pub fn render_metrics() -> String {
+    static PROCESS: std::sync::Once = std::sync::Once::new();
+    PROCESS.call_once(|| {
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            if let Err(e) = prometheus::register(Box::new(process)) {
+                tracing::warn!("process metrics unavailable: {e}");
+            }
+        }
+    });
     let families = prometheus::gather();
     prometheus::TextEncoder::new()
         .encode_to_string(&families)
