@@ -306,16 +306,25 @@ impl Engine {
         }
     }
 
-    /// Gauges and tombstone garbage collection.
+    /// Gauges, fileserver probes and tombstone garbage collection.
     pub async fn housekeeping_loop(self: Arc<Self>, shutdown: Shutdown) {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut last_gc = 0;
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
             self.update_gauges();
+            // Every 10 s: which fileservers answer (blobsync_fileserver_up).
+            if ticks % 5 == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = crate::probe::fileservers(&self.replicator) => {}
+                }
+            }
+            ticks += 1;
             let now = now_ms();
             if now - last_gc > 3_600_000 {
                 last_gc = now;

@@ -6,14 +6,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use blobstore::{Key, ListRequest};
+use blobstore::Key;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -327,26 +326,10 @@ async fn status(State(state): State<AppState>) -> Response {
         .queue
         .oldest_pending_ms()
         .map(|t| now_ms().saturating_sub(t) / 1000);
-    let probes = engine
-        .replicator
-        .servers
-        .iter()
-        .flat_map(|s| s.buckets.values())
-        .map(|st| async move {
-            let req = ListRequest {
-                max_keys: 1,
-                ..ListRequest::default()
-            };
-            let up = matches!(
-                tokio::time::timeout(Duration::from_secs(2), st.list(&req)).await,
-                Ok(Ok(_))
-            );
-            (st.describe().to_string(), if up { "ok" } else { "unavailable" })
-        });
-    let servers: serde_json::Map<String, serde_json::Value> = futures::future::join_all(probes)
+    let servers: serde_json::Map<String, serde_json::Value> = crate::probe::fileservers(&engine.replicator)
         .await
         .into_iter()
-        .map(|(n, s)| (n, json!(s)))
+        .map(|(n, up)| (n, json!(if up { "ok" } else { "unavailable" })))
         .collect();
     let ae: serde_json::Map<String, serde_json::Value> = engine
         .config

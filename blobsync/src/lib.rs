@@ -19,6 +19,7 @@ pub mod imagehosts;
 pub mod limit;
 pub mod metrics;
 pub mod oneshot;
+pub mod probe;
 pub mod purge;
 pub mod queue;
 pub mod remote;

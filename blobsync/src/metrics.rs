@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge, Histogram,
-    IntCounter, IntCounterVec, IntGauge,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 pub static BACKLOG: LazyLock<IntGauge> = LazyLock::new(|| {
@@ -59,6 +59,15 @@ pub static DELETES: LazyLock<IntCounter> = LazyLock::new(|| {
         "Takedowns applied on every fileserver"
     )
     .expect("register blobsync_takedowns_applied_total")
+});
+
+pub static FILESERVER_UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "blobsync_fileserver_up",
+        "Whether a fileserver's bucket store answered a listing within 2 s (probed every 10 s)",
+        &["store"]
+    )
+    .expect("register blobsync_fileserver_up")
 });
 
 pub static FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {

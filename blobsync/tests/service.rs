@@ -54,11 +54,15 @@ async fn status_reports_each_fileserver_bucket() {
         tokio::task::spawn_blocking(move || harness::http::get(addr, "/metrics").expect("GET /metrics"))
             .await
             .expect("join");
-    assert!(
-        metrics.text().contains("blobsync_backlog_objects 0"),
-        "{}",
-        metrics.text()
-    );
+    // The same answers are on /metrics, with the process family every target carries.
+    for line in [
+        "blobsync_backlog_objects 0",
+        "blobsync_fileserver_up{store=\"a/uploads\"} 1",
+        "blobsync_fileserver_up{store=\"b/proxy\"} 0",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.text().contains(line), "{line}:\n{}", metrics.text());
+    }
 
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(15), task)
