@@ -108,6 +108,18 @@ fn every_rendered_configuration_passes_check_config() {
             std::fs::read_to_string(&file).unwrap_or_default()
         );
     }
+    // Each node's scrape target names its own metrics endpoint, as prometheus.yml reads them.
+    for (host, target) in [
+        ("edge-1", "10.0.1.11:9080"),
+        ("imagehost-2", "10.0.2.12:9800"),
+        ("blobsync-1", "10.0.4.11:8900"),
+    ] {
+        let file = rendered.join(format!("{host}.file_sd.json"));
+        let sd: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("file_sd")).expect("file_sd JSON");
+        assert_eq!(sd[0]["targets"][0], target, "{host}: {sd}");
+        assert_eq!(sd[0]["labels"]["node"], host, "{host}: {sd}");
+    }
     let edge1 = std::fs::read_to_string(rendered.join("edge-1.toml")).expect("edge-1");
     assert!(
         edge1.contains(r#"peers = ["10.0.1.12:80"]"#),
