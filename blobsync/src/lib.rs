@@ -25,6 +25,7 @@ pub mod queue;
 pub mod remote;
 pub mod report;
 pub mod scrub;
+pub mod stats;
 pub mod takedown;
 
 pub use config::Config;
@@ -100,9 +101,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     tokio::spawn(engine.clone().anti_entropy_loop(shutdown.clone()));
     tokio::spawn(engine.clone().scrub_loop(shutdown.clone()));
     tokio::spawn(engine.clone().housekeeping_loop(shutdown.clone()));
+    let stats = Arc::new(stats::Stats::default());
+    let stop = shutdown.clone();
+    tokio::spawn(service::stats::sample_forever(
+        stats.history.clone(),
+        async move { stop.cancelled().await },
+        stats::sampler(),
+    ));
     let app = http::router(http::AppState {
         engine: engine.clone(),
     })
+    .merge(stats::router(stats))
     .merge(service::admin::router());
     tracing::info!(addr = %listener.local_addr().map_err(Error::Io)?, "blobsync ready");
     service::admin::serve(listener, app, shutdown, drain)

@@ -1,6 +1,7 @@
-//! The admin listener: Prometheus `/metrics`, `/healthz`, and a live HTML stats page like HAProxy's
-//! (`/stats`: backends and their health, hit ratio, cache size; `/stats.json` for scripts). Bound
-//! with SO_REUSEPORT so a process taking over by `--upgrade` can listen while the old one drains.
+//! The admin listener: Prometheus `/metrics`, `/healthz`, and a live stats page like HAProxy's
+//! (`/stats`: graphs of the last minutes, backends and their health, the cache tiers; drawn from
+//! `/stats.json`, which scripts read too). Bound with SO_REUSEPORT so a process taking over by
+//! `--upgrade` can listen while the old one drains.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::metrics;
+use crate::stats::Stats;
 use crate::State;
 
 pub struct Admin {
@@ -45,12 +47,24 @@ impl BackgroundService for Admin {
             }
         };
         tracing::info!(listen = %self.listen, "admin listening (/metrics, /stats, /healthz)");
+        let admin = Arc::new(AdminState {
+            state: self.state.clone(),
+            stats: Stats::default(),
+        });
+        let mut watch = shutdown.clone();
+        tokio::spawn(service::stats::sample_forever(
+            admin.stats.history.clone(),
+            async move {
+                let _ = watch.changed().await;
+            },
+            crate::stats::sampler(),
+        ));
         let app = Router::new()
             .route("/metrics", get(prometheus_text))
             .route("/stats", get(stats_page))
             .route("/stats.json", get(stats_json))
             .route("/healthz", get(|| async { "ok\n" }))
-            .with_state(self.state.clone());
+            .with_state(admin);
         let stop = async move {
             let _ = shutdown.changed().await;
         };
@@ -60,16 +74,23 @@ impl BackgroundService for Admin {
     }
 }
 
-async fn prometheus_text(AxumState(state): AxumState<Arc<State>>) -> impl IntoResponse {
-    metrics::refresh(&state);
+/// What the admin routes read: the edge's state and the stats page's samples.
+struct AdminState {
+    state: Arc<State>,
+    stats: Stats,
+}
+
+async fn prometheus_text(AxumState(admin): AxumState<Arc<AdminState>>) -> impl IntoResponse {
+    metrics::refresh(&admin.state);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         service::admin::render_metrics(),
     )
 }
 
+/// The flat figures scripts read from `/stats.json`.
 #[derive(serde::Serialize)]
-struct Stats {
+struct Figures {
     backends: Vec<Backend>,
     hits: u64,
     misses: u64,
@@ -92,7 +113,7 @@ struct Backend {
     errors: u64,
 }
 
-fn collect(state: &State) -> Stats {
+fn collect(state: &State) -> Figures {
     let count = |r: &str| metrics::CACHE.with_label_values(&[r]).get();
     let (hits, misses, stale) = (count("hit"), count("miss") + count("expired"), count("stale"));
     let served = hits + misses + stale;
@@ -113,7 +134,7 @@ fn collect(state: &State) -> Stats {
         })
         .collect();
     let c = state.cache.map(|c| c.stats());
-    Stats {
+    Figures {
         backends,
         hits,
         misses,
@@ -134,36 +155,14 @@ fn collect(state: &State) -> Stats {
     }
 }
 
-async fn stats_json(AxumState(state): AxumState<Arc<State>>) -> impl IntoResponse {
-    Json(collect(&state))
+/// The figures scripts read (flat), and under `page` what the stats page draws.
+async fn stats_json(AxumState(admin): AxumState<Arc<AdminState>>) -> impl IntoResponse {
+    metrics::refresh(&admin.state);
+    let mut json = serde_json::to_value(collect(&admin.state)).unwrap_or_default();
+    json["page"] = admin.stats.page(&admin.state);
+    ([(header::CACHE_CONTROL, "no-store")], Json(json))
 }
 
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-}
-
-async fn stats_page(AxumState(state): AxumState<Arc<State>>) -> impl IntoResponse {
-    let s = collect(&state);
-    let rows: String = s
-        .backends
-        .iter()
-        .map(|b| {
-            let (class, word) = if b.up { ("up", "UP") } else { ("down", "DOWN") };
-            format!(
-                "<tr class=\"{class}\"><td>{}</td><td>{word}</td><td>{}</td></tr>",
-                b.addr, b.errors
-            )
-        })
-        .collect();
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
-<title>edge stats</title><style>body{{font:14px sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #999;padding:4px 10px}}tr.up td{{background:#cfc}}tr.down td{{background:#f99}}</style></head>\
-<body><h1>edge</h1><h2>Backends</h2><table><tr><th>node</th><th>health</th><th>errors</th></tr>{rows}</table>\
-<h2>Cache</h2><table><tr><th>hit ratio</th><td>{:.1} %</td></tr><tr><th>hits / misses / stale</th><td>{} / {} / {}</td></tr>\
-<tr><th>coalesced waits</th><td>{}</td></tr><tr><th>memory</th><td>{} of {} ({} objects, {} evicted)</td></tr>\
-<tr><th>disk tier</th><td>{} ({} objects)</td></tr><tr><th>client connections</th><td>{}</td></tr></table></body></html>",
-        s.hit_ratio * 100.0, s.hits, s.misses, s.stale, s.coalesced_waits, mib(s.cache_memory_bytes), mib(s.cache_memory_limit),
-        s.cache_objects, s.cache_evictions, mib(s.cache_disk_bytes), s.cache_disk_objects, s.client_connections
-    ))
+async fn stats_page() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], Html(service::stats::PAGE))
 }

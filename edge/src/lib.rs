@@ -17,6 +17,7 @@ pub mod metrics;
 pub use service::net;
 pub mod proxy;
 pub mod purge;
+pub mod stats;
 pub mod takedowns;
 pub mod tls;
 pub mod upstreams;

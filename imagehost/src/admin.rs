@@ -1,29 +1,54 @@
-//! imagehost's admin listener: `/metrics` and `/healthz`, and `POST /takedowns`, where blobsync
-//! tells every node of a takedown before the edges drop their copies. A push needs the
-//! `takedowns.token` (compared in constant time) or, without one configured, a loopback peer.
+//! imagehost's admin listener: `/metrics`, `/healthz`, the live stats page (`/stats`,
+//! `/stats.json`), and `POST /takedowns`, where blobsync tells every node of a takedown before the
+//! edges drop their copies. A push needs the `takedowns.token` (compared in constant time) or,
+//! without one configured, a loopback peer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::AppState;
+use crate::stats::Stats;
 
 #[derive(Deserialize)]
 struct Pushed {
     keys: Vec<String>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// `POST /takedowns`, the stats page (`/stats`, `/stats.json`), `/metrics` and `/healthz`.
+pub fn router(state: AppState, stats: Arc<Stats>) -> Router {
+    let config = state.inner().config.clone();
+    let page = Router::new().route("/stats", get(stats_page)).route(
+        "/stats.json",
+        get(move || {
+            let (stats, config) = (stats.clone(), config.clone());
+            async move {
+                (
+                    [(header::CACHE_CONTROL, "no-store")],
+                    Json(json!({ "page": stats.page(&config) })),
+                )
+            }
+        }),
+    );
     Router::new()
         .route("/takedowns", post(takedowns))
         .with_state(state)
+        .merge(page)
         .merge(service::admin::router())
+}
+
+async fn stats_page() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(service::stats::PAGE),
+    )
 }
 
 fn allowed(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> bool {

@@ -25,6 +25,7 @@ pub mod quota;
 pub mod replication;
 pub mod serve;
 pub mod sniff;
+pub mod stats;
 pub mod stores;
 pub mod takedowns;
 pub mod upload;
@@ -85,7 +86,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
             move |keys| on_new.forget(keys),
         ));
     }
-    let admin_app = admin::router(state.clone());
+    let stats = std::sync::Arc::new(stats::Stats::default());
+    let stop = shutdown.clone();
+    tokio::spawn(service::stats::sample_forever(
+        stats.history.clone(),
+        async move { stop.cancelled().await },
+        stats::sampler(),
+    ));
+    let admin_app = admin::router(state.clone(), stats);
     let app = http::router(state);
     let drain = config.admin.drain_timeout;
     let admin = match config.admin.listen {

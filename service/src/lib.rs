@@ -1,6 +1,7 @@
-//! Plumbing shared by edge, imagehost and blobsync: config layering, logs, admin listener, shutdown,
-//! the one reading of `Accept` the edge and imagehost must agree on, client addresses behind trusted
-//! proxies, and the client of blobsync's takedown list they both pull.
+//! Plumbing shared by edge, imagehost and blobsync: config layering, logs, admin listener, the
+//! live stats page, shutdown, the one reading of `Accept` the edge and imagehost must agree on,
+//! client addresses behind trusted proxies, and the client of blobsync's takedown list they both
+//! pull.
 //!
 //! Every daemon follows the same shape: `main.rs` parses [`CommonArgs`], loads its config with
 //! [`ConfigLoader`], calls [`telemetry::init`], then hands a listener and a [`Shutdown`] to its
@@ -14,6 +15,7 @@ pub mod http;
 pub mod net;
 pub mod secret;
 pub mod shutdown;
+pub mod stats;
 pub mod takedown_feed;
 pub mod telemetry;
 

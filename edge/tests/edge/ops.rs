@@ -58,12 +58,21 @@ fn admin_serves_metrics_and_a_stats_page_and_sigterm_stops_in_seconds() {
         wanted.iter().all(|w| m.contains(w.as_str())).then_some(())
     });
     assert!(found.is_some(), "missing some of {wanted:?}:\n{}", metrics());
+    // The page draws /stats.json (a real browser checks it: tests/tests/cluster/pages.rs).
     let page = harness::http::get(edge.admin, "/stats").expect("stats").text();
+    assert!(page.contains("stats.json") && page.contains("<script>"), "{page}");
+    let s = edge.stats();
+    assert_eq!(s["hit_ratio"], 0.5);
+    let backends = &s["page"]["tables"][0];
+    assert_eq!(backends["title"], "Backends");
+    assert_eq!(backends["rows"][0]["cells"][0], o.addr().to_string(), "{s}");
+    assert_eq!(backends["rows"][0]["cells"][1], "UP", "{s}");
+    assert_eq!(s["page"]["service"], "edge");
+    let cache = s["page"]["tables"][1].to_string();
     assert!(
-        page.contains(&o.addr().to_string()) && page.contains("UP") && page.contains("hit ratio"),
-        "{page}"
+        cache.contains("hit ratio since start") && cache.contains("50.0 %"),
+        "{cache}"
     );
-    assert_eq!(edge.stats()["hit_ratio"], 0.5);
     let started = Instant::now();
     edge.stop();
     assert!(started.elapsed() < Duration::from_secs(10));

@@ -115,6 +115,7 @@ pub struct Cluster {
     pub imagehosts: Vec<Proc>,
     pub edges: Vec<Proc>,
     pub edge_admins: Vec<SocketAddr>,
+    pub imagehost_admins: Vec<SocketAddr>,
     pub wif: PathBuf,
     rt: tokio::runtime::Runtime,
 }
@@ -291,6 +292,7 @@ grace_period = \"1s\"\nshutdown_timeout = \"1s\"\n\n[upstreams]\nnodes = [{nodes
             .build()
             .expect("runtime");
         Cluster {
+            imagehost_admins: (0..2).map(|i| loopback(ports[2 + 2 * i])).collect(),
             wif: d.join(format!("{USER}.wif")),
             dir,
             garages,
