@@ -14,6 +14,12 @@ struct Cli {
     common: CommonArgs,
 }
 
+// Rust's allocations (request and response buffers, decoded rasters, index entries) come from
+// mimalloc: under glibc malloc a steady soak grew imagehost's RSS by a third or more in its
+// second half (allocator fragmentation across threads); see the bench's soak figures.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Image jobs allocate and free buffers of megabytes on several threads (ours and the C codecs':
 /// libjpeg-turbo, libwebp, dav1d). glibc raises its mmap threshold after each large free, and
 /// from then on buffers of up to 32 MB come from per-thread arenas that keep them: the process
