@@ -68,7 +68,7 @@ pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Er
     let engine = open(&config)?;
     let ae_ok = {
         let e = engine.clone();
-        let progress = watch(&engine, move |rate| {
+        let progress = watch(&engine, true, move |rate| {
             let p = &e.progress;
             let (scanned, queued) = (
                 p.scanned.load(Ordering::Relaxed),
@@ -117,7 +117,7 @@ pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, E
     let engine = open(&config)?;
     let limiter = RateLimiter::new(config.scrub.bandwidth_limit);
     let e = engine.clone();
-    let progress = watch(&engine, move |_| {
+    let progress = watch(&engine, false, move |_| {
         let p = &e.scrub_progress;
         format!(
             "scrub checked {} · corrupt {} · {:.1} MB",
@@ -152,18 +152,28 @@ pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, E
     })
 }
 
-/// Prints `line(rate)` every second until aborted; `rate` is queue items done per second.
-fn watch(engine: &Arc<Engine>, line: impl Fn(f64) -> String + Send + 'static) -> tokio::task::JoinHandle<()> {
+/// Prints `line(rate)` every second until aborted; `rate` is queue items done per second. With
+/// `bar`, the share of the queue done so far is shown too.
+fn watch(
+    engine: &Arc<Engine>,
+    bar: bool,
+    line: impl Fn(f64) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     let engine = engine.clone();
     tokio::spawn(async move {
         let mut reporter = Reporter::default();
         let start = engine.queue.backlog() as f64;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let done = (engine.progress.queued.load(Ordering::Relaxed) as f64 + start
-                - engine.queue.backlog() as f64)
-                .max(0.0);
-            reporter.update(&line(done / reporter.elapsed().as_secs_f64().max(0.001)));
+            let backlog = engine.queue.backlog() as u64;
+            let done =
+                (engine.progress.queued.load(Ordering::Relaxed) as f64 + start - backlog as f64).max(0.0);
+            let share = if bar {
+                crate::report::fraction(done as u64, backlog)
+            } else {
+                None
+            };
+            reporter.progress(share, &line(done / reporter.elapsed().as_secs_f64().max(0.001)));
         }
     })
 }

@@ -83,12 +83,16 @@ impl Daemon {
             let num = |v: &Value| v.as_u64().unwrap_or(0);
             let (started, finished) = (num(&sync["started_ms"]), num(&sync["finished_ms"]));
             let backlog = num(&s["backlog"]);
-            reporter.update(&format!(
-                "daemon: scanned {} · queued {} · left {backlog} · {:.0}s",
-                num(&sync["scanned"]),
-                num(&sync["queued"]),
-                reporter.elapsed().as_secs_f64()
-            ));
+            let queued = num(&sync["queued"]);
+            reporter.progress(
+                crate::report::fraction(queued.saturating_sub(backlog), backlog),
+                &format!(
+                    "daemon: scanned {} · queued {} · left {backlog} · {:.0}s",
+                    num(&sync["scanned"]),
+                    num(&sync["queued"]),
+                    reporter.elapsed().as_secs_f64()
+                ),
+            );
             if started >= asked && finished >= started && num(&s["untried"]) == 0 {
                 reporter.finish(&format!(
                     "sync finished in {:.1}s (by the running daemon): {} scanned, {} queued, {backlog} waiting (retried by the daemon)",

@@ -1,6 +1,7 @@
 //! Progress for the one-shot commands (`sync --once`, `scrub --once`), on stderr: one line
-//! rewritten in place on a terminal, and a plain line every few seconds otherwise (a log file or
-//! a pipe), so log lines never glue onto a half-written one.
+//! rewritten in place on a terminal, with a bar when the share done is known, and a plain line
+//! every few seconds otherwise (a log file or a pipe), so log lines never glue onto a
+//! half-written one.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -35,7 +36,18 @@ impl Reporter {
 
     /// Shows the current state (rate-limited when not on a terminal).
     pub fn update(&mut self, line: &str) {
+        self.progress(None, line);
+    }
+
+    /// Shows the current state with how much is done (0…1) when that is known: a bar before
+    /// the line on a terminal, the percentage in the periodic plain lines otherwise.
+    pub fn progress(&mut self, done: Option<f64>, line: &str) {
         let mut err = std::io::stderr().lock();
+        let line = match (done, self.tty) {
+            (Some(f), true) => format!("{} {line}", bar(f, 24)),
+            (Some(f), false) => format!("{:.0}% · {line}", f.clamp(0.0, 1.0) * 100.0),
+            (None, _) => line.to_string(),
+        };
         if self.tty {
             let _ = write!(err, "\r{line}\x1b[K");
         } else if self.last.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
@@ -58,6 +70,28 @@ impl Reporter {
     }
 }
 
+/// `[#########---------------]  37%`: `done` (0…1) of `width` cells.
+pub fn bar(done: f64, width: usize) -> String {
+    let done = if done.is_finite() {
+        done.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let filled = (done * width as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%",
+        "#".repeat(filled),
+        "-".repeat(width - filled),
+        done * 100.0
+    )
+}
+
+/// How much of a queue is done: items finished against those finished plus those left.
+pub fn fraction(finished: u64, left: u64) -> Option<f64> {
+    let all = finished + left;
+    (all > 0).then(|| finished as f64 / all as f64)
+}
+
 /// `done` of `total`-ish work at `rate` per second: the ETA for `left`, or `?` before any rate.
 pub fn eta(left: u64, rate: f64) -> String {
     if rate > 0.0 {
@@ -70,6 +104,17 @@ pub fn eta(left: u64, rate: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bar_table() {
+        assert_eq!(bar(0.0, 4), "[----]   0%");
+        assert_eq!(bar(0.5, 4), "[##--]  50%");
+        assert_eq!(bar(1.0, 4), "[####] 100%");
+        assert_eq!(bar(2.0, 4), "[####] 100%", "clamped");
+        assert_eq!(bar(f64::NAN, 4), "[----]   0%");
+        assert_eq!(fraction(0, 0), None);
+        assert_eq!(fraction(1, 3), Some(0.25));
+    }
 
     #[test]
     fn eta_table() {
