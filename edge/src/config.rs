@@ -376,6 +376,14 @@ impl Config {
         if up.max_eject_time < up.eject_time {
             return Err("upstreams.max_eject_time must be at least upstreams.eject_time".into());
         }
+        // The other services drain for [admin] drain_timeout; pingora has its own two phases.
+        if self.admin.drain_timeout != AdminConfig::default().drain_timeout {
+            return Err(
+                "admin.drain_timeout is not used by the edge: after SIGTERM it drains for \
+                 server.grace_period, then gives its tasks server.shutdown_timeout"
+                    .into(),
+            );
+        }
         let c = &self.cache;
         if c.enabled && c.max_object_bytes > c.memory_bytes {
             return Err(format!(
@@ -427,6 +435,7 @@ mod tests {
                 Some("server.grace_period"),
             ),
             ("[upstreams]\nrise = 0\n", Some("rise")),
+            ("[admin]\ndrain_timeout = \"30s\"\n", Some("server.grace_period")),
             (
                 "[upstreams]\nhealth_path = \"healthcheck\"\n",
                 Some("must start with /"),
