@@ -200,3 +200,51 @@ fn headings(page: &str) -> BTreeSet<String> {
         })
         .collect()
 }
+
+/// The README's "where is what" table: every file it names exists and holds every function or
+/// type named after it (`name` as `fn name` or `struct name`; `Type::method` as both), so the
+/// map cannot point at code that moved.
+#[test]
+fn the_readme_route_map_names_code_that_exists() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("### Where is what"))
+        .skip_while(|l| !l.starts_with("| request"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(table.len() >= 15, "the table has {} rows", table.len());
+    let mut checked = 0;
+    for row in table {
+        let handled_by = row.rsplit('|').nth(1).expect("two columns");
+        let mut file: Option<(String, String)> = None;
+        for code in handled_by.split('`').skip(1).step_by(2) {
+            if code.ends_with(".rs") {
+                let text = std::fs::read_to_string(root().join(code))
+                    .unwrap_or_else(|e| panic!("{row}\n{code}: {e}"));
+                file = Some((code.to_string(), text));
+                continue;
+            }
+            let (path, text) = file
+                .as_ref()
+                .unwrap_or_else(|| panic!("{row}: `{code}` before any file"));
+            let (ty, name) = code.split_once("::").map_or((None, code), |(t, n)| (Some(t), n));
+            let defined = |what: &str| {
+                text.contains(&format!("fn {what}("))
+                    || text.contains(&format!("fn {what}<"))
+                    || text.contains(&format!("struct {what} "))
+                    || text.contains(&format!("struct {what}<"))
+            };
+            assert!(defined(name), "{row}\n{path} has no fn or struct `{name}`");
+            if let Some(ty) = ty {
+                assert!(
+                    text.contains(&format!("impl {ty}")),
+                    "{row}\n{path} has no impl {ty}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked} names checked");
+}
