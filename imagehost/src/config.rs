@@ -26,6 +26,8 @@ pub struct Config {
     pub reads: crate::stores::ReadsConfig,
     pub upload: UploadConfig,
     pub upload_limits: UploadLimits,
+    /// `POST /hs/:token` (D6): which apps' tokens are accepted, and for how long.
+    pub hivesigner: HivesignerConfig,
     pub accounts: AccountsConfig,
     pub blacklist: BlacklistConfig,
     pub takedowns: TakedownsConfig,
@@ -54,6 +56,30 @@ pub struct UploadConfig {
     pub spool_memory: usize,
     /// Where spilled uploads go (default: the system temporary directory).
     pub spool_dir: Option<PathBuf>,
+}
+
+/// HiveSigner-style upload tokens (`POST /hs/:token`, D6), verified against the chain's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HivesignerConfig {
+    /// `signed_message.app` values accepted; empty turns the route off (every token refused).
+    pub apps: Vec<String>,
+    /// How long after its timestamp a token is accepted (HiveSigner's own tokens live 7 days).
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// How far in the future a token's timestamp may be (the signer's clock running ahead).
+    #[serde(with = "humantime_serde")]
+    pub max_skew: Duration,
+}
+
+impl Default for HivesignerConfig {
+    fn default() -> Self {
+        Self {
+            apps: vec!["ecency.app".into(), "hive.blog".into()],
+            lifetime: Duration::from_secs(7 * 24 * 3600),
+            max_skew: Duration::from_secs(300),
+        }
+    }
 }
 
 /// OH `[upload_limits]`: exactly `max` uploads per account per sliding `duration`.
@@ -232,6 +258,7 @@ impl Default for Config {
             reads: crate::stores::ReadsConfig::default(),
             upload: UploadConfig::default(),
             upload_limits: UploadLimits::default(),
+            hivesigner: HivesignerConfig::default(),
             accounts: AccountsConfig::default(),
             blacklist: BlacklistConfig::default(),
             takedowns: TakedownsConfig::default(),

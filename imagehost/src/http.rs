@@ -179,6 +179,7 @@ pub fn router(state: AppState) -> Router {
             "/cs/{username}/{signature}",
             post(upload::checksum).fallback(not_found),
         )
+        .route("/hs/{token}", post(upload::hivesigner).fallback(not_found))
         .route(
             "/{first}/{second}",
             post(upload::signed).get(get_two_segments).fallback(not_found),

@@ -1,7 +1,8 @@
-//! `POST /:username/:signature` and `POST /cs/:username/:signature` (§2.1–2.2), in OH's order:
-//! signature syntax → multipart and Content-Length checks → streamed body and digest → image type
-//! (D7) → account → recovered key against its authorities → account blacklist → quota →
-//! reputation → write to the fileservers. Nothing is written for a request that fails any check.
+//! `POST /:username/:signature`, `POST /cs/:username/:signature` (§2.1–2.2) and `POST /hs/:token`
+//! (§2.4, D6), in OH's order: signature or token syntax (and a token's app, type and age) →
+//! multipart and Content-Length checks → streamed body and digest → image type (D7) → account →
+//! recovered key against its authorities → account blacklist → quota → reputation → write to the
+//! fileservers. Nothing is written for a request that fails any check.
 
 pub mod intake;
 pub mod spool;
@@ -18,7 +19,8 @@ use blobstore::{Key, PutOptions};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::json;
 
-use crate::auth::HiveSignature;
+use crate::auth::hs_token::HsToken;
+use crate::auth::{Account, HiveSignature};
 use crate::http::AppState;
 use crate::metrics::{SIGNATURE_SECONDS, UPLOADS, UPLOAD_BYTES};
 use crate::quota::Limits;
@@ -57,7 +59,12 @@ pub async fn signed(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    outcome(handle(state, username, signature, headers, body, false).await)
+    let proof = Proof::Signature {
+        username,
+        signature,
+        checksum_route: false,
+    };
+    outcome(handle(state, proof, headers, body).await)
 }
 
 pub async fn checksum(
@@ -66,7 +73,119 @@ pub async fn checksum(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    outcome(handle(state, username, signature, headers, body, true).await)
+    let proof = Proof::Signature {
+        username,
+        signature,
+        checksum_route: true,
+    };
+    outcome(handle(state, proof, headers, body).await)
+}
+
+/// `POST /hs/:token`: an upload authorised by a HiveSigner-style token (D6).
+pub async fn hivesigner(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    outcome(handle(state, Proof::Token(token), headers, body).await)
+}
+
+/// What authorises an upload.
+enum Proof {
+    /// A signature of the file's digest (or of its checksum, `/cs/`) by `username`'s key.
+    Signature {
+        username: String,
+        signature: String,
+        checksum_route: bool,
+    },
+    /// A token signed by the author's posting key or an app's it delegates posting to.
+    Token(String),
+}
+
+/// A proof whose syntax (and, for a token, app, type and age) passed: its key is checked once
+/// the account is known.
+enum Checked {
+    Signature(HiveSignature, bool),
+    Token(HsToken),
+}
+
+/// The proof's author and what to check, or why it is refused before any body is read.
+fn check_proof(s: &crate::http::Inner, proof: Proof) -> Result<(String, Checked), ApiError> {
+    match proof {
+        Proof::Signature {
+            username,
+            signature,
+            checksum_route,
+        } => {
+            if username.is_empty() {
+                return Err(ApiError::MissingParam("username"));
+            }
+            if signature.is_empty() {
+                return Err(ApiError::MissingParam("signature"));
+            }
+            let signature = HiveSignature::parse(&signature).map_err(|_| ApiError::InvalidSignature)?;
+            Ok((username, Checked::Signature(signature, checksum_route)))
+        }
+        Proof::Token(token) => {
+            let refused = |e: crate::auth::hs_token::TokenError| {
+                tracing::info!(error = %e, "HiveSigner token refused");
+                ApiError::InvalidSignature
+            };
+            let token = HsToken::decode(&token).map_err(refused)?;
+            let hs = &s.config.hivesigner;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            token
+                .check(
+                    &hs.apps,
+                    hs.lifetime.as_secs_f64(),
+                    hs.max_skew.as_secs_f64(),
+                    now,
+                )
+                .map_err(refused)?;
+            Ok((token.author.clone(), Checked::Token(token)))
+        }
+    }
+}
+
+/// At most this many apps of an author's posting `account_auths` are looked up for one token.
+const MAX_DELEGATES: usize = 8;
+
+/// Whether the proof's key may upload for `account`: a signature's key by §2.1's rule; a
+/// token's key in the author's posting authority, or in the posting authority of an app the
+/// author's posting authority lists (D6).
+async fn key_speaks_for(
+    s: &crate::http::Inner,
+    checked: &Checked,
+    account: &Account,
+    digests: &crate::keys::UploadDigests,
+) -> Result<bool, ApiError> {
+    match checked {
+        Checked::Signature(sig, checksum_route) => Ok(sig
+            .recover(&digests.signed_digest(*checksum_route))
+            .is_ok_and(|k| account.key_may_upload(&k))),
+        Checked::Token(token) => {
+            let Ok(key) = token.signature.recover(&token.digest) else {
+                return Ok(false);
+            };
+            if account.posting_key_suffices(&key) {
+                return Ok(true);
+            }
+            for app in account.posting_delegates().take(MAX_DELEGATES) {
+                let found = s
+                    .accounts
+                    .get(app)
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                if found.is_some_and(|a| a.posting_key_suffices(&key)) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+    }
 }
 
 fn outcome(r: Result<Json<serde_json::Value>, ApiError>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -81,21 +200,13 @@ fn outcome(r: Result<Json<serde_json::Value>, ApiError>) -> Result<Json<serde_js
 
 async fn handle(
     state: AppState,
-    username: String,
-    signature: String,
+    proof: Proof,
     headers: HeaderMap,
     body: Body,
-    checksum_route: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = state.inner();
     let cfg = &s.config.upload;
-    if username.is_empty() {
-        return Err(ApiError::MissingParam("username"));
-    }
-    if signature.is_empty() {
-        return Err(ApiError::MissingParam("signature"));
-    }
-    let signature = HiveSignature::parse(&signature).map_err(|_| ApiError::InvalidSignature)?;
+    let (username, checked) = check_proof(s, proof)?;
 
     let received = intake::receive(
         &headers,
@@ -121,10 +232,7 @@ async fn handle(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or(ApiError::NoSuchAccount)?;
     let timer = Instant::now();
-    let digest = received.digests.signed_digest(checksum_route);
-    let key_ok = signature
-        .recover(&digest)
-        .is_ok_and(|k| account.key_may_upload(&k));
+    let key_ok = key_speaks_for(s, &checked, &account, &received.digests).await?;
     SIGNATURE_SECONDS.observe(timer.elapsed().as_secs_f64());
     if !key_ok {
         return Err(ApiError::InvalidSignature);

@@ -7,6 +7,7 @@ mod api {
     pub mod deadlines;
     pub mod faults;
     pub mod fixture;
+    pub mod hivesigner;
     pub mod hostile;
     pub mod images;
     pub mod inputs;

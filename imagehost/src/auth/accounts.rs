@@ -48,6 +48,22 @@ impl Account {
         self.posting.single_key_suffices(key) || self.active.single_key_suffices(key)
     }
 
+    /// D6: a key that meets this account's posting threshold by itself (a HiveSigner token
+    /// signed by the author).
+    pub fn posting_key_suffices(&self, key: &str) -> bool {
+        self.posting.single_key_suffices(key)
+    }
+
+    /// D6: the accounts (apps) this account's posting authority lists with a weight that meets
+    /// its threshold alone; a token signed by one of their posting keys speaks for this account.
+    pub fn posting_delegates(&self) -> impl Iterator<Item = &str> {
+        self.posting
+            .account_auths
+            .iter()
+            .filter(|(_, w)| *w >= self.posting.weight_threshold)
+            .map(|(a, _)| a.as_str())
+    }
+
     /// The reputation score frontends show (condenser's `repLog10`), truncated to an integer.
     pub fn reputation_score(&self) -> i64 {
         let raw = match &self.reputation {
