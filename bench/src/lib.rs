@@ -25,6 +25,7 @@ pub fn measure(cmd: &mut Command) -> Measured {
 }
 
 /// Waits for `pid` and returns its exit status and peak RSS in bytes.
+#[allow(unsafe_code)]
 pub fn wait_with_rusage(pid: u32) -> (ExitStatus, u64) {
     use std::os::unix::process::ExitStatusExt;
     let mut status = 0;

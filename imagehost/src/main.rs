@@ -26,6 +26,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// held its high-water mark for good (the hostile corpus's 8 concurrent renders peaked at
 /// 274–392 MiB with the jobs admitted for 160). A fixed threshold makes every buffer from 256 KiB
 /// up its own mapping, given back when freed (117–141 MiB).
+#[allow(unsafe_code)]
 fn give_large_c_buffers_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a parameter of glibc's allocator, and is called first thing in

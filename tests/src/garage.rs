@@ -303,6 +303,7 @@ fn db_engine() -> String {
     std::env::var("GARAGE_DB_ENGINE").unwrap_or_else(|_| "sqlite".into())
 }
 
+#[allow(unsafe_code)]
 pub fn ensure_installed() -> PathBuf {
     if let Some(p) = find_garage() {
         return p;

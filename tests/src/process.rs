@@ -4,6 +4,7 @@ use std::process::{Child, Command};
 
 /// Spawns `cmd` so the kernel kills it (SIGKILL) if the spawning thread's process goes away, even
 /// when the test is killed without unwinding.
+#[allow(unsafe_code)]
 pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches only the child's own process state.
@@ -35,6 +36,7 @@ impl Drop for Killed {
 }
 
 /// Sends SIGTERM, as systemd does on `stop`.
+#[allow(unsafe_code)]
 pub fn terminate(child: &Child) {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe {

@@ -214,6 +214,7 @@ impl Script {
         panic!("no line with {needle:?} within {within:?}:\n{}", seen.join("\n"));
     }
 
+    #[allow(unsafe_code)]
     fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) on the process group this test created.
         unsafe {

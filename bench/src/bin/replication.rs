@@ -172,6 +172,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+#[allow(unsafe_code)]
 fn main() {
     let n: u64 = std::env::var("BENCH_OBJECTS")
         .ok()

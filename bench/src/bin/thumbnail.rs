@@ -87,6 +87,7 @@ fn decode_only(file: &str) {
 }
 
 /// CPU milliseconds (user + system) and peak RSS of a finished child.
+#[allow(unsafe_code)]
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reads the rusage
 fn cpu_of(mut cmd: Command) -> (f64, f64, String) {
     let child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");

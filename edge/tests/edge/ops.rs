@@ -78,6 +78,7 @@ fn admin_serves_metrics_and_a_stats_page_and_sigterm_stops_in_seconds() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+#[allow(unsafe_code)]
 #[test]
 fn zero_downtime_upgrade_keeps_serving_and_keeps_the_cache() {
     let data = body(30_000, 9);
@@ -151,6 +152,7 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         if let Some(pid) = self.pid() {
             // SAFETY: signalling the daemon this test started.
@@ -159,11 +161,13 @@ impl Drop for Daemon {
     }
 }
 
+#[allow(unsafe_code)]
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+#[allow(unsafe_code)]
 #[test]
 fn systemd_reload_path_daemon_then_upgrade_keeps_serving() {
     // What hive-edge.service does: ExecStart=edge --daemon, and on reload a second

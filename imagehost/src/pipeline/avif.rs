@@ -100,6 +100,7 @@ fn alpha_fits(color: &Sequence, alpha: &Sequence) -> Result<(), PipelineError> {
 }
 
 /// The sequence header of an AV1 OBU stream, through dav1d's own parser.
+#[allow(unsafe_code)]
 fn sequence(obu: &[u8]) -> Result<Sequence, PipelineError> {
     // SAFETY: dav1d_parse_sequence_header only reads `sz` bytes from `buf`, which is a live
     // slice, and writes one Dav1dSequenceHeader (plain integers, so all-zero is a valid value)
