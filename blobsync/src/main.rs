@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
-    /// Print the running daemon's backlog, oldest pending age and per-server state.
+    /// Print the running daemon's backlog, oldest pending age and per-server state (with no
+    /// daemon running, what its queue holds).
     Status,
     /// One anti-entropy pass over every fileserver, then copy until done; progress and ETA on
     /// stderr. Asks the running daemon when there is one. Exit 3: objects still waiting.
@@ -83,11 +84,58 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// `GET /status` from the daemon at `server.listen`, printed for people.
+/// The running daemon's `GET /status`, printed for people; with no daemon answering, what its
+/// queue holds (opened directly, which only works while no daemon holds it).
 fn status(config: &Config) -> anyhow::Result<()> {
     let addr = config.server.listen;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .with_context(|| format!("no blobsync daemon answers on {addr}"))?;
+    match daemon_status(addr) {
+        Ok(v) => {
+            print_status(&v);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("no blobsync daemon answers on {addr} ({e:#}); reading its queue instead");
+            let path = &config.queue.path;
+            anyhow::ensure!(
+                path.exists(),
+                "no queue at {} either: nothing to report",
+                path.display()
+            );
+            let queue = blobsync::queue::Queue::open(path).with_context(|| {
+                format!(
+                    "open the queue at {} (held by a daemon that does not answer?)",
+                    path.display()
+                )
+            })?;
+            let pending = queue.pending();
+            let copies = pending
+                .iter()
+                .filter(|i| i.action == blobsync::queue::Action::Copy)
+                .count();
+            let oldest = queue
+                .oldest_pending_ms()
+                .map(|t| blobsync::queue::now_ms().saturating_sub(t) / 1000);
+            print_status(&serde_json::json!({
+                "backlog": pending.len(),
+                "pending_copies": copies,
+                "pending_takedowns": pending.len() - copies,
+                "oldest_pending_seconds": oldest,
+                "tombstones": queue.tombstone_count(),
+                "takedowns": queue.takedown_count(),
+                "scrub": { "last_complete_ms": blobsync::scrub::last_done(&queue) },
+            }));
+            println!(
+                "daemon                not running (figures from {})",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `GET /status` from the daemon at `addr`.
+fn daemon_status(addr: std::net::SocketAddr) -> anyhow::Result<serde_json::Value> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).context("connect")?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
@@ -96,7 +144,10 @@ fn status(config: &Config) -> anyhow::Result<()> {
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body).context("the daemon's /status is not JSON")?;
+    serde_json::from_str(body).context("the daemon's /status is not JSON")
+}
+
+fn print_status(v: &serde_json::Value) {
     println!("backlog               {}", v["backlog"]);
     println!(
         "  copies / takedowns  {} / {}",
@@ -126,5 +177,4 @@ fn status(config: &Config) -> anyhow::Result<()> {
             println!("{name:<22}{}", state.as_str().unwrap_or("?"));
         }
     }
-    Ok(())
 }

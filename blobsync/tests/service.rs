@@ -118,6 +118,24 @@ fn check_config_and_sigterm() {
     terminate(&child);
     let status = wait_exit(&mut child, Duration::from_secs(15)).expect("exits in time");
     assert!(status.success(), "{status:?}");
+
+    // With the daemon gone, `status` reads its queue instead, and says so.
+    let out = Command::new(BIN)
+        .args(["status", "--set", &format!("server.listen=127.0.0.1:{port}")])
+        .args(["--set", &format!("queue.path={d}/queue")])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("backlog               0") && text.contains("daemon                not running"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no blobsync daemon answers"));
 }
 
 #[test]
