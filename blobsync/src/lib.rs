@@ -104,7 +104,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     let stats = Arc::new(stats::Stats::default());
     let stop = shutdown.clone();
     tokio::spawn(service::stats::sample_forever(
-        stats.history.clone(),
+        stats.history(),
         async move { stop.cancelled().await },
         stats::sampler(),
     ));

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::header;
-use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::core::Collector;
 use prometheus::IntCounterVec;
-use service::stats::{buckets, quantile, Chart, History, Rates, Table};
+use service::stats::{buckets, quantile, Chart, History, Rates, Recorder, Table};
 
 use crate::metrics::{
     BACKLOG, COPIES, COPY_BYTES, EVENTS, FAILURES, FILESERVER_UP, LAG, OLDEST_PENDING, SCRUB_LAST_COMPLETE,
@@ -60,26 +59,21 @@ fn charts() -> Vec<Chart> {
 }
 
 fn sum(family: &IntCounterVec) -> f64 {
-    family
-        .collect()
-        .iter()
-        .flat_map(|f| f.get_metric())
-        .map(|m| m.get_counter().get_value())
-        .sum()
+    service::stats::counter_sum(family, "", |_| true)
 }
 
 /// The ring of samples behind the page.
-pub struct Stats {
-    pub history: Arc<History>,
-    started: Instant,
-}
+pub struct Stats(Recorder);
 
 impl Default for Stats {
     fn default() -> Self {
-        Self {
-            history: Arc::new(History::new(SERIES.to_vec(), service::stats::KEEP)),
-            started: Instant::now(),
-        }
+        Self(Recorder::new(&SERIES))
+    }
+}
+
+impl Stats {
+    pub fn history(&self) -> Arc<History> {
+        self.0.history.clone()
     }
 }
 
@@ -153,13 +147,11 @@ impl Stats {
                 ("last full scrub", scrub),
             ],
         );
-        service::stats::page(
+        self.0.page(
             "blobsync",
             env!("CARGO_PKG_VERSION"),
-            self.started,
             &charts(),
             &[servers, queue],
-            &self.history,
         )
     }
 }
@@ -167,10 +159,7 @@ impl Stats {
 /// `/stats` (the page) and `/stats.json` (what it draws).
 pub fn router(stats: Arc<Stats>) -> Router {
     Router::new()
-        .route(
-            "/stats",
-            get(|| async { ([(header::CACHE_CONTROL, "no-store")], Html(service::stats::PAGE)) }),
-        )
+        .route("/stats", get(|| async { service::stats::html() }))
         .route(
             "/stats.json",
             get(move || {

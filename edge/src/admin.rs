@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::extract::State as AxumState;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use pingora::server::ShutdownWatch;
@@ -53,7 +53,7 @@ impl BackgroundService for Admin {
         });
         let mut watch = shutdown.clone();
         tokio::spawn(service::stats::sample_forever(
-            admin.stats.history.clone(),
+            admin.stats.history(),
             async move {
                 let _ = watch.changed().await;
             },
@@ -61,7 +61,7 @@ impl BackgroundService for Admin {
         ));
         let app = Router::new()
             .route("/metrics", get(prometheus_text))
-            .route("/stats", get(stats_page))
+            .route("/stats", get(|| async { service::stats::html() }))
             .route("/stats.json", get(stats_json))
             .route("/healthz", get(|| async { "ok\n" }))
             .with_state(admin);
@@ -161,8 +161,4 @@ async fn stats_json(AxumState(admin): AxumState<Arc<AdminState>>) -> impl IntoRe
     let mut json = serde_json::to_value(collect(&admin.state)).unwrap_or_default();
     json["page"] = admin.stats.page(&admin.state);
     ([(header::CACHE_CONTROL, "no-store")], Json(json))
-}
-
-async fn stats_page() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], Html(service::stats::PAGE))
 }

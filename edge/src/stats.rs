@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus::core::Collector;
-use service::stats::{buckets, quantile, Chart, History, Rates, Table};
+use service::stats::{buckets, counter_sum, quantile, Chart, History, Rates, Recorder, Table};
 
 use crate::metrics;
 use crate::State;
@@ -59,16 +59,14 @@ fn charts() -> Vec<Chart> {
 
 /// The ring of samples, and since when each backend has been in its current state.
 pub struct Stats {
-    pub history: Arc<History>,
-    started: Instant,
+    recorder: Recorder,
     since: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Self {
-            history: Arc::new(History::new(SERIES.to_vec(), service::stats::KEEP)),
-            started: Instant::now(),
+            recorder: Recorder::new(&SERIES),
             since: Mutex::new(HashMap::new()),
         }
     }
@@ -76,21 +74,7 @@ impl Default for Stats {
 
 /// Answers by status class (2xx…5xx), summed over every status label.
 fn by_class() -> [f64; 4] {
-    let mut out = [0.0; 4];
-    for family in metrics::RESPONSES.collect() {
-        for m in family.get_metric() {
-            let class = m
-                .get_label()
-                .iter()
-                .find(|l| l.name() == "status")
-                .and_then(|l| l.value().chars().next())
-                .and_then(|c| c.to_digit(10));
-            if let Some(c @ 2..=5) = class {
-                out[c as usize - 2] += m.get_counter().get_value();
-            }
-        }
-    }
-    out
+    ['2', '3', '4', '5'].map(|c| counter_sum(&*metrics::RESPONSES, "status", |v| v.starts_with(c)))
 }
 
 fn hits_and_misses() -> (f64, f64) {
@@ -155,7 +139,7 @@ impl Stats {
         {
             let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
             for (addr, up) in state.upstreams.health() {
-                let entry = since.entry(addr.clone()).or_insert((up, self.started));
+                let entry = since.entry(addr.clone()).or_insert((up, self.recorder.started()));
                 if entry.0 != up {
                     *entry = (up, now);
                 }
@@ -237,13 +221,15 @@ impl Stats {
             ("coalesced waits", metrics::COALESCED.get().to_string()),
             ("client connections", metrics::CONNECTIONS.get().to_string()),
         ]);
-        service::stats::page(
+        self.recorder.page(
             "edge",
             env!("CARGO_PKG_VERSION"),
-            self.started,
             &charts(),
             &[backends, Table::pairs("Cache", cache)],
-            &self.history,
         )
+    }
+
+    pub fn history(&self) -> Arc<History> {
+        self.recorder.history.clone()
     }
 }

@@ -25,30 +25,25 @@ struct Pushed {
 /// `POST /takedowns`, the stats page (`/stats`, `/stats.json`), `/metrics` and `/healthz`.
 pub fn router(state: AppState, stats: Arc<Stats>) -> Router {
     let config = state.inner().config.clone();
-    let page = Router::new().route("/stats", get(stats_page)).route(
-        "/stats.json",
-        get(move || {
-            let (stats, config) = (stats.clone(), config.clone());
-            async move {
-                (
-                    [(header::CACHE_CONTROL, "no-store")],
-                    Json(json!({ "page": stats.page(&config) })),
-                )
-            }
-        }),
-    );
+    let page = Router::new()
+        .route("/stats", get(|| async { service::stats::html() }))
+        .route(
+            "/stats.json",
+            get(move || {
+                let (stats, config) = (stats.clone(), config.clone());
+                async move {
+                    (
+                        [(header::CACHE_CONTROL, "no-store")],
+                        Json(json!({ "page": stats.page(&config) })),
+                    )
+                }
+            }),
+        );
     Router::new()
         .route("/takedowns", post(takedowns))
         .with_state(state)
         .merge(page)
         .merge(service::admin::router())
-}
-
-async fn stats_page() -> impl IntoResponse {
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::response::Html(service::stats::PAGE),
-    )
 }
 
 fn allowed(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> bool {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use prometheus::core::Collector;
 use prometheus::IntCounterVec;
-use service::stats::{buckets, quantile, Chart, History, Rates, Table};
+use service::stats::{buckets, counter_sum, quantile, Chart, History, Rates, Recorder, Table};
 
 use crate::metrics::{
     COALESCED, HOTCACHE_BYTES, HOTCACHE_EVENTS, INPUT_BYTES, PIPELINE_SECONDS, POOL_MEMORY, POOL_QUEUED,
@@ -68,49 +68,27 @@ fn charts() -> Vec<Chart> {
 
 /// The sum of a counter family, and the part whose `label` starts with `prefix`.
 fn total(family: &IntCounterVec, label: &str, prefix: &str) -> (f64, f64) {
-    let (mut all, mut part) = (0.0, 0.0);
-    for f in family.collect() {
-        for m in f.get_metric() {
-            let v = m.get_counter().get_value();
-            all += v;
-            if m.get_label()
-                .iter()
-                .any(|l| l.name() == label && l.value().starts_with(prefix))
-            {
-                part += v;
-            }
-        }
-    }
-    (all, part)
+    let all = counter_sum(family, "", |_| true);
+    (all, counter_sum(family, label, |v| v.starts_with(prefix)))
 }
 
 /// The part of a counter family whose `label` is exactly `value`.
 fn exact(family: &IntCounterVec, label: &str, value: &str) -> f64 {
-    family
-        .collect()
-        .iter()
-        .flat_map(|f| f.get_metric())
-        .filter(|m| {
-            m.get_label()
-                .iter()
-                .any(|l| l.name() == label && l.value() == value)
-        })
-        .map(|m| m.get_counter().get_value())
-        .sum()
+    counter_sum(family, label, |v| v == value)
 }
 
 /// The ring of samples behind the page.
-pub struct Stats {
-    pub history: Arc<History>,
-    started: Instant,
-}
+pub struct Stats(Recorder);
 
 impl Default for Stats {
     fn default() -> Self {
-        Self {
-            history: Arc::new(History::new(SERIES.to_vec(), service::stats::KEEP)),
-            started: Instant::now(),
-        }
+        Self(Recorder::new(&SERIES))
+    }
+}
+
+impl Stats {
+    pub fn history(&self) -> Arc<History> {
+        self.0.history.clone()
     }
 }
 
@@ -206,13 +184,7 @@ impl Stats {
                 ("takedowns held", TAKEDOWNS.get().to_string()),
             ],
         );
-        service::stats::page(
-            "imagehost",
-            env!("CARGO_PKG_VERSION"),
-            self.started,
-            &charts(),
-            &[servers, now],
-            &self.history,
-        )
+        self.0
+            .page("imagehost", env!("CARGO_PKG_VERSION"), &charts(), &[servers, now])
     }
 }

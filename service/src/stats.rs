@@ -212,6 +212,54 @@ pub fn ago(d: Duration) -> String {
     }
 }
 
+/// The sum of a counter family's values over the label sets whose `label` the `keep` test
+/// accepts (every set when `label` is empty).
+pub fn counter_sum(
+    family: &impl prometheus::core::Collector,
+    label: &str,
+    keep: impl Fn(&str) -> bool,
+) -> f64 {
+    family
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .filter(|m| label.is_empty() || m.get_label().iter().any(|l| l.name() == label && keep(l.value())))
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+/// A service's ring of samples and its start, from which [`page`] objects are made.
+pub struct Recorder {
+    pub history: std::sync::Arc<History>,
+    started: Instant,
+}
+
+impl Recorder {
+    pub fn new(series: &[&'static str]) -> Self {
+        Self {
+            history: std::sync::Arc::new(History::new(series.to_vec(), KEEP)),
+            started: Instant::now(),
+        }
+    }
+
+    /// The `page` object for this service now.
+    pub fn page(&self, service: &str, version: &str, charts: &[Chart], tables: &[Table]) -> Value {
+        page(service, version, self.started, charts, tables, &self.history)
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+/// `/stats`: the page itself, never cached.
+pub fn html() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(PAGE),
+    )
+}
+
 /// This machine's name, for the page's header.
 pub fn node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
