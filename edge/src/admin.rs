@@ -122,14 +122,7 @@ fn collect(state: &State) -> Figures {
         .health()
         .into_iter()
         .map(|(addr, up)| {
-            let errors = ["connect", "status", "proxy"]
-                .iter()
-                .map(|k| {
-                    metrics::UPSTREAM_ERRORS
-                        .with_label_values(&[addr.as_str(), k])
-                        .get()
-                })
-                .sum();
+            let errors = metrics::upstream_errors(&addr);
             Backend { addr, up, errors }
         })
         .collect();

@@ -108,6 +108,14 @@ pub fn cache_result(result: &'static str) {
     }
 }
 
+/// Every error counted against one backend (connect, status and mid-request ones).
+pub fn upstream_errors(backend: &str) -> u64 {
+    ["connect", "status", "proxy"]
+        .iter()
+        .map(|kind| UPSTREAM_ERRORS.with_label_values(&[backend, kind]).get())
+        .sum()
+}
+
 /// Copies cache sizes and backend health into their gauges.
 pub fn refresh(state: &crate::State) {
     if let Some(c) = state.cache {

@@ -143,14 +143,7 @@ impl Stats {
                 if entry.0 != up {
                     *entry = (up, now);
                 }
-                let errors: u64 = ["connect", "status", "proxy"]
-                    .iter()
-                    .map(|k| {
-                        metrics::UPSTREAM_ERRORS
-                            .with_label_values(&[addr.as_str(), k])
-                            .get()
-                    })
-                    .sum();
+                let errors = metrics::upstream_errors(&addr);
                 let ejected = metrics::UPSTREAM_EJECTED
                     .with_label_values(&[addr.as_str()])
                     .get()
