@@ -104,6 +104,13 @@ fn truncated_and_corrupt_copies_are_found_and_repaired_beside_a_running_daemon()
         write(&c.path("b", k), d);
     }
     let mut daemon = c.daemon();
+    // The daemon's own first pass ends before the damage, so only the asked-for pass can find it
+    // (a first pass still listing could find and repair it itself, and the asked pass then queues
+    // nothing).
+    harness::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        (c.status()["sync"]["finished_ms"].as_u64().unwrap_or(0) > 0).then_some(())
+    })
+    .expect("the daemon's first pass finished");
 
     // A torn write: b's copy of object 3 is cut short. Same names on both sides, so only the
     // sizes can tell.
