@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use blobstore::{BlobStore, ListEntry, ListRequest};
 
+use crate::error::SyncError;
 use crate::metrics::AE_FINDINGS;
 use crate::queue::{now_ms, Action, Queue};
 
@@ -61,7 +62,7 @@ struct Lister {
 }
 
 impl Lister {
-    async fn head(&mut self) -> Result<Option<&ListEntry>, String> {
+    async fn head(&mut self) -> Result<Option<&ListEntry>, SyncError> {
         if self.buf.is_empty() && !self.done {
             let req = ListRequest {
                 prefix: String::new(),
@@ -72,7 +73,7 @@ impl Lister {
                 .store
                 .list(&req)
                 .await
-                .map_err(|e| format!("{}: {e}", self.store.describe()))?;
+                .map_err(|e| SyncError::store(self.store.describe(), e))?;
             self.buf.extend(p.entries);
             match p.next {
                 Some(n) => self.next = Some(n),
@@ -111,9 +112,9 @@ pub async fn pass(
     queue: &Queue,
     page: usize,
     progress: &Progress,
-) -> Result<(), String> {
+) -> Result<(), SyncError> {
     let cp = checkpoint_name(bucket);
-    let resume = queue.meta(&cp).map_err(|e| e.to_string())?;
+    let resume = queue.meta(&cp)?;
     if let Some(at) = &resume {
         tracing::info!(bucket, resume_after = %at, "anti-entropy resuming from its checkpoint");
     }
@@ -149,18 +150,13 @@ pub async fn pass(
         }
         progress.scanned.fetch_add(1, Ordering::Relaxed);
         let Some(key) = key else { continue };
-        let tombstoned = queue
-            .tombstone(bucket, key.as_str())
-            .map_err(|e| e.to_string())?
-            .is_some()
-            || queue.is_taken_down(key.as_str()).map_err(|e| e.to_string())?;
+        let tombstoned =
+            queue.tombstone(bucket, key.as_str())?.is_some() || queue.is_taken_down(key.as_str())?;
         match decide(&sizes, tombstoned) {
             Decision::Nothing => {}
             Decision::Copy { bad } => {
                 let bad: Vec<String> = bad.iter().filter_map(|i| names.get(*i).cloned()).collect();
-                queue
-                    .enqueue(bucket, key.as_str(), Action::Copy, lane, &bad)
-                    .map_err(|e| e.to_string())?;
+                queue.enqueue(bucket, key.as_str(), Action::Copy, lane, &bad)?;
                 progress.queued.fetch_add(1, Ordering::Relaxed);
                 let kind = if bad.is_empty() { "missing" } else { "size_differs" };
                 if !bad.is_empty() {
@@ -169,9 +165,7 @@ pub async fn pass(
                 AE_FINDINGS.with_label_values(&[bucket, kind]).inc();
             }
             Decision::Delete => {
-                queue
-                    .enqueue(bucket, key.as_str(), Action::Delete, lane, &[])
-                    .map_err(|e| e.to_string())?;
+                queue.enqueue(bucket, key.as_str(), Action::Delete, lane, &[])?;
                 progress.queued.fetch_add(1, Ordering::Relaxed);
                 AE_FINDINGS.with_label_values(&[bucket, "tombstoned"]).inc();
             }
@@ -179,15 +173,13 @@ pub async fn pass(
         since_checkpoint += 1;
         if since_checkpoint >= page {
             // Queued work is written before the checkpoint that covers it (sled keeps order).
-            queue.set_meta(&cp, Some(&name)).map_err(|e| e.to_string())?;
+            queue.set_meta(&cp, Some(&name))?;
             since_checkpoint = 0;
         }
     }
-    queue.set_meta(&cp, None).map_err(|e| e.to_string())?;
-    queue
-        .set_meta(&format!("ae_done:{bucket}"), Some(&now_ms().to_string()))
-        .map_err(|e| e.to_string())?;
-    queue.flush().await.map_err(|e| e.to_string())?;
+    queue.set_meta(&cp, None)?;
+    queue.set_meta(&format!("ae_done:{bucket}"), Some(&now_ms().to_string()))?;
+    queue.flush().await?;
     Ok(())
 }
 

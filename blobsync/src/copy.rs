@@ -18,6 +18,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::error::SyncError;
 use crate::limit::RateLimiter;
 use crate::metrics::{COPIES, COPY_BYTES, FAILURES};
 
@@ -108,16 +109,19 @@ pub struct Replicator {
 enum State {
     Present(u64),
     Missing,
-    Unavailable(String),
+    Unavailable(SyncError),
 }
 
 impl Replicator {
-    fn store(&self, server: &Server, bucket: &str) -> Result<Arc<dyn BlobStore>, String> {
+    fn store(&self, server: &Server, bucket: &str) -> Result<Arc<dyn BlobStore>, SyncError> {
         server
             .buckets
             .get(bucket)
             .cloned()
-            .ok_or_else(|| format!("{}: bucket {bucket} is not mirrored", server.name))
+            .ok_or_else(|| SyncError::NotMirrored {
+                server: server.name.clone(),
+                bucket: bucket.to_string(),
+            })
     }
 
     /// Makes every server hold a verified copy. `bad` names servers whose copy must be replaced.
@@ -126,7 +130,7 @@ impl Replicator {
     /// Sources are tried good copies first. A content key's copy is verified on the way, so a
     /// copy marked bad (by size, or by a scrub) is still tried last: if it hashes to its key it
     /// was the good one, and one that does not hash is replaced like any bad copy.
-    pub async fn copy(&self, bucket: &str, key: &Key, bad: &[String]) -> Result<CopyOutcome, String> {
+    pub async fn copy(&self, bucket: &str, key: &Key, bad: &[String]) -> Result<CopyOutcome, SyncError> {
         let heads = futures::future::join_all(self.servers.iter().map(|s| async move {
             let store = match self.store(s, bucket) {
                 Ok(st) => st,
@@ -135,7 +139,7 @@ impl Replicator {
             let state = match store.head(key).await {
                 Ok(meta) => State::Present(meta.size),
                 Err(StoreError::NotFound { .. }) => State::Missing,
-                Err(e) => State::Unavailable(e.to_string()),
+                Err(e) => State::Unavailable(SyncError::store(&s.name, e)),
             };
             (s, state)
         }))
@@ -155,22 +159,16 @@ impl Replicator {
                 }
                 State::Present(size) => sources.push((s, size)),
                 State::Missing => targets.push(s),
-                State::Unavailable(e) => waiting.push(format!("{}: {e}", s.name)),
+                State::Unavailable(e) => waiting.push(e),
             }
         }
         if targets.is_empty() {
-            return if waiting.is_empty() {
-                Ok(CopyOutcome::Converged)
-            } else {
-                Err(waiting.join("; "))
-            };
+            return SyncError::all(waiting).map(|()| CopyOutcome::Converged);
         }
         if sources.is_empty() && last_resort.is_empty() {
-            return if waiting.is_empty() {
-                Ok(CopyOutcome::NowhereToCopyFrom)
-            } else {
-                Err(format!("no reachable replica yet: {}", waiting.join("; ")))
-            };
+            return SyncError::all(waiting)
+                .map(|()| CopyOutcome::NowhereToCopyFrom)
+                .map_err(|e| SyncError::NoReachableReplica(Box::new(e)));
         }
         // Unreachable servers still need the copy; failed sources do not, once one succeeded.
         let unreachable = waiting.len();
@@ -178,7 +176,10 @@ impl Replicator {
         sources.extend(last_resort);
         for (source, size) in sources {
             if size > self.max_object_size {
-                return Err(format!("{key} is {size} bytes, over copy.max_object_size"));
+                return Err(SyncError::TooLarge {
+                    key: key.to_string(),
+                    size,
+                });
             }
             let to: Vec<&Server> = targets
                 .iter()
@@ -191,12 +192,14 @@ impl Replicator {
                 }
                 Ok(failed) => {
                     errors.extend(failed);
-                    return Err(errors.join("; "));
+                    return SyncError::all(errors).map(|()| CopyOutcome::Converged);
                 }
                 Err(SourceProblem::Corrupt) => {
                     FAILURES.with_label_values(&["corrupt_source"]).inc();
                     tracing::warn!(server = %source.name, %key, "replica does not match its key; trying another");
-                    errors.push(format!("{}: content does not hash to the key", source.name));
+                    errors.push(SyncError::CorruptSource {
+                        server: source.name.clone(),
+                    });
                     // Whichever copy turns out good replaces this one too.
                     if !targets.iter().any(|t| t.name == source.name) {
                         targets.push(source);
@@ -204,11 +207,11 @@ impl Replicator {
                 }
                 Err(SourceProblem::Read(e)) => {
                     FAILURES.with_label_values(&["source_read"]).inc();
-                    errors.push(format!("{}: {e}", source.name));
+                    errors.push(e);
                 }
             }
         }
-        Err(errors.join("; "))
+        SyncError::all(errors).map(|()| CopyOutcome::Converged)
     }
 
     /// Streams from `source` to every target; returns the targets that failed.
@@ -218,12 +221,12 @@ impl Replicator {
         key: &Key,
         source: &Server,
         targets: &[&Server],
-    ) -> Result<Vec<String>, SourceProblem> {
+    ) -> Result<Vec<SyncError>, SourceProblem> {
         let src = self.store(source, bucket).map_err(SourceProblem::Read)?;
         let got = src
             .get(key, None)
             .await
-            .map_err(|e| SourceProblem::Read(e.to_string()))?;
+            .map_err(|e| SourceProblem::Read(SyncError::store(&source.name, e)))?;
         let opts = PutOptions {
             max_size: Some(self.max_object_size),
             content_type: got.meta.content_type.clone(),
@@ -251,7 +254,8 @@ impl Replicator {
         let mut bytes = 0u64;
         while let Some(chunk) = body.next().await {
             // On error, the feeds are dropped without `End`: every target's put fails.
-            let chunk = chunk.map_err(|e| SourceProblem::Read(e.to_string()))?;
+            let chunk = chunk
+                .map_err(|e| SourceProblem::Read(SyncError::store(&source.name, StoreError::Body(e))))?;
             if let Some(l) = &self.limiter {
                 l.acquire(chunk.len() as u64).await;
             }
@@ -279,7 +283,7 @@ impl Replicator {
                     COPIES.with_label_values(&[name.as_str()]).inc();
                     COPY_BYTES.inc_by(bytes);
                 }
-                Ok(Ok((name, _))) => failed.push(format!("{name}: stored digest differs")),
+                Ok(Ok((name, _))) => failed.push(SyncError::DigestDiffers { server: name }),
                 Ok(Err((name, e))) => {
                     FAILURES
                         .with_label_values(&[if e.is_retriable() {
@@ -288,36 +292,34 @@ impl Replicator {
                             "target_refused"
                         }])
                         .inc();
-                    failed.push(format!("{name}: {e}"));
+                    failed.push(SyncError::store(&name, e));
                 }
-                Err(e) => failed.push(format!("copy task: {e}")),
+                Err(e) => failed.push(SyncError::Task(e.to_string())),
             }
         }
         Ok(failed)
     }
 
     /// Deletes the object on every server; `Err` while any server is unreachable.
-    pub async fn delete(&self, bucket: &str, key: &Key) -> Result<(), String> {
+    pub async fn delete(&self, bucket: &str, key: &Key) -> Result<(), SyncError> {
         let results = futures::future::join_all(self.servers.iter().map(|s| async move {
             match self.store(s, bucket) {
-                Ok(st) => st.delete(key).await.map_err(|e| format!("{}: {e}", s.name)),
+                Ok(st) => st.delete(key).await.map_err(|e| SyncError::store(&s.name, e)),
                 Err(e) => Err(e),
             }
         }))
         .await;
-        let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
+        let errors: Vec<SyncError> = results.into_iter().filter_map(Result::err).collect();
+        if !errors.is_empty() {
             FAILURES.with_label_values(&["delete_unavailable"]).inc();
-            Err(errors.join("; "))
         }
+        SyncError::all(errors)
     }
 }
 
 enum SourceProblem {
     Corrupt,
-    Read(String),
+    Read(SyncError),
 }
 
 /// Exponential backoff: `initial · 2^(attempts)`, capped.

@@ -12,13 +12,16 @@ use tokio::task::JoinSet;
 use crate::antientropy::{self, Progress};
 use crate::config::Config;
 use crate::copy::{backoff, CopyOutcome, Replicator};
+use crate::error::SyncError;
 use crate::imagehosts::ImagehostNotifier;
 use crate::limit::RateLimiter;
-use crate::metrics::{AE_PASSES, BACKLOG, LAG, OLDEST_PENDING, SCRUB_REPAIRED, TAKEDOWNS, TOMBSTONES};
+use crate::metrics::{
+    AE_PASSES, BACKLOG, FAILURES, LAG, OLDEST_PENDING, SCRUB_REPAIRED, TAKEDOWNS, TOMBSTONES,
+};
 use crate::purge::EdgePurger;
 use crate::queue::{now_ms, Action, Item, Queue};
 use crate::scrub;
-use crate::takedown::Takedown;
+use crate::takedown::Report;
 
 pub struct Engine {
     pub config: Config,
@@ -102,7 +105,7 @@ impl Engine {
 
     /// Carries out one item: complete it, or reschedule it with backoff. For a takedown, returns
     /// what this attempt did.
-    pub async fn process(&self, item: Item) -> Option<Takedown> {
+    pub async fn process(&self, item: Item) -> Option<Report> {
         let Ok(key) = Key::new(item.key.as_str()) else {
             tracing::error!(key = %item.key, "not a valid key; dropping the item");
             let _ = self.queue.complete(&item);
@@ -117,13 +120,13 @@ impl Engine {
         let tombstoned = match tombstoned {
             Ok(t) => t,
             Err(e) => {
-                self.reschedule(&item, &key, &format!("queue: {e}"));
+                self.reschedule(&item, &key, &SyncError::Queue(e));
                 return None;
             }
         };
         let (result, takedown) = if item.action == Action::Delete || tombstoned {
-            let t = self.take_down(&item.bucket, &key).await;
-            (t.result(), Some(t))
+            let (result, report) = self.take_down(&item.bucket, &key).await.finish();
+            (result, Some(report))
         } else {
             let copied = self
                 .replicator
@@ -141,7 +144,7 @@ impl Engine {
             // A takedown that landed while this copy ran: remove what it wrote.
             if copied.is_ok() && matches!(self.queue.is_taken_down(&item.key), Ok(true)) {
                 tracing::info!(bucket = %item.bucket, %key, "taken down while copying; deleting the copy");
-                (self.take_down(&item.bucket, &key).await.result(), None)
+                (self.take_down(&item.bucket, &key).await.finish().0, None)
             } else {
                 (copied, None)
             }
@@ -157,15 +160,20 @@ impl Engine {
         takedown
     }
 
-    /// Puts a failed item back with backoff.
-    fn reschedule(&self, item: &Item, key: &Key, error: &str) {
-        let wait = backoff(
-            self.config.copy.initial_backoff,
-            self.config.copy.max_backoff,
-            item.attempts,
-        );
-        tracing::debug!(bucket = %item.bucket, %key, %error, ?wait, "will retry");
-        if let Err(e) = self.queue.retry(item, error, wait) {
+    /// Puts a failed item back with backoff. What retrying cannot fix (an object over the size
+    /// limit, a fileserver refusing the credentials) waits the longest backoff at once and is
+    /// logged as a warning: it is still retried, since the operator may change the configuration.
+    fn reschedule(&self, item: &Item, key: &Key, error: &SyncError) {
+        let (initial, max) = (self.config.copy.initial_backoff, self.config.copy.max_backoff);
+        let wait = if error.is_retriable() {
+            tracing::debug!(bucket = %item.bucket, %key, %error, "will retry");
+            backoff(initial, max, item.attempts)
+        } else {
+            FAILURES.with_label_values(&["permanent"]).inc();
+            tracing::warn!(bucket = %item.bucket, %key, %error, ?max, "retrying will not fix this; waiting the longest backoff");
+            max
+        };
+        if let Err(e) = self.queue.retry(item, &error.to_string(), wait) {
             tracing::error!(error = %e, "queue update failed");
         }
     }

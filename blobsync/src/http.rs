@@ -242,7 +242,7 @@ async fn takedown(
                         .collect::<serde_json::Map<_, _>>()
                         .into()
                 };
-                answer["deleted_everywhere"] = (done.deleted.is_ok() && done.variants.is_ok()).into();
+                answer["deleted_everywhere"] = done.deleted_everywhere.into();
                 answer["variants_deleted"] = match &done.variants {
                     Ok(n) => (*n).into(),
                     Err(e) => e.as_str().into(),

@@ -135,7 +135,7 @@ pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, E
     )
     .await;
     progress.abort();
-    let pass = pass.map_err(Error::Daemon)?;
+    let pass = pass?;
     drain(&engine, &config, &shutdown).await;
     let left = engine.queue.backlog() as u64;
     reporter.finish(&format!(

@@ -23,6 +23,19 @@ pub mod room;
 mod takedowns;
 pub use takedowns::{source_of, TakenDown};
 
+/// The queue's database failed (I/O, a full disk, corruption). Callers see only this type, so the
+/// storage engine can change inside this module alone; every such failure is worth retrying
+/// once the disk is fixed, and nothing queued before it is lost.
+#[derive(Debug, thiserror::Error)]
+#[error("queue database: {0}")]
+pub struct QueueError(#[source] sled::Error);
+
+impl From<sled::Error> for QueueError {
+    fn from(e: sled::Error) -> Self {
+        Self(e)
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -112,12 +125,12 @@ fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Option<T> {
 pub const DELETE_LANE: u8 = 0;
 
 impl Queue {
-    pub fn open(path: &std::path::Path) -> Result<Self, sled::Error> {
-        Self::from_db(sled::Config::new().path(path).open()?)
+    pub fn open(path: &std::path::Path) -> Result<Self, QueueError> {
+        Ok(Self::from_db(sled::Config::new().path(path).open()?)?)
     }
 
-    pub fn temporary() -> Result<Self, sled::Error> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+    pub fn temporary() -> Result<Self, QueueError> {
+        Ok(Self::from_db(sled::Config::new().temporary(true).open()?)?)
     }
 
     fn from_db(db: sled::Db) -> Result<Self, sled::Error> {
@@ -143,7 +156,7 @@ impl Queue {
     /// then covers all of them. A caller's ticket is taken after its writes; a flush covers
     /// every ticket taken before it started, since sled's flush makes durable all written
     /// before it.
-    pub async fn flush(&self) -> Result<(), sled::Error> {
+    pub async fn flush(&self) -> Result<(), QueueError> {
         use std::sync::atomic::Ordering::SeqCst;
         let ticket = self.flush_tickets.fetch_add(1, SeqCst) + 1;
         let mut flushed = self.flushed.lock().await;
@@ -165,7 +178,7 @@ impl Queue {
         action: Action,
         lane: u8,
         bad: &[String],
-    ) -> Result<(), sled::Error> {
+    ) -> Result<(), QueueError> {
         let now = now_ms();
         let lane = if action == Action::Delete {
             DELETE_LANE
@@ -217,7 +230,7 @@ impl Queue {
 
     /// Claims the most urgent item due by `now` (lanes first), or `None`. Only entries due by
     /// `now` are visited, so a large backlog waiting on backoff costs nothing here.
-    pub fn take_due(&self, now: u64) -> Result<Option<Item>, sled::Error> {
+    pub fn take_due(&self, now: u64) -> Result<Option<Item>, QueueError> {
         let lanes = self.max_lane.load(std::sync::atomic::Ordering::Relaxed);
         for lane in 0..=lanes {
             let start = due_key(lane, 0, &[]);
@@ -243,7 +256,7 @@ impl Queue {
 
     /// Claims one object's pending item for the caller, as `take_due` does for a worker, whatever
     /// its due time: `None` if nothing is pending or a worker has it already.
-    pub fn claim(&self, bucket: &str, key: &str) -> Result<Option<Item>, sled::Error> {
+    pub fn claim(&self, bucket: &str, key: &str) -> Result<Option<Item>, QueueError> {
         let item_id = id(bucket, key);
         let Some(item) = self.items.get(&item_id)?.as_deref().and_then(decode::<Item>) else {
             return Ok(None);
@@ -269,7 +282,7 @@ impl Queue {
     }
 
     /// The work in `item` is done. Work enqueued meanwhile (a newer version) stays pending.
-    pub fn complete(&self, item: &Item) -> Result<(), sled::Error> {
+    pub fn complete(&self, item: &Item) -> Result<(), QueueError> {
         let item_id = id(&item.bucket, &item.key);
         let current = self.items.get(&item_id)?;
         let same = current
@@ -286,7 +299,7 @@ impl Queue {
     }
 
     /// The work failed: try again after `backoff`, never give up.
-    pub fn retry(&self, item: &Item, error: &str, backoff: Duration) -> Result<(), sled::Error> {
+    pub fn retry(&self, item: &Item, error: &str, backoff: Duration) -> Result<(), QueueError> {
         let item_id = id(&item.bucket, &item.key);
         let due = now_ms() + backoff.as_millis() as u64;
         let updated = self.items.update_and_fetch(&item_id, |old| {
@@ -315,7 +328,7 @@ impl Queue {
 
     /// After a restart: every pending item gets a schedule entry again (those in flight at the
     /// crash had none). Returns how many items are pending.
-    pub fn recover(&self) -> Result<usize, sled::Error> {
+    pub fn recover(&self) -> Result<usize, QueueError> {
         let mut n = 0;
         for entry in self.items.iter() {
             let (k, v) = entry?;
@@ -365,7 +378,7 @@ impl Queue {
         bucket: &str,
         key: &str,
         retention: Duration,
-    ) -> Result<Tombstone, sled::Error> {
+    ) -> Result<Tombstone, QueueError> {
         let now = now_ms();
         let t = Tombstone {
             created_ms: now,
@@ -376,11 +389,11 @@ impl Queue {
         Ok(t)
     }
 
-    pub fn tombstone(&self, bucket: &str, key: &str) -> Result<Option<Tombstone>, sled::Error> {
+    pub fn tombstone(&self, bucket: &str, key: &str) -> Result<Option<Tombstone>, QueueError> {
         Ok(self.tombstones.get(id(bucket, key))?.as_deref().and_then(decode))
     }
 
-    pub fn mark_applied(&self, bucket: &str, key: &str) -> Result<(), sled::Error> {
+    pub fn mark_applied(&self, bucket: &str, key: &str) -> Result<(), QueueError> {
         self.tombstones.update_and_fetch(id(bucket, key), |old| {
             old.and_then(decode::<Tombstone>).map(|mut t| {
                 t.applied_everywhere = true;
@@ -391,7 +404,7 @@ impl Queue {
     }
 
     /// Forgets tombstones past retention that every fileserver applied. Returns how many.
-    pub fn gc_tombstones(&self, now: u64) -> Result<usize, sled::Error> {
+    pub fn gc_tombstones(&self, now: u64) -> Result<usize, QueueError> {
         let mut n = 0;
         for entry in self.tombstones.iter() {
             let (k, v) = entry?;
@@ -409,18 +422,19 @@ impl Queue {
 
     // ---- checkpoints -------------------------------------------------------------------------
 
-    pub fn meta(&self, name: &str) -> Result<Option<String>, sled::Error> {
+    pub fn meta(&self, name: &str) -> Result<Option<String>, QueueError> {
         Ok(self
             .meta
             .get(name)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    pub fn set_meta(&self, name: &str, value: Option<&str>) -> Result<(), sled::Error> {
+    pub fn set_meta(&self, name: &str, value: Option<&str>) -> Result<(), QueueError> {
         match value {
-            Some(v) => self.meta.insert(name, v.as_bytes()).map(|_| ()),
-            None => self.meta.remove(name).map(|_| ()),
-        }
+            Some(v) => self.meta.insert(name, v.as_bytes())?,
+            None => self.meta.remove(name)?,
+        };
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ use blobstore::{BlobStore, ListRequest, StoreError};
 use futures::StreamExt;
 
 use crate::copy::{expected_digest, KeyHasher, Server};
+use crate::error::SyncError;
 use crate::limit::RateLimiter;
 use crate::metrics::{SCRUB_CHECKED, SCRUB_CORRUPT, SCRUB_LAST_COMPLETE, SCRUB_UNREACHABLE};
 use crate::queue::{now_ms, Action, Queue};
@@ -99,7 +100,7 @@ async fn verify(
     key: &blobstore::Key,
     limiter: Option<&RateLimiter>,
     progress: &Progress,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, StoreError> {
     let got = match store.get(key, None).await {
         Ok(g) => g,
         Err(StoreError::NotFound { .. }) => return Ok(Verdict::Gone),
@@ -138,11 +139,11 @@ async fn verify(
 
 /// A read failed: if the server still answers for the object, the copy is unreadable (corrupt);
 /// if it does not answer at all, the server is down and this pass skips it.
-async fn unreadable(store: &dyn BlobStore, key: &blobstore::Key, why: String) -> Result<Verdict, String> {
+async fn unreadable(store: &dyn BlobStore, key: &blobstore::Key, why: String) -> Result<Verdict, StoreError> {
     match store.head(key).await {
         Ok(_) => Ok(Verdict::Corrupt(format!("unreadable: {why}"))),
         Err(StoreError::NotFound { .. }) => Ok(Verdict::Gone),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 
@@ -155,11 +156,8 @@ pub async fn pass(
     queue: &Queue,
     limiter: Option<&RateLimiter>,
     progress: &Progress,
-) -> Result<PassOutcome, String> {
-    let saved: Option<Cursor> = queue
-        .meta(CURSOR)
-        .map_err(|e| e.to_string())?
-        .and_then(|v| serde_json::from_str(&v).ok());
+) -> Result<PassOutcome, SyncError> {
+    let saved: Option<Cursor> = queue.meta(CURSOR)?.and_then(|v| serde_json::from_str(&v).ok());
     let mut cursor = match saved {
         Some(c) => {
             tracing::info!(?c, "scrub resuming where it stopped");
@@ -170,11 +168,7 @@ pub async fn pass(
             ..Cursor::default()
         },
     };
-    let save = |c: &Cursor| {
-        queue
-            .set_meta(CURSOR, Some(&serde_json::to_string(c).unwrap_or_default()))
-            .map_err(|e| e.to_string())
-    };
+    let save = |c: &Cursor| queue.set_meta(CURSOR, Some(&serde_json::to_string(c).unwrap_or_default()));
     save(&cursor)?;
     let (mut checked, mut corrupt) = (0, 0);
     while cursor.bucket < buckets.len() {
@@ -210,15 +204,13 @@ pub async fn pass(
                     progress.corrupt.fetch_add(1, Ordering::Relaxed);
                     SCRUB_CORRUPT.inc();
                     tracing::warn!(server = %server.name, bucket, key = %e.key, why, "scrub: bad copy; queued for repair");
-                    queue
-                        .enqueue(
-                            bucket,
-                            e.key.as_str(),
-                            Action::Copy,
-                            cursor.bucket as u8 + 1,
-                            std::slice::from_ref(&server.name),
-                        )
-                        .map_err(|e| e.to_string())?;
+                    queue.enqueue(
+                        bucket,
+                        e.key.as_str(),
+                        Action::Copy,
+                        cursor.bucket as u8 + 1,
+                        std::slice::from_ref(&server.name),
+                    )?;
                 }
                 Err(why) => {
                     down = Some(why);
@@ -230,7 +222,7 @@ pub async fn pass(
             SCRUB_CHECKED.inc();
         }
         if let Some(why) = down {
-            cursor = skip(cursor, &server.name, &why, servers.len());
+            cursor = skip(cursor, &server.name, &why.to_string(), servers.len());
             save(&cursor)?;
             continue;
         }
@@ -246,15 +238,11 @@ pub async fn pass(
     }
     let done = now_ms();
     let unreachable = cursor.unreachable;
-    queue
-        .set_meta(DONE, Some(&done.to_string()))
-        .map_err(|e| e.to_string())?;
+    queue.set_meta(DONE, Some(&done.to_string()))?;
     let listed = unreachable.join(",");
-    queue
-        .set_meta(UNREACHABLE, (!listed.is_empty()).then_some(listed.as_str()))
-        .map_err(|e| e.to_string())?;
-    queue.set_meta(CURSOR, None).map_err(|e| e.to_string())?;
-    queue.flush().await.map_err(|e| e.to_string())?;
+    queue.set_meta(UNREACHABLE, (!listed.is_empty()).then_some(listed.as_str()))?;
+    queue.set_meta(CURSOR, None)?;
+    queue.flush().await?;
     SCRUB_LAST_COMPLETE.set((done / 1000) as i64);
     SCRUB_UNREACHABLE.set(unreachable.len() as i64);
     Ok(PassOutcome {

@@ -7,37 +7,56 @@
 use blobstore::{Key, ListRequest};
 
 use crate::engine::Engine;
+use crate::error::SyncError;
+use crate::fanout::Outcomes;
 use crate::metrics::{DELETES, VARIANTS_DELETED};
 use crate::queue::source_of;
 
 /// What one attempt at a takedown did.
 #[derive(Debug)]
 pub struct Takedown {
-    pub deleted: Result<(), String>,
+    pub deleted: Result<(), SyncError>,
     /// Derived objects deleted (or why listing or deleting them failed).
+    pub variants: Result<usize, SyncError>,
+    pub imagehosts: Outcomes,
+    pub edges: Outcomes,
+}
+
+/// What a takedown attempt did, as the API answers it.
+#[derive(Debug)]
+pub struct Report {
+    pub deleted_everywhere: bool,
+    /// Derived objects deleted, or why not.
     pub variants: Result<usize, String>,
-    pub imagehosts: Vec<(String, Result<u16, String>)>,
-    pub edges: Vec<(String, Result<u16, String>)>,
+    pub imagehosts: Outcomes,
+    pub edges: Outcomes,
 }
 
 impl Takedown {
     /// Done only when every fileserver deleted it and its variants, and every imagehost and edge
-    /// acknowledged it.
-    pub fn result(&self) -> Result<(), String> {
-        self.deleted.clone()?;
-        self.variants.clone()?;
-        let failed: Vec<String> = self
-            .imagehosts
-            .iter()
-            .map(|(h, r)| (format!("imagehost {h}"), r))
-            .chain(self.edges.iter().map(|(e, r)| (format!("edge {e}"), r)))
-            .filter_map(|(who, r)| r.as_ref().err().map(|err| format!("{who}: {err}")))
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(failed.join("; "))
-        }
+    /// acknowledged it; with the report of what was done.
+    pub fn finish(self) -> (Result<(), SyncError>, Report) {
+        let report = Report {
+            deleted_everywhere: self.deleted.is_ok() && self.variants.is_ok(),
+            variants: self.variants.as_ref().map(|n| *n).map_err(ToString::to_string),
+            imagehosts: self.imagehosts,
+            edges: self.edges,
+        };
+        let mut errors: Vec<SyncError> = self.deleted.err().into_iter().collect();
+        errors.extend(self.variants.err());
+        let told = |kind: &str, list: &Outcomes| -> Vec<SyncError> {
+            list.iter()
+                .filter_map(|(node, r)| {
+                    r.as_ref().err().map(|reason| SyncError::NotAcknowledged {
+                        who: format!("{kind} {node}"),
+                        reason: reason.clone(),
+                    })
+                })
+                .collect()
+        };
+        errors.extend(told("imagehost", &report.imagehosts));
+        errors.extend(told("edge", &report.edges));
+        (SyncError::all(errors), report)
     }
 }
 
@@ -65,11 +84,7 @@ impl Engine {
                     errors.push(e);
                 }
             }
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors.join("; "))
-            }
+            SyncError::all(errors)
         } else {
             self.replicator.delete(bucket, key).await
         };
@@ -98,7 +113,7 @@ impl Engine {
 
     /// Deletes every `<source>_…` object in every mirrored bucket on every fileserver; how many
     /// were found.
-    async fn delete_derived(&self, source: &str) -> Result<usize, String> {
+    async fn delete_derived(&self, source: &str) -> Result<usize, SyncError> {
         let mut found = 0;
         let mut errors = Vec::new();
         for server in &self.replicator.servers {
@@ -112,7 +127,7 @@ impl Engine {
                     let page = match store.list(&req).await {
                         Ok(p) => p,
                         Err(e) => {
-                            errors.push(format!("{}/{bucket}: {e}", server.name));
+                            errors.push(SyncError::store(&format!("{}/{bucket}", server.name), e));
                             break;
                         }
                     };
@@ -122,7 +137,7 @@ impl Engine {
                                 found += 1;
                                 VARIANTS_DELETED.inc();
                             }
-                            Err(e) => errors.push(format!("{}/{bucket}: {e}", server.name)),
+                            Err(e) => errors.push(SyncError::store(&format!("{}/{bucket}", server.name), e)),
                         }
                     }
                     match page.next {
@@ -132,10 +147,6 @@ impl Engine {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(found)
-        } else {
-            Err(errors.join("; "))
-        }
+        SyncError::all(errors).map(|()| found)
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::{decode, encode, now_ms, Queue};
+use super::{decode, encode, now_ms, Queue, QueueError};
 
 /// One entry of the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub fn source_of(key: &str) -> &str {
 impl Queue {
     /// Records that `key` (and everything derived from it) is taken down; idempotent: a key taken
     /// down twice keeps its first number. Durable after [`Queue::flush`].
-    pub fn add_takedown(&self, key: &str) -> Result<TakenDown, sled::Error> {
+    pub fn add_takedown(&self, key: &str) -> Result<TakenDown, QueueError> {
         let key = source_of(key);
         let _one_at_a_time = self.adding_takedown.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = self.takedown(key)? {
@@ -57,7 +57,7 @@ impl Queue {
     }
 
     /// The takedown covering `key` (by its source), if any.
-    pub fn takedown(&self, key: &str) -> Result<Option<TakenDown>, sled::Error> {
+    pub fn takedown(&self, key: &str) -> Result<Option<TakenDown>, QueueError> {
         let Some(seq) = self.takedown_keys.get(source_of(key).as_bytes())? else {
             return Ok(None);
         };
@@ -65,15 +65,15 @@ impl Queue {
     }
 
     /// Whether `key` or its source was taken down.
-    pub fn is_taken_down(&self, key: &str) -> Result<bool, sled::Error> {
-        self.takedown_keys.contains_key(source_of(key).as_bytes())
+    pub fn is_taken_down(&self, key: &str) -> Result<bool, QueueError> {
+        Ok(self.takedown_keys.contains_key(source_of(key).as_bytes())?)
     }
 
     /// The list's identity, made the first time it is asked for in this database. A queue lost
     /// and started empty numbers its takedowns from the start again; nodes that kept the number
     /// they had reached in the old list see a new identity and pull the new one from the start,
     /// instead of skipping every entry numbered below what they saw.
-    pub fn takedown_epoch(&self) -> Result<String, sled::Error> {
+    pub fn takedown_epoch(&self) -> Result<String, QueueError> {
         const NAME: &str = "takedown_epoch";
         if let Some(e) = self.meta(NAME)? {
             return Ok(e);
@@ -87,14 +87,15 @@ impl Queue {
     }
 
     /// Entries numbered after `since`, oldest first, at most `limit`.
-    pub fn takedowns_since(&self, since: u64, limit: usize) -> Result<Vec<TakenDown>, sled::Error> {
+    pub fn takedowns_since(&self, since: u64, limit: usize) -> Result<Vec<TakenDown>, QueueError> {
         let start = since.saturating_add(1).to_be_bytes();
         self.takedowns
             .range(start..)
             .take(limit)
             .map(|e| e.map(|(_, v)| decode::<TakenDown>(&v)))
             .filter_map(Result::transpose)
-            .collect()
+            .collect::<Result<_, _>>()
+            .map_err(QueueError::from)
     }
 
     pub fn takedown_count(&self) -> usize {
