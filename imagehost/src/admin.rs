@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::stats::Stats;
 
 #[derive(Deserialize)]

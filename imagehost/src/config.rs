@@ -10,7 +10,9 @@ use service::admin::AdminConfig;
 use service::{LogConfig, Secret};
 
 pub mod imaging;
+mod reads;
 pub use imaging::{CacheConfig, PipelineConfig, ProfilesConfig, ProxyConfig};
+pub use reads::ReadsConfig;
 
 /// Secret keys that may be given as `<key>_file` paths.
 pub const SECRET_KEYS: &[&str] = &["secret_access_key", "redis_url", "token"];
@@ -23,7 +25,7 @@ pub struct Config {
     /// The fileservers, in read-preference order. Uploads are written to all of them.
     pub fileservers: Vec<FileserverConfig>,
     /// How reads use the fileservers: hedging and the per-fileserver breaker.
-    pub reads: crate::stores::ReadsConfig,
+    pub reads: ReadsConfig,
     pub upload: UploadConfig,
     pub upload_limits: UploadLimits,
     /// `POST /hs/:token` (D6): which apps' tokens are accepted, and for how long.
@@ -255,7 +257,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             buckets: Buckets::default(),
             fileservers: vec![FileserverConfig::directory("local", "./data/fileserver")],
-            reads: crate::stores::ReadsConfig::default(),
+            reads: ReadsConfig::default(),
             upload: UploadConfig::default(),
             upload_limits: UploadLimits::default(),
             hivesigner: HivesignerConfig::default(),

@@ -2,8 +2,6 @@
 //! `X-Request-Id`, `X-Content-Type-Options: nosniff`, CORS reflecting `Origin` with `Vary: Origin`,
 //! and 204 preflights. Methods a path does not route fall through to the JSON 404, never 405.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path as Params, RawQuery, Request, State};
@@ -15,153 +13,13 @@ use axum::{Json, Router};
 use blobstore::ListRequest;
 use serde_json::json;
 
-use crate::auth::AccountSource;
-use crate::blacklist::Blacklist;
-use crate::fetch::Fetcher;
-use crate::flight::Flights;
-use crate::hotcache::HotCache;
 use crate::metrics::{FILESERVER_PROBES, PROXY_RESPONSES, RESPONSES};
-use crate::pipeline::Settings;
-use crate::pool::Pool;
-use crate::proxy::original::Original;
-use crate::proxy::{profile, Variant};
-use crate::quota::Quota;
-use crate::stores::Stores;
-use crate::{proxy, serve, upload, ApiError, Config};
-
-/// Shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-pub struct Inner {
-    pub config: Config,
-    pub stores: Stores,
-    pub accounts: AccountSource,
-    pub blacklist: Arc<Blacklist>,
-    pub quota: Quota,
-    pub replication: Option<Arc<crate::replication::Replication>>,
-    pub spool_dir: Arc<Path>,
-    /// `server.service_url`, parsed: our own origin for `/p/` unwrapping and upload shortcuts.
-    pub service_url: url::Url,
-    pub fetcher: Fetcher,
-    pub pool: Pool,
-    /// Room for originals held in memory (fetching, read, waiting for the pool).
-    pub inputs: crate::inputs::Inputs,
-    /// Shares of cold renders per client and per source host.
-    pub render_limits: crate::proxy::limit::RenderLimits,
-    pub settings: Settings,
-    pub hotcache: Option<HotCache>,
-    pub variants: Flights<Result<Arc<Variant>, ApiError>>,
-    pub originals: Flights<Result<Original, ApiError>>,
-    /// The cluster-wide takedown list: covered keys are refused (451) on every route.
-    pub takedowns: Arc<crate::takedowns::Takedowns>,
-    version: String,
-}
-
-impl AppState {
-    pub fn new(
-        config: Config,
-        stores: Stores,
-        accounts: AccountSource,
-        blacklist: Arc<Blacklist>,
-        quota: Quota,
-        replication: Option<Arc<crate::replication::Replication>>,
-    ) -> Result<Self, crate::Error> {
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), started);
-        let spool_dir: Arc<Path> =
-            Arc::from(config.upload.spool_dir.clone().unwrap_or_else(std::env::temp_dir));
-        let service_url = url::Url::parse(&config.server.service_url)
-            .map_err(|e| crate::Error::Config(format!("server.service_url: {e}")))?;
-        let fetcher = Fetcher::new(config.proxy.fetch()).map_err(crate::Error::Config)?;
-        let pool = Pool::new(
-            config.pipeline.workers,
-            config.pipeline.queue,
-            config.pipeline.memory_budget,
-        );
-        let inputs = crate::inputs::Inputs::new(config.pipeline.input_budget, config.pipeline.input_wait);
-        let render_limits = crate::proxy::limit::RenderLimits::new(&config).map_err(crate::Error::Config)?;
-        let settings = config.pipeline.settings(&config.proxy);
-        let hotcache = match &config.cache.dir {
-            Some(dir) => Some(
-                HotCache::open(dir, config.cache.max_bytes)
-                    .map_err(|e| crate::Error::Config(format!("cache.dir `{}`: {e}", dir.display())))?,
-            ),
-            None => {
-                tracing::warn!("cache.dir unset: no local hot cache; every miss goes to the fileservers");
-                None
-            }
-        };
-        let takedowns =
-            crate::takedowns::Takedowns::open(config.takedowns.state_file.clone()).map_err(|e| {
-                crate::Error::Config(format!(
-                    "takedowns.state_file `{}`: {e}",
-                    config
-                        .takedowns
-                        .state_file
-                        .as_deref()
-                        .unwrap_or(Path::new(""))
-                        .display()
-                ))
-            })?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                stores,
-                accounts,
-                blacklist,
-                quota,
-                replication,
-                spool_dir,
-                service_url,
-                fetcher,
-                pool,
-                inputs,
-                render_limits,
-                settings,
-                hotcache,
-                variants: Flights::default(),
-                originals: Flights::default(),
-                takedowns: Arc::new(takedowns),
-                version,
-            }),
-        })
-    }
-
-    pub fn inner(&self) -> &Inner {
-        &self.inner
-    }
-
-    /// Records taken-down keys (pushed or pulled) and clears the hot cache of them and their
-    /// variants; the keys that were new.
-    /// The state file's fsync and the hot cache's sweep run on a blocking thread.
-    pub async fn take_down(&self, keys: Vec<String>, last: Option<u64>) -> std::io::Result<Vec<String>> {
-        let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let new = state.inner().takedowns.add(&keys, last)?;
-            state.forget(&new);
-            Ok(new)
-        })
-        .await
-        .map_err(std::io::Error::other)?
-    }
-
-    /// Clears the hot cache of taken-down keys and their variants.
-    pub fn forget(&self, keys: &[String]) {
-        for k in keys {
-            let n = self.inner().hotcache.as_ref().map_or(0, |c| c.remove_derived(k));
-            tracing::info!(key = %k, hot_cache_files = n, "taken down");
-        }
-    }
-}
+use crate::proxy::profile;
+pub use crate::state::AppState;
+use crate::{proxy, serve, upload, ApiError};
 
 pub fn router(state: AppState) -> Router {
-    let max_body = state.inner.config.upload.max_image_size as usize + 64 * 1024;
+    let max_body = state.inner().config.upload.max_image_size as usize + 64 * 1024;
     Router::new()
         .route("/", get(healthcheck).fallback(not_found))
         .route(
@@ -292,7 +150,7 @@ async fn healthcheck(State(state): State<AppState>) -> Response {
     RESPONSES.with_label_values(&["healthcheck", "200"]).inc();
     (
         [(header::CACHE_CONTROL, "no-cache")],
-        Json(json!({"ok": true, "version": state.inner.version, "date": iso_now()})),
+        Json(json!({"ok": true, "version": state.inner().version, "date": iso_now()})),
     )
         .into_response()
 }
@@ -310,7 +168,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    let probes = state.inner.stores.servers.iter().map(|fs| async move {
+    let probes = state.inner().stores.servers.iter().map(|fs| async move {
         let req = ListRequest {
             max_keys: 1,
             ..ListRequest::default()

@@ -17,6 +17,7 @@ pub mod hotcache;
 pub mod http;
 pub mod inputs;
 pub mod keys;
+pub mod limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod pool;
@@ -25,6 +26,7 @@ pub mod quota;
 pub mod replication;
 pub mod serve;
 pub mod sniff;
+pub mod state;
 pub mod stats;
 pub mod stores;
 pub mod takedowns;
@@ -73,7 +75,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         )),
         None => None,
     };
-    let state = http::AppState::new(config.clone(), stores, accounts, blacklist, quota, replication)?;
+    let state = state::AppState::new(config.clone(), stores, accounts, blacklist, quota, replication)?;
     if let Some(url) = &config.takedowns.url {
         let feed =
             service::takedown_feed::Feed::new(url, config.takedowns.token.clone()).map_err(Error::Config)?;

@@ -24,8 +24,8 @@ pub mod shrink;
 use std::time::{Duration, Instant};
 
 use crate::metrics::PIPELINE_SECONDS;
-use crate::proxy::options::Mode;
 pub use geometry::Caps;
+pub use geometry::Mode;
 
 /// The input types the pipeline reads (from sniffed bytes, never a header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 //! fetch and one render however many requests ask for it at once (single-flight per key).
 
 pub mod legacy;
-pub mod limit;
 pub mod options;
 pub mod original;
 pub mod profile;
@@ -19,29 +18,19 @@ use axum::response::{IntoResponse, Response};
 use blobstore::{body_from_bytes, Key, PutOptions};
 use bytes::Bytes;
 
-use crate::http::AppState;
 use crate::keys::UploadDigests;
 use crate::metrics::{PROXY_RESPONSES, RENDERS};
 use crate::pipeline::{self, AvifSource, Input, Output};
 use crate::serve::IMMUTABLE;
 use crate::sniff::serve_type;
+use crate::state::AppState;
+pub use crate::state::Variant;
 use crate::ApiError;
 use options::{Format, Options};
 use target::Source;
 
 /// Cache-Control on errors once the URL is known to be well-formed (§1.4 step 3).
 const ERROR_CACHE: &str = "public,max-age=600";
-
-/// A rendered (or passed-through) image, shared by every request that waited for it.
-#[derive(Debug)]
-pub struct Variant {
-    pub bytes: Bytes,
-    pub content_type: &'static str,
-    /// The upload key of a fetched original's bytes, when this render saw them: named in
-    /// `Surrogate-Key` beside the source key so that a takedown of that upload reaches this
-    /// answer in every edge.
-    pub content_key: Option<String>,
-}
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -212,7 +201,7 @@ async fn produce(
     let rendered = rendered.map_err(refused)?;
     // Checked again after the render: a takedown that landed meanwhile stops the bytes before
     // anything is cached or stored.
-    let taken_down = |s: &crate::http::Inner| {
+    let taken_down = |s: &crate::state::Inner| {
         s.takedowns.covers(source.key()) || content_key.as_deref().is_some_and(|k| s.takedowns.covers(k))
     };
     if taken_down(s) {

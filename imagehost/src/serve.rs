@@ -15,10 +15,10 @@ use blobstore::{BodyStream, ByteRange, GetObject, Key, StoreError};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use crate::http::AppState;
 use crate::keys::UPLOAD_KEY_LEN;
 use crate::metrics::SERVED;
 use crate::sniff::{serve_type, ACCEPTED_IMAGES, SNIFF_LEN};
+use crate::state::AppState;
 use crate::stores::Raced;
 use crate::ApiError;
 

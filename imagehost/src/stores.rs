@@ -9,7 +9,7 @@ use std::sync::Arc;
 use blobstore::{open_bucket, BlobStore};
 
 use crate::{Config, Error};
-pub use health::{Health, ReadsConfig};
+pub use health::Health;
 pub use hedge::{race, Raced};
 
 /// One fileserver's two buckets.

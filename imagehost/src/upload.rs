@@ -21,10 +21,10 @@ use serde_json::json;
 
 use crate::auth::hs_token::HsToken;
 use crate::auth::{Account, HiveSignature};
-use crate::http::AppState;
 use crate::metrics::{SIGNATURE_SECONDS, UPLOADS, UPLOAD_BYTES};
 use crate::quota::Limits;
 use crate::sniff::{is_accepted_image, sniff, SNIFF_LEN};
+use crate::state::AppState;
 use crate::ApiError;
 
 /// Characters percent-encoded in the filename of the returned URL (D7): the WHATWG path set plus
@@ -111,7 +111,7 @@ enum Checked {
 }
 
 /// The proof's author and what to check, or why it is refused before any body is read.
-fn check_proof(s: &crate::http::Inner, proof: Proof) -> Result<(String, Checked), ApiError> {
+fn check_proof(hs: &crate::config::HivesignerConfig, proof: Proof) -> Result<(String, Checked), ApiError> {
     match proof {
         Proof::Signature {
             username,
@@ -133,7 +133,6 @@ fn check_proof(s: &crate::http::Inner, proof: Proof) -> Result<(String, Checked)
                 ApiError::InvalidSignature
             };
             let token = HsToken::decode(&token).map_err(refused)?;
-            let hs = &s.config.hivesigner;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
@@ -157,7 +156,7 @@ const MAX_DELEGATES: usize = 8;
 /// token's key in the author's posting authority, or in the posting authority of an app the
 /// author's posting authority lists (D6).
 async fn key_speaks_for(
-    s: &crate::http::Inner,
+    accounts: &crate::auth::AccountSource,
     checked: &Checked,
     account: &Account,
     digests: &crate::keys::UploadDigests,
@@ -174,8 +173,7 @@ async fn key_speaks_for(
                 return Ok(true);
             }
             for app in account.posting_delegates().take(MAX_DELEGATES) {
-                let found = s
-                    .accounts
+                let found = accounts
                     .get(app)
                     .await
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -186,6 +184,31 @@ async fn key_speaks_for(
             Ok(false)
         }
     }
+}
+
+/// Whether a proven author may store these bytes: not blacklisted, not a re-upload of a
+/// taken-down image, within the quota, reputable enough (in OH's order).
+async fn admit(s: &crate::state::Inner, account: &Account, key: &str) -> Result<(), ApiError> {
+    if s.blacklist.has_account(&account.name) {
+        return Err(ApiError::Blacklisted);
+    }
+    // The same bytes as an image taken down (or blacklisted) are refused, on every node: the
+    // key is a hash of the content, so this is exactly a re-upload.
+    if s.takedowns.covers(key) || s.blacklist.has_image_hash(key) {
+        tracing::info!(account = %account.name, %key, "re-upload of a taken-down image refused");
+        return Err(ApiError::Blacklisted);
+    }
+    let limits = Limits {
+        window: s.config.upload_limits.duration,
+        max: s.config.upload_limits.max,
+    };
+    if !s.quota.allow(&account.name, &limits).await {
+        return Err(ApiError::QuotaExceeded);
+    }
+    if account.reputation_score() < s.config.upload_limits.reputation {
+        return Err(ApiError::Deplorable);
+    }
+    Ok(())
 }
 
 fn outcome(r: Result<Json<serde_json::Value>, ApiError>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -206,7 +229,7 @@ async fn handle(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = state.inner();
     let cfg = &s.config.upload;
-    let (username, checked) = check_proof(s, proof)?;
+    let (username, checked) = check_proof(&s.config.hivesigner, proof)?;
 
     let received = intake::receive(
         &headers,
@@ -232,31 +255,13 @@ async fn handle(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or(ApiError::NoSuchAccount)?;
     let timer = Instant::now();
-    let key_ok = key_speaks_for(s, &checked, &account, &received.digests).await?;
+    let key_ok = key_speaks_for(&s.accounts, &checked, &account, &received.digests).await?;
     SIGNATURE_SECONDS.observe(timer.elapsed().as_secs_f64());
     if !key_ok {
         return Err(ApiError::InvalidSignature);
     }
-    if s.blacklist.has_account(&account.name) {
-        return Err(ApiError::Blacklisted);
-    }
-    // The same bytes as an image taken down (or blacklisted) are refused, on every node: the
-    // key is a hash of the content, so this is exactly a re-upload.
     let key_text = received.digests.upload_key();
-    if s.takedowns.covers(&key_text) || s.blacklist.has_image_hash(&key_text) {
-        tracing::info!(account = %account.name, key = %key_text, "re-upload of a taken-down image refused");
-        return Err(ApiError::Blacklisted);
-    }
-    let limits = Limits {
-        window: s.config.upload_limits.duration,
-        max: s.config.upload_limits.max,
-    };
-    if !s.quota.allow(&account.name, &limits).await {
-        return Err(ApiError::QuotaExceeded);
-    }
-    if account.reputation_score() < s.config.upload_limits.reputation {
-        return Err(ApiError::Deplorable);
-    }
+    admit(s, &account, &key_text).await?;
 
     let key = Key::new(key_text.as_str()).map_err(|e| ApiError::Internal(e.to_string()))?;
     let size = received.body.len();

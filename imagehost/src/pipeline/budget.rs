@@ -57,8 +57,8 @@ pub fn job_bytes(p: &Probe, plan: &Plan, oriented: bool, margin: f64, input_len:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::geometry::Mode;
     use crate::pipeline::geometry::{plan, Caps};
-    use crate::proxy::options::Mode;
 
     fn est(kind: Kind, src: (u32, u32), width: Option<u64>) -> u64 {
         let p = Probe {

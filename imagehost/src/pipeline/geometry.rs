@@ -4,7 +4,22 @@
 //! cap (1280) applies. Then [`bound`]: enlargement is capped at a factor, and the output at the
 //! pixel and side limits, shrinking the output (same crop, same aspect) rather than allocating it.
 
-use crate::proxy::options::Mode;
+/// How the output fills the requested box: cover crops to fill it, fit fits inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Cover,
+    Fit,
+}
+
+impl Mode {
+    /// The name in variant keys and OH's `mode=` parameter.
+    pub fn key_name(self) -> &'static str {
+        match self {
+            Mode::Cover => "Cover",
+            Mode::Fit => "Fit",
+        }
+    }
+}
 
 /// OH's `proxy_store` limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,8 @@
 //! `/p/` query options (§1.4 `parseOptions`): width, height, mode and format, with OH's parsing
 //! quirks kept (parseInt, first value wins, `0` = unset) and D3's fix (negative or non-numeric = 400).
 
+pub use crate::pipeline::geometry::Mode;
 use crate::ApiError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Cover,
-    Fit,
-}
 
 /// The requested output format. `Auto` (D11, opt-in) negotiates WebP from `Accept`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +30,6 @@ impl Default for Options {
             height: None,
             mode: Mode::Cover,
             format: Format::Match,
-        }
-    }
-}
-
-impl Mode {
-    pub fn key_name(self) -> &'static str {
-        match self {
-            Mode::Cover => "Cover",
-            Mode::Fit => "Fit",
         }
     }
 }

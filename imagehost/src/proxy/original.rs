@@ -8,34 +8,15 @@ use blobstore::{collect_body, Key};
 use bytes::Bytes;
 
 use super::target::Source;
-use crate::http::{AppState, Inner};
 use crate::inputs::{Full, Held};
 use crate::sniff::accepted_image;
+use crate::state::{AppState, Inner};
+pub use crate::state::{Original, OriginalFrom as From};
 use crate::stores::Raced;
 use crate::ApiError;
 
 /// Largest object read back from a store (variants of huge PNGs can exceed the fetch cap).
 const MAX_STORED: u64 = 64 << 20;
-
-#[derive(Debug, Clone)]
-pub struct Original {
-    pub key: String,
-    pub bytes: Bytes,
-    pub mime: &'static str,
-    /// Room in the input budget for `bytes`, given back when the last copy of this is dropped
-    /// (after the render that waited for it).
-    pub held: Arc<Held>,
-    /// Where it came from: only fetched originals are written to the proxy store, and only once
-    /// they rendered (a file that fails the pipeline is never kept).
-    pub from: From,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
-    HotCache,
-    Store,
-    Fetch,
-}
 
 fn typed(key: &str, bytes: Bytes, from: From, held: Held) -> Result<Original, ApiError> {
     let mime = accepted_image(&bytes).ok_or(ApiError::InvalidImage)?;

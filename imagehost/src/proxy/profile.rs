@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use super::legacy::koa_redirect;
 use super::target::encode;
 use crate::auth::accounts::Account;
-use crate::http::AppState;
 use crate::metrics::PROXY_RESPONSES;
+use crate::state::AppState;
 use crate::ApiError;
 
 /// `small` 64, `medium` 128, `large` 512; anything else (a number included) 128.
