@@ -1,13 +1,12 @@
-//! Fileserver configuration, shared by imagehost and blobsync, and opening one bucket of it.
+//! Fileserver configuration, shared by imagehost and blobsync.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use service::Secret;
 
-use crate::{BlobStore, DirStore, Layout, S3Store, StoreError};
+use crate::Layout;
 
 /// One fileserver: a name, a key layout, and exactly one backend (`s3` or `directory`).
 ///
@@ -204,28 +203,6 @@ impl S3Config {
             (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok((a, s)),
             _ => Err("no S3 credentials: set access_key_id and secret_access_key(_file), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()),
         }
-    }
-}
-
-/// Opens `bucket` on `server` with the backend it configures.
-pub fn open_bucket(server: &FileserverConfig, bucket: &str) -> Result<Arc<dyn BlobStore>, StoreError> {
-    server.validate().map_err(|reason| StoreError::Backend {
-        store: server.name.clone(),
-        reason,
-    })?;
-    match (&server.s3, &server.directory) {
-        (Some(s3), _) => Ok(Arc::new(S3Store::new(&server.name, s3, bucket, server.layout)?)),
-        (_, Some(dir)) => Ok(Arc::new(DirStore::open(
-            &server.name,
-            &dir.path,
-            bucket,
-            server.layout,
-            dir.create,
-        )?)),
-        _ => Err(StoreError::Backend {
-            store: server.name.clone(),
-            reason: "no backend configured".into(),
-        }),
     }
 }
 

@@ -10,14 +10,16 @@ mod digest;
 mod dir;
 mod error;
 mod key;
+mod open;
 mod s3;
 mod store;
 
-pub use config::{open_bucket, DirConfig, FileserverConfig, S3Config};
+pub use config::{DirConfig, FileserverConfig, S3Config};
 pub use digest::{DigestingWriter, Digests};
 pub use dir::DirStore;
 pub use error::StoreError;
 pub use key::{Key, Layout};
+pub use open::open_bucket;
 pub use s3::S3Store;
 pub use store::{
     body_from_bytes, collect_body, BlobStore, BodyStream, ByteRange, GetObject, ListEntry, ListPage,

@@ -1,6 +1,7 @@
 //! The workers: take due items from the queue, carry them out, complete or reschedule them; and
 //! the periodic jobs (anti-entropy, scrub, tombstone GC, gauges).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,26 +12,23 @@ use tokio::task::JoinSet;
 
 use crate::antientropy::{self, Progress};
 use crate::config::Config;
-use crate::copy::{backoff, CopyOutcome, Replicator};
-use crate::error::SyncError;
-use crate::imagehosts::ImagehostNotifier;
+use crate::copy::{backoff, CopyOutcome, Replicator, Server};
+use crate::error::{Error, SyncError};
 use crate::limit::RateLimiter;
 use crate::metrics::{
     AE_PASSES, BACKLOG, FAILURES, LAG, OLDEST_PENDING, SCRUB_REPAIRED, TAKEDOWNS, TOMBSTONES,
 };
-use crate::purge::EdgePurger;
 use crate::queue::{now_ms, Action, Item, Queue};
 use crate::scrub;
-use crate::takedown::Report;
+use crate::takedown::{Report, Takedowns};
+use crate::{imagehosts, purge, takedown};
 
 pub struct Engine {
     pub config: Config,
     pub queue: Arc<Queue>,
     pub replicator: Arc<Replicator>,
-    /// Takedowns are banned (by tag) on these edges...
-    pub edges: EdgePurger,
-    /// ...after these imagehosts were told.
-    pub imagehosts: ImagehostNotifier,
+    /// Carries out takedowns: imagehosts told, fileservers cleared, edges banned.
+    pub takedowns: Takedowns,
     /// Wakes the worker loop when work arrives, so copies start at once (`notify_one` keeps the
     /// wake-up if the loop is busy, so an enqueue racing its check for due work is never missed).
     pub wake: Notify,
@@ -125,7 +123,7 @@ impl Engine {
             }
         };
         let (result, takedown) = if item.action == Action::Delete || tombstoned {
-            let (result, report) = self.take_down(&item.bucket, &key).await.finish();
+            let (result, report) = self.takedowns.take_down(&item.bucket, &key).await.finish();
             (result, Some(report))
         } else {
             let copied = self
@@ -144,7 +142,10 @@ impl Engine {
             // A takedown that landed while this copy ran: remove what it wrote.
             if copied.is_ok() && matches!(self.queue.is_taken_down(&item.key), Ok(true)) {
                 tracing::info!(bucket = %item.bucket, %key, "taken down while copying; deleting the copy");
-                (self.take_down(&item.bucket, &key).await.finish().0, None)
+                (
+                    self.takedowns.take_down(&item.bucket, &key).await.finish().0,
+                    None,
+                )
             } else {
                 (copied, None)
             }
@@ -356,4 +357,60 @@ impl Engine {
         TOMBSTONES.set(self.queue.tombstone_count() as i64);
         TAKEDOWNS.set(self.queue.takedown_count() as i64);
     }
+}
+
+/// Opens the queue (recovering work in flight at a crash) and the fileservers.
+pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
+    config.validate().map_err(Error::Config)?;
+    let queue = Queue::open(&config.queue.path).map_err(|e| Error::Queue {
+        path: config.queue.path.display().to_string(),
+        source: e,
+    })?;
+    queue.set_lanes(config.buckets.len() as u8);
+    let pending = queue.recover().map_err(|e| Error::Queue {
+        path: config.queue.path.display().to_string(),
+        source: e,
+    })?;
+    if pending > 0 {
+        tracing::info!(pending, "resuming queued work");
+    }
+    let mut servers = Vec::new();
+    for fs in &config.fileservers {
+        let mut buckets = HashMap::new();
+        for b in &config.buckets {
+            buckets.insert(b.clone(), blobstore::open_bucket(fs, b)?);
+        }
+        servers.push(Server {
+            name: fs.name.clone(),
+            buckets,
+        });
+    }
+    let replicator = Replicator {
+        servers,
+        limiter: RateLimiter::new(config.copy.bandwidth_limit).map(Arc::new),
+        max_object_size: config.copy.max_object_size,
+    };
+    let (queue, replicator) = (Arc::new(queue), Arc::new(replicator));
+    let takedowns = takedown::Takedowns {
+        buckets: config.buckets.clone(),
+        replicator: replicator.clone(),
+        queue: queue.clone(),
+        imagehosts: imagehosts::ImagehostNotifier::new(
+            &config.takedown.imagehosts,
+            config.server.token.clone(),
+        )
+        .map_err(Error::Config)?,
+        edges: purge::EdgePurger::new(&config.takedown).map_err(Error::Config)?,
+    };
+    Ok(Arc::new(Engine {
+        config: config.clone(),
+        queue,
+        replicator,
+        takedowns,
+        wake: Notify::new(),
+        sync_now: Notify::new(),
+        progress: Default::default(),
+        scrub_now: Notify::new(),
+        scrub_progress: Default::default(),
+    }))
 }

@@ -344,7 +344,7 @@ async fn status(State(state): State<AppState>) -> Response {
     let sync = &engine.progress;
     let scrub = &engine.scrub_progress;
     Json(json!({
-        "queue": crate::queue_identity(&engine.config.queue.path),
+        "queue": crate::queue::identity(&engine.config.queue.path),
         "backlog": pending.len(),
         "pending_copies": copies,
         "pending_takedowns": pending.len() - copies,

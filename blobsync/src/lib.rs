@@ -29,68 +29,13 @@ pub mod stats;
 pub mod takedown;
 
 pub use config::Config;
+pub use engine::open;
 pub use error::Error;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use service::Shutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-
-use crate::copy::{Replicator, Server};
-use crate::engine::Engine;
-use crate::limit::RateLimiter;
-use crate::queue::Queue;
-
-/// Opens the queue (recovering work in flight at a crash) and the fileservers.
-pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
-    config.validate().map_err(Error::Config)?;
-    let queue = Queue::open(&config.queue.path).map_err(|e| Error::Queue {
-        path: config.queue.path.display().to_string(),
-        source: e,
-    })?;
-    queue.set_lanes(config.buckets.len() as u8);
-    let pending = queue.recover().map_err(|e| Error::Queue {
-        path: config.queue.path.display().to_string(),
-        source: e,
-    })?;
-    if pending > 0 {
-        tracing::info!(pending, "resuming queued work");
-    }
-    let mut servers = Vec::new();
-    for fs in &config.fileservers {
-        let mut buckets = HashMap::new();
-        for b in &config.buckets {
-            buckets.insert(b.clone(), blobstore::open_bucket(fs, b)?);
-        }
-        servers.push(Server {
-            name: fs.name.clone(),
-            buckets,
-        });
-    }
-    let replicator = Replicator {
-        servers,
-        limiter: RateLimiter::new(config.copy.bandwidth_limit).map(Arc::new),
-        max_object_size: config.copy.max_object_size,
-    };
-    Ok(Arc::new(Engine {
-        config: config.clone(),
-        queue: Arc::new(queue),
-        replicator: Arc::new(replicator),
-        edges: purge::EdgePurger::new(&config.takedown).map_err(Error::Config)?,
-        imagehosts: imagehosts::ImagehostNotifier::new(
-            &config.takedown.imagehosts,
-            config.server.token.clone(),
-        )
-        .map_err(Error::Config)?,
-        wake: Notify::new(),
-        sync_now: Notify::new(),
-        progress: Default::default(),
-        scrub_now: Notify::new(),
-        scrub_progress: Default::default(),
-    }))
-}
 
 /// The daemon: API on `listener`, workers, anti-entropy, scrub, until `shutdown`; then in-flight
 /// copies get `admin.drain_timeout` to finish, and whatever remains stays queued.
@@ -124,14 +69,4 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     })?;
     tracing::info!("blobsync stopped");
     Ok(())
-}
-
-/// What a config's queue is called in `/status`, so a one-shot command knows the daemon it
-/// reached is the one holding its queue: the queue directory's absolute path.
-pub fn queue_identity(path: &std::path::Path) -> String {
-    std::fs::canonicalize(path)
-        .or_else(|_| std::path::absolute(path))
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use service::Shutdown;
 
+use crate::engine::open;
 use crate::engine::Engine;
 use crate::limit::RateLimiter;
 use crate::remote::Daemon;
-use crate::report::{eta, Reporter};
-use crate::{open, scrub, Config, Error};
+use crate::report::{eta, not_checked, Reporter};
+use crate::{scrub, Config, Error};
 
 /// What a one-shot run left: objects still waiting (on an unreachable server), and for a scrub
 /// the corrupt copies it found and the fileservers it could not check.
@@ -27,18 +28,6 @@ impl Outcome {
     /// Everything done: nothing waiting, every fileserver checked.
     pub fn complete(&self) -> bool {
         self.left == 0 && self.unchecked.is_empty()
-    }
-}
-
-/// The end of a scrub's summary line naming the fileservers it could not check.
-pub fn not_checked(unreachable: &[String]) -> String {
-    if unreachable.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; NOT checked (did not answer): {}; run again when they are up",
-            unreachable.join(", ")
-        )
     }
 }
 

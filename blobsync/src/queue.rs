@@ -36,6 +36,16 @@ impl From<sled::Error> for QueueError {
     }
 }
 
+/// What a config's queue is called in `/status`, so a one-shot command knows the daemon it
+/// reached is the one holding its queue: the queue directory's absolute path.
+pub fn identity(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -42,7 +42,7 @@ impl Daemon {
             client,
         };
         let status = d.status().await.ok()?;
-        let ours = crate::queue_identity(&config.queue.path);
+        let ours = crate::queue::identity(&config.queue.path);
         (status["queue"].as_str() == Some(ours.as_str())).then_some(d)
     }
 
@@ -142,7 +142,7 @@ impl Daemon {
                 reporter.finish(&format!(
                     "scrub finished in {:.1}s (by the running daemon): {checked} copies checked, {corrupt} corrupt (queued for repair), {backlog} waiting{}",
                     reporter.elapsed().as_secs_f64(),
-                    crate::oneshot::not_checked(&unreachable)
+                    crate::report::not_checked(&unreachable)
                 ));
                 return Ok((corrupt, backlog, unreachable));
             }

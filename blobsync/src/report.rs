@@ -101,6 +101,18 @@ pub fn eta(left: u64, rate: f64) -> String {
     }
 }
 
+/// The end of a scrub's summary line naming the fileservers it could not check.
+pub fn not_checked(unreachable: &[String]) -> String {
+    if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; NOT checked (did not answer): {}; run again when they are up",
+            unreachable.join(", ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

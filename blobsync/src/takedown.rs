@@ -4,13 +4,30 @@
 //! drops whatever is tagged with the key. A variant found later (a fileserver that was down) is
 //! deleted on its own, by the same queue.
 
+use std::sync::Arc;
+
 use blobstore::{Key, ListRequest};
 
-use crate::engine::Engine;
+use crate::copy::Replicator;
 use crate::error::SyncError;
 use crate::fanout::Outcomes;
+use crate::imagehosts::ImagehostNotifier;
 use crate::metrics::{DELETES, VARIANTS_DELETED};
-use crate::queue::source_of;
+use crate::purge::EdgePurger;
+use crate::queue::{source_of, Queue};
+
+/// Everything a takedown touches: the fileservers (through the replicator), the queue's
+/// tombstones, and the imagehosts and edges to tell.
+pub struct Takedowns {
+    /// Every mirrored bucket: a source key is deleted from all of them.
+    pub buckets: Vec<String>,
+    pub replicator: Arc<Replicator>,
+    pub queue: Arc<Queue>,
+    /// These imagehosts are told first...
+    pub imagehosts: ImagehostNotifier,
+    /// ...and these edges ban the key (by tag) last.
+    pub edges: EdgePurger,
+}
 
 /// What one attempt at a takedown did.
 #[derive(Debug)]
@@ -60,7 +77,7 @@ impl Takedown {
     }
 }
 
-impl Engine {
+impl Takedowns {
     /// Takes `key` down in `bucket`. For a source key (the taken-down object itself) the whole
     /// cluster is told and every derived object deleted; for a derived key (a variant found on a
     /// fileserver after its source was taken down) only that object is deleted everywhere.
@@ -79,7 +96,7 @@ impl Engine {
         // takedown sent to the wrong bucket must not leave the original behind.
         let deleted = if source {
             let mut errors = Vec::new();
-            for b in &self.config.buckets {
+            for b in &self.buckets {
                 if let Err(e) = self.replicator.delete(b, key).await {
                     errors.push(e);
                 }

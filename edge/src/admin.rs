@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use axum::extract::State as AxumState;
 use axum::http::header;
@@ -16,8 +18,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::metrics;
+use crate::state::State;
 use crate::stats::Stats;
-use crate::State;
 
 pub struct Admin {
     pub listen: SocketAddr,
@@ -81,7 +83,7 @@ struct AdminState {
 }
 
 async fn prometheus_text(AxumState(admin): AxumState<Arc<AdminState>>) -> impl IntoResponse {
-    metrics::refresh(&admin.state);
+    refresh(&admin.state);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         service::admin::render_metrics(),
@@ -150,8 +152,28 @@ fn collect(state: &State) -> Figures {
 
 /// The figures scripts read (flat), and under `page` what the stats page draws.
 async fn stats_json(AxumState(admin): AxumState<Arc<AdminState>>) -> impl IntoResponse {
-    metrics::refresh(&admin.state);
+    refresh(&admin.state);
     let mut json = serde_json::to_value(collect(&admin.state)).unwrap_or_default();
     json["page"] = admin.stats.page(&admin.state);
     ([(header::CACHE_CONTROL, "no-store")], Json(json))
+}
+
+/// Copies cache sizes and backend health into their gauges.
+fn refresh(state: &State) {
+    if let Some(c) = state.cache {
+        let s = c.stats();
+        metrics::CACHE_BYTES.set(s.memory_bytes as i64);
+        metrics::CACHE_OBJECTS.set(s.objects as i64);
+        metrics::CACHE_DISK_BYTES.set(s.disk_bytes as i64);
+        // The eviction manager counts from start; the counter follows it, each step once
+        // however many scrapes run at a time.
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        let total = s.evicted_items as u64;
+        let before = SEEN.fetch_max(total, Ordering::Relaxed);
+        // inc_by(0) too: the counter is exported (as 0) before the first eviction.
+        metrics::CACHE_EVICTED.inc_by(total.saturating_sub(before));
+    }
+    for (addr, up) in state.upstreams.health() {
+        metrics::BACKEND_UP.with_label_values(&[&addr]).set(up as i64);
+    }
 }

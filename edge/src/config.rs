@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use service::admin::AdminConfig;
 use service::{LogConfig, Secret};
 
-use crate::net::Cidr;
+use service::net::Cidr;
+
+pub use crate::tls::CertConfig;
 
 /// Keys that may instead be given as `<key>_file` (read from a file, e.g. an ansible-vault secret).
 pub const SECRET_KEYS: &[&str] = &["token"];
@@ -82,13 +84,6 @@ pub struct TlsConfig {
     pub listen: Option<SocketAddr>,
     /// Certificates chosen by SNI; the first one is also the default for clients without SNI.
     pub certs: Vec<CertConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertConfig {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

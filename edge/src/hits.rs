@@ -32,7 +32,8 @@ use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cache::key;
-use crate::{metrics, State};
+use crate::metrics;
+use crate::state::State;
 use conn::Conn;
 use request::{Candidate, Parsed};
 

@@ -17,6 +17,7 @@ pub mod metrics;
 pub use service::net;
 pub mod proxy;
 pub mod purge;
+pub mod state;
 pub mod stats;
 pub mod takedowns;
 pub mod tls;
@@ -24,6 +25,7 @@ pub mod upstreams;
 
 pub use config::Config;
 pub use error::Error;
+pub use state::State;
 
 use std::sync::Arc;
 
@@ -36,16 +38,6 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-
-/// What every request handler shares.
-pub struct State {
-    pub config: Config,
-    pub cache: Option<&'static cache::Cache>,
-    pub upstreams: Arc<upstreams::Upstreams>,
-    pub purger: purge::Purger,
-    pub upload_rate: limits::RateLimiter,
-    pub trusted_proxies: Vec<net::Cidr>,
-}
 
 /// How the process was started: `upgrade` takes the listeners over from a running edge.
 #[derive(Debug, Clone, Default)]

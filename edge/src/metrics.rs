@@ -1,7 +1,6 @@
 //! Every edge metric, declared once, prefixed `edge_`. Cache sizes and backend health are gauges
-//! refreshed when `/metrics` is scraped ([`refresh`]).
+//! refreshed by the admin listener when `/metrics` is scraped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use prometheus::{
@@ -114,24 +113,4 @@ pub fn upstream_errors(backend: &str) -> u64 {
         .iter()
         .map(|kind| UPSTREAM_ERRORS.with_label_values(&[backend, kind]).get())
         .sum()
-}
-
-/// Copies cache sizes and backend health into their gauges.
-pub fn refresh(state: &crate::State) {
-    if let Some(c) = state.cache {
-        let s = c.stats();
-        CACHE_BYTES.set(s.memory_bytes as i64);
-        CACHE_OBJECTS.set(s.objects as i64);
-        CACHE_DISK_BYTES.set(s.disk_bytes as i64);
-        // The eviction manager counts from start; the counter follows it, each step once
-        // however many scrapes run at a time.
-        static SEEN: AtomicU64 = AtomicU64::new(0);
-        let total = s.evicted_items as u64;
-        let before = SEEN.fetch_max(total, Ordering::Relaxed);
-        // inc_by(0) too: the counter is exported (as 0) before the first eviction.
-        CACHE_EVICTED.inc_by(total.saturating_sub(before));
-    }
-    for (addr, up) in state.upstreams.health() {
-        BACKEND_UP.with_label_values(&[&addr]).set(up as i64);
-    }
 }

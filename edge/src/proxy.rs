@@ -15,7 +15,8 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::cache::{key, policy};
 use crate::metrics;
-use crate::{purge, State};
+use crate::purge;
+use crate::state::State;
 
 /// Per-request state.
 pub struct Ctx {
@@ -130,7 +131,7 @@ impl ProxyHttp for Edge {
         ctx.started = Instant::now();
         let req = session.req_header();
         let xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        ctx.client = crate::net::client_ip(peer, xff, &self.state.trusted_proxies);
+        ctx.client = service::net::client_ip(peer, xff, &self.state.trusted_proxies);
         if purge::is_purge_method(req.method.as_str()) {
             self.state.purger.handle(session, peer).await?;
             return Ok(true);

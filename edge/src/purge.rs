@@ -18,7 +18,7 @@ use crate::cache::bans::{AddError, Condition, Spec};
 use crate::cache::{key, Cache};
 use crate::config::PurgeConfig;
 use crate::metrics;
-use crate::net::{any_contains, Cidr};
+use service::net::{any_contains, Cidr};
 
 /// Set on purges one edge forwards to another, so they are not forwarded again.
 pub const FORWARDED: &str = "x-edge-purge-forwarded";

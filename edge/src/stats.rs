@@ -10,7 +10,7 @@ use prometheus::core::Collector;
 use service::stats::{buckets, counter_sum, quantile, Chart, History, Rates, Recorder, Table};
 
 use crate::metrics;
-use crate::State;
+use crate::state::State;
 
 const SERIES: [&str; 11] = [
     "answers/s",

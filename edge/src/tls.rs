@@ -6,7 +6,15 @@ use std::sync::Arc;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, ResolvesServerCert};
 
-use crate::config::CertConfig;
+use serde::{Deserialize, Serialize};
+
+/// One certificate and its key (`[[tls.certs]]`), PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertConfig {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+}
 
 /// One certificate with the DNS names it is valid for (SAN, else CN), lower-cased.
 struct Loaded {
