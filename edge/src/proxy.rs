@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::key::HashBinary;
-use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, RespCacheable, VarianceBuilder};
+use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
@@ -217,7 +217,7 @@ impl ProxyHttp for Edge {
         let Some(cache) = self.state.cache else {
             return Ok(());
         };
-        if !idempotent(session.req_header()) {
+        if !policy::request_cacheable(session.req_header()) {
             return Ok(());
         }
         let mut ov = CacheOptionOverrides::default();
@@ -241,19 +241,7 @@ impl ProxyHttp for Edge {
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut Ctx, req: &RequestHeader) -> Option<HashBinary> {
-        let resp = meta.response_header();
-        let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-        let mut v = VarianceBuilder::new();
-        if policy::varies_on(resp, "accept") {
-            v.add_value("accept", policy::accept_bucket(&req.headers));
-        }
-        if policy::varies_on(resp, "accept-encoding") {
-            v.add_value(
-                "accept-encoding",
-                policy::encoding_bucket(header("accept-encoding")),
-            );
-        }
-        v.finalize()
+        policy::variance(meta.response_header(), &req.headers)
     }
 
     fn response_cache_filter(
@@ -262,17 +250,11 @@ impl ProxyHttp for Edge {
         resp: &ResponseHeader,
         _ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        let auth = session
-            .req_header()
-            .headers
-            .contains_key(http::header::AUTHORIZATION);
-        Ok(policy::response_cacheable(resp, auth))
+        Ok(policy::response_cacheable(resp, session.req_header()))
     }
 
     fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut Ctx, error: Option<&Error>) -> bool {
-        // None: stale-while-revalidate (the meta's window decides); Some: stale-if-error, for
-        // upstream failures only.
-        error.is_none_or(|e| e.esource() == &pingora::ErrorSource::Upstream)
+        policy::serve_stale(error)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

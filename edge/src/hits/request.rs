@@ -2,6 +2,8 @@
 //! a `Host`, no body, and nothing that needs pingora's logic (ranges, conditional requests,
 //! upgrades). Everything else, malformed or partial input included, goes to pingora untouched.
 
+use crate::cache::policy;
+
 /// A request the fast path can look up; borrowed from the read buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Candidate<'a> {
@@ -50,12 +52,12 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
     };
-    let head_only = match req.method {
-        Some("GET") => false,
-        Some("HEAD") => true,
-        _ => return Parsed::Other,
+    let Some(method) = req.method.filter(|m| policy::method_cacheable(m)) else {
+        return Parsed::Other;
     };
-    let Some(target) = req.path.filter(|p| p.starts_with('/')) else {
+    let head_only = method == "HEAD";
+    // The cache key's path and query, split as pingora's path would split them.
+    let Some((path, query)) = req.path.and_then(policy::key_target) else {
         return Parsed::Other;
     };
     if req.version != Some(1) {
@@ -94,10 +96,6 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     }
     let Some(host) = host else {
         return Parsed::Other;
-    };
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
     };
     Parsed::Candidate(Candidate {
         head_only,
@@ -193,6 +191,10 @@ mod tests {
             ("PURGE /a HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
             ("GET /a HTTP/1.0\r\nHost: h\r\n\r\n", Parsed::Other),
             ("GET http://h/a HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
+            // Targets pingora's URI parser reads differently (cuts the fragment) or refuses.
+            ("GET /a?w=1#x HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
+            ("GET /caf\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
+            ("POST /a HTTP/1.1\r\nHost: h\r\n\r\n", Parsed::Other),
             ("GET /a HTTP/1.1\r\n\r\n", Parsed::Other),
             ("GET /a HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", Parsed::Other),
             (

@@ -11,6 +11,7 @@ use pingora::cache::CacheKey;
 use pingora::http::ResponseHeader;
 
 use super::Store;
+use crate::cache::policy;
 
 /// One object the fast path may answer with as it is.
 pub struct MemoryHit {
@@ -34,24 +35,10 @@ const DROPPED: [&str; 8] = [
     super::tags::HEADER,
 ];
 
-/// The wire form of a stored 200 the fast path can serve unchanged: with a `Content-Length` that
-/// matches the body, no `Vary` (variants are left to pingora) and no transfer coding.
+/// The wire form of a stored response the fast path may serve unchanged
+/// ([`policy::fast_path_servable`] decides which).
 pub(super) fn wire_head(resp: &ResponseHeader, body_len: usize) -> Option<Bytes> {
-    let h = &resp.headers;
-    if resp.status != http::StatusCode::OK
-        || h.contains_key(http::header::VARY)
-        || h.contains_key(http::header::TRANSFER_ENCODING)
-    {
-        return None;
-    }
-    let length: usize = h
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    if length != body_len {
+    if !policy::fast_path_servable(resp, body_len) {
         return None;
     }
     let mut kept = resp.clone();
@@ -70,7 +57,7 @@ impl Store {
     /// variants, the disk tier).
     pub fn memory_hit(&self, key: &CacheKey, now: SystemTime) -> Option<MemoryHit> {
         let entry = self.get(&key.primary_bin(), None)?;
-        if !entry.meta.is_fresh(now) || entry.meta.variance().is_some() {
+        if !policy::fast_path_servable_now(&entry.meta, now) {
             return None;
         }
         let head = entry
