@@ -65,9 +65,7 @@ fn twenty_sigkills_during_a_backfill_lose_nothing() {
     let fs1 = blobstore::open_bucket(&cfg.fileservers[1], "uploads").expect("fs1");
     // Seed through a client with default timeouts and retries (the service's config uses one
     // short attempt so kills are quick), a few PUTs at a time so a loaded CI machine copes.
-    let a = garages[0].access();
-    let seeder = blobstore::FileserverConfig::s3("seed", &a.endpoint, &a.access_key, &a.secret_key);
-    let fs0 = blobstore::open_bucket(&seeder, "uploads").expect("fs0");
+    let fs0 = blobstore::open_bucket(&garages[0].fileserver(), "uploads").expect("fs0");
     rt.block_on(async {
         use futures::StreamExt;
         let results: Vec<_> = futures::stream::iter(0..OBJECTS)

@@ -26,13 +26,7 @@ fn metric(name: &str) -> f64 {
 }
 
 fn s3(g: &Garage) -> FileserverConfig {
-    let a = g.access();
-    let mut fs = FileserverConfig::s3(g.name(), &a.endpoint, &a.access_key, &a.secret_key);
-    if let Some(s3) = fs.s3.as_mut() {
-        s3.connect_timeout = Duration::from_millis(300);
-        s3.max_attempts = 1;
-    }
-    fs
+    g.fileserver_failing_fast(Duration::from_millis(300))
 }
 
 struct Fixture {

@@ -8,71 +8,65 @@ use prometheus::{
     register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
-macro_rules! lazy {
-    ($name:ident: $ty:ty = $e:expr) => {
-        pub static $name: LazyLock<$ty> = LazyLock::new(|| $e.expect(stringify!($name)));
-    };
-}
-
-lazy!(RESPONSES: IntCounterVec = register_int_counter_vec!(
+service::metric!(RESPONSES: IntCounterVec = register_int_counter_vec!(
     "edge_responses_total", "Responses sent to clients by status", &["status"]));
-lazy!(CACHE: IntCounterVec = register_int_counter_vec!(
+service::metric!(CACHE: IntCounterVec = register_int_counter_vec!(
     "edge_cache_requests_total",
     "Requests by cache result: hit, miss, stale, stale_error, revalidated, expired, bypass, uncacheable",
     &["result"]));
-lazy!(FAST_HITS: IntCounter = register_int_counter!(
+service::metric!(FAST_HITS: IntCounter = register_int_counter!(
     "edge_cache_fast_hits_total", "Hits answered by the fast path (also counted as hits above)"));
-lazy!(SENT_BYTES: IntCounter = register_int_counter!(
+service::metric!(SENT_BYTES: IntCounter = register_int_counter!(
     "edge_sent_bytes_total", "Body bytes sent to clients (hits, misses and passes)"));
-lazy!(COALESCED: IntCounter = register_int_counter!(
+service::metric!(COALESCED: IntCounter = register_int_counter!(
     "edge_cache_coalesced_waits_total", "Requests that waited for another request's fill of the same object"));
-lazy!(CACHE_DISK_READS: IntCounter = register_int_counter!(
+service::metric!(CACHE_DISK_READS: IntCounter = register_int_counter!(
     "edge_cache_disk_reads_total", "Objects read back from the disk tier into memory"));
-lazy!(CACHE_BYTES: IntGauge = register_int_gauge!(
+service::metric!(CACHE_BYTES: IntGauge = register_int_gauge!(
     "edge_cache_memory_bytes", "Bytes of cached objects held in memory"));
-lazy!(CACHE_OBJECTS: IntGauge = register_int_gauge!(
+service::metric!(CACHE_OBJECTS: IntGauge = register_int_gauge!(
     "edge_cache_objects", "Objects tracked by the memory LRU"));
-lazy!(CACHE_DISK_BYTES: IntGauge = register_int_gauge!(
+service::metric!(CACHE_DISK_BYTES: IntGauge = register_int_gauge!(
     "edge_cache_disk_bytes", "Bytes of cached objects in the disk tier"));
-lazy!(CACHE_EVICTED: IntCounter = register_int_counter!(
+service::metric!(CACHE_EVICTED: IntCounter = register_int_counter!(
     "edge_cache_evictions_total", "Objects evicted from the memory tier to make room"));
-lazy!(PURGES: IntCounterVec = register_int_counter_vec!(
+service::metric!(PURGES: IntCounterVec = register_int_counter_vec!(
     "edge_purges_total", "PURGE and BAN requests by kind and outcome", &["kind", "outcome"]));
-lazy!(BANNED: IntCounterVec = register_int_counter_vec!(
+service::metric!(BANNED: IntCounterVec = register_int_counter_vec!(
     "edge_banned_objects_total",
     "Objects removed by bans, by where (memory, disk) and how (lookup: found when it would be served; lurker: in the background)",
     &["where", "how"]));
-lazy!(BANS_ACTIVE: IntGauge = register_int_gauge!(
+service::metric!(BANS_ACTIVE: IntGauge = register_int_gauge!(
     "edge_bans_active", "Bans not yet tested against every older object"));
-lazy!(UPSTREAM_SECONDS: HistogramVec = register_histogram_vec!(
+service::metric!(UPSTREAM_SECONDS: HistogramVec = register_histogram_vec!(
     "edge_upstream_seconds", "Time to the upstream's response header, by backend", &["backend"],
     vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]));
-lazy!(UPSTREAM_ERRORS: IntCounterVec = register_int_counter_vec!(
+service::metric!(UPSTREAM_ERRORS: IntCounterVec = register_int_counter_vec!(
     "edge_upstream_errors_total", "Upstream failures by backend and kind (connect, status, proxy)",
     &["backend", "kind"]));
-lazy!(CACHE_DISK_WRITE_ERRORS: IntCounterVec = register_int_counter_vec!(
+service::metric!(CACHE_DISK_WRITE_ERRORS: IntCounterVec = register_int_counter_vec!(
     "edge_cache_disk_write_errors_total",
     "Disk-tier writes that failed (full: no space left; io: any other error); the object stays in memory",
     &["reason"]));
-lazy!(CACHE_DISK_FULL: IntGauge = register_int_gauge!(
+service::metric!(CACHE_DISK_FULL: IntGauge = register_int_gauge!(
     "edge_cache_disk_full", "1 while the disk tier's last write found no space left"));
-lazy!(UPSTREAM_EJECTIONS: IntCounterVec = register_int_counter_vec!(
+service::metric!(UPSTREAM_EJECTIONS: IntCounterVec = register_int_counter_vec!(
     "edge_upstream_ejections_total",
     "Times a backend was ejected for failing or answering slowly several times in a row",
     &["backend"]));
-lazy!(UPSTREAM_EJECTED: IntGaugeVec = register_int_gauge_vec!(
+service::metric!(UPSTREAM_EJECTED: IntGaugeVec = register_int_gauge_vec!(
     "edge_upstream_ejected", "1 while a backend is ejected (skipped like a down one)", &["backend"]));
-lazy!(BACKEND_UP: IntGaugeVec = register_int_gauge_vec!(
+service::metric!(BACKEND_UP: IntGaugeVec = register_int_gauge_vec!(
     "edge_backend_up", "1 when the health checks consider the backend up", &["backend"]));
-lazy!(LIMITED: IntCounterVec = register_int_counter_vec!(
+service::metric!(LIMITED: IntCounterVec = register_int_counter_vec!(
     "edge_limited_total", "Requests refused by a limit (body_size, rate)", &["limit"]));
-lazy!(CONNECTIONS: IntGauge = register_int_gauge!(
+service::metric!(CONNECTIONS: IntGauge = register_int_gauge!(
     "edge_client_connections", "Client connections being served"));
-lazy!(CLIENT_TIMEOUTS: IntCounterVec = register_int_counter_vec!(
+service::metric!(CLIENT_TIMEOUTS: IntCounterVec = register_int_counter_vec!(
     "edge_client_timeouts_total",
     "Client connections closed by a deadline, by phase (first_byte, request_head, body, write)",
     &["phase"]));
-lazy!(CONNECTIONS_REFUSED: IntCounter = register_int_counter!(
+service::metric!(CONNECTIONS_REFUSED: IntCounter = register_int_counter!(
     "edge_client_connections_refused_total", "Connections closed at accept by server.max_connections"));
 
 /// The counters of the common statuses and cache results, resolved once (a label lookup per

@@ -107,13 +107,7 @@ async fn health_routes_readiness_and_fallback_on_directories() {
 }
 
 fn garage_fileserver(g: &Garage) -> FileserverConfig {
-    let a = g.access();
-    let mut fs = FileserverConfig::s3(g.name(), &a.endpoint, &a.access_key, &a.secret_key);
-    if let Some(s3) = fs.s3.as_mut() {
-        s3.connect_timeout = Duration::from_millis(500);
-        s3.max_attempts = 1;
-    }
-    fs
+    g.fileserver_failing_fast(Duration::from_millis(500))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

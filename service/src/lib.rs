@@ -12,6 +12,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod secret;
 pub mod shutdown;

@@ -250,6 +250,23 @@ admin_token = "{token}"
         &self.access
     }
 
+    /// This instance as a fileserver, with the S3 client's default timeouts and retries.
+    pub fn fileserver(&self) -> blobstore::FileserverConfig {
+        let a = &self.access;
+        blobstore::FileserverConfig::s3(&self.name, &a.endpoint, &a.access_key, &a.secret_key)
+    }
+
+    /// This instance as a fileserver that fails fast: one attempt per request and a short
+    /// connect timeout, so a test that stops it sees the failure at once.
+    pub fn fileserver_failing_fast(&self, connect_timeout: Duration) -> blobstore::FileserverConfig {
+        let mut fs = self.fileserver();
+        if let Some(s3) = fs.s3.as_mut() {
+            s3.connect_timeout = connect_timeout;
+            s3.max_attempts = 1;
+        }
+        fs
+    }
+
     /// The directory holding this instance's data blocks (to corrupt a copy behind its back).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

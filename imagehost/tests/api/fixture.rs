@@ -80,13 +80,7 @@ pub fn key_of(data: &[u8]) -> String {
 }
 
 fn s3(g: &Garage) -> FileserverConfig {
-    let a = g.access();
-    let mut fs = FileserverConfig::s3(g.name(), &a.endpoint, &a.access_key, &a.secret_key);
-    if let Some(s3) = fs.s3.as_mut() {
-        s3.connect_timeout = Duration::from_millis(500);
-        s3.max_attempts = 1;
-    }
-    fs
+    g.fileserver_failing_fast(Duration::from_millis(500))
 }
 
 impl Fixture {

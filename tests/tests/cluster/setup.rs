@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use blobstore::{BlobStore, FileserverConfig, Key};
+use blobstore::{BlobStore, Key};
 use harness::origin::{Origin, Reply};
 use harness::process::{kill, spawn_tied};
 use harness::Garage;
@@ -364,9 +364,7 @@ grace_period = \"1s\"\nshutdown_timeout = \"1s\"\n\n[upstreams]\nnodes = [{nodes
     }
 
     pub fn store(&self, i: usize, bucket: &str) -> Arc<dyn BlobStore> {
-        let a = self.garages[i].access();
-        let fs = FileserverConfig::s3(self.garages[i].name(), &a.endpoint, &a.access_key, &a.secret_key);
-        blobstore::open_bucket(&fs, bucket).expect("open bucket")
+        blobstore::open_bucket(&self.garages[i].fileserver(), bucket).expect("open bucket")
     }
 
     /// Keys in fileserver `i`'s `bucket` starting with `prefix`.
