@@ -12,7 +12,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use blobstore::{BlobStore, BodyStream, Key, PutOptions, StoreError};
+use blobstore::{BlobStore, BodyStream, Key, PutOptions, PutResult, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -247,10 +247,22 @@ impl Replicator {
                     .map_err(|e| (name, e))
             }));
         }
-        let expected = expected_digest(key.as_str());
+        let (sha, bytes) = self.pump(key, source, got.body, &feeds).await?;
+        drop(feeds);
+        Ok(landed(puts, sha, bytes).await)
+    }
+
+    /// Sends the source's body to every feed, hashing it; ends every feed with `End` only if the
+    /// bytes hash to a content key's digest. The SHA-256 and size of what was sent.
+    async fn pump(
+        &self,
+        key: &Key,
+        source: &Server,
+        mut body: BodyStream,
+        feeds: &[mpsc::Sender<Frame>],
+    ) -> Result<([u8; 32], u64), SourceProblem> {
         let mut hasher = KeyHasher::default();
         let mut sha = Sha256::new();
-        let mut body = got.body;
         let mut bytes = 0u64;
         while let Some(chunk) = body.next().await {
             // On error, the feeds are dropped without `End`: every target's put fails.
@@ -262,44 +274,52 @@ impl Replicator {
             bytes += chunk.len() as u64;
             hasher.update(&chunk);
             sha.update(&chunk);
-            for tx in &feeds {
+            for tx in feeds {
                 let _ = tx.send(Frame::Data(chunk.clone())).await;
             }
         }
-        if let Some(want) = expected {
+        if let Some(want) = expected_digest(key.as_str()) {
             if !hasher.matches(&want) {
                 return Err(SourceProblem::Corrupt);
             }
         }
-        for tx in &feeds {
+        for tx in feeds {
             let _ = tx.send(Frame::End).await;
         }
-        drop(feeds);
-        let sha: [u8; 32] = sha.finalize().into();
-        let mut failed = Vec::new();
-        for p in puts {
-            match p.await {
-                Ok(Ok((name, r))) if r.digests.sha256 == sha => {
-                    COPIES.with_label_values(&[name.as_str()]).inc();
-                    COPY_BYTES.inc_by(bytes);
-                }
-                Ok(Ok((name, _))) => failed.push(SyncError::DigestDiffers { server: name }),
-                Ok(Err((name, e))) => {
-                    FAILURES
-                        .with_label_values(&[if e.is_retriable() {
-                            "target_unavailable"
-                        } else {
-                            "target_refused"
-                        }])
-                        .inc();
-                    failed.push(SyncError::store(&name, e));
-                }
-                Err(e) => failed.push(SyncError::Task(e.to_string())),
-            }
-        }
-        Ok(failed)
+        Ok((sha.finalize().into(), bytes))
     }
+}
 
+/// Waits for every target's put; the targets whose copy did not land whole (`sha` is what was
+/// sent).
+async fn landed(puts: Vec<Put>, sha: [u8; 32], bytes: u64) -> Vec<SyncError> {
+    let mut failed = Vec::new();
+    for p in puts {
+        match p.await {
+            Ok(Ok((name, r))) if r.digests.sha256 == sha => {
+                COPIES.with_label_values(&[name.as_str()]).inc();
+                COPY_BYTES.inc_by(bytes);
+            }
+            Ok(Ok((name, _))) => failed.push(SyncError::DigestDiffers { server: name }),
+            Ok(Err((name, e))) => {
+                let cause = if e.is_retriable() {
+                    "target_unavailable"
+                } else {
+                    "target_refused"
+                };
+                FAILURES.with_label_values(&[cause]).inc();
+                failed.push(SyncError::store(&name, e));
+            }
+            Err(e) => failed.push(SyncError::Task(e.to_string())),
+        }
+    }
+    failed
+}
+
+/// One target's put, running beside the others: its server's name with what it stored or why not.
+type Put = tokio::task::JoinHandle<Result<(String, PutResult), (String, StoreError)>>;
+
+impl Replicator {
     /// Deletes the object on every server; `Err` while any server is unreachable.
     pub async fn delete(&self, bucket: &str, key: &Key) -> Result<(), SyncError> {
         let results = futures::future::join_all(self.servers.iter().map(|s| async move {

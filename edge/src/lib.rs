@@ -30,13 +30,15 @@ pub use state::State;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
+use pingora::lb::selection::Consistent;
+use pingora::lb::LoadBalancer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
-use pingora::services::background::background_service;
+use pingora::services::background::{background_service, GenBackgroundService};
 use pingora::services::listening::Service;
 
 /// How the process was started: `upgrade` takes the listeners over from a running edge.
@@ -49,6 +51,32 @@ pub struct RunOptions {
 /// A pingora server with the proxy, health checks and admin listener, ready for `run_forever`.
 pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> {
     config.validate().map_err(Error::Config)?;
+    let (opt, conf) = server_conf(config, run);
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let (state, health) = build_state(config)?;
+    let mut app = http_proxy(&server.configuration, proxy::Edge::new(state.clone()));
+    let mut options = HttpServerOptions::default();
+    options.keepalive_request_limit = Some(config.server.keepalive_requests);
+    options.h2_idle_timeout = Some(config.server.h2_idle_timeout);
+    app.server_options = Some(options);
+    let mut proxy = Service::new(
+        "edge proxy".into(),
+        limits::ConnectionCap::new(
+            hits::HitPath::new(app, state.clone()),
+            config.server.max_connections,
+        ),
+    );
+    add_listeners(&mut proxy, config)?;
+    server.add_service(health);
+    server.add_service(proxy);
+    add_background(&mut server, config, state)?;
+    Ok(server)
+}
+
+/// Pingora's own settings: threads, grace periods, upstream pool and retries, upgrade socket.
+fn server_conf(config: &Config, run: &RunOptions) -> (Opt, ServerConf) {
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -65,9 +93,14 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
         daemon: run.daemon,
         ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    (opt, conf)
+}
 
+/// The upstreams' health checks, run as a pingora background service.
+type HealthChecks = GenBackgroundService<LoadBalancer<Consistent>>;
+
+/// The state every handler shares, and the upstreams' health-check service.
+fn build_state(config: &Config) -> Result<(Arc<State>, HealthChecks), Error> {
     let cache = if config.cache.enabled {
         Some(cache::Cache::build(&config.cache)?)
     } else {
@@ -88,19 +121,11 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
             .collect::<Result<_, _>>()
             .map_err(Error::Config)?,
     });
+    Ok((state, health))
+}
 
-    let mut app = http_proxy(&server.configuration, proxy::Edge::new(state.clone()));
-    let mut options = HttpServerOptions::default();
-    options.keepalive_request_limit = Some(config.server.keepalive_requests);
-    options.h2_idle_timeout = Some(config.server.h2_idle_timeout);
-    app.server_options = Some(options);
-    let mut proxy = Service::new(
-        "edge proxy".into(),
-        limits::ConnectionCap::new(
-            hits::HitPath::new(app, state.clone()),
-            config.server.max_connections,
-        ),
-    );
+/// The plain HTTP listener, and the TLS one (HTTP/2 by ALPN, certificates by SNI) if configured.
+fn add_listeners<A>(proxy: &mut Service<A>, config: &Config) -> Result<(), Error> {
     // pingora's default read buffer is 64 KiB per connection: idle and slow clients would each
     // hold that much. Requests are small; uploads stream through in several reads.
     let buffers = L4BufferSettings::new(config.server.read_buffer_bytes, config.server.write_buffer_bytes);
@@ -120,9 +145,12 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
                 .l4_buffer(buffers),
         );
     }
-    server.add_service(health);
-    server.add_service(proxy);
-    if let Some(cache) = cache {
+    Ok(())
+}
+
+/// The ban lurker and the takedown puller (with a cache), and the admin listener.
+fn add_background(server: &mut Server, config: &Config, state: Arc<State>) -> Result<(), Error> {
+    if let Some(cache) = state.cache {
         server.add_service(background_service(
             "ban lurker",
             cache::store::lurker::Lurker { store: cache.store },
@@ -143,5 +171,5 @@ pub fn build_server(config: &Config, run: &RunOptions) -> Result<Server, Error> 
     if let Some(listen) = config.admin.listen {
         server.add_service(background_service("admin", admin::Admin { listen, state }));
     }
-    Ok(server)
+    Ok(())
 }

@@ -72,24 +72,16 @@ pub fn render(
     target: Target,
 ) -> Result<Rendered, PipelineError> {
     let t = Instant::now();
-    let (w, h, mut wanted) = frames_to_render(data, s, budget)?;
+    let (w, h, wanted) = frames_to_render(data, s, budget)?;
     let plan = s.plan((w, h), req);
     let out_px = plan.width as u64 * plan.height as u64;
-    if wanted > 1 && wanted as u64 * out_px > s.max_animation_output_pixels {
-        tracing::info!(
-            frames = wanted,
-            out_px,
-            "animation past the output cap: first frame only"
-        );
-        wanted = 1;
-    }
+    let wanted = within_output_cap(wanted, out_px, s.max_animation_output_pixels);
     let mut d = options(s, false).read_info(Cursor::new(data)).map_err(corrupt)?;
-    let (cw, ch) = (w as usize, h as usize);
     let mut canvas = Raster {
         width: w,
         height: h,
         channels: 4,
-        data: vec![0u8; cw * ch * 4],
+        data: vec![0u8; w as usize * h as usize * 4],
     };
     let mut gif_bytes = encode::Timed::new(budget);
     let mut sink = Sink::new(target, wanted, &mut gif_bytes, budget)?;
@@ -103,27 +95,17 @@ pub fn render(
             Err(_) => break, // a broken later frame ends the animation
         };
         let saved = (frame.dispose == DisposalMethod::Previous).then(|| canvas.data.clone());
-        let (fl, ft, fw, fh) = (
+        let area = (
             frame.left as usize,
             frame.top as usize,
             frame.width as usize,
             frame.height as usize,
         );
         paint(&mut canvas, frame);
-        let (delay, dispose) = (frame.delay, frame.dispose);
+        let (delay, how) = (frame.delay, frame.dispose);
         sink.add(canvas.resized(&plan)?, delay)?;
         done += 1;
-        match (dispose, saved) {
-            (DisposalMethod::Background, _) => {
-                for y in ft..(ft + fh).min(ch) {
-                    let row = (y * cw + fl.min(cw)) * 4;
-                    let end = (y * cw + (fl + fw).min(cw)) * 4;
-                    canvas.data[row..end].fill(0);
-                }
-            }
-            (DisposalMethod::Previous, Some(prev)) => canvas.data = prev,
-            _ => {}
-        }
+        dispose(&mut canvas, area, how, saved);
     }
     PIPELINE_SECONDS
         .with_label_values(&["decode"])
@@ -146,6 +128,43 @@ pub fn render(
         .with_label_values(&["encode"])
         .observe(t.elapsed().as_secs_f64());
     Ok(out)
+}
+
+/// The frames to render: all wanted, or only the first when all of them at the output size would
+/// pass the animation output cap.
+fn within_output_cap(wanted: usize, out_px: u64, cap: u64) -> usize {
+    if wanted > 1 && wanted as u64 * out_px > cap {
+        tracing::info!(
+            frames = wanted,
+            out_px,
+            "animation past the output cap: first frame only"
+        );
+        return 1;
+    }
+    wanted
+}
+
+/// What a frame leaves for the next one: its area (`left, top, width, height`) cleared
+/// (`Background`), the canvas as it was before the frame (`Previous`), or the frame itself.
+fn dispose(
+    canvas: &mut Raster,
+    area: (usize, usize, usize, usize),
+    how: DisposalMethod,
+    saved: Option<Vec<u8>>,
+) {
+    let (cw, ch) = (canvas.width as usize, canvas.height as usize);
+    let (fl, ft, fw, fh) = area;
+    match (how, saved) {
+        (DisposalMethod::Background, _) => {
+            for y in ft..(ft + fh).min(ch) {
+                let row = (y * cw + fl.min(cw)) * 4;
+                let end = (y * cw + (fl + fw).min(cw)) * 4;
+                canvas.data[row..end].fill(0);
+            }
+        }
+        (DisposalMethod::Previous, Some(prev)) => canvas.data = prev,
+        _ => {}
+    }
 }
 
 /// Paints a frame's opaque pixels onto the canvas (frames are checked to lie within it by the

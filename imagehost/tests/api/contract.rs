@@ -23,10 +23,17 @@ type Refused<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a 
 
 async fn contract(backend: Backend) {
     let f = Fixture::start(backend, |_, _, _| {}).await;
+    let accepted = uploads_that_succeed(&f).await;
+    uploads_refused_store_nothing(&f, &accepted).await;
+    serving(&f).await;
+    headers_on_every_response(&f).await;
+    f.stop().await;
+}
+
+/// Signed uploads the reference accepts: `(path, filename, bytes, the URL's file part)`; the keys stored.
+async fn uploads_that_succeed(f: &Fixture) -> BTreeSet<String> {
     let k = &f.keys;
     let mut accepted = BTreeSet::new();
-
-    // ---- Uploads that succeed: (path, filename, bytes, the URL's file part) -------------------
     let img = png(16, 8);
     let img2 = png(9, 9);
     let img3 = png(5, 7);
@@ -91,7 +98,13 @@ async fn contract(backend: Backend) {
         "the dhive vector stores under the contract's key"
     );
 
-    // ---- Uploads refused, and nothing written for any of them ---------------------------------
+    accepted
+}
+
+/// Uploads refused with the reference's status and error body; none of them stored anything.
+async fn uploads_refused_store_nothing(f: &Fixture, accepted: &BTreeSet<String>) {
+    let k = &f.keys;
+    let img = png(16, 8);
     let ct = format!("multipart/form-data; boundary={BOUNDARY}");
     let other = png(3, 3);
     let mut header27 = hex::decode(signature(&k.posting, &other, false)).expect("hex");
@@ -274,9 +287,12 @@ async fn contract(backend: Backend) {
             r#"{"error":{"info":{"msg":"Upload body incomplete"},"name":"bad_request"}}"#
         )
     );
-    f.expect_keys_everywhere(&accepted).await;
+    f.expect_keys_everywhere(accepted).await;
+}
 
-    // ---- Serving --------------------------------------------------------------------------
+/// Serving uploads: every URL form, types, caching headers, ranges, refusals.
+async fn serving(f: &Fixture) {
+    let (img, gif) = (png(16, 8), hex::decode(VECTOR_GIF).expect("vector"));
     let key = key_of(&img);
     for path in [
         format!("/{key}/photo.png"),
@@ -368,8 +384,11 @@ async fn contract(backend: Backend) {
         let r = f.request(method, path, &[], b"").await;
         assert_eq!((r.status, r.text().as_str()), (*status, *body), "{method} {path}");
     }
+}
 
-    // ---- Headers on every response ----------------------------------------------------------
+/// Request ids, `nosniff` and CORS on every response, and preflights.
+async fn headers_on_every_response(f: &Fixture) {
+    let key = key_of(&png(16, 8));
     let r = f
         .request(
             "GET",
@@ -412,8 +431,6 @@ async fn contract(backend: Backend) {
         Some("Content-Type,Authorization")
     );
     assert_eq!(r.header("access-control-allow-origin"), Some("https://peakd.com"));
-
-    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
