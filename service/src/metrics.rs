@@ -26,7 +26,7 @@ macro_rules! metric {
 mod tests {
     use prometheus::{register_int_counter, IntCounter};
 
-    crate::metric!(
+    metric!(
         /// A counter only this test registers.
         COUNTED: IntCounter = register_int_counter!("service_metric_macro_test_total", "test")
     );
