@@ -42,6 +42,19 @@ pub enum CopyOutcome {
     NowhereToCopyFrom,
 }
 
+/// What [`Replicator::import`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// Every server already holds it.
+    Present,
+    /// Copied to this many servers.
+    Copied(usize),
+    /// An upload whose bytes do not hash to its key: written nowhere.
+    Corrupt,
+    /// Listed by the source, gone when read.
+    Gone,
+}
+
 /// For an upload key, the digest its content must have: `D` + base58(0x12 0x20 ‖ sha256(prefix ‖ data)).
 pub fn expected_digest(key: &str) -> Option<[u8; 32]> {
     if key.len() != 47 || !key.starts_with("DQm") {
@@ -212,6 +225,49 @@ impl Replicator {
             }
         }
         SyncError::all(errors).map(|()| CopyOutcome::Converged)
+    }
+
+    /// Copies `key` from `source`, a store outside the cluster (a migration), to every server
+    /// that lacks it. An upload key's bytes must hash to it before any target commits them.
+    pub async fn import(&self, source: &Server, bucket: &str, key: &Key) -> Result<Imported, SyncError> {
+        let heads = futures::future::join_all(self.servers.iter().map(|s| async move {
+            let head = match self.store(s, bucket) {
+                Ok(store) => store.head(key).await.map_err(|e| SyncError::store(&s.name, e)),
+                Err(e) => Err(e),
+            };
+            (s, head)
+        }))
+        .await;
+        let mut targets = Vec::new();
+        let mut errors = Vec::new();
+        for (s, head) in heads {
+            match head {
+                Ok(_) => {}
+                Err(SyncError::Store { source, .. }) if source.is_not_found() => targets.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        SyncError::all(errors)?;
+        if targets.is_empty() {
+            return Ok(Imported::Present);
+        }
+        let meta = self.store(source, bucket)?.head(key).await;
+        match meta {
+            Ok(m) if m.size > self.max_object_size => {
+                return Err(SyncError::TooLarge {
+                    key: key.to_string(),
+                    size: m.size,
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(Imported::Gone),
+            Err(e) => return Err(SyncError::store(&source.name, e)),
+        }
+        match self.stream_copy(bucket, key, source, &targets).await {
+            Ok(failed) => SyncError::all(failed).map(|()| Imported::Copied(targets.len())),
+            Err(SourceProblem::Corrupt) => Ok(Imported::Corrupt),
+            Err(SourceProblem::Read(e)) => Err(e),
+        }
     }
 
     /// Streams from `source` to every target; returns the targets that failed.

@@ -374,23 +374,7 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
     if pending > 0 {
         tracing::info!(pending, "resuming queued work");
     }
-    let mut servers = Vec::new();
-    for fs in &config.fileservers {
-        let mut buckets = HashMap::new();
-        for b in &config.buckets {
-            buckets.insert(b.clone(), blobstore::open_bucket(fs, b)?);
-        }
-        servers.push(Server {
-            name: fs.name.clone(),
-            buckets,
-        });
-    }
-    let replicator = Replicator {
-        servers,
-        limiter: RateLimiter::new(config.copy.bandwidth_limit).map(Arc::new),
-        max_object_size: config.copy.max_object_size,
-    };
-    let (queue, replicator) = (Arc::new(queue), Arc::new(replicator));
+    let (queue, replicator) = (Arc::new(queue), Arc::new(replicator(config)?));
     let takedowns = takedown::Takedowns {
         buckets: config.buckets.clone(),
         replicator: replicator.clone(),
@@ -413,4 +397,24 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
         scrub_now: Notify::new(),
         scrub_progress: Default::default(),
     }))
+}
+
+/// Every fileserver of the config, each bucket opened, with the copy settings.
+pub fn replicator(config: &Config) -> Result<Replicator, Error> {
+    let mut servers = Vec::new();
+    for fs in &config.fileservers {
+        let mut buckets = HashMap::new();
+        for b in &config.buckets {
+            buckets.insert(b.clone(), blobstore::open_bucket(fs, b)?);
+        }
+        servers.push(Server {
+            name: fs.name.clone(),
+            buckets,
+        });
+    }
+    Ok(Replicator {
+        servers,
+        limiter: RateLimiter::new(config.copy.bandwidth_limit).map(Arc::new),
+        max_object_size: config.copy.max_object_size,
+    })
 }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod imagehosts;
 pub mod limit;
 pub mod metrics;
+pub mod migrate;
 pub mod oneshot;
 pub mod probe;
 pub mod purge;

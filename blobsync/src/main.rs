@@ -1,4 +1,5 @@
-//! The blobsync binary: `run` (the daemon, default), `status`, `sync --once`, `scrub --once`.
+//! The blobsync binary: `run` (the daemon, default), `status`, `sync --once`, `scrub --once`,
+//! `migrate`.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -40,6 +41,94 @@ enum Command {
         #[arg(long, required = true)]
         once: bool,
     },
+    /// Copy an existing store (the reference imagehoster's directory, or an S3 bucket) into one
+    /// bucket of every fileserver, each upload verified against its key. Resumable: run the same
+    /// command again after a kill. Exit 3: corrupt objects were found, or some could not be copied
+    /// (too large); both are listed at the end.
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// The store's directory (the one holding the objects, or their 2-character folders).
+    #[arg(long, conflicts_with = "from_s3", required_unless_present = "from_s3")]
+    from_dir: Option<std::path::PathBuf>,
+    /// An S3 endpoint (`http(s)://host:port`) to read `--from-bucket` from; credentials from
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, requires = "from_bucket")]
+    from_s3: Option<String>,
+    #[arg(long)]
+    from_bucket: Option<String>,
+    /// The source's layout: `flat`, or `partitioned` (the imagehoster's `storage_partitioning`).
+    #[arg(long, default_value = "flat")]
+    layout: String,
+    /// The cluster's bucket to fill.
+    #[arg(long, default_value = "uploads")]
+    bucket: String,
+    /// Keys that are not content hashes (`U…` originals, variants): `copy` as they are, or `skip`.
+    #[arg(long, default_value = "copy", value_parser = ["copy", "skip"])]
+    unverifiable: String,
+    /// The checkpoint file (default: `migrate-<bucket>.json` beside the queue).
+    #[arg(long)]
+    state: Option<std::path::PathBuf>,
+    /// Objects copied at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+impl MigrateArgs {
+    fn options(self, config: &Config) -> anyhow::Result<blobsync::migrate::Options> {
+        let layout: blobstore::Layout =
+            serde_json::from_value(serde_json::Value::String(self.layout.clone()))
+                .with_context(|| format!("--layout {}: flat or partitioned", self.layout))?;
+        let (source, source_bucket) = match (self.from_dir, self.from_s3) {
+            (Some(dir), _) => {
+                let bucket = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("--from-dir must name a directory")?
+                    .to_string();
+                let root = dir.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+                let fs = blobstore::FileserverConfig {
+                    name: "source".into(),
+                    layout,
+                    directory: Some(blobstore::DirConfig {
+                        path: root,
+                        create: false,
+                    }),
+                    ..Default::default()
+                };
+                (fs, bucket)
+            }
+            (None, Some(endpoint)) => {
+                let fs = blobstore::FileserverConfig {
+                    name: "source".into(),
+                    layout,
+                    s3: Some(blobstore::S3Config {
+                        endpoint,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                (fs, self.from_bucket.unwrap_or_default())
+            }
+            (None, None) => anyhow::bail!("give --from-dir or --from-s3"),
+        };
+        let state = self.state.unwrap_or_else(|| {
+            config
+                .queue
+                .path
+                .with_file_name(format!("migrate-{}.json", self.bucket))
+        });
+        Ok(blobsync::migrate::Options {
+            source,
+            source_bucket,
+            bucket: self.bucket,
+            copy_unverifiable: self.unverifiable == "copy",
+            state,
+            concurrency: self.concurrency,
+        })
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +156,13 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Sync { .. }) => {
                 let out = blobsync::oneshot::sync_once(config, Shutdown::on_signals()).await?;
                 std::process::exit(if out.complete() { 0 } else { 3 });
+            }
+            Some(Command::Migrate(args)) => {
+                let opts = args.options(&config)?;
+                let done = blobsync::migrate::migrate(&config, &opts, &Shutdown::on_signals()).await?;
+                println!("{}", blobsync::migrate::summary(&done));
+                let c = &done.counts;
+                std::process::exit(if c.corrupt + c.failed > 0 { 3 } else { 0 });
             }
             Some(Command::Scrub { .. }) => {
                 let out = blobsync::oneshot::scrub_once(config, Shutdown::on_signals()).await?;

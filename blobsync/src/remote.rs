@@ -56,6 +56,21 @@ impl Daemon {
         resp.json().await.map_err(|e| e.to_string())
     }
 
+    /// Every key on the daemon's takedown list.
+    pub async fn takedown_keys(&self) -> Result<Vec<String>, String> {
+        let token = self.token.clone().map(service::Secret::new);
+        let feed = service::takedown_feed::Feed::new(&format!("{}/takedowns", self.base), token)?;
+        let (mut keys, mut since) = (Vec::new(), 0);
+        loop {
+            let page = feed.page(since).await?;
+            if page.keys.is_empty() {
+                return Ok(keys);
+            }
+            keys.extend(page.keys);
+            since = page.last;
+        }
+    }
+
     async fn post(&self, path: &str) -> Result<Value, String> {
         let mut rb = self.client.post(format!("{}{path}", self.base));
         if let Some(t) = &self.token {
