@@ -65,6 +65,7 @@ impl BackgroundService for Admin {
             .route("/metrics", get(prometheus_text))
             .route("/stats", get(|| async { service::stats::html() }))
             .route("/stats.json", get(stats_json))
+            .route("/hot.json", get(hot_json))
             .route("/healthz", get(|| async { "ok\n" }))
             .with_state(admin);
         let stop = async move {
@@ -106,6 +107,17 @@ struct Figures {
     cache_disk_objects: usize,
     cache_disk_bytes: u64,
     client_connections: i64,
+    warm: Warm,
+}
+
+/// This edge's preload from a peer (`[warm] peers`).
+#[derive(serde::Serialize)]
+struct Warm {
+    phase: &'static str,
+    peer: Option<String>,
+    listed: u64,
+    fetched: u64,
+    failed: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -147,7 +159,29 @@ fn collect(state: &State) -> Figures {
         cache_disk_objects: c.map_or(0, |c| c.disk_objects),
         cache_disk_bytes: c.map_or(0, |c| c.disk_bytes),
         client_connections: metrics::CONNECTIONS.get(),
+        warm: Warm {
+            phase: state.warm.phase().name(),
+            peer: state.warm.peer.lock().clone(),
+            listed: state.warm.listed.load(Ordering::Relaxed),
+            fetched: state.warm.fetched.load(Ordering::Relaxed),
+            failed: state.warm.failed.load(Ordering::Relaxed),
+        },
     }
+}
+
+#[derive(serde::Deserialize)]
+struct HotQuery {
+    limit: Option<usize>,
+}
+
+/// The most requested objects, most first (`?limit=`, at most `warm.hot_keys`): what a new edge
+/// preloads from this one.
+async fn hot_json(
+    AxumState(admin): AxumState<Arc<AdminState>>,
+    axum::extract::Query(q): axum::extract::Query<HotQuery>,
+) -> impl IntoResponse {
+    let limit = q.limit.unwrap_or(1000).min(admin.state.config.warm.hot_keys);
+    Json(serde_json::json!({ "keys": admin.state.hot.top(limit) }))
 }
 
 /// The figures scripts read (flat), and under `page` what the stats page draws.

@@ -13,6 +13,9 @@ use service::net::Cidr;
 
 pub use crate::tls::CertConfig;
 
+mod warm;
+pub use warm::{WarmConfig, MAX_HOT_KEYS};
+
 /// Keys that may instead be given as `<key>_file` (read from a file, e.g. an ansible-vault secret).
 pub const SECRET_KEYS: &[&str] = &["token"];
 
@@ -26,6 +29,8 @@ pub struct Config {
     pub purge: PurgeConfig,
     pub takedowns: TakedownsConfig,
     pub limits: LimitsConfig,
+    /// The hot list kept for peers, and preloading a peer's hot set at start.
+    pub warm: WarmConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
 }
@@ -208,6 +213,7 @@ impl Default for Config {
             purge: PurgeConfig::default(),
             takedowns: TakedownsConfig::default(),
             limits: LimitsConfig::default(),
+            warm: WarmConfig::default(),
             log: LogConfig::default(),
             admin: AdminConfig::with_listen("127.0.0.1:9080"),
         }
@@ -350,6 +356,7 @@ impl Config {
                 return Err(format!("takedowns.url `{u}` must be an http(s) URL"));
             }
         }
+        self.warm.validate()?;
         if self.takedowns.poll_interval.is_zero() {
             return Err("takedowns.poll_interval must be more than 0".into());
         }

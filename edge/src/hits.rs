@@ -32,6 +32,7 @@ use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cache::key;
+use crate::hot::HotKey;
 use crate::metrics;
 use crate::state::State;
 use conn::Conn;
@@ -232,6 +233,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> HitPath<A> {
         let cache = self.state.cache?;
         let key = key::cache_key(c.host, c.path, c.query);
         let hit = cache.store.memory_hit(&key, SystemTime::now())?;
+        // Fast-path objects have no variants: the `Accept` class does not matter for them.
+        self.state.hot.record(|| HotKey {
+            host: key::normalise_host(c.host),
+            url: key::url_part(c.path, c.query),
+            accept: String::new(),
+        });
         let mut head = BytesMut::with_capacity(hit.head.len() + 160);
         head.put_slice(&hit.head);
         // Formatted straight into the head (BytesMut has room reserved), no String per hit.

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod hits;
+pub mod hot;
 pub mod limits;
 pub mod metrics;
 /// CIDR networks and the client address behind trusted proxies (shared with imagehost).
@@ -22,6 +23,7 @@ pub mod stats;
 pub mod takedowns;
 pub mod tls;
 pub mod upstreams;
+pub mod warm;
 
 pub use config::Config;
 pub use error::Error;
@@ -120,6 +122,8 @@ fn build_state(config: &Config) -> Result<(Arc<State>, HealthChecks), Error> {
             .map(|s| s.parse())
             .collect::<Result<_, _>>()
             .map_err(Error::Config)?,
+        hot: hot::Hot::new(config.warm.hot_keys, config.warm.sample_one_in),
+        warm: Arc::default(),
     });
     Ok((state, health))
 }
@@ -148,7 +152,7 @@ fn add_listeners<A>(proxy: &mut Service<A>, config: &Config) -> Result<(), Error
     Ok(())
 }
 
-/// The ban lurker and the takedown puller (with a cache), and the admin listener.
+/// The ban lurker and the takedown puller (with a cache), the warm boot, and the admin listener.
 fn add_background(server: &mut Server, config: &Config, state: Arc<State>) -> Result<(), Error> {
     if let Some(cache) = state.cache {
         server.add_service(background_service(
@@ -167,6 +171,16 @@ fn add_background(server: &mut Server, config: &Config, state: Arc<State>) -> Re
                 },
             ));
         }
+    }
+    if !config.warm.peers.is_empty() {
+        server.add_service(background_service(
+            "warm boot",
+            warm::Warmer {
+                config: config.warm.clone(),
+                listen: config.server.listen,
+                progress: state.warm.clone(),
+            },
+        ));
     }
     if let Some(listen) = config.admin.listen {
         server.add_service(background_service("admin", admin::Admin { listen, state }));

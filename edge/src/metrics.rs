@@ -108,3 +108,6 @@ pub fn upstream_errors(backend: &str) -> u64 {
         .map(|kind| UPSTREAM_ERRORS.with_label_values(&[backend, kind]).get())
         .sum()
 }
+
+service::metric!(WARM_REQUESTS: IntCounterVec = register_int_counter_vec!(
+    "edge_warm_requests_total", "Warm-boot preload requests by outcome (fetched, failed)", &["outcome"]));

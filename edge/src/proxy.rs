@@ -14,6 +14,7 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::cache::{key, policy};
+use crate::hot::HotKey;
 use crate::metrics;
 use crate::purge;
 use crate::state::State;
@@ -217,9 +218,15 @@ impl ProxyHttp for Edge {
         let Some(cache) = self.state.cache else {
             return Ok(());
         };
-        if !policy::request_cacheable(session.req_header()) {
+        let req = session.req_header();
+        if !policy::request_cacheable(req) {
             return Ok(());
         }
+        self.state.hot.record(|| HotKey {
+            host: key::normalise_host(Self::host(req)),
+            url: key::url_part(req.uri.path(), req.uri.query()),
+            accept: policy::accept_bucket(&req.headers).into(),
+        });
         let mut ov = CacheOptionOverrides::default();
         ov.wait_timeout = Some(cache.lock_wait());
         session.cache.enable(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use service::net::Cidr;
 
 use crate::config::Config;
-use crate::{cache, limits, purge, upstreams};
+use crate::{cache, hot, limits, purge, upstreams, warm};
 
 pub struct State {
     pub config: Config,
@@ -15,4 +15,8 @@ pub struct State {
     pub purger: purge::Purger,
     pub upload_rate: limits::RateLimiter,
     pub trusted_proxies: Vec<Cidr>,
+    /// The most requested objects, for peers to preload.
+    pub hot: hot::Hot,
+    /// This edge's own preload from a peer.
+    pub warm: Arc<warm::Progress>,
 }

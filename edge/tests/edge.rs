@@ -23,3 +23,5 @@ mod ops;
 mod purge;
 #[path = "edge/tls.rs"]
 mod tls;
+#[path = "edge/warm.rs"]
+mod warm;

@@ -129,6 +129,10 @@ fn every_rendered_configuration_passes_check_config() {
         edge1.contains(r#"nodes = ["10.0.2.11:8800", "10.0.2.12:8800"]"#),
         "{edge1}"
     );
+    // Prometheus and peer edges reach the admin listener on the private address; a new edge
+    // preloads the other's hot set.
+    assert!(edge1.contains(r#"listen = "10.0.1.11:9080""#), "{edge1}");
+    assert!(edge1.contains(r#"peers = ["http://10.0.1.12:9080"]"#), "{edge1}");
 }
 
 /// The blobsync role refuses to deploy an API that deletes images everywhere without a token:

@@ -88,7 +88,8 @@ pub fn url_of(primary: &[u8]) -> &[u8] {
     }
 }
 
-fn normalise_host(host: &str) -> String {
+/// The host as keys hold it: lower case, without a default port.
+pub fn normalise_host(host: &str) -> String {
     let h = host.trim().to_ascii_lowercase();
     h.strip_suffix(":80")
         .or_else(|| h.strip_suffix(":443"))
