@@ -1,0 +1,330 @@
+//! Warm boot: the hit ratio of an edge's first minute after it is added, preloading its peer's
+//! hot set (`[warm] peers`) against starting cold, on the same Zipf trace (the long tail of an
+//! image CDN: object ranks drawn with exponent `WARM_ZIPF`, 0.9 by default, over `WARM_OBJECTS`
+//! objects of 16 KB). A peer edge (release build) first serves `WARM_FILL` requests of the trace;
+//! then a new edge is started and the trace goes on against it at `WARM_RATE` requests per second
+//! for `WARM_SECONDS`, once cold and once with the preload running beside the clients. The
+//! reference is the same new edge started cold, in the same run.
+//!
+//!   EDGE_BIN=target/release/edge target/release/warm
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench::{print_table, Row};
+use harness::origin::{Origin, Reply};
+use harness::process::Killed;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Object ranks drawn from a Zipf law over `n` objects (inverse CDF on precomputed weights).
+struct Zipf {
+    cdf: Vec<f64>,
+    state: u64,
+}
+
+impl Zipf {
+    fn new(n: usize, s: f64, seed: u64) -> Self {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                acc += 1.0 / (k as f64).powf(s);
+                acc
+            })
+            .collect();
+        cdf.iter_mut().for_each(|c| *c /= acc);
+        Self { cdf, state: seed | 1 }
+    }
+
+    fn next(&mut self) -> usize {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let u = (self.state >> 11) as f64 / (1u64 << 53) as f64;
+        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
+    }
+}
+
+/// One keep-alive client: `GET /o/<rank>/p.jpg`; whether it was a hit.
+struct Client {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl Client {
+    fn get(&mut self, rank: usize) -> bool {
+        loop {
+            let addr = self.addr;
+            let c = self.conn.get_or_insert_with(|| {
+                let s = TcpStream::connect(addr).expect("connect");
+                let _ = s.set_nodelay(true);
+                BufReader::new(s)
+            });
+            let got = (|| -> std::io::Result<(bool, bool)> {
+                let request = format!("GET /o/{rank}/p.jpg HTTP/1.1\r\nHost: images.bench\r\n\r\n");
+                c.get_mut().write_all(request.as_bytes())?;
+                let (mut len, mut hit, mut close) = (0usize, false, false);
+                let mut line = String::new();
+                c.read_line(&mut line)?;
+                if !line.starts_with("HTTP/1.1 200") {
+                    return Err(std::io::Error::other(line.clone()));
+                }
+                loop {
+                    line.clear();
+                    c.read_line(&mut line)?;
+                    let l = line.trim_end().to_ascii_lowercase();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    hit |= l == "x-cache: hit";
+                    close |= l == "connection: close";
+                }
+                let mut body = vec![0u8; len];
+                c.read_exact(&mut body)?;
+                Ok((hit, close))
+            })();
+            match got {
+                Ok((hit, close)) => {
+                    if close {
+                        self.conn = None;
+                    }
+                    return hit;
+                }
+                Err(_) => self.conn = None,
+            }
+        }
+    }
+}
+
+struct Edge {
+    _child: Killed,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn start_edge(origin: SocketAddr, extra: &[String]) -> Edge {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = harness::ports::free_ports(2);
+    let (addr, admin) = (
+        SocketAddr::from(([127, 0, 0, 1], ports[0])),
+        SocketAddr::from(([127, 0, 0, 1], ports[1])),
+    );
+    let bin = std::env::var("EDGE_BIN").unwrap_or_else(|_| "target/release/edge".into());
+    let mut cmd = Command::new(&bin);
+    for s in [
+        format!("server.listen={addr}"),
+        format!("admin.listen={admin}"),
+        format!("upstreams.nodes=[\"{origin}\"]"),
+        "upstreams.health_path=/healthcheck".into(),
+        "server.threads=2".into(),
+        "cache.memory_bytes=1073741824".into(),
+        format!("server.upgrade_sock={}", dir.path().join("u.sock").display()),
+        format!("server.pid_file={}", dir.path().join("e.pid").display()),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        cmd.args(["--set", s]);
+    }
+    let child = Killed(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}")),
+    );
+    harness::wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        harness::http_status(admin, "/healthz").filter(|s| *s == 200)
+    })
+    .expect("edge up");
+    assert!(harness::listening(addr, Duration::from_secs(20)), "edge listens");
+    Edge {
+        _child: child,
+        addr,
+        admin,
+        _dir: dir,
+    }
+}
+
+/// Replays `zipf` against `addr` from `threads` clients at `rate` requests/s for `seconds`;
+/// hits and requests per 10-second window.
+fn replay(
+    addr: SocketAddr,
+    objects: usize,
+    zipf_s: f64,
+    seed: u64,
+    rate: f64,
+    seconds: u64,
+) -> Vec<(u64, u64)> {
+    let threads = 4;
+    let windows = seconds.div_ceil(10) as usize;
+    let hits: Arc<Vec<AtomicU64>> = Arc::new((0..windows).map(|_| AtomicU64::new(0)).collect());
+    let all: Arc<Vec<AtomicU64>> = Arc::new((0..windows).map(|_| AtomicU64::new(0)).collect());
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (hits, all) = (hits.clone(), all.clone());
+            std::thread::spawn(move || {
+                let mut zipf = Zipf::new(objects, zipf_s, seed + t);
+                let mut client = Client { addr, conn: None };
+                let every = Duration::from_secs_f64(threads as f64 / rate);
+                let mut k = 0u32;
+                loop {
+                    let due = start + every * k;
+                    let now = Instant::now();
+                    if due.duration_since(start).as_secs() >= seconds {
+                        return;
+                    }
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    let w = (Instant::now().duration_since(start).as_secs() / 10) as usize;
+                    let hit = client.get(zipf.next());
+                    if let (Some(h), Some(a)) = (hits.get(w), all.get(w)) {
+                        h.fetch_add(hit as u64, Ordering::Relaxed);
+                        a.fetch_add(1, Ordering::Relaxed);
+                    }
+                    k += 1;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("client");
+    }
+    (0..windows)
+        .map(|i| (hits[i].load(Ordering::Relaxed), all[i].load(Ordering::Relaxed)))
+        .collect()
+}
+
+fn ratio((hits, all): (u64, u64)) -> f64 {
+    if all == 0 {
+        0.0
+    } else {
+        100.0 * hits as f64 / all as f64
+    }
+}
+
+fn sum(windows: &[(u64, u64)]) -> (u64, u64) {
+    windows.iter().fold((0, 0), |(h, a), (x, y)| (h + x, a + y))
+}
+
+fn main() {
+    let objects: usize = env("WARM_OBJECTS", 50_000);
+    let zipf_s: f64 = env("WARM_ZIPF", 0.9);
+    let fill: usize = env("WARM_FILL", 300_000);
+    let rate: f64 = env("WARM_RATE", 1_000.0);
+    let seconds: u64 = env("WARM_SECONDS", 60);
+    let keys: usize = env("WARM_KEYS", 5_000);
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = fetches.clone();
+    let payload: Arc<Vec<u8>> = Arc::new(
+        (0..16_384u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    );
+    let origin = Origin::start(move |req| {
+        if req.path != "/healthcheck" {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+        Reply::ok(payload.as_slice().to_vec()).header("Cache-Control", "public, max-age=86400")
+    });
+
+    // The peer: it has served the trace for a while.
+    let peer = start_edge(origin.addr(), &[]);
+    let t = Instant::now();
+    let per = fill / 8;
+    let fillers: Vec<_> = (0..8u64)
+        .map(|t| {
+            let addr = peer.addr;
+            std::thread::spawn(move || {
+                let mut zipf = Zipf::new(objects, zipf_s, 1000 + t);
+                let mut client = Client { addr, conn: None };
+                (0..per).map(|_| client.get(zipf.next()) as u64).sum::<u64>()
+            })
+        })
+        .collect();
+    let peer_hits: u64 = fillers.into_iter().map(|f| f.join().expect("filler")).sum();
+    println!(
+        "peer served {} requests of the trace in {:.1}s, hit ratio {:.1} % (its steady state); {objects} objects, Zipf {zipf_s}",
+        per * 8,
+        t.elapsed().as_secs_f64(),
+        100.0 * peer_hits as f64 / (per * 8) as f64
+    );
+
+    let mut results = Vec::new();
+    for warm in [false, true] {
+        let extra: Vec<String> = if warm {
+            vec![
+                format!("warm.peers=[\"http://{}\"]", peer.admin),
+                format!("warm.keys={keys}"),
+                format!("warm.rate={}", env("WARM_PRELOAD_RATE", 2_000)),
+                "warm.concurrency=8".into(),
+            ]
+        } else {
+            Vec::new()
+        };
+        let before = fetches.load(Ordering::Relaxed);
+        let edge = start_edge(origin.addr(), &extra);
+        let windows = replay(edge.addr, objects, zipf_s, 77, rate, seconds);
+        let origin_fetches = fetches.load(Ordering::Relaxed) - before;
+        let stats = harness::http::get(edge.admin, "/stats.json")
+            .ok()
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .unwrap_or_default();
+        println!(
+            "{}: hit ratio per 10 s: {}; origin fetches {origin_fetches}; preload {}",
+            if warm { "warm boot" } else { "cold" },
+            windows
+                .iter()
+                .map(|w| format!("{:.1} %", ratio(*w)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            stats["warm"]
+        );
+        results.push((windows, origin_fetches));
+    }
+    let (cold, warm) = (&results[0], &results[1]);
+    print_table(
+        &format!(
+            "warm boot, a new edge's first {seconds} s at {rate:.0} req/s (Zipf {zipf_s} over {objects} objects, {keys} preloaded)"
+        ),
+        "warm boot",
+        "cold",
+        &[
+            Row {
+                what: "hit ratio, first 10 s".into(),
+                ours: ratio(warm.0[0]),
+                reference: Some(ratio(cold.0[0])),
+                unit: "%",
+                target: "> cold",
+            },
+            Row {
+                what: format!("hit ratio, first {seconds} s"),
+                ours: ratio(sum(&warm.0)),
+                reference: Some(ratio(sum(&cold.0))),
+                unit: "%",
+                target: "> cold",
+            },
+            Row {
+                what: "origin fetches (clients' and preload's)".into(),
+                ours: warm.1 as f64,
+                reference: Some(cold.1 as f64),
+                unit: "",
+                target: "-",
+            },
+        ],
+    );
+}
