@@ -6,6 +6,8 @@
 //! - `.meta/<stored name>.json`: content type, user metadata and digests (absent for old objects);
 //! - `.tmp/`: bodies being written. A put streams into a temp file, fsyncs it, writes the sidecar,
 //!   then renames the body into place and fsyncs the directory: readers see all or nothing.
+//! - cache puts (`PutOptions::cache`) skip the fsyncs and keep their sidecar as
+//!   `.meta/<stored name>.cache.json`, against which reads check the body ([`cache`]).
 //!
 //! A missing bucket directory (an unmounted disk) makes every call `Unavailable`, never `NotFound`.
 
@@ -26,6 +28,8 @@ use crate::{
     ListRequest, ObjectMeta, PutOptions, PutResult, StoreError,
 };
 
+mod cache;
+
 const META_DIR: &str = ".meta";
 const TMP_DIR: &str = ".tmp";
 const READ_CHUNK: usize = 64 * 1024;
@@ -41,7 +45,7 @@ pub struct DirStore {
     layout: Layout,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Sidecar {
     size: u64,
     md5: String,
@@ -50,6 +54,17 @@ struct Sidecar {
     content_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     metadata: BTreeMap<String, String>,
+}
+
+/// The metadata a sidecar records.
+fn meta_of(s: Sidecar, modified: Option<SystemTime>) -> ObjectMeta {
+    ObjectMeta {
+        size: s.size,
+        etag: Some(s.md5),
+        content_type: s.content_type,
+        last_modified: modified,
+        metadata: s.metadata,
+    }
 }
 
 impl DirStore {
@@ -117,6 +132,29 @@ impl DirStore {
         self.bucket.join(META_DIR).join(format!("{stored}.json"))
     }
 
+    fn cache_meta_path(&self, stored: &str) -> PathBuf {
+        self.bucket.join(META_DIR).join(format!("{stored}.cache.json"))
+    }
+
+    /// A cache object's check against its sidecar (`NotCache` for any other object).
+    async fn cache_check(&self, stored: &str, size: u64) -> Result<cache::Check, StoreError> {
+        match tokio::fs::read(self.cache_meta_path(stored)).await {
+            Ok(bytes) => Ok(cache::check(Some(&bytes), size)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(cache::Check::NotCache),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
+    /// Removes a torn cache object (a crash cut its unsynced write short): the next miss
+    /// rebuilds it, anti-entropy copies it back from a replica.
+    async fn drop_torn(&self, stored: &str, key: &Key) -> StoreError {
+        tracing::warn!(store = %self.name, %key, "torn cache object (a crash during its unsynced write) removed");
+        for path in [self.bucket.join(stored), self.cache_meta_path(stored)] {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        StoreError::NotFound { key: key.to_string() }
+    }
+
     fn unavailable(&self, e: io::Error) -> StoreError {
         StoreError::Unavailable {
             store: self.name.clone(),
@@ -158,13 +196,7 @@ impl DirStore {
             // A sidecar from a different write than the body (a lost race) is ignored, not trusted.
             .filter(|s| s.size == size);
         match sidecar {
-            Some(s) => ObjectMeta {
-                size,
-                etag: Some(s.md5),
-                content_type: s.content_type,
-                last_modified: modified,
-                metadata: s.metadata,
-            },
+            Some(s) => meta_of(s, modified),
             None => ObjectMeta {
                 size,
                 last_modified: modified,
@@ -173,12 +205,32 @@ impl DirStore {
         }
     }
 
-    async fn write_atomically(&self, tmp: &Path, dest: &Path) -> io::Result<()> {
+    /// An object's metadata, from its cache sidecar when it is a cache object (`Err`: torn).
+    async fn checked_meta(
+        &self,
+        stored: &str,
+        size: u64,
+        modified: Option<SystemTime>,
+    ) -> Result<(ObjectMeta, Option<Sidecar>), StoreError> {
+        match self.cache_check(stored, size).await? {
+            cache::Check::NotCache => Ok((self.read_meta(stored, size, modified).await, None)),
+            cache::Check::Torn => Err(StoreError::NotFound {
+                key: stored.to_string(),
+            }),
+            cache::Check::Sized(s) => {
+                let sidecar = s.clone();
+                Ok((meta_of(s, modified), Some(sidecar)))
+            }
+        }
+    }
+
+    /// Renames `tmp` to `dest`, then (if `durable`) fsyncs the directory.
+    async fn write_atomically(&self, tmp: &Path, dest: &Path, durable: bool) -> io::Result<()> {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
         tokio::fs::rename(tmp, dest).await?;
-        if let Some(parent) = dest.parent() {
+        if let Some(parent) = dest.parent().filter(|_| durable) {
             let dir = tokio::fs::File::open(parent).await?;
             dir.sync_all().await?;
         }
@@ -245,7 +297,10 @@ impl BlobStore for DirStore {
             digest.update(&chunk)?;
             file.write_all(&chunk).await.map_err(|e| self.unavailable(e))?;
         }
-        file.sync_all().await.map_err(|e| self.unavailable(e))?;
+        let durable = !opts.cache;
+        if durable {
+            file.sync_all().await.map_err(|e| self.unavailable(e))?;
+        }
         drop(file);
         let digests = digest.finish();
 
@@ -262,14 +317,28 @@ impl BlobStore for DirStore {
             .await
             .map_err(|e| self.unavailable(e))?;
         mf.write_all(&json).await.map_err(|e| self.unavailable(e))?;
-        mf.sync_all().await.map_err(|e| self.unavailable(e))?;
+        if durable {
+            mf.sync_all().await.map_err(|e| self.unavailable(e))?;
+        }
         drop(mf);
-        self.write_atomically(meta_tmp.path(), &self.meta_path(&stored))
+        // Each kind of put removes the other kind's sidecar, so a reader never checks a body
+        // against a sidecar of an earlier write. The sidecar goes into place before the body.
+        let (meta, other) = if durable {
+            (self.meta_path(&stored), self.cache_meta_path(&stored))
+        } else {
+            (self.cache_meta_path(&stored), self.meta_path(&stored))
+        };
+        match tokio::fs::remove_file(&other).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.unavailable(e)),
+        }
+        self.write_atomically(meta_tmp.path(), &meta, durable)
             .await
             .map_err(|e| self.unavailable(e))?;
         meta_tmp.keep();
 
-        self.write_atomically(tmp.path(), &self.bucket.join(&stored))
+        self.write_atomically(tmp.path(), &self.bucket.join(&stored), durable)
             .await
             .map_err(|e| self.unavailable(e))?;
         tmp.keep();
@@ -290,7 +359,34 @@ impl BlobStore for DirStore {
             return Err(StoreError::NotFound { key: key.to_string() });
         }
         let size = md.len();
-        let meta = self.read_meta(&stored, size, md.modified().ok()).await;
+        let (meta, cache) = match self.checked_meta(&stored, size, md.modified().ok()).await {
+            Ok(m) => m,
+            Err(StoreError::NotFound { .. }) => return Err(self.drop_torn(&stored, key).await),
+            Err(e) => return Err(e),
+        };
+        if let Some(sidecar) = cache.filter(|_| size <= cache::VERIFY_WHOLE) {
+            // A cache object small enough is hashed whole before any byte is served.
+            let mut whole = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut whole)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            if !cache::intact(&sidecar, &whole) {
+                return Err(self.drop_torn(&stored, key).await);
+            }
+            let whole = bytes::Bytes::from(whole);
+            let (range, body) = match range {
+                Some(r) => {
+                    let (first, last) = r.resolve(size)?;
+                    (Some((first, last)), whole.slice(first as usize..=last as usize))
+                }
+                None => (None, whole),
+            };
+            return Ok(GetObject {
+                meta,
+                range,
+                body: crate::body_from_bytes(body),
+            });
+        }
         let (range, len) = match range {
             Some(r) => {
                 let (first, last) = r.resolve(size)?;
@@ -316,7 +412,11 @@ impl BlobStore for DirStore {
             Ok(_) => return Err(StoreError::NotFound { key: key.to_string() }),
             Err(e) => return Err(self.classify(e, key).await),
         };
-        Ok(self.read_meta(&stored, md.len(), md.modified().ok()).await)
+        match self.checked_meta(&stored, md.len(), md.modified().ok()).await {
+            Ok((meta, _)) => Ok(meta),
+            Err(StoreError::NotFound { .. }) => Err(StoreError::NotFound { key: key.to_string() }),
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
@@ -444,5 +544,75 @@ mod tests {
         DirStore::open("fs", root.path(), "uploads", Layout::Flat, false).unwrap();
         assert!(!old.exists(), "a crash's leftover is removed");
         assert!(fresh.exists(), "a write in progress elsewhere is kept");
+    }
+
+    /// What a crash can leave of an unsynced cache put, each found torn and removed by a read,
+    /// while a whole one is served and a durable put over it is trusted as before.
+    #[tokio::test]
+    async fn a_torn_cache_object_is_never_served() {
+        let root = tempfile::tempdir().unwrap();
+        let store = DirStore::open("fs", root.path(), "proxy", Layout::Flat, true).unwrap();
+        let key = Key::new("U5dtZPvjpfzc3fgGtsoNQq7WLNv8sLT_Fit_WEBP_64").unwrap();
+        let body = vec![7u8; 5000];
+        let cache = PutOptions {
+            content_type: Some("image/webp".into()),
+            cache: true,
+            ..PutOptions::default()
+        };
+        let bucket = root.path().join("proxy");
+        let (file, sidecar) = (
+            bucket.join(key.as_str()),
+            bucket.join(META_DIR).join(format!("{key}.cache.json")),
+        );
+        let read = |range: Option<ByteRange>| {
+            let store = &store;
+            let key = key.clone();
+            async move {
+                let got = store.get(&key, range).await?;
+                crate::collect_body(got.body, u64::MAX).await
+            }
+        };
+        type Tear = fn(&Path, &Path);
+        let tears: [(&str, Tear); 4] = [
+            ("body cut short", |f, _| {
+                std::fs::write(f, vec![7u8; 100]).unwrap()
+            }),
+            ("body never written", |f, _| std::fs::write(f, b"").unwrap()),
+            ("zeroed blocks", |f, _| {
+                std::fs::write(f, vec![0u8; 5000]).unwrap()
+            }),
+            ("sidecar never written", |_, m| std::fs::write(m, b"").unwrap()),
+        ];
+        for (what, tear) in tears {
+            store
+                .put(&key, crate::body_from_bytes(body.clone()), &cache)
+                .await
+                .unwrap();
+            assert!(sidecar.exists() && !bucket.join(META_DIR).join(format!("{key}.json")).exists());
+            assert_eq!(&read(None).await.unwrap()[..], &body[..], "{what}: whole before");
+            assert_eq!(
+                store.head(&key).await.unwrap().content_type.as_deref(),
+                Some("image/webp")
+            );
+            tear(&file, &sidecar);
+            let got = read(Some(ByteRange::From { start: 10, end: None })).await;
+            assert!(matches!(got, Err(StoreError::NotFound { .. })), "{what}: {got:?}");
+            assert!(!file.exists() && !sidecar.exists(), "{what}: removed");
+        }
+        // A durable put of the same key drops the cache sidecar: its body is trusted as before.
+        store
+            .put(&key, crate::body_from_bytes(body.clone()), &cache)
+            .await
+            .unwrap();
+        store
+            .put(
+                &key,
+                crate::body_from_bytes(vec![1u8; 10]),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert!(!sidecar.exists());
+        assert_eq!(&read(None).await.unwrap()[..], &[1u8; 10][..]);
     }
 }

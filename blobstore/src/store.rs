@@ -42,6 +42,11 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// User metadata (`x-amz-meta-*` on S3). Names: lower-case ASCII letters, digits and `-`.
     pub metadata: BTreeMap<String, String>,
+    /// A rebuildable cache entry (the proxy bucket): a store may skip what makes the put survive
+    /// a crash (a directory store's fsyncs). A crash may then lose it, never have it served torn:
+    /// reads check such an object against what its put recorded and answer `NotFound` if it
+    /// does not match.
+    pub cache: bool,
 }
 
 /// What a successful put stored.

@@ -287,6 +287,8 @@ impl Replicator {
             max_size: Some(self.max_object_size),
             content_type: got.meta.content_type.clone(),
             metadata: got.meta.metadata.clone(),
+            // Copies are as durable as the uploads they carry, whatever the bucket.
+            cache: false,
         };
         let mut feeds = Vec::new();
         let mut puts = Vec::new();

@@ -251,6 +251,8 @@ pub fn store_in_background(state: &AppState, key: &str, bytes: &Bytes, content_t
         let (key, bytes) = (key.clone(), bytes.clone());
         let opts = PutOptions {
             content_type: Some(content_type.to_string()),
+            // A rebuildable cache: no fsyncs; a crash loses it, a read never serves it torn.
+            cache: true,
             ..PutOptions::default()
         };
         let state = state.clone();

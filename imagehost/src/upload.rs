@@ -269,6 +269,8 @@ async fn handle(
         max_size: Some(cfg.max_image_size),
         content_type: sniff(&head).map(str::to_string),
         metadata: [("uploader".to_string(), account.name.clone())].into(),
+        // Uploads are the only copy: durable before the 200.
+        cache: false,
     };
     let quorum = cfg.write_quorum.min(s.stores.servers.len()).max(1);
     write::write_all(

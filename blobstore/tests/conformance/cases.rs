@@ -78,6 +78,7 @@ pub async fn round_trip_with_metadata(b: Backend) {
             content_type: Some("image/png".into()),
             metadata: metadata.clone(),
             max_size: None,
+            cache: false,
         };
         let put = store
             .put(&k, body_from_bytes(data.clone()), &opts)

@@ -573,3 +573,66 @@ async fn the_hot_cache_serves_after_a_restart_without_the_origin_or_fileservers(
     let _ = json;
     f.stop().await;
 }
+
+/// Variants go to the proxy bucket without fsyncs (a cache). What a crash can leave of such a
+/// write (a body cut short on one fileserver, zeroed on the other) is never served: the read finds
+/// it torn, the variant is rendered again, served whole, and stored whole again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_torn_by_a_crash_is_rendered_again_not_served() {
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.cache.dir = None; // every read goes to the fileservers
+    })
+    .await;
+    let png = images::png_alpha(120, 80);
+    let key = super::fixture::key_of(&png);
+    let sig = super::fixture::signature(&f.keys.posting, &png, false);
+    assert_eq!(
+        f.upload(&format!("/alice/{sig}"), "a.png", &png).await.status,
+        200
+    );
+    let url = p(&format!("http://images.test/{key}/a.png"), "width=60");
+    let first = f.get(&url).await;
+    assert_eq!((first.status, decode(&first.body).width), (200, 60));
+    let variant = Key::new(format!("{key}_Cover_Match_60").as_str()).unwrap();
+    let files: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| {
+            let root = &f.config.fileservers[i]
+                .directory
+                .as_ref()
+                .expect("directory")
+                .path;
+            root.join(&f.config.buckets.proxy).join(variant.as_str())
+        })
+        .collect();
+    for (i, file) in files.iter().enumerate() {
+        let mut written = false;
+        for _ in 0..100 {
+            if std::fs::read(file).is_ok_and(|b| b == first.body) {
+                written = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(written, "the variant is stored whole on fileserver {i}");
+    }
+    std::fs::write(&files[0], &first.body[..first.body.len() / 3]).unwrap();
+    std::fs::write(&files[1], vec![0u8; first.body.len()]).unwrap();
+    let renders = metric("imagehost_renders_total{outcome=\"ok\"}");
+
+    let again = f.get(&url).await;
+    assert_eq!(again.status, 200, "{:?}", again.text());
+    assert_eq!(again.body, first.body, "rendered again, the same bytes");
+    assert_eq!(metric("imagehost_renders_total{outcome=\"ok\"}"), renders + 1.0);
+    for (i, file) in files.iter().enumerate() {
+        let mut whole = false;
+        for _ in 0..100 {
+            if std::fs::read(file).is_ok_and(|b| b == first.body) {
+                whole = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(whole, "stored whole again on fileserver {i}");
+    }
+    f.stop().await;
+}
