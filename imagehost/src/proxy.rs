@@ -82,15 +82,17 @@ async fn proxy(
         opts.format == Format::Auto || (opts.format == Format::Match && s.config.proxy.match_is_auto);
     // Read as the edge reads it to pick its cache variant.
     let accepts = |media: &str| service::accept::header_takes(headers, media);
-    // An AVIF source goes as it is only to a client that takes AVIF and asked for no size (we
-    // never encode AVIF: a thumbnail of a large AVIF is better as a small WebP or JPEG).
+    // An AVIF source goes as it is to a client that takes AVIF and asked for no size; sized,
+    // a client that takes AVIF gets an AVIF encoded here (`negotiate_avif`), else WebP.
     let sized = opts.width.is_some() || opts.height.is_some();
+    let avif_out = s.config.proxy.negotiate_avif;
     let (format, avif) = match (negotiate, accepts("image/webp"), accepts("image/avif")) {
         (false, ..) => (opts.format, AvifSource::AsRequested),
         (true, webp, true) if !sized => (
             if webp { Format::Webp } else { Format::Match },
             AvifSource::PassThrough,
         ),
+        (true, _, true) if avif_out => (Format::Avif, AvifSource::AsRequested),
         (true, true, _) => (Format::Webp, AvifSource::AsRequested),
         (true, false, _) => (Format::Match, AvifSource::Convert),
     };
@@ -168,6 +170,7 @@ async fn produce(
             Format::Jpeg => Output::Jpeg,
             Format::Png => Output::Png,
             Format::Webp => Output::Webp,
+            Format::Avif => Output::Avif,
         },
         avif,
     };

@@ -34,6 +34,9 @@ pub struct ProxyConfig {
     pub max_custom_image_height: u32,
     /// Make `format=match` negotiate WebP from `Accept` like `format=auto` (with `Vary: Accept`).
     pub match_is_auto: bool,
+    /// Under negotiation (`format=auto`), answer AVIF to clients whose `Accept` takes it (else
+    /// WebP, as before). AVIF is smaller but costs more CPU to encode than WebP.
+    pub negotiate_avif: bool,
     /// Fixed answers for host names, used instead of DNS (like curl's `--resolve`). The SSRF guard
     /// checks them like any DNS answer.
     pub resolve: BTreeMap<String, Vec<IpAddr>>,
@@ -62,6 +65,7 @@ impl Default for ProxyConfig {
             max_custom_image_width: 8000,
             max_custom_image_height: 8000,
             match_is_auto: false,
+            negotiate_avif: true,
             renders_per_client: 300,
             renders_per_host: 0,
             render_interval: Duration::from_secs(60),
@@ -104,6 +108,10 @@ pub struct PipelineConfig {
     pub webp_quality: u8,
     /// libwebp effort, 0–4 (5 and 6 cost seconds on large images with alpha).
     pub webp_method: u8,
+    /// AVIF quality (1–100) and AV1 encoder speed (6–10, 10 fastest); outputs over 1 MP are
+    /// encoded at 10.
+    pub avif_quality: u8,
+    pub avif_speed: u8,
     /// Thumbnails of baseline JPEGs decoded straight to 1/2–1/8 by imagehost's own decoder
     /// (reads only the coefficients they need); false: libjpeg-turbo for every JPEG.
     pub shrink_decoder: bool,
@@ -141,6 +149,8 @@ impl Default for PipelineConfig {
             jpeg_quality: s.jpeg_quality,
             webp_quality: s.webp_quality,
             webp_method: s.webp_method,
+            avif_quality: s.avif_quality,
+            avif_speed: s.avif_speed,
             shrink_decoder: s.shrink_decoder,
             max_upscale: s.max_upscale,
             max_output_pixels: s.max_output_pixels,
@@ -205,6 +215,8 @@ impl PipelineConfig {
             jpeg_quality: self.jpeg_quality,
             webp_quality: self.webp_quality,
             webp_method: self.webp_method,
+            avif_quality: self.avif_quality,
+            avif_speed: self.avif_speed,
             shrink_decoder: self.shrink_decoder,
             max_upscale: self.max_upscale,
             max_output_pixels: self.max_output_pixels,
@@ -241,6 +253,12 @@ pub fn validate(proxy: &ProxyConfig, pipeline: &PipelineConfig, cache: &CacheCon
     }
     if !(1..=100).contains(&pipeline.jpeg_quality) || !(1..=100).contains(&pipeline.webp_quality) {
         return Err("pipeline.jpeg_quality and pipeline.webp_quality must be between 1 and 100".into());
+    }
+    if !(1..=100).contains(&pipeline.avif_quality) || !(6..=10).contains(&pipeline.avif_speed) {
+        return Err(
+            "pipeline.avif_quality must be 1–100 and pipeline.avif_speed 6–10 (slower speeds take seconds)"
+                .into(),
+        );
     }
     if pipeline.webp_method > 4 {
         return Err("pipeline.webp_method must be 0–4 (5 and 6 take seconds per image)".into());

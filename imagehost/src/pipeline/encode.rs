@@ -23,6 +23,12 @@ pub fn still(r: &Raster, out: Output, s: &Settings, budget: &Budget) -> Result<R
         Output::Jpeg | Output::Match => (jpeg(r, s.jpeg_quality)?, "image/jpeg"),
         Output::Png => (png(r, budget)?, "image/png"),
         Output::Webp => (webp(r, s)?, "image/webp"),
+        // A poster-sized AVIF would cost seconds of one worker: WebP instead.
+        Output::Avif if r.width as u64 * r.height as u64 > AVIF_MAX_PIXELS => (webp(r, s)?, "image/webp"),
+        Output::Avif => {
+            budget.check()?;
+            (avif(r, s)?, "image/avif")
+        }
     };
     Ok(Rendered {
         bytes,
@@ -112,6 +118,68 @@ impl io::Write for Timed<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Output pixels up to which AV1 runs at the configured speed; past it, at the fastest (10), so
+/// that a large AVIF costs a fraction of a second rather than seconds.
+const AVIF_FULL_EFFORT_PIXELS: u64 = 1 << 20;
+
+/// Outputs larger than this asked for as AVIF are sent as WebP.
+pub const AVIF_MAX_PIXELS: u64 = 4 << 20;
+
+/// What the AV1 encoder holds for an output of `pixels`, as the pool admits jobs by (rav1e keeps
+/// the source and reconstructed frames and its analysis state); nothing past the AVIF limit.
+pub fn avif_encoder_bytes(pixels: u64) -> u64 {
+    if pixels > AVIF_MAX_PIXELS {
+        0
+    } else {
+        pixels * 16 + (8 << 20)
+    }
+}
+
+/// The rav1e speed for an output of `pixels`.
+pub fn avif_speed(configured: u8, pixels: u64) -> u8 {
+    if pixels > AVIF_FULL_EFFORT_PIXELS {
+        10
+    } else {
+        configured.clamp(6, 10)
+    }
+}
+
+/// AVIF through rav1e (`ravif`), 8-bit 4:4:4 YCbCr, alpha kept, on the calling worker thread
+/// alone (the pool's workers are the parallelism).
+pub fn avif(r: &Raster, s: &Settings) -> Result<Vec<u8>, PipelineError> {
+    let (w, h) = (r.width as usize, r.height as usize);
+    let encoder = ravif::Encoder::new()
+        .with_quality(s.avif_quality.clamp(1, 100) as f32)
+        .with_alpha_quality(s.avif_quality.clamp(1, 100) as f32)
+        .with_speed(avif_speed(s.avif_speed, (w * h) as u64))
+        .with_bit_depth(ravif::BitDepth::Eight)
+        .with_num_threads(Some(1));
+    let encoded = match r.channels {
+        4 => {
+            let px: Vec<ravif::RGBA8> = r
+                .data
+                .chunks_exact(4)
+                .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
+                .collect();
+            encoder.encode_rgba(ravif::Img::new(px.as_slice(), w, h))
+        }
+        channels => {
+            let px: Vec<ravif::RGB8> = r
+                .data
+                .chunks_exact(channels as usize)
+                .map(|p| match channels {
+                    1 => ravif::RGB8::new(p[0], p[0], p[0]),
+                    _ => ravif::RGB8::new(p[0], p[1], p[2]),
+                })
+                .collect();
+            encoder.encode_rgb(ravif::Img::new(px.as_slice(), w, h))
+        }
+    };
+    encoded
+        .map(|e| e.avif_file)
+        .map_err(|e| PipelineError::Encode(format!("rav1e: {e}")))
 }
 
 /// The libwebp method for an output of `pixels`: the configured one (at most 4) up to

@@ -4,13 +4,14 @@
 pub use crate::pipeline::geometry::Mode;
 use crate::ApiError;
 
-/// The requested output format. `Auto` (D11, opt-in) negotiates WebP from `Accept`.
+/// The requested output format. `Auto` (D11, opt-in) negotiates AVIF or WebP from `Accept`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Match,
     Jpeg,
     Png,
     Webp,
+    Avif,
     Auto,
 }
 
@@ -63,6 +64,7 @@ pub fn parse(query: Option<&str>) -> Result<Options, ApiError> {
         Some("jpeg") | Some("jpg") => Format::Jpeg,
         Some("png") => Format::Png,
         Some("webp") => Format::Webp,
+        Some("avif") => Format::Avif,
         Some("auto") => Format::Auto,
         Some(_) => return Err(ApiError::InvalidParam("format")),
     };
@@ -116,6 +118,7 @@ mod tests {
             ("format=png&width=50", Some(50), None, Mode::Cover, Format::Png),
             ("format=webp", None, None, Mode::Cover, Format::Webp),
             ("format=auto", None, None, Mode::Cover, Format::Auto),
+            ("format=avif", None, None, Mode::Cover, Format::Avif),
             ("width=9000", Some(9000), None, Mode::Cover, Format::Match),
             ("width=12abc", Some(12), None, Mode::Cover, Format::Match),
             ("other=1&width=5", Some(5), None, Mode::Cover, Format::Match),
@@ -139,7 +142,7 @@ mod tests {
             ("mode=crop", "mode"),
             ("format=gif", "format"),
             ("format=JPEG", "format"),
-            ("format=avif", "format"),
+            ("format=heic", "format"),
         ];
         for (q, param) in bad {
             match parse(Some(q)) {

@@ -94,6 +94,7 @@ pub fn variant_key(orig: &str, opts: &Options, format: Format) -> String {
         Format::Jpeg => "JPEG",
         Format::Png => "PNG",
         Format::Webp => "WEBP",
+        Format::Avif => "AVIF",
     };
     let mut key = format!("{orig}_{}_{f}", opts.mode.key_name());
     if let Some(w) = w {

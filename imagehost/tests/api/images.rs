@@ -159,6 +159,15 @@ pub struct Decoded {
 }
 
 pub fn decode(bytes: &[u8]) -> Decoded {
+    if bytes.get(4..12) == Some(b"ftypavif".as_slice()) {
+        let r = avif_pixels(bytes);
+        return Decoded {
+            format: "avif",
+            width: r.width,
+            height: r.height,
+            frames: 1,
+        };
+    }
     let format = image::guess_format(bytes).expect("a known image format");
     let name = match format {
         ImageFormat::Jpeg => "jpeg",
@@ -191,4 +200,9 @@ pub fn pixel(bytes: &[u8], x: u32, y: u32) -> [u8; 4] {
         .to_rgba8()
         .get_pixel(x, y)
         .0
+}
+
+/// An AVIF body decoded by imagehost's own decoder (dav1d): its pixels and channels.
+pub fn avif_pixels(bytes: &[u8]) -> imagehost::pipeline::raster::Raster {
+    imagehost::pipeline::avif::decode(bytes, &imagehost::pipeline::Settings::default()).expect("a valid AVIF")
 }

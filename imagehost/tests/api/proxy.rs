@@ -141,6 +141,12 @@ async fn proxy_outputs_match_the_reference() {
             "/photo.jpg",
             "width=120&format=auto",
             Some("image/avif,image/webp,*/*"),
+            d("avif", 120, 75, 1),
+        ),
+        (
+            "/photo.jpg",
+            "width=120&format=auto",
+            Some("image/avif;q=0,image/webp,*/*"),
             d("webp", 120, 75, 1),
         ),
         (
@@ -634,5 +640,106 @@ async fn a_variant_torn_by_a_crash_is_rendered_again_not_served() {
         }
         assert!(whole, "stored whole again on fileserver {i}");
     }
+    f.stop().await;
+}
+
+/// AVIF output: asked for (`format=avif`), or negotiated under `format=auto` for a client whose
+/// `Accept` takes AVIF (else WebP, else the source's format), each its own variant with
+/// `Vary: Accept`; an animation stays animated (WebP), alpha is kept; off by config, WebP again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avif_is_encoded_when_asked_for_or_negotiated() {
+    let o = origin();
+    let f = proxy_fixture(2_000_000).await;
+    let u = |path: &str| format!("http://{}{path}", o.addr());
+    let get = |path: String, accept: Option<&'static str>| {
+        let f = &f;
+        async move {
+            let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+            f.request("GET", &path, &headers, b"").await
+        }
+    };
+    let r = get(p(&u("/photo.jpg"), "width=300&format=avif"), None).await;
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("image/avif")),
+        "{:?}",
+        r.text()
+    );
+    assert_eq!(
+        decode(&r.body),
+        Decoded {
+            format: "avif",
+            width: 300,
+            height: 188,
+            frames: 1
+        }
+    );
+    let jpeg = get(p(&u("/photo.jpg"), "width=300&format=jpeg"), None).await;
+    assert!(
+        r.body.len() < jpeg.body.len(),
+        "AVIF {} B < JPEG {} B",
+        r.body.len(),
+        jpeg.body.len()
+    );
+
+    let browser = Some("image/avif,image/webp,image/apng,*/*;q=0.8");
+    let cases = [
+        (browser, "image/avif"),
+        (Some("image/webp,*/*"), "image/webp"),
+        (None, "image/jpeg"),
+    ];
+    for (accept, want) in cases {
+        let r = get(p(&u("/photo.jpg"), "width=200&format=auto"), accept).await;
+        assert_eq!(
+            (r.status, r.header("content-type")),
+            (200, Some(want)),
+            "{accept:?}"
+        );
+        assert!(
+            r.header("vary").is_some_and(|v| v.contains("Accept")),
+            "{accept:?}"
+        );
+        assert_eq!(decode(&r.body).width, 200, "{accept:?}");
+    }
+    // Alpha survives; an animation asked for as AVIF stays an animation, as WebP.
+    let r = get(p(&u("/alpha.png"), "width=150&format=avif"), None).await;
+    let px = images::avif_pixels(&r.body);
+    assert_eq!((px.width, px.channels), (150, 4));
+    assert!(px.data[3] < 10, "transparent corner kept");
+    let r = get(p(&u("/anim.gif"), "width=100&format=avif"), None).await;
+    assert_eq!(r.header("content-type"), Some("image/webp"));
+    assert_eq!(decode(&r.body).frames, 1, "decoded by image's still decoder");
+    // Each is its own variant in the proxy bucket.
+    let orig = original_key(&u("/photo.jpg"));
+    let store = f.proxy_store(0);
+    for want in [format!("{orig}_Cover_AVIF_300"), format!("{orig}_Cover_AVIF_200")] {
+        let key = Key::new(want.as_str()).unwrap();
+        let mut found = false;
+        for _ in 0..100 {
+            if store.exists(&key).await.unwrap_or(false) {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(found, "{want}");
+    }
+    f.stop().await;
+
+    // Turned off: a client taking AVIF is answered WebP under negotiation.
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.proxy.allow_loopback = true;
+        c.proxy.negotiate_avif = false;
+    })
+    .await;
+    let r = f
+        .request(
+            "GET",
+            &p(&u("/photo.jpg"), "width=120&format=auto"),
+            &[("Accept", "image/avif,image/webp,*/*")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.header("content-type"), Some("image/webp"));
     f.stop().await;
 }

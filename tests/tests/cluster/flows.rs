@@ -86,7 +86,9 @@ fn an_upload_is_served_replicated_resized_and_redirected_through_the_edge() {
     // client refusing WebP with q=0 is never sent the WebP another client's request cached.
     let auto = format!("/p/{}?width=160&format=auto", b58(&remote));
     for (accept, want, cache) in [
+        ("image/avif,image/webp,*/*", "image/avif", "MISS"),
         ("image/webp,*/*", "image/webp", "MISS"),
+        ("image/webp,image/avif", "image/avif", "HIT"),
         ("image/webp;q=0, */*", "image/png", "MISS"),
         ("IMAGE/WEBP", "image/webp", "HIT"),
         ("image/png", "image/png", "HIT"),
