@@ -30,12 +30,54 @@ fn request(format: Output) -> Request {
     }
 }
 
+/// Our settings (`AVIF_QUALITY` and `AVIF_SPEED` override the defaults, to tune them), with
+/// `quality` for WebP.
 fn settings(quality: u8) -> Settings {
     let s = Settings::default();
+    let env = |name: &str, default: u8| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     Settings {
-        avif_quality: s.avif_quality,
+        avif_quality: env("AVIF_QUALITY", s.avif_quality),
+        avif_speed: env("AVIF_SPEED", s.avif_speed),
         webp_quality: quality,
         ..s
+    }
+}
+
+/// `--tune W H`: for each AVIF quality and speed, the wall time of one thumbnail, its score, and
+/// its bytes against our WebP's at the same score.
+fn tune(w: u32, h: u32) {
+    let data = photo(w, h);
+    let reference = pixels(&render(&data, Output::Png, 0));
+    for speed in [8u8, 9, 10] {
+        for quality in [50u8, 60, 70, 80] {
+            std::env::set_var("AVIF_QUALITY", quality.to_string());
+            std::env::set_var("AVIF_SPEED", speed.to_string());
+            let t = std::time::Instant::now();
+            let avif = render(&data, Output::Avif, 0);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let s_avif = score(&reference, &avif);
+            let (mut lo, mut hi) = (1u8, 100u8);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if score(&reference, &render(&data, Output::Webp, mid)) >= s_avif {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            let webp = render(&data, Output::Webp, lo);
+            println!(
+                "speed {speed} q{quality}: {ms:.0} ms, {} B, SSIMULACRA2 {s_avif:.1}; WebP q{lo} {} B: {:.2}x",
+                avif.len(),
+                webp.len(),
+                avif.len() as f64 / webp.len() as f64
+            );
+        }
     }
 }
 
@@ -123,8 +165,10 @@ fn score(reference: &imagehost::pipeline::raster::Raster, bytes: &[u8]) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--ours") {
-        return run_ours(&args[2], args[3].parse().expect("iterations"));
+    match args.get(1).map(String::as_str) {
+        Some("--ours") => return run_ours(&args[2], args[3].parse().expect("iterations")),
+        Some("--tune") => return tune(args[2].parse().expect("width"), args[3].parse().expect("height")),
+        _ => {}
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let q = Settings::default().avif_quality;

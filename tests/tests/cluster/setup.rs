@@ -226,7 +226,7 @@ impl Cluster {
 [upload]\nwrite_quorum = 1\n\n[accounts]\nstatic_file = \"{}\"\n\n[blacklist]\nimages_file = \"{}\"\naccounts_file = \"{}\"\n\n\
 [replication]\nevents_url = \"http://{blobsync_addr}/events\"\ntoken_file = \"{token}\"\n\n\
 [takedowns]\nurl = \"http://{blobsync_addr}/takedowns\"\ntoken_file = \"{token}\"\nstate_file = \"{}\"\npoll_interval = \"1s\"\n\n\
-[proxy]\nallow_loopback = true\n\n[cache]\ndir = \"{}\"\nmax_bytes = 100000000\n\n\
+[proxy]\nallow_loopback = true\nnegotiate_avif = true\n\n[cache]\ndir = \"{}\"\nmax_bytes = 100000000\n\n\
 [log]\nformat = \"text\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
                         accounts_path.display(),
                         d.join("blacklist-images.json").display(),
