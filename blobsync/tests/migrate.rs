@@ -299,3 +299,77 @@ fn a_missing_source_or_a_foreign_state_file_is_refused_clearly() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("migrated source/uploads"));
 }
+
+/// An S3 bucket as the source (credentials from the AWS environment variables): every object
+/// copied to both directory fileservers, verified, and the report says so.
+#[test]
+fn an_s3_bucket_migrates_too() {
+    let old = Garage::start("old", &["imagehoster"]);
+    let a = old.access().clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let source = blobstore::open_bucket(&old.fileserver(), "imagehoster").expect("source");
+    let objects: Vec<(String, Vec<u8>)> = (0..200)
+        .map(|i| harness::content::upload(50_000 + i, 3_000))
+        .collect();
+    rt.block_on(async {
+        for (k, d) in &objects {
+            source
+                .put(
+                    &Key::new(k.as_str()).expect("key"),
+                    blobstore::body_from_bytes(d.clone()),
+                    &blobstore::PutOptions::default(),
+                )
+                .await
+                .expect("seed");
+        }
+    });
+    let dir = harness::tempdir();
+    let config = dir.path().join("blobsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n[queue]\npath = \"{}\"\n\
+             [[fileservers]]\nname = \"a\"\ndirectory = {{ path = \"{}\" }}\n\
+             [[fileservers]]\nname = \"b\"\ndirectory = {{ path = \"{}\" }}\n",
+            harness::free_port(),
+            dir.path().join("queue").display(),
+            dir.path().join("a").display(),
+            dir.path().join("b").display(),
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            config.to_str().expect("utf-8"),
+            "migrate",
+            "--from-s3",
+            &a.endpoint,
+        ])
+        .args(["--from-bucket", "imagehoster", "--state"])
+        .arg(dir.path().join("state.json"))
+        .env("AWS_ACCESS_KEY_ID", &a.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &a.secret_key)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("200 copied and verified"), "{stdout}");
+    let cfg: blobsync::Config = service::ConfigLoader::new("blobsync")
+        .file(Some(config))
+        .load()
+        .expect("config parses");
+    let want: BTreeSet<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    for fs in &cfg.fileservers {
+        let target = blobstore::open_bucket(fs, "uploads").expect("target");
+        assert_eq!(rt.block_on(keys(target.as_ref())), want, "{}", fs.name);
+    }
+}
