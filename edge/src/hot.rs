@@ -1,5 +1,5 @@
 //! The most requested objects, counted cheaply enough for the hit path: one request in
-//! `sample_one_in` is counted, in one of 16 shards taken with `try_lock` (a busy shard skips
+//! `sample_one_in` (per thread) is counted, in one of 16 shards taken with `try_lock` (a busy shard skips
 //! the sample rather than wait), under its normalised URL and the `Accept` class it was asked
 //! with. A shard past twice its share keeps its most counted half, so memory is bounded, and a
 //! key counted after that starts from the highest count dropped (space-saving's rule, in
@@ -45,7 +45,8 @@ pub struct Hot {
     shards: [Mutex<Shard>; SHARDS],
     /// Samples between two halvings of every count.
     aging_every: u64,
-    seen: AtomicU64,
+    /// Samples taken, all threads together (for the aging).
+    sampled: AtomicU64,
     sample_one_in: u64,
     per_shard: usize,
 }
@@ -56,7 +57,7 @@ impl Hot {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             aging_every: 64 * keep.max(1) as u64,
-            seen: AtomicU64::new(0),
+            sampled: AtomicU64::new(0),
             sample_one_in: sample_one_in.max(1),
             per_shard: keep.div_ceil(SHARDS).max(1),
         }
@@ -64,11 +65,19 @@ impl Hot {
 
     /// Counts a request, if it is the sampled one; `key` is only built then.
     pub fn record(&self, key: impl FnOnce() -> HotKey) {
-        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        // Which request is sampled is counted per thread: no shared cache line on the hit path.
+        thread_local! {
+            static SEEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        }
+        let n = SEEN.with(|c| {
+            let n = c.get();
+            c.set(n.wrapping_add(1));
+            n
+        });
         if n % self.sample_one_in != 0 {
             return;
         }
-        let sample = n / self.sample_one_in + 1;
+        let sample = self.sampled.fetch_add(1, Ordering::Relaxed) + 1;
         if sample % self.aging_every == 0 {
             for shard in &self.shards {
                 let mut shard = shard.lock();
