@@ -15,6 +15,11 @@ use parking_lot::Mutex;
 
 const SHARDS: usize = 16;
 
+/// Longest URL and host a hot list keeps: longer ones are not counted, so the list's memory is
+/// bounded (2 × `keep` entries of at most this much) whatever the requests look like.
+pub const MAX_URL: usize = 1024;
+pub const MAX_HOST: usize = 255;
+
 /// One counted object: where it is and how it was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct HotKey {
@@ -86,6 +91,9 @@ impl Hot {
             }
         }
         let key = key();
+        if key.url.len() > MAX_URL || key.host.len() > MAX_HOST || key.accept.len() > 16 {
+            return;
+        }
         let Some(mut shard) = self.shards[shard_of(&key)].try_lock() else {
             return;
         };
@@ -216,5 +224,18 @@ mod tests {
         }
         let top = hot.top(1);
         assert_eq!(top[0].key, key(2), "{top:?}");
+    }
+
+    #[test]
+    fn overlong_urls_are_not_kept() {
+        let hot = Hot::new(16, 1);
+        let long = HotKey {
+            host: "h".into(),
+            url: format!("/{}", "a".repeat(MAX_URL)),
+            accept: String::new(),
+        };
+        hot.record(|| long.clone());
+        hot.record(|| key(1));
+        assert_eq!(hot.top(10).len(), 1);
     }
 }

@@ -176,14 +176,24 @@ async fn hot_list(
     }
     for peer in peers {
         let url = format!("{}/hot.json?limit={keys}", peer.trim_end_matches('/'));
+        // At most this much is read of a peer's answer (each entry is bounded by the hot list).
+        let cap = keys.saturating_mul(crate::hot::MAX_URL + crate::hot::MAX_HOST + 128) + (64 << 10);
         let got = async {
-            let resp = client
+            let mut resp = client
                 .get(&url)
                 .timeout(timeout)
                 .send()
-                .await?
-                .error_for_status()?;
-            resp.json::<Listed>().await
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| e.to_string())?;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                if body.len() + chunk.len() > cap {
+                    return Err(format!("answer over {cap} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            serde_json::from_slice::<Listed>(&body).map_err(|e| e.to_string())
         }
         .await;
         match got {
