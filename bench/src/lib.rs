@@ -98,6 +98,26 @@ pub fn print_table(title: &str, ours: &str, reference: &str, rows: &[Row]) {
     }
 }
 
+/// CPU milliseconds (user + system), peak RSS (MiB) and standard output of a child run to its
+/// end; panics if it fails.
+#[allow(unsafe_code)]
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reads the rusage
+pub fn cpu_of(mut cmd: std::process::Command) -> (f64, f64, String) {
+    let child = cmd.stdout(std::process::Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout {
+        std::io::Read::read_to_string(&mut so, &mut out).ok();
+    }
+    let mut status = 0;
+    // SAFETY: wait4 on our own child with valid out-pointers.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
+    assert_eq!(status, 0, "child failed");
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    (ms(u.ru_utime) + ms(u.ru_stime), u.ru_maxrss as f64 / 1024.0, out)
+}
+
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -200,5 +220,67 @@ fn latency_ms(v: &str) -> f64 {
         "ms" => n,
         "s" => n * 1000.0,
         _ => f64::NAN,
+    }
+}
+
+/// One keep-alive HTTP/1.1 client connection, as the cache benchmarks drive the edge: a request
+/// is one write (separate small writes meet Nagle and delayed ACKs, 40 ms each), and a failed or
+/// closed connection is opened again.
+pub struct KeepAlive {
+    addr: std::net::SocketAddr,
+    conn: Option<std::io::BufReader<std::net::TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self { addr, conn: None }
+    }
+
+    /// `GET path` with `Host: host` until a 200 is read whole; whether it was a cache hit.
+    pub fn get(&mut self, path: &str, host: &str) -> bool {
+        use std::io::{BufRead, Read, Write};
+        loop {
+            let addr = self.addr;
+            let c = self.conn.get_or_insert_with(|| {
+                let s = std::net::TcpStream::connect(addr).expect("connect");
+                let _ = s.set_nodelay(true);
+                std::io::BufReader::new(s)
+            });
+            let got = (|| -> std::io::Result<(bool, bool)> {
+                c.get_mut()
+                    .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())?;
+                let (mut len, mut hit, mut close) = (0usize, false, false);
+                let mut line = String::new();
+                c.read_line(&mut line)?;
+                if !line.starts_with("HTTP/1.1 200") {
+                    return Err(std::io::Error::other(line.clone()));
+                }
+                loop {
+                    line.clear();
+                    c.read_line(&mut line)?;
+                    let l = line.trim_end().to_ascii_lowercase();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    hit |= l == "x-cache: hit";
+                    close |= l == "connection: close";
+                }
+                let mut body = vec![0u8; len];
+                c.read_exact(&mut body)?;
+                Ok((hit, close))
+            })();
+            match got {
+                Ok((hit, close)) => {
+                    if close {
+                        self.conn = None;
+                    }
+                    return hit;
+                }
+                Err(_) => self.conn = None,
+            }
+        }
     }
 }

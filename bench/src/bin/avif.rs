@@ -14,7 +14,7 @@
 
 use std::process::{Command, Stdio};
 
-use bench::{photo, print_table, Row};
+use bench::{cpu_of, photo, print_table, Row};
 use imagehost::pipeline::{self, AvifSource, Input, Output, Request, Settings};
 use imagehost::proxy::options::Mode;
 
@@ -61,16 +61,7 @@ fn tune(w: u32, h: u32) {
             let avif = render(&data, Output::Avif, 0);
             let ms = t.elapsed().as_secs_f64() * 1000.0;
             let s_avif = score(&reference, &avif);
-            let (mut lo, mut hi) = (1u8, 100u8);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if score(&reference, &render(&data, Output::Webp, mid)) >= s_avif {
-                    hi = mid;
-                } else {
-                    lo = mid + 1;
-                }
-            }
-            let webp = render(&data, Output::Webp, lo);
+            let (lo, webp) = webp_scoring(&data, &reference, s_avif);
             println!(
                 "speed {speed} q{quality}: {ms:.0} ms, {} B, SSIMULACRA2 {s_avif:.1}; WebP q{lo} {} B: {:.2}x",
                 avif.len(),
@@ -95,29 +86,6 @@ fn run_ours(file: &str, iters: usize) {
         size = render(&data, Output::Avif, 0).len();
     }
     println!("{size}");
-}
-
-/// CPU milliseconds (user + system) of a finished child, and what it printed.
-#[allow(unsafe_code)]
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reads the rusage
-fn cpu_of(mut cmd: Command) -> (f64, String) {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut out = String::new();
-    if let Some(mut so) = child.stdout {
-        std::io::Read::read_to_string(&mut so, &mut out).ok();
-    }
-    let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
-    assert_eq!(status, 0, "{:?} failed", cmd.get_program());
-    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
-    (ms(u.ru_utime) + ms(u.ru_stime), out)
 }
 
 /// Pixels as SSIMULACRA2 takes them: sRGB, 0…1.
@@ -163,6 +131,20 @@ fn score(reference: &imagehost::pipeline::raster::Raster, bytes: &[u8]) -> f64 {
     ssimulacra2::compute_frame_ssimulacra2(srgb(reference), srgb(&pixels(bytes))).expect("ssimulacra2")
 }
 
+/// The smallest WebP quality of ours whose thumbnail scores at least `target`, and that WebP.
+fn webp_scoring(data: &[u8], reference: &imagehost::pipeline::raster::Raster, target: f64) -> (u8, Vec<u8>) {
+    let (mut lo, mut hi) = (1u8, 100u8);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if score(reference, &render(data, Output::Webp, mid)) >= target {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    (lo, render(data, Output::Webp, lo))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -196,13 +178,15 @@ fn main() {
             c.args(["--ours", &src.display().to_string(), &ITERS.to_string()]);
             ours = ours.min(cpu_of(c).0 / ITERS as f64);
             let mut v = Command::new("vipsthumbnail");
-            v.args(["-s", "640", "-o", &format!("%s_t.avif[Q={q}]")])
+            v.stderr(Stdio::null())
+                .args(["-s", "640", "-o", &format!("%s_t.avif[Q={q}]")])
                 .args(&copies);
             vips = vips.min(cpu_of(v).0 / ITERS as f64);
             let mut total = 0.0;
             for i in 0..ITERS {
                 let mut a = Command::new("avifenc");
-                a.args(["-j", "1"])
+                a.stderr(Stdio::null())
+                    .args(["-j", "1"])
                     .arg(&png_path)
                     .arg(dir.path().join(format!("a{w}-{i}.avif")));
                 total += cpu_of(a).0;
@@ -214,17 +198,7 @@ fn main() {
         let size = |p: std::path::PathBuf| std::fs::read(p).unwrap_or_default();
         let vips_out = size(dir.path().join(format!("c{w}-0_t.avif")));
         let avifenc_out = size(dir.path().join(format!("a{w}-0.avif")));
-        // The smallest WebP quality of ours that scores as well as our AVIF.
-        let (mut lo, mut hi) = (1u8, 100u8);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if score(&reference, &render(&data, Output::Webp, mid)) >= s_avif {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        let webp = render(&data, Output::Webp, lo);
+        let (lo, webp) = webp_scoring(&data, &reference, s_avif);
         let webp80 = render(&data, Output::Webp, 80);
         println!(
             "{w}×{h} → 640 px: ours AVIF q{q} {} B (SSIMULACRA2 {s_avif:.1}); WebP q{lo} {} B ({:.1}); \

@@ -7,14 +7,13 @@
 //!
 //!   EDGE_BIN=target/release/edge target/release/ban
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{mib, print_table, Row};
+use bench::{mib, print_table, KeepAlive, Row};
 use harness::origin::{Origin, Reply};
 use harness::process::Killed;
 
@@ -26,49 +25,9 @@ const COSTLY: &str = "(?:[a-z0-9]{1,5}[/?=&]){1,10}Z|^/o/[0-9]*[13579]$";
 
 /// Requests `/o/<i>` for every `i` in `range` on one keep-alive connection (reopened as needed).
 fn fill(addr: SocketAddr, range: std::ops::Range<usize>, done: &AtomicUsize) {
-    let mut conn: Option<BufReader<TcpStream>> = None;
+    let mut client = KeepAlive::new(addr);
     for i in range {
-        loop {
-            let c = conn.get_or_insert_with(|| {
-                let s = TcpStream::connect(addr).expect("connect");
-                let _ = s.set_nodelay(true);
-                BufReader::new(s)
-            });
-            let ok = (|| -> std::io::Result<()> {
-                // One write: separate small writes meet Nagle and delayed ACKs (40 ms each).
-                let request = format!("GET /o/{i} HTTP/1.1\r\nHost: bench\r\n\r\n");
-                c.get_mut().write_all(request.as_bytes())?;
-                let mut len = 0usize;
-                let mut close = false;
-                let mut line = String::new();
-                c.read_line(&mut line)?;
-                if !line.starts_with("HTTP/1.1 200") {
-                    return Err(std::io::Error::other(line.clone()));
-                }
-                loop {
-                    line.clear();
-                    c.read_line(&mut line)?;
-                    let l = line.trim_end().to_ascii_lowercase();
-                    if l.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = l.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    close |= l == "connection: close";
-                }
-                let mut body = vec![0u8; len];
-                c.read_exact(&mut body)?;
-                if close {
-                    return Err(std::io::Error::other("closed"));
-                }
-                Ok(())
-            })();
-            match ok {
-                Ok(()) => break,
-                Err(_) => conn = None,
-            }
-        }
+        client.get(&format!("/o/{i}"), "bench");
         done.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::process::{Command, Stdio};
 
-use bench::{photo, print_table, Row};
+use bench::{cpu_of, photo, print_table, Row};
 use imagehost::pipeline::{self, Input, Output, Request, Settings};
 use imagehost::proxy::options::Mode;
 
@@ -84,25 +84,6 @@ fn decode_only(file: &str) {
         "decode at 1/4 to {:?}: shrink {:.1} ms, libjpeg-turbo {:.1} ms",
         ours.0, ours.1, turbo.1
     );
-}
-
-/// CPU milliseconds (user + system) and peak RSS of a finished child.
-#[allow(unsafe_code)]
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reads the rusage
-fn cpu_of(mut cmd: Command) -> (f64, f64, String) {
-    let child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut out = String::new();
-    if let Some(mut so) = child.stdout {
-        std::io::Read::read_to_string(&mut so, &mut out).ok();
-    }
-    let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
-    assert_eq!(status, 0, "child failed");
-    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
-    (ms(u.ru_utime) + ms(u.ru_stime), u.ru_maxrss as f64 / 1024.0, out)
 }
 
 fn main() {

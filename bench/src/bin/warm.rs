@@ -8,14 +8,13 @@
 //!
 //!   EDGE_BIN=target/release/edge target/release/warm
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{print_table, Row};
+use bench::{print_table, KeepAlive, Row};
 use harness::origin::{Origin, Reply};
 use harness::process::Killed;
 
@@ -51,60 +50,6 @@ impl Zipf {
         self.state ^= self.state << 17;
         let u = (self.state >> 11) as f64 / (1u64 << 53) as f64;
         self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
-    }
-}
-
-/// One keep-alive client: `GET /o/<rank>/p.jpg`; whether it was a hit.
-struct Client {
-    addr: SocketAddr,
-    conn: Option<BufReader<TcpStream>>,
-}
-
-impl Client {
-    fn get(&mut self, rank: usize) -> bool {
-        loop {
-            let addr = self.addr;
-            let c = self.conn.get_or_insert_with(|| {
-                let s = TcpStream::connect(addr).expect("connect");
-                let _ = s.set_nodelay(true);
-                BufReader::new(s)
-            });
-            let got = (|| -> std::io::Result<(bool, bool)> {
-                let request = format!("GET /o/{rank}/p.jpg HTTP/1.1\r\nHost: images.bench\r\n\r\n");
-                c.get_mut().write_all(request.as_bytes())?;
-                let (mut len, mut hit, mut close) = (0usize, false, false);
-                let mut line = String::new();
-                c.read_line(&mut line)?;
-                if !line.starts_with("HTTP/1.1 200") {
-                    return Err(std::io::Error::other(line.clone()));
-                }
-                loop {
-                    line.clear();
-                    c.read_line(&mut line)?;
-                    let l = line.trim_end().to_ascii_lowercase();
-                    if l.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = l.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    hit |= l == "x-cache: hit";
-                    close |= l == "connection: close";
-                }
-                let mut body = vec![0u8; len];
-                c.read_exact(&mut body)?;
-                Ok((hit, close))
-            })();
-            match got {
-                Ok((hit, close)) => {
-                    if close {
-                        self.conn = None;
-                    }
-                    return hit;
-                }
-                Err(_) => self.conn = None,
-            }
-        }
     }
 }
 
@@ -178,7 +123,7 @@ fn replay(
             let (hits, all) = (hits.clone(), all.clone());
             std::thread::spawn(move || {
                 let mut zipf = Zipf::new(objects, zipf_s, seed + t);
-                let mut client = Client { addr, conn: None };
+                let mut client = KeepAlive::new(addr);
                 let every = Duration::from_secs_f64(threads as f64 / rate);
                 let mut k = 0u32;
                 loop {
@@ -191,7 +136,7 @@ fn replay(
                         std::thread::sleep(due - now);
                     }
                     let w = (Instant::now().duration_since(start).as_secs() / 10) as usize;
-                    let hit = client.get(zipf.next());
+                    let hit = client.get(&format!("/o/{}/p.jpg", zipf.next()), "images.bench");
                     if let (Some(h), Some(a)) = (hits.get(w), all.get(w)) {
                         h.fetch_add(hit as u64, Ordering::Relaxed);
                         a.fetch_add(1, Ordering::Relaxed);
@@ -251,8 +196,10 @@ fn main() {
             let addr = peer.addr;
             std::thread::spawn(move || {
                 let mut zipf = Zipf::new(objects, zipf_s, 1000 + t);
-                let mut client = Client { addr, conn: None };
-                (0..per).map(|_| client.get(zipf.next()) as u64).sum::<u64>()
+                let mut client = KeepAlive::new(addr);
+                (0..per)
+                    .map(|_| client.get(&format!("/o/{}/p.jpg", zipf.next()), "images.bench") as u64)
+                    .sum::<u64>()
             })
         })
         .collect();

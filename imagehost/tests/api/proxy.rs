@@ -580,6 +580,17 @@ async fn the_hot_cache_serves_after_a_restart_without_the_origin_or_fileservers(
     f.stop().await;
 }
 
+/// Whether `file` comes to hold exactly `want` within two seconds (background writes).
+async fn holds(file: &std::path::Path, want: &[u8]) -> bool {
+    for _ in 0..100 {
+        if std::fs::read(file).is_ok_and(|b| b == want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Variants go to the proxy bucket without fsyncs (a cache). What a crash can leave of such a
 /// write (a body cut short on one fileserver, zeroed on the other) is never served: the read finds
 /// it torn, the variant is rendered again, served whole, and stored whole again.
@@ -611,15 +622,10 @@ async fn a_variant_torn_by_a_crash_is_rendered_again_not_served() {
         })
         .collect();
     for (i, file) in files.iter().enumerate() {
-        let mut written = false;
-        for _ in 0..100 {
-            if std::fs::read(file).is_ok_and(|b| b == first.body) {
-                written = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(written, "the variant is stored whole on fileserver {i}");
+        assert!(
+            holds(file, &first.body).await,
+            "the variant is stored whole on fileserver {i}"
+        );
     }
     std::fs::write(&files[0], &first.body[..first.body.len() / 3]).unwrap();
     std::fs::write(&files[1], vec![0u8; first.body.len()]).unwrap();
@@ -630,15 +636,10 @@ async fn a_variant_torn_by_a_crash_is_rendered_again_not_served() {
     assert_eq!(again.body, first.body, "rendered again, the same bytes");
     assert_eq!(metric("imagehost_renders_total{outcome=\"ok\"}"), renders + 1.0);
     for (i, file) in files.iter().enumerate() {
-        let mut whole = false;
-        for _ in 0..100 {
-            if std::fs::read(file).is_ok_and(|b| b == first.body) {
-                whole = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(whole, "stored whole again on fileserver {i}");
+        assert!(
+            holds(file, &first.body).await,
+            "stored whole again on fileserver {i}"
+        );
     }
     f.stop().await;
 }
