@@ -284,3 +284,57 @@ impl KeepAlive {
         }
     }
 }
+
+/// A release edge (`EDGE_BIN`, default `target/release/edge`) on free loopback ports in front of
+/// `origin`, two threads, quiet; killed when dropped. `extra` are more `--set` settings.
+pub struct Edge {
+    pub child: harness::process::Killed,
+    pub addr: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    /// Where its upgrade socket and pid file are; removed with it.
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts an [`Edge`] and waits until its admin and proxy listeners answer.
+pub fn start_edge(origin: std::net::SocketAddr, extra: &[String]) -> Edge {
+    use std::net::SocketAddr;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = harness::ports::free_ports(2);
+    let (addr, admin) = (
+        SocketAddr::from(([127, 0, 0, 1], ports[0])),
+        SocketAddr::from(([127, 0, 0, 1], ports[1])),
+    );
+    let bin = std::env::var("EDGE_BIN").unwrap_or_else(|_| "target/release/edge".into());
+    let mut cmd = Command::new(&bin);
+    for s in [
+        format!("server.listen={addr}"),
+        format!("admin.listen={admin}"),
+        format!("upstreams.nodes=[\"{origin}\"]"),
+        "upstreams.health_path=/healthcheck".into(),
+        "server.threads=2".into(),
+        format!("server.upgrade_sock={}", dir.path().join("u.sock").display()),
+        format!("server.pid_file={}", dir.path().join("e.pid").display()),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        cmd.args(["--set", s]);
+    }
+    let child = harness::process::Killed(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}")),
+    );
+    harness::wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        harness::http_status(admin, "/healthz").filter(|s| *s == 200)
+    })
+    .expect("edge up");
+    assert!(harness::listening(addr, Duration::from_secs(20)), "edge listens");
+    Edge {
+        child,
+        addr,
+        admin,
+        dir,
+    }
+}

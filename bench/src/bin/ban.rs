@@ -8,14 +8,12 @@
 //!   EDGE_BIN=target/release/edge target/release/ban
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{mib, print_table, KeepAlive, Row};
+use bench::{mib, print_table, start_edge, KeepAlive, Row};
 use harness::origin::{Origin, Reply};
-use harness::process::Killed;
 
 const SECONDS: u32 = 10;
 const HOT: usize = 200;
@@ -52,38 +50,8 @@ fn main() {
     let origin = Origin::start(|req| {
         Reply::ok(format!("object {}", req.path)).header("Cache-Control", "public, max-age=86400")
     });
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ports = harness::ports::free_ports(2);
-    let (addr, admin) = (
-        SocketAddr::from(([127, 0, 0, 1], ports[0])),
-        SocketAddr::from(([127, 0, 0, 1], ports[1])),
-    );
-    let bin = std::env::var("EDGE_BIN").unwrap_or_else(|_| "target/release/edge".into());
-    let settings = [
-        format!("server.listen={addr}"),
-        format!("admin.listen={admin}"),
-        format!("upstreams.nodes=[\"{}\"]", origin.addr()),
-        "upstreams.health_path=/healthcheck".into(),
-        "server.threads=2".into(),
-        "cache.memory_bytes=4294967296".into(),
-        format!("server.upgrade_sock={}", dir.path().join("u.sock").display()),
-        format!("server.pid_file={}", dir.path().join("e.pid").display()),
-    ];
-    let mut cmd = Command::new(&bin);
-    for s in &settings {
-        cmd.args(["--set", s]);
-    }
-    let edge = Killed(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {bin}: {e}")),
-    );
-    harness::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        harness::http_status(admin, "/healthz").filter(|s| *s == 200)
-    })
-    .expect("edge up");
-    assert!(harness::listening(addr, Duration::from_secs(20)), "edge listens");
+    let edge = start_edge(origin.addr(), &["cache.memory_bytes=4294967296".into()]);
+    let (addr, admin, dir) = (edge.addr, edge.admin, &edge.dir);
 
     let t = Instant::now();
     let done = Arc::new(AtomicUsize::new(0));
@@ -105,7 +73,7 @@ fn main() {
         t.elapsed().as_secs_f64(),
         objects as f64 / t.elapsed().as_secs_f64(),
         mib(metric(admin, "edge_cache_memory_bytes") as u64),
-        mib(harness::process::rss_kib(edge.0.id()) * 1024)
+        mib(harness::process::rss_kib(edge.child.0.id()) * 1024)
     );
 
     // The hot set: HOT of the cached objects, cycled by wrk.

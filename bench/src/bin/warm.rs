@@ -9,14 +9,12 @@
 //!   EDGE_BIN=target/release/edge target/release/warm
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{print_table, KeepAlive, Row};
+use bench::{print_table, start_edge, KeepAlive, Row};
 use harness::origin::{Origin, Reply};
-use harness::process::Killed;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -50,56 +48,6 @@ impl Zipf {
         self.state ^= self.state << 17;
         let u = (self.state >> 11) as f64 / (1u64 << 53) as f64;
         self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
-    }
-}
-
-struct Edge {
-    _child: Killed,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-fn start_edge(origin: SocketAddr, extra: &[String]) -> Edge {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ports = harness::ports::free_ports(2);
-    let (addr, admin) = (
-        SocketAddr::from(([127, 0, 0, 1], ports[0])),
-        SocketAddr::from(([127, 0, 0, 1], ports[1])),
-    );
-    let bin = std::env::var("EDGE_BIN").unwrap_or_else(|_| "target/release/edge".into());
-    let mut cmd = Command::new(&bin);
-    for s in [
-        format!("server.listen={addr}"),
-        format!("admin.listen={admin}"),
-        format!("upstreams.nodes=[\"{origin}\"]"),
-        "upstreams.health_path=/healthcheck".into(),
-        "server.threads=2".into(),
-        "cache.memory_bytes=1073741824".into(),
-        format!("server.upgrade_sock={}", dir.path().join("u.sock").display()),
-        format!("server.pid_file={}", dir.path().join("e.pid").display()),
-    ]
-    .iter()
-    .chain(extra)
-    {
-        cmd.args(["--set", s]);
-    }
-    let child = Killed(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {bin}: {e}")),
-    );
-    harness::wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        harness::http_status(admin, "/healthz").filter(|s| *s == 200)
-    })
-    .expect("edge up");
-    assert!(harness::listening(addr, Duration::from_secs(20)), "edge listens");
-    Edge {
-        _child: child,
-        addr,
-        admin,
-        _dir: dir,
     }
 }
 
@@ -188,7 +136,7 @@ fn main() {
     });
 
     // The peer: it has served the trace for a while.
-    let peer = start_edge(origin.addr(), &[]);
+    let peer = start_edge(origin.addr(), &["cache.memory_bytes=1073741824".into()]);
     let t = Instant::now();
     let per = fill / 8;
     let fillers: Vec<_> = (0..8u64)
@@ -224,6 +172,8 @@ fn main() {
             Vec::new()
         };
         let before = fetches.load(Ordering::Relaxed);
+        let mut extra = extra;
+        extra.push("cache.memory_bytes=1073741824".into());
         let edge = start_edge(origin.addr(), &extra);
         let windows = replay(edge.addr, objects, zipf_s, 77, rate, seconds);
         let origin_fetches = fetches.load(Ordering::Relaxed) - before;

@@ -216,17 +216,7 @@ async fn proxy_outputs_match_the_reference() {
         format!("{orig}_Cover_WEBP_100_100"),
     ] {
         for i in 0..2 {
-            let store = f.proxy_store(i);
-            let key = Key::new(want.as_str()).unwrap();
-            let mut found = false;
-            for _ in 0..100 {
-                if store.exists(&key).await.unwrap_or(false) {
-                    found = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert!(found, "{want} on fileserver {i}");
+            assert!(appears(&f, i, &want).await, "{want} on fileserver {i}");
         }
     }
     // The original was fetched once for all its variants (hot cache and proxy store).
@@ -580,6 +570,18 @@ async fn the_hot_cache_serves_after_a_restart_without_the_origin_or_fileservers(
     f.stop().await;
 }
 
+/// Whether `key` appears in fileserver `i`'s proxy bucket within two seconds (background writes).
+async fn appears(f: &Fixture, i: usize, key: &str) -> bool {
+    let (store, key) = (f.proxy_store(i), Key::new(key).unwrap());
+    for _ in 0..100 {
+        if store.exists(&key).await.unwrap_or(false) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Whether `file` comes to hold exactly `want` within two seconds (background writes).
 async fn holds(file: &std::path::Path, want: &[u8]) -> bool {
     for _ in 0..100 {
@@ -710,18 +712,8 @@ async fn avif_is_encoded_when_asked_for_or_negotiated() {
     assert_eq!(decode(&r.body).frames, 1, "decoded by image's still decoder");
     // Each is its own variant in the proxy bucket.
     let orig = original_key(&u("/photo.jpg"));
-    let store = f.proxy_store(0);
     for want in [format!("{orig}_Cover_AVIF_300"), format!("{orig}_Cover_AVIF_200")] {
-        let key = Key::new(want.as_str()).unwrap();
-        let mut found = false;
-        for _ in 0..100 {
-            if store.exists(&key).await.unwrap_or(false) {
-                found = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(found, "{want}");
+        assert!(appears(&f, 0, &want).await, "{want}");
     }
     f.stop().await;
 
