@@ -12,6 +12,7 @@ mod api {
     pub mod images;
     pub mod inputs;
     pub mod mutated;
+    pub mod progressive;
     pub mod proxy;
     pub mod quota;
     pub mod render_limit;

@@ -1,10 +1,11 @@
 //! Thumbnail CPU against vipsthumbnail in the same run: a 4000×3000 and a 1200×800 q90 JPEG
-//! (generated here), and the 1200×800 photo as an 8-bit 4:2:0 AVIF (`avifenc`; vips reads it
+//! (generated here), the 4000×3000 one made progressive by `jpegtran -progressive` (the same
+//! coefficients, libjpeg-turbo's default scans), and the 1200×800 photo as an 8-bit 4:2:0 AVIF (`avifenc`; vips reads it
 //! through libheif), each to a 640 px JPEG at Q80. Ours runs the imagehost pipeline in a child process
 //! (`--ours FILE N`, N iterations); vips runs one process over N copies. CPU = user + system from
 //! wait4, divided by N, so start-up is amortised for both.
 //!
-//! By hand: `thumbnail --photo W H FILE` writes the generated source; `thumbnail --decode FILE`
+//! By hand: `thumbnail --photo W H FILE` writes the generated source; `thumbnail --decode FILE [N]`
 //! times the decode step alone at 1/4 (the shrink decoder against libjpeg-turbo).
 
 use std::process::{Command, Stdio};
@@ -47,20 +48,21 @@ fn run_ours(file: &str, iters: usize) {
     println!("{size}");
 }
 
-/// Wall milliseconds per decode at 1/4 of the size, 20 of each, for a profile by hand.
-fn decode_only(file: &str) {
+/// Wall milliseconds per decode at 1/4 of the size, `iters` of each, for a profile by hand.
+fn decode_only(file: &str, iters: usize) {
     use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
     let data = std::fs::read(file).expect("read");
     let time = |f: &mut dyn FnMut() -> (usize, usize)| {
         let t = std::time::Instant::now();
         let mut size = (0, 0);
-        for _ in 0..20 {
+        for _ in 0..iters {
             size = f();
         }
-        (size, t.elapsed().as_secs_f64() * 1000.0 / 20.0)
+        (size, t.elapsed().as_secs_f64() * 1000.0 / iters as f64)
     };
     let ours = time(&mut || {
-        let r = imagehost::pipeline::shrink::decode(&data, 4, u64::MAX).expect("baseline JPEG");
+        let r =
+            imagehost::pipeline::shrink::decode(&data, 4, u64::MAX).expect("a JPEG the shrink decoder takes");
         (r.width as usize, r.height as usize)
     });
     let turbo = time(&mut || {
@@ -95,22 +97,41 @@ fn main() {
             let n = |i: usize| args[i].parse().expect("dimension");
             return std::fs::write(&args[4], photo(n(2), n(3))).expect("write");
         }
-        // `--decode FILE`: the decode step alone at 1/4, shrink decoder against libjpeg-turbo.
-        Some("--decode") => return decode_only(&args[2]),
+        // `--decode FILE [N]`: the decode step alone at 1/4, shrink decoder against
+        // libjpeg-turbo, N (20) of each.
+        Some("--decode") => {
+            let iters = args.get(3).map_or(20, |n| n.parse().expect("iterations"));
+            return decode_only(&args[2], iters);
+        }
         _ => {}
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rows = Vec::new();
+    // (width, height, kind, target): kind "jpg" as generated, "progressive" the same pixels
+    // rewritten by `jpegtran -progressive` (libjpeg-turbo's default script), "avif" by avifenc.
     let cases = [
         (4000u32, 3000u32, "jpg", "≤ 0.55× vips"),
+        (4000, 3000, "progressive", "≤ 0.55× vips"),
         (1200, 800, "jpg", "≤ 20 ms CPU"),
         (1200, 800, "avif", "–"),
     ];
-    for (w, h, ext, target) in cases {
-        let src = dir.path().join(format!("src-{w}.{ext}"));
+    for (w, h, kind, target) in cases {
+        let ext = if kind == "avif" { "avif" } else { "jpg" };
+        let src = dir.path().join(format!("src-{w}-{kind}.{ext}"));
         let jpeg = dir.path().join(format!("src-{w}.jpg"));
         std::fs::write(&jpeg, photo(w, h)).expect("write");
-        if ext == "avif" {
+        if kind == "progressive" {
+            let out = Command::new("jpegtran")
+                .arg("-progressive")
+                .arg(&jpeg)
+                .output()
+                .expect("jpegtran (apt-get install libjpeg-turbo-progs)");
+            assert!(out.status.success(), "jpegtran");
+            std::fs::write(&src, out.stdout).expect("write");
+        } else if kind == "jpg" {
+            std::fs::copy(&jpeg, &src).expect("copy");
+        }
+        if kind == "avif" {
             let ok = Command::new("avifenc")
                 .args(["-s", "8", "-j", "1", "-y", "420"])
                 .arg(&jpeg)
@@ -122,7 +143,7 @@ fn main() {
         }
         let copies: Vec<String> = (0..ITERS)
             .map(|i| {
-                let p = dir.path().join(format!("c{w}{ext}-{i}.{ext}"));
+                let p = dir.path().join(format!("c{w}{kind}-{i}.{ext}"));
                 std::fs::copy(&src, &p).expect("copy");
                 p.display().to_string()
             })
@@ -146,16 +167,16 @@ fn main() {
                 v = b;
             }
         }
-        let vips_bytes = std::fs::metadata(dir.path().join(format!("c{w}{ext}-0_t.jpg")))
+        let vips_bytes = std::fs::metadata(dir.path().join(format!("c{w}{kind}-0_t.jpg")))
             .map(|m| m.len())
             .unwrap_or(0);
         println!(
-            "{w}×{h} {ext}: source {} bytes, output ours {} bytes, vips {vips_bytes} bytes",
+            "{w}×{h} {kind}: source {} bytes, output ours {} bytes, vips {vips_bytes} bytes",
             std::fs::metadata(&src).map(|m| m.len()).unwrap_or(0),
             o.2.trim()
         );
         rows.push(Row {
-            what: format!("CPU per {w}×{h} {} → 640 px JPEG", ext.to_uppercase()),
+            what: format!("CPU per {w}×{h} {} → 640 px JPEG", kind.to_uppercase()),
             ours: o.0 / ITERS as f64,
             reference: Some(v.0 / ITERS as f64),
             unit: "ms",

@@ -113,8 +113,9 @@ pub struct PipelineConfig {
     /// encoded at 10.
     pub avif_quality: u8,
     pub avif_speed: u8,
-    /// Thumbnails of baseline JPEGs decoded straight to 1/2–1/8 by imagehost's own decoder
-    /// (reads only the coefficients they need); false: libjpeg-turbo for every JPEG.
+    /// Thumbnails of baseline and progressive JPEGs decoded straight to 1/2–1/8 by imagehost's
+    /// own decoder (reads only the coefficients and scans they need); false: libjpeg-turbo for
+    /// every JPEG.
     pub shrink_decoder: bool,
     /// Output pixels per source pixel, per side, at most: cover mode enlarges (OH does, to the
     /// 8000 clamp), but a 1×1 image asked at 8000 px becomes 8×8, not 64 MP.

@@ -1,13 +1,16 @@
-//! Shrink-on-load JPEG decoding for thumbnails: a baseline JPEG decoded straight to 1/2, 1/4
-//! or 1/8 of its size, keeping only the low-frequency coefficients each output pixel needs and
-//! stepping over the rest without computing them (libjpeg-turbo computes and stores all 64 of
-//! every block unless it scales by 1/8). Chroma is decoded at the luma grid, so there is no
-//! upsampling step. Files it does not take (progressive, arithmetic, CMYK, RGB, 12-bit, odd
-//! sampling, several scans) answer `None` and go to libjpeg-turbo, and so do damaged ones.
+//! Shrink-on-load JPEG decoding for thumbnails: a baseline or progressive JPEG decoded straight
+//! to 1/2, 1/4 or 1/8 of its size, keeping only the low-frequency coefficients each output pixel
+//! needs and stepping over the rest without computing them (libjpeg-turbo computes and stores
+//! all 64 of every block unless it scales by 1/8, and keeps a whole-image coefficient buffer for
+//! a progressive file); a progressive file's scans that hold none of them are not read
+//! (`shrink/progressive.rs`). Chroma is decoded at the luma grid, so there is no upsampling step.
+//! Files it does not take (arithmetic, CMYK, RGB, 12-bit, odd sampling, a sequential file in
+//! several scans) answer `None` and go to libjpeg-turbo, and so do damaged ones.
 
 mod huffman;
 mod idct;
 mod markers;
+mod progressive;
 pub use markers::{frame_of, Frame};
 
 use huffman::{Bits, Class, Table};
@@ -33,12 +36,16 @@ pub fn decode(data: &[u8], denom: u32, max_pixels: u64) -> Option<Raster> {
         8 => 1,
         _ => return None,
     };
-    let header = markers::read(data)?;
+    let mut header = markers::read(data)?;
     if header.width as u64 * header.height as u64 > max_pixels {
         return None;
     }
     let layout = Layout::new(&header, n);
-    let mut planes = layout.decode(&header, data.get(header.scan..)?)?;
+    let mut planes = if header.progressive {
+        progressive::decode(&layout, &mut header, data)?
+    } else {
+        layout.decode(&header, data.get(header.scan..)?)?
+    };
     let (w, h) = (
         (header.width as usize).div_ceil(denom as usize),
         (header.height as usize).div_ceil(denom as usize),

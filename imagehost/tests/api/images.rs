@@ -24,6 +24,22 @@ pub fn jpeg(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// `jpeg(w, h)`'s pixels as a progressive JPEG (libjpeg-turbo's default scans).
+pub fn jpeg_progressive(w: u32, h: u32) -> Vec<u8> {
+    let rgb = image::load_from_memory(&jpeg(w, h)).expect("decode").to_rgb8();
+    let mut c = turbojpeg::Compressor::new().expect("compressor");
+    c.set_quality(90).expect("quality");
+    c.set_progressive(true).expect("progressive");
+    let image = turbojpeg::Image {
+        pixels: rgb.as_raw().as_slice(),
+        width: w as usize,
+        pitch: w as usize * 3,
+        height: h as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    c.compress_to_vec(image).expect("compress")
+}
+
 /// `jpeg(w, h)` with an EXIF APP1 segment carrying `orientation`, right after SOI.
 pub fn jpeg_oriented(w: u32, h: u32, orientation: u8) -> Vec<u8> {
     let plain = jpeg(w, h);

@@ -54,6 +54,8 @@ fn mutated_images_never_panic() {
         (Input::Jpeg, images::jpeg(64, 48)),
         // Large enough that the 32 px requests take the shrink decoder (1/4 scale).
         (Input::Jpeg, images::jpeg(256, 192)),
+        // The same through the progressive shrink decoder.
+        (Input::Jpeg, images::jpeg_progressive(256, 192)),
         (Input::Png, images::png_alpha(64, 48)),
         (Input::Gif, images::gif(32, 24, 3)),
         (Input::Webp, images::webp(64, 48)),

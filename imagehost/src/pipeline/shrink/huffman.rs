@@ -3,7 +3,7 @@
 //! and magnitude bits together) without computing their values.
 
 /// Bits looked up at once; longer codes (rare) take the canonical search.
-const LOOKUP: u32 = 11;
+pub const LOOKUP: u32 = 11;
 
 /// A table as a DHT segment gives it: how many codes of each length 1–16, then the symbols.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +93,15 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The (symbol, code length) of the code at the top of a LOOKUP-bit `prefix`, for codes
+    /// that short; `None` for a longer one or none.
+    pub fn short(&self, prefix: u32) -> Option<(u8, u32)> {
+        let e = self.fast[(prefix as usize) & (ENTRIES - 1)];
+        (e != 0).then_some((e as u8, (e >> 8) as u32))
+    }
+}
+
 /// The pair entry for a PAIR-bit prefix, from the single-symbol lookup.
 fn pair_entry(fast: &[u16; ENTRIES], prefix: u32) -> u32 {
     let symbol = |bits: u32, avail: u32| -> Option<(u32, u32)> {
@@ -172,8 +181,24 @@ impl<'a> Bits<'a> {
         self.count |= 56;
     }
 
+    /// Refills only when fewer than `n` bits are buffered: a predictable branch, where the
+    /// branchless refill would put its load on every symbol's dependency chain.
     #[inline(always)]
-    fn consume(&mut self, n: u32) {
+    pub fn ensure(&mut self, n: u32) {
+        if self.count < n {
+            self.refill();
+        }
+    }
+
+    /// The next `n` bits (1 to 32) without consuming them; needs `n` bits buffered.
+    #[inline(always)]
+    pub fn peek(&self, n: u32) -> u32 {
+        (self.buf >> (64 - n)) as u32
+    }
+
+    /// Drops `n` bits; needs `n` bits buffered.
+    #[inline(always)]
+    pub fn consume(&mut self, n: u32) {
         self.buf <<= n;
         self.count -= n;
     }
@@ -204,6 +229,30 @@ impl<'a> Bits<'a> {
         } else {
             v
         }
+    }
+
+    /// `n` bits (at most 32) as they are, unsigned; needs `n` bits buffered.
+    #[inline(always)]
+    pub fn raw(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        let v = (self.buf >> (64 - n)) as u32;
+        self.consume(n);
+        v
+    }
+
+    /// Steps over `n` bits (any number), refilling as it goes.
+    #[inline(always)]
+    pub fn skip_bits(&mut self, mut n: u32) {
+        while n > self.count {
+            n -= self.count;
+            self.buf = 0;
+            self.count = 0;
+            self.refill();
+        }
+        // At most 63 here: refill leaves no more in the buffer.
+        self.consume(n);
     }
 
     /// Steps over one AC coefficient and returns how far the index moves; needs 26 bits.

@@ -1,7 +1,7 @@
 //! The marker segments of a JPEG up to its first scan, for the shrink decoder: accepts only
-//! what it can decode exactly (baseline or extended Huffman, 8-bit, grey or YCbCr, sampling
-//! 1 or 2, one scan with every component) and answers `None` for anything else, which then goes
-//! to libjpeg-turbo as before.
+//! what it can decode exactly (baseline, extended or progressive Huffman, 8-bit, grey or YCbCr,
+//! sampling 1 or 2; a sequential file in one scan with every component) and answers `None` for
+//! anything else, which then goes to libjpeg-turbo as before.
 
 use super::huffman::Spec;
 
@@ -26,7 +26,10 @@ pub struct Header {
     pub ac: [Option<Spec>; 4],
     /// MCUs per restart interval (0: none).
     pub restart: u16,
-    /// Offset of the entropy-coded data of the scan.
+    /// Progressive (SOF2): `scan` is then the offset of the first SOS marker, whose scans
+    /// `progressive.rs` reads with the markers between them.
+    pub progressive: bool,
+    /// Offset of the entropy-coded data of the (sequential) scan.
     pub scan: usize,
 }
 
@@ -67,10 +70,12 @@ pub fn read(data: &[u8]) -> Option<Header> {
         dc: [None, None, None, None],
         ac: [None, None, None, None],
         restart: 0,
+        progressive: false,
         scan: 0,
     };
     let mut adobe_transform = None;
     loop {
+        let at = r.pos;
         if r.u8()? != 0xff {
             return None;
         }
@@ -85,12 +90,20 @@ pub fn read(data: &[u8]) -> Option<Header> {
         let body = r.take(len)?;
         match marker {
             0xc0 | 0xc1 => frame(body, &mut h)?,
-            // Progressive, lossless, hierarchical, arithmetic: libjpeg-turbo's.
-            0xc2..=0xcf if marker != 0xc4 && marker != 0xc8 && marker != 0xcc => return None,
+            0xc2 => {
+                frame(body, &mut h)?;
+                h.progressive = true;
+            }
+            // Lossless, hierarchical, arithmetic: libjpeg-turbo's.
+            0xc3..=0xcf if marker != 0xc4 && marker != 0xc8 && marker != 0xcc => return None,
             0xc4 => tables(body, &mut h)?,
             0xdb => quant(body, &mut h)?,
             0xdd => h.restart = u16::from_be_bytes([*body.first()?, *body.get(1)?]),
             0xee if body.starts_with(b"Adobe") => adobe_transform = Some(*body.get(11)?),
+            0xda if h.progressive => {
+                h.scan = at;
+                break;
+            }
             0xda => {
                 scan(body, &mut h)?;
                 h.scan = r.pos;
@@ -100,6 +113,9 @@ pub fn read(data: &[u8]) -> Option<Header> {
             _ => {}
         }
     }
+    if h.components.is_empty() {
+        return None;
+    }
     // Three components are YCbCr unless an Adobe marker or RGB ids say otherwise (libjpeg's rule).
     if h.components.len() == 3 {
         let rgb_ids = h.components.iter().map(|c| c.id).eq(*b"RGB");
@@ -107,11 +123,12 @@ pub fn read(data: &[u8]) -> Option<Header> {
             return None;
         }
     }
+    // A progressive file may define its tables between scans; each scan checks its own.
     let ready = h
         .components
         .iter()
         .all(|c| h.quant[c.quant].is_some() && h.dc[c.dc].is_some() && h.ac[c.ac].is_some());
-    ready.then_some(h)
+    (ready || h.progressive).then_some(h)
 }
 
 /// Any JPEG's frame as libjpeg-turbo will hold it (files [`read`] refuses included): for the
@@ -212,7 +229,7 @@ fn frame(b: &[u8], h: &mut Header) -> Option<()> {
     Some(())
 }
 
-fn tables(b: &[u8], h: &mut Header) -> Option<()> {
+pub(super) fn tables(b: &[u8], h: &mut Header) -> Option<()> {
     let mut r = Reader { data: b, pos: 0 };
     while r.pos < b.len() {
         let tc_th = r.u8()?;
@@ -234,7 +251,7 @@ fn tables(b: &[u8], h: &mut Header) -> Option<()> {
     Some(())
 }
 
-fn quant(b: &[u8], h: &mut Header) -> Option<()> {
+pub(super) fn quant(b: &[u8], h: &mut Header) -> Option<()> {
     let mut r = Reader { data: b, pos: 0 };
     while r.pos < b.len() {
         let pq_tq = r.u8()?;
@@ -316,7 +333,7 @@ mod tests {
             ("extended Huffman", jpeg(0xc1, &ycc, &[]), true),
             ("grey", jpeg(0xc0, &[(1, 0x11)], &[]), true),
             ("grey with odd factors", jpeg(0xc0, &[(1, 0x22)], &[]), true),
-            ("progressive", jpeg(0xc2, &ycc, &[]), false),
+            ("progressive", jpeg(0xc2, &ycc, &[]), true),
             ("arithmetic", jpeg(0xc9, &ycc, &[]), false),
             ("lossless", jpeg(0xc3, &ycc, &[]), false),
             (
