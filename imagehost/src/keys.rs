@@ -73,11 +73,24 @@ impl UploadDigests {
 
     /// `D` + base58(0x12 0x20 ‖ image_hash): an IPFS-style CIDv0 of the signed digest, `DQm…`.
     pub fn upload_key(&self) -> String {
-        let mut multihash = Vec::with_capacity(34);
-        multihash.extend_from_slice(&[0x12, 0x20]);
-        multihash.extend_from_slice(&self.image_hash);
-        format!("D{}", bs58::encode(multihash).into_string())
+        key_of_hash(&self.image_hash)
     }
+}
+
+/// The upload key `data` would be stored under, with one pass over it (the signed digest
+/// alone): what a fetched `/p/` original is checked against takedowns by.
+pub fn upload_key_of(data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(CHALLENGE_PREFIX);
+    h.update(data);
+    key_of_hash(&h.finalize().into())
+}
+
+fn key_of_hash(image_hash: &[u8; 32]) -> String {
+    let mut multihash = Vec::with_capacity(34);
+    multihash.extend_from_slice(&[0x12, 0x20]);
+    multihash.extend_from_slice(image_hash);
+    format!("D{}", bs58::encode(multihash).into_string())
 }
 
 #[cfg(test)]
@@ -117,6 +130,7 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[(b"", "DQm"), (b"hello", "DQm"), (b"\x00\xff", "DQm")];
         for (data, prefix) in cases {
             let k = UploadDigests::of(data).upload_key();
+            assert_eq!(upload_key_of(data), k, "one pass, the same key");
             assert!(k.starts_with(prefix) && k.len() == UPLOAD_KEY_LEN, "{k}");
             assert_eq!(k, UploadDigests::of(data).upload_key());
             let raw: [u8; 32] = Sha256::digest(data).into();

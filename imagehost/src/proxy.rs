@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use blobstore::{body_from_bytes, Key, PutOptions};
 use bytes::Bytes;
 
-use crate::keys::UploadDigests;
 use crate::metrics::{PROXY_RESPONSES, RENDERS};
 use crate::pipeline::{self, AvifSource, Input, Output};
 use crate::serve::IMMUTABLE;
@@ -193,7 +192,7 @@ async fn produce(
         .run(job.cost, move || {
             // A fetched copy that is byte for byte one of our uploads answers to that upload's
             // takedown, wherever it is hosted; hashed here, off the runtime.
-            let content_key = remote.then(|| UploadDigests::of(&data).upload_key());
+            let content_key = remote.then(|| crate::keys::upload_key_of(&data));
             (content_key, pipeline::render(&data, input, &req, &settings))
         })
         .await

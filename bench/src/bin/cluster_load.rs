@@ -61,14 +61,7 @@ fn main() {
     let original = bench::photo(1200, 800);
     let served = original.clone();
     let origin = Origin::start(move |_| Reply::ok(served.clone()).header("Content-Type", "image/jpeg"));
-    let key = imagehost::auth::signature::random_signing_key();
-    let public = imagehost::auth::signature::public_key_string(key.verifying_key());
-    let auth = serde_json::json!({"weight_threshold": 1, "account_auths": [], "key_auths": [[public, 1]]});
-    let accounts = serde_json::json!([{"name": "bench.user", "owner": auth, "active": auth, "posting": auth, "reputation": "1000000000000"}]);
-    std::fs::write(d.join("accounts.json"), accounts.to_string()).expect("accounts");
-    for f in ["bl-images.json", "bl-accounts.json"] {
-        std::fs::write(d.join(f), "[]").expect("blacklist");
-    }
+    let key = bench::bench_account(d);
     let ports = harness::ports::free_ports(6);
     let (edge, edge_admin) = (SocketAddr::from(([127, 0, 0, 1], ports[4])), ports[5]);
     let mut procs = Vec::new();

@@ -85,14 +85,7 @@ fn main() {
         .parse()
         .expect("garage address");
     let faulty = FaultProxy::start(first);
-    let key = imagehost::auth::signature::random_signing_key();
-    let public = imagehost::auth::signature::public_key_string(key.verifying_key());
-    let auth = serde_json::json!({"weight_threshold": 1, "account_auths": [], "key_auths": [[public, 1]]});
-    let accounts = serde_json::json!([{"name": "bench.user", "owner": auth, "active": auth, "posting": auth, "reputation": "1000000000000"}]);
-    std::fs::write(d.join("accounts.json"), accounts.to_string()).expect("accounts");
-    for f in ["bl-images.json", "bl-accounts.json"] {
-        std::fs::write(d.join(f), "[]").expect("blacklist");
-    }
+    let key = bench::bench_account(d);
     let port = harness::free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = d.join("imagehost.toml");

@@ -1,0 +1,276 @@
+//! imagehost end to end against its own pipeline (release binaries): one imagehost pinned to core
+//! 0, and this process (its loopback origin and every client) on core 1. First signed 1 MiB
+//! uploads, 8 clients, quorum 2 over two directory fileservers (fsync before the answer):
+//! uploads/s, imagehost's CPU per upload, and its peak RSS. Then cold `/p/` resizes of a
+//! 1200×800 and a 4000×3000 q90 JPEG, each request a new width (so each is a render), 4 clients:
+//! resizes/s, and imagehost's CPU per resize (from `/proc/<pid>/stat`) beside the pipeline's own
+//! CPU for the same source and widths (a child process running `pipeline::render` alone).
+//!
+//!   BIN_DIR=target/release target/release/endtoend
+//!
+//! `ENDTOEND_HOLD=1` keeps imagehost up between the phases for a profiler
+//! (`perf record -g -p PID`, the PID is printed); `--pipeline FILE N` is the child.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench::{cpu_of, pinned, print_table, Row};
+use harness::origin::{Origin, Reply};
+use harness::process::{peak_rss_kib, Killed};
+use imagehost::auth::signature::sign;
+use imagehost::keys::UploadDigests;
+use imagehost::pipeline::{self, AvifSource, Input, Output, Request, Settings};
+use imagehost::proxy::options::Mode;
+
+const CLIENTS: usize = 4;
+const UPLOAD_CLIENTS: usize = 8;
+const UPLOADS: usize = 200;
+const UPLOAD_BYTES: usize = 1 << 20;
+/// The `i`th of `n` widths asked of a source: spread over 100…1100 px, all distinct, so each
+/// request renders (as the reference figures of issue 20 were taken).
+fn width(i: u32, n: u32) -> u32 {
+    100 + i * 1000 / n
+}
+
+fn bin(name: &str) -> String {
+    format!(
+        "{}/{name}",
+        std::env::var("BIN_DIR").unwrap_or_else(|_| "target/release".into())
+    )
+}
+
+/// CPU seconds a process has used (user + system), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 from the state (0).
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (field(11) + field(12)) as f64 / 100.0
+}
+
+/// The child: `n` renders of `file` at `width(0..n, n)`, as `/p/?width=` asks.
+fn pipeline_only(file: &str, n: u32) {
+    let data = std::fs::read(file).expect("read");
+    let s = Settings::default();
+    let mut bytes = 0;
+    for i in 0..n {
+        let req = Request {
+            width: Some(width(i, n).into()),
+            height: None,
+            mode: Mode::Fit,
+            format: Output::Jpeg,
+            avif: AvifSource::AsRequested,
+        };
+        bytes += pipeline::render(&data, Input::Jpeg, &req, &s)
+            .expect("render")
+            .bytes
+            .len();
+    }
+    println!("{bytes}");
+}
+
+/// `n` cold renders of `url` through `node` by `CLIENTS` clients: (renders/s, CPU per render).
+fn cold(node: SocketAddr, pid: u32, url: &str, n: u32) -> (f64, f64) {
+    let b58 = bs58::encode(url.as_bytes()).into_string();
+    // The original is fetched and kept by the first request: not counted.
+    let warm = format!("/p/{b58}?width=99&format=jpeg");
+    assert_eq!(harness::http::get(node, &warm).expect("first").status, 200);
+    let next = Arc::new(AtomicUsize::new(0));
+    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (next, b58) = (next.clone(), b58.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst) as u32;
+                if i >= n {
+                    break;
+                }
+                let path = format!("/p/{b58}?width={}&format=jpeg", width(i, n));
+                let r = harness::http::get(node, &path).expect("render");
+                assert_eq!(r.status, 200, "{path}: {}", r.text());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    (n as f64 / wall, (cpu_seconds(pid) - cpu0) / n as f64)
+}
+
+/// Distinct 1 MiB JPEGs: the photo, then comment segments up to the size, the last one naming
+/// the upload.
+fn upload_body(base: &[u8], i: usize) -> Vec<u8> {
+    let mut img = base.to_vec();
+    let mut fill = UPLOAD_BYTES.saturating_sub(img.len());
+    let mut at = 2;
+    while fill > 4 {
+        let len = fill.min(65_000);
+        let mut com = vec![0xFF, 0xFE];
+        com.extend_from_slice(&((len - 2) as u16).to_be_bytes());
+        let text = format!("upload {i} ");
+        com.extend(text.bytes().cycle().take(len - 4));
+        img.splice(at..at, com);
+        at += len;
+        fill -= len;
+    }
+    img
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--pipeline") {
+        return pipeline_only(&args[2], args[3].parse().expect("count"));
+    }
+    // Load and origin on core 1, imagehost on core 0.
+    if std::env::var_os("ENDTOEND_PINNED").is_none() {
+        let status = pinned(Some("1"), &args[0])
+            .args(&args[1..])
+            .env("ENDTOEND_PINNED", "1")
+            .status()
+            .expect("taskset (util-linux)");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let sources = [(1200u32, 800u32, 300u32), (4000, 3000, 100)];
+    for &(w, h, _) in &sources {
+        std::fs::write(d.join(format!("{w}.jpg")), bench::photo(w, h)).expect("source");
+    }
+    let root = d.to_path_buf();
+    let origin = Origin::start(
+        move |r| match std::fs::read(root.join(r.path.trim_start_matches('/'))) {
+            Ok(b) => Reply::ok(b).header("Content-Type", "image/jpeg"),
+            Err(_) => Reply::status(404),
+        },
+    );
+    let key = bench::bench_account(d);
+    let ports = harness::ports::free_ports(2);
+    let node = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+    let config = d.join("imagehost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{node}\"\nservice_url = \"http://{node}\"\n\n\
+[[fileservers]]\nname = \"fs1\"\ndirectory = {{ path = \"{0}/fs1\", create = true }}\n\n\
+[[fileservers]]\nname = \"fs2\"\ndirectory = {{ path = \"{0}/fs2\", create = true }}\n\n\
+[upload]\nwrite_quorum = 2\n\n[upload_limits]\nmax = 100000\n\n[accounts]\nstatic_file = \"{0}/accounts.json\"\n\n\
+[blacklist]\nimages_file = \"{0}/bl-images.json\"\naccounts_file = \"{0}/bl-accounts.json\"\n\n\
+[proxy]\nallow_loopback = true\nrenders_per_client = 0\n\n[cache]\ndir = \"{0}/cache\"\nmax_bytes = 1000000000\n\n\
+[log]\nlevel = \"warn\"\n\n[admin]\nlisten = \"127.0.0.1:{1}\"\n",
+            d.display(),
+            ports[1],
+        ),
+    )
+    .expect("imagehost config");
+    let server = Killed(
+        pinned(Some("0"), &bin("imagehost"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start imagehost"),
+    );
+    let pid = server.0.id();
+    harness::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        harness::http_status(node, "/healthcheck").filter(|s| *s == 200)
+    })
+    .expect("imagehost up");
+    let hold = |phase: &str| {
+        if std::env::var_os("ENDTOEND_HOLD").is_some() {
+            eprintln!("imagehost pid {pid}: {phase} next; press Enter");
+            let _ = std::io::stdin().read_line(&mut String::new());
+        }
+    };
+
+    let mut rows = Vec::new();
+    hold("uploads");
+    let base = bench::photo(1200, 800);
+    let bodies: Vec<(String, Vec<u8>)> = (0..UPLOADS)
+        .map(|i| {
+            let img = upload_body(&base, i);
+            let sig = sign(&key, &UploadDigests::of(&img).signed_digest(false));
+            (format!("/bench.user/{sig}"), img)
+        })
+        .collect();
+    // First, so the peak RSS is the uploads' own (renders of large images leave the allocator
+    // holding more).
+    let next = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(bodies);
+    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    let clients: Vec<_> = (0..UPLOAD_CLIENTS)
+        .map(|_| {
+            let (next, bodies) = (next.clone(), bodies.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((path, img)) = bodies.get(i) else { break };
+                let (ty, body) = harness::http::multipart_file(img, "b.jpg");
+                let r = harness::http::request(node, "POST", path, &[("Content-Type", &ty)], &body)
+                    .expect("upload");
+                assert_eq!(r.status, 200, "upload: {}", r.text());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("upload client");
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds(pid) - cpu0) / UPLOADS as f64;
+    let row = |what: String, ours: f64, unit: &'static str, target: &'static str| Row {
+        what,
+        ours,
+        reference: None,
+        unit,
+        target,
+    };
+    rows.push(row(
+        format!("signed 1 MiB uploads/s ({UPLOAD_CLIENTS} clients, quorum 2, fsynced)"),
+        UPLOADS as f64 / wall,
+        "/s",
+        "–",
+    ));
+    rows.push(row("CPU per 1 MiB upload".into(), cpu * 1000.0, "ms", "≤ 3 ms"));
+    rows.push(row(
+        "imagehost peak RSS while uploading".into(),
+        peak_rss_kib(pid) as f64 / 1024.0,
+        "MiB",
+        "–",
+    ));
+    for &(w, h, n) in &sources {
+        hold(&format!("cold /p/ of {w}×{h}"));
+        let url = format!("http://{}/{w}.jpg", origin.addr());
+        let (rate, cpu) = cold(node, pid, &url, n);
+        let mut child = Command::new(&args[0]);
+        child.args(["--pipeline", &d.join(format!("{w}.jpg")).display().to_string()]);
+        child.arg(n.to_string());
+        let (alone, _, _) = cpu_of(child);
+        rows.push(Row {
+            what: format!("cold /p/ of a {w}×{h} JPEG, resizes/s ({CLIENTS} clients)"),
+            ours: rate,
+            reference: None,
+            unit: "/s",
+            target: "–",
+        });
+        rows.push(Row {
+            what: format!("CPU per cold {w}×{h} resize"),
+            ours: cpu * 1000.0,
+            reference: Some(alone / n as f64),
+            unit: "ms",
+            target: "≤ 1.2× the pipeline",
+        });
+    }
+
+    print_table(
+        "imagehost end to end (core 0) against its pipeline alone, release",
+        "end to end",
+        "pipeline",
+        &rows,
+    );
+    drop(server);
+}
