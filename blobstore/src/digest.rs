@@ -37,15 +37,36 @@ pub struct DigestingWriter {
     md5: Md5,
     size: u64,
     limit: Option<u64>,
+    /// Digests given by the caller: only the size is counted, to be checked against them.
+    known: Option<Digests>,
 }
 
 impl DigestingWriter {
     pub fn new(limit: Option<u64>) -> Self {
+        Self::trusting(limit, None)
+    }
+
+    /// A writer that takes `known` digests (when given) instead of hashing; `finish_checked`
+    /// refuses a body whose size is not theirs.
+    pub fn trusting(limit: Option<u64>, known: Option<Digests>) -> Self {
         Self {
             sha256: Sha256::new(),
             md5: Md5::new(),
             size: 0,
             limit,
+            known,
+        }
+    }
+
+    /// The digests: the known ones if the size agrees with them, else those computed.
+    pub fn finish_checked(self) -> Result<Digests, StoreError> {
+        match self.known {
+            Some(d) if d.size == self.size => Ok(d),
+            Some(d) => Err(StoreError::Body(std::io::Error::other(format!(
+                "the body is {} bytes, not the {} its digests were given for",
+                self.size, d.size
+            )))),
+            None => Ok(self.finish()),
         }
     }
 
@@ -56,8 +77,10 @@ impl DigestingWriter {
                 return Err(StoreError::TooLarge { limit });
             }
         }
-        self.sha256.update(chunk);
-        self.md5.update(chunk);
+        if self.known.is_none() {
+            self.sha256.update(chunk);
+            self.md5.update(chunk);
+        }
         Ok(())
     }
 
@@ -97,5 +120,24 @@ mod tests {
         let mut w = DigestingWriter::new(Some(3));
         w.update(b"abc").unwrap();
         assert!(matches!(w.update(b"d"), Err(StoreError::TooLarge { limit: 3 })));
+    }
+
+    #[test]
+    fn known_digests_are_taken_when_the_size_agrees() {
+        let d = Digests::of(b"abc");
+        let mut w = DigestingWriter::trusting(None, Some(d));
+        w.update(b"abc").unwrap();
+        assert_eq!(w.finish_checked().unwrap(), d);
+        let mut short = DigestingWriter::trusting(None, Some(d));
+        short.update(b"ab").unwrap();
+        assert!(matches!(short.finish_checked(), Err(StoreError::Body(_))));
+        let mut limited = DigestingWriter::trusting(Some(2), Some(d));
+        assert!(matches!(
+            limited.update(b"abc"),
+            Err(StoreError::TooLarge { limit: 2 })
+        ));
+        let mut plain = DigestingWriter::trusting(None, None);
+        plain.update(b"abc").unwrap();
+        assert_eq!(plain.finish_checked().unwrap(), d, "nothing known: hashed");
     }
 }

@@ -291,7 +291,7 @@ impl BlobStore for DirStore {
         let mut file = tokio::fs::File::create(tmp.path())
             .await
             .map_err(|e| self.unavailable(e))?;
-        let mut digest = DigestingWriter::new(opts.max_size);
+        let mut digest = DigestingWriter::trusting(opts.max_size, opts.known);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(StoreError::Body)?;
             digest.update(&chunk)?;
@@ -302,7 +302,7 @@ impl BlobStore for DirStore {
             file.sync_all().await.map_err(|e| self.unavailable(e))?;
         }
         drop(file);
-        let digests = digest.finish();
+        let digests = digest.finish_checked()?;
 
         let sidecar = Sidecar {
             size: digests.size,
@@ -544,6 +544,32 @@ mod tests {
         DirStore::open("fs", root.path(), "uploads", Layout::Flat, false).unwrap();
         assert!(!old.exists(), "a crash's leftover is removed");
         assert!(fresh.exists(), "a write in progress elsewhere is kept");
+    }
+
+    /// Digests a caller already holds are recorded as they are; a body of another size than
+    /// theirs is refused and nothing is stored.
+    #[tokio::test]
+    async fn known_digests_are_recorded_and_a_body_of_another_size_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let store = DirStore::open("fs", root.path(), "uploads", Layout::Flat, true).unwrap();
+        let key = Key::new("DQmKnown").unwrap();
+        let body = bytes::Bytes::from(vec![3u8; 4000]);
+        let known = crate::Digests::of(&body);
+        let opts = PutOptions {
+            known: Some(known),
+            ..PutOptions::default()
+        };
+        let short = body.slice(..3999);
+        let refused = store.put(&key, crate::body_from_bytes(short), &opts).await;
+        assert!(matches!(refused, Err(StoreError::Body(_))), "{refused:?}");
+        assert!(matches!(store.head(&key).await, Err(StoreError::NotFound { .. })));
+        let put = store
+            .put(&key, crate::body_from_bytes(body), &opts)
+            .await
+            .unwrap();
+        assert_eq!(put.digests, known);
+        let head = store.head(&key).await.unwrap();
+        assert_eq!((head.size, head.etag), (4000, Some(known.md5_hex())));
     }
 
     /// What a crash can leave of an unsynced cache put, each found torn and removed by a read,

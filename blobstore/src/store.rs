@@ -47,6 +47,11 @@ pub struct PutOptions {
     /// reads check such an object against what its put recorded and answer `NotFound` if it
     /// does not match.
     pub cache: bool,
+    /// The body's digests, when the caller computed them over these very bytes and holds them
+    /// in memory: a directory store records them instead of hashing the body again (an upload
+    /// written to two fileservers is then hashed once, not once more per fileserver). The size
+    /// is still counted, and a body of another size is refused with nothing stored.
+    pub known: Option<crate::Digests>,
 }
 
 /// What a successful put stored.

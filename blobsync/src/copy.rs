@@ -289,6 +289,8 @@ impl Replicator {
             metadata: got.meta.metadata.clone(),
             // Copies are as durable as the uploads they carry, whatever the bucket.
             cache: false,
+            // Hashed by each fileserver as it writes: what it holds is checked against the key.
+            known: None,
         };
         let mut feeds = Vec::new();
         let mut puts = Vec::new();

@@ -271,6 +271,8 @@ async fn handle(
         metadata: [("uploader".to_string(), account.name.clone())].into(),
         // Uploads are the only copy: durable before the 200.
         cache: false,
+        // Hashed once here, not again by each fileserver.
+        known: received.known_digests(),
     };
     let quorum = cfg.write_quorum.min(s.stores.servers.len()).max(1);
     write::write_all(

@@ -79,6 +79,7 @@ pub async fn round_trip_with_metadata(b: Backend) {
             metadata: metadata.clone(),
             max_size: None,
             cache: false,
+            known: None,
         };
         let put = store
             .put(&k, body_from_bytes(data.clone()), &opts)
