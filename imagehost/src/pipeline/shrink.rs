@@ -196,13 +196,7 @@ impl Layout {
         let mut mcu = 0usize;
         for my in 0..self.mcus_y {
             for mx in 0..self.mcus_x {
-                if restart > 0 && mcu > 0 && mcu % restart == 0 {
-                    // An interval cut short or a missing restart marker: libjpeg-turbo's call.
-                    let &(start, end) = segments.get(mcu / restart)?;
-                    if !bits.sound() {
-                        return None;
-                    }
-                    bits = Bits::new(&data, start, end);
+                if restarted(&mut bits, &data, &segments, restart, mcu)? {
                     preds = [0; 3];
                 }
                 mcu += 1;
@@ -278,6 +272,27 @@ fn block(
         }
     }
     any
+}
+
+/// Moves `bits` to its next segment when MCU `mcu` starts a restart interval (`restart` MCUs
+/// each, 0: none): `Some(true)` then, and the caller resets what carries between MCUs. `None`
+/// for an interval cut short or a missing restart marker, which libjpeg-turbo then judges.
+fn restarted<'a>(
+    bits: &mut Bits<'a>,
+    data: &'a [u8],
+    segments: &[(usize, usize)],
+    restart: usize,
+    mcu: usize,
+) -> Option<bool> {
+    if restart == 0 || mcu == 0 || mcu % restart != 0 {
+        return Some(false);
+    }
+    let &(start, end) = segments.get(mcu / restart)?;
+    if !bits.sound() {
+        return None;
+    }
+    *bits = Bits::new(data, start, end);
+    Some(true)
 }
 
 /// The scan's entropy-coded bytes with stuffing removed, split at its restart markers, each

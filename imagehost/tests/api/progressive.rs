@@ -2,7 +2,8 @@
 //! progressive one without touching a coefficient, so whatever the scan script (libjpeg-turbo's
 //! default, mozjpeg's, ones written here with successive approximation at three bits, bands cut
 //! at odd places, DC scans apart, restart markers), the shrunk decode of the progressive file must
-//! be the very bytes of the baseline one's, at every scale and for every sampling layout. Files
+//! be the very bytes of the baseline one's, at every scale and for every layout the baseline
+//! decoder is checked on. Files
 //! libjpeg-turbo encodes progressive itself are held to the same distance from the box-averaged
 //! full decode as baseline ones; a scan the size does not need is not read; truncated and
 //! mutated files never panic.
@@ -14,7 +15,7 @@ use imagehost::pipeline::shrink;
 use rand::{Rng, SeedableRng};
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
-use super::shrink::{card, cjpeg, mean_abs, truth, turbo_decode, turbo_encode, LIMIT};
+use super::shrink::{card, layouts, mean_abs, truth, turbo_decode, turbo_encode, LIMIT};
 
 /// mozjpeg's default script for YCbCr (jpgcrush's): DC of luma alone, chroma DC together, luma
 /// AC cut at 8 with two bits of approximation, chroma bands without.
@@ -79,39 +80,7 @@ fn is_progressive(data: &[u8]) -> bool {
 #[test]
 fn every_progression_shrinks_to_the_bytes_of_its_baseline_file() {
     let sizes = [(333, 251), (64, 48), (17, 9), (1, 1), (250, 7)];
-    type Make = Box<dyn Fn(&RgbImage) -> Vec<u8>>;
-    let layouts: [(&str, bool, Make); 6] = [
-        (
-            "4:2:0 q90",
-            false,
-            Box::new(|i| turbo_encode(i, Subsamp::Sub2x2, 90, false)),
-        ),
-        (
-            "4:4:4 q95",
-            false,
-            Box::new(|i| turbo_encode(i, Subsamp::None, 95, false)),
-        ),
-        (
-            "4:2:2 q80",
-            false,
-            Box::new(|i| turbo_encode(i, Subsamp::Sub2x1, 80, true)),
-        ),
-        (
-            "4:4:0 q85",
-            false,
-            Box::new(|i| turbo_encode(i, Subsamp::Sub1x2, 85, false)),
-        ),
-        (
-            "1x2 luma",
-            false,
-            Box::new(|i| cjpeg(i, &["-sample", "1x2,1x1,1x1"])),
-        ),
-        (
-            "grey q75",
-            true,
-            Box::new(|i| turbo_encode(i, Subsamp::Gray, 75, false)),
-        ),
-    ];
+    let layouts = layouts();
     let mut checked = 0;
     for &(w, h) in &sizes {
         let img = card(w, h);

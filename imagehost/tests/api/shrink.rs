@@ -126,11 +126,13 @@ pub fn mean_abs(a: &Raster, b: &Raster) -> f64 {
     sum as f64 / a.data.len() as f64
 }
 
-#[test]
-fn shrunk_decodes_match_libjpeg_turbo_for_every_layout() {
-    let sizes = [(333, 251), (64, 48), (17, 9), (1, 1), (250, 7)];
-    type Make = Box<dyn Fn(&RgbImage) -> Vec<u8>>;
-    let layouts: Vec<(&str, bool, Make)> = vec![
+/// Makes a baseline JPEG of an image.
+pub type Make = Box<dyn Fn(&RgbImage) -> Vec<u8>>;
+
+/// Every sampling layout, quality and table the shrink decoder is checked on, made by
+/// libjpeg-turbo and `cjpeg` (restart markers): (name, grey, maker).
+pub fn layouts() -> Vec<(&'static str, bool, Make)> {
+    vec![
         (
             "4:2:0 q90",
             false,
@@ -181,7 +183,13 @@ fn shrunk_decodes_match_libjpeg_turbo_for_every_layout() {
             false,
             Box::new(|i| cjpeg(i, &["-sample", "1x2,1x1,1x1", "-quality", "92"])),
         ),
-    ];
+    ]
+}
+
+#[test]
+fn shrunk_decodes_match_libjpeg_turbo_for_every_layout() {
+    let sizes = [(333, 251), (64, 48), (17, 9), (1, 1), (250, 7)];
+    let layouts = layouts();
     let (mut checked, mut worst, mut sums) = (0, f64::MIN, (0.0, 0.0));
     for &(w, h) in &sizes {
         let img = card(w, h);

@@ -5,7 +5,7 @@
 
 use super::super::huffman::{Bits, Table};
 use super::super::markers::Header;
-use super::super::Layout;
+use super::super::{restarted, Layout};
 use super::refine::{AcRefine, Band, Steps};
 use super::ScanHeader;
 
@@ -158,12 +158,7 @@ impl Geometry {
         let mut mcu = 0usize;
         for my in 0..self.down {
             for mx in 0..self.across {
-                if restart > 0 && mcu > 0 && mcu % restart == 0 {
-                    let &(start, end) = segments.get(mcu / restart)?;
-                    if !bits.sound() {
-                        return None;
-                    }
-                    bits = Bits::new(data, start, end);
+                if restarted(&mut bits, data, segments, restart, mcu)? {
                     state = State::default();
                 }
                 mcu += 1;
