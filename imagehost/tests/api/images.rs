@@ -27,17 +27,7 @@ pub fn jpeg(w: u32, h: u32) -> Vec<u8> {
 /// `jpeg(w, h)`'s pixels as a progressive JPEG (libjpeg-turbo's default scans).
 pub fn jpeg_progressive(w: u32, h: u32) -> Vec<u8> {
     let rgb = image::load_from_memory(&jpeg(w, h)).expect("decode").to_rgb8();
-    let mut c = turbojpeg::Compressor::new().expect("compressor");
-    c.set_quality(90).expect("quality");
-    c.set_progressive(true).expect("progressive");
-    let image = turbojpeg::Image {
-        pixels: rgb.as_raw().as_slice(),
-        width: w as usize,
-        pitch: w as usize * 3,
-        height: h as usize,
-        format: turbojpeg::PixelFormat::RGB,
-    };
-    c.compress_to_vec(image).expect("compress")
+    super::shrink::turbo_compress(&rgb, turbojpeg::Subsamp::Sub2x2, 90, false, true)
 }
 
 /// `jpeg(w, h)` with an EXIF APP1 segment carrying `orientation`, right after SOI.

@@ -13,9 +13,9 @@ use std::process::Command;
 use image::RgbImage;
 use imagehost::pipeline::shrink;
 use rand::{Rng, SeedableRng};
-use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
+use turbojpeg::Subsamp;
 
-use super::shrink::{card, layouts, mean_abs, truth, turbo_decode, turbo_encode, LIMIT};
+use super::shrink::{card, layouts, mean_abs, truth, turbo_compress, turbo_decode, turbo_encode, LIMIT};
 
 /// mozjpeg's default script for YCbCr (jpgcrush's): DC of luma alone, chroma DC together, luma
 /// AC cut at 8 with two bits of approximation, chroma bands without.
@@ -58,19 +58,7 @@ fn jpegtran(data: &[u8], args: &[&str], script: Option<&str>) -> Vec<u8> {
 }
 
 fn turbo_progressive(img: &RgbImage, subsamp: Subsamp, quality: i32) -> Vec<u8> {
-    let mut c = Compressor::new().expect("compressor");
-    c.set_subsamp(subsamp).expect("subsamp");
-    c.set_quality(quality).expect("quality");
-    c.set_progressive(true).expect("progressive");
-    let (w, h) = img.dimensions();
-    let image = Image {
-        pixels: img.as_raw().as_slice(),
-        width: w as usize,
-        pitch: w as usize * 3,
-        height: h as usize,
-        format: PixelFormat::RGB,
-    };
-    c.compress_to_vec(image).expect("compress")
+    turbo_compress(img, subsamp, quality, false, true)
 }
 
 fn is_progressive(data: &[u8]) -> bool {

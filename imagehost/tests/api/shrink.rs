@@ -30,10 +30,23 @@ pub fn card(w: u32, h: u32) -> RgbImage {
 }
 
 pub fn turbo_encode(img: &RgbImage, subsamp: Subsamp, quality: i32, optimize: bool) -> Vec<u8> {
+    turbo_compress(img, subsamp, quality, optimize, false)
+}
+
+/// libjpeg-turbo's encoder with every setting the tests vary; `progressive` takes its default
+/// scan script.
+pub fn turbo_compress(
+    img: &RgbImage,
+    subsamp: Subsamp,
+    quality: i32,
+    optimize: bool,
+    progressive: bool,
+) -> Vec<u8> {
     let mut c = Compressor::new().expect("compressor");
     c.set_subsamp(subsamp).expect("subsamp");
     c.set_quality(quality).expect("quality");
     c.set_optimize(optimize).expect("optimize");
+    c.set_progressive(progressive).expect("progressive");
     let (w, h) = img.dimensions();
     let image = Image {
         pixels: img.as_raw().as_slice(),
