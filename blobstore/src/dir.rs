@@ -4,8 +4,10 @@
 //! - `<stored name>`: the object's bytes, exactly as the imagehoster's fs store keeps them, so an
 //!   existing store is served in place;
 //! - `.meta/<stored name>.json`: content type, user metadata and digests (absent for old objects);
-//! - `.tmp/`: bodies being written. A put streams into a temp file, fsyncs it, writes the sidecar,
-//!   then renames the body into place and fsyncs the directory: readers see all or nothing.
+//! - `.tmp/`: bodies being written. A put streams into a temp file and writes its sidecar beside
+//!   it; both are synced, renamed into place (sidecar first) and their directories synced, in a
+//!   group commit with the other puts waiting at the time ([`commit`]): readers see all or
+//!   nothing, and a put is acknowledged only once all of it is on disk.
 //! - cache puts (`PutOptions::cache`) skip the fsyncs and keep their sidecar as
 //!   `.meta/<stored name>.cache.json`, against which reads check the body ([`cache`]).
 //!
@@ -17,9 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use crate::store::page_size;
@@ -29,6 +30,10 @@ use crate::{
 };
 
 mod cache;
+mod commit;
+mod write;
+
+pub use commit::CommitStats;
 
 const META_DIR: &str = ".meta";
 const TMP_DIR: &str = ".tmp";
@@ -43,12 +48,13 @@ pub struct DirStore {
     name: String,
     bucket: PathBuf,
     layout: Layout,
+    committer: commit::Committer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Sidecar {
     size: u64,
-    md5: String,
+    /// Also the object's ETag. Sidecars of earlier versions carry an `md5` as well: ignored.
     sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     content_type: Option<String>,
@@ -60,7 +66,7 @@ struct Sidecar {
 fn meta_of(s: Sidecar, modified: Option<SystemTime>) -> ObjectMeta {
     ObjectMeta {
         size: s.size,
-        etag: Some(s.md5),
+        etag: Some(s.sha256),
         content_type: s.content_type,
         last_modified: modified,
         metadata: s.metadata,
@@ -89,6 +95,7 @@ impl DirStore {
             name: format!("{name}/{bucket}"),
             bucket: dir,
             layout,
+            committer: commit::Committer::default(),
         };
         if create {
             std::fs::create_dir_all(store.bucket.join(TMP_DIR)).map_err(|e| store.unavailable(e))?;
@@ -121,6 +128,11 @@ impl DirStore {
             .flatten()
             .filter(|e| stale(e) && std::fs::remove_file(e.path()).is_ok())
             .count()
+    }
+
+    /// What the group commits of this bucket's durable puts have done so far.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.committer.stats()
     }
 
     /// Where `key`'s bytes live (for tests that tamper with a copy behind the store's back).
@@ -224,17 +236,12 @@ impl DirStore {
         }
     }
 
-    /// Renames `tmp` to `dest`, then (if `durable`) fsyncs the directory.
-    async fn write_atomically(&self, tmp: &Path, dest: &Path, durable: bool) -> io::Result<()> {
+    /// Renames `tmp` to `dest` with no sync (cache puts; durable ones go through the committer).
+    async fn write_atomically(&self, tmp: &Path, dest: &Path) -> io::Result<()> {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        tokio::fs::rename(tmp, dest).await?;
-        if let Some(parent) = dest.parent().filter(|_| durable) {
-            let dir = tokio::fs::File::open(parent).await?;
-            dir.sync_all().await?;
-        }
-        Ok(())
+        tokio::fs::rename(tmp, dest).await
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -283,68 +290,60 @@ impl BlobStore for DirStore {
     async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
         let stored = self.layout.stored_name(key)?;
         self.ensure_bucket().await?;
-        tokio::fs::create_dir_all(self.bucket.join(TMP_DIR))
-            .await
-            .map_err(|e| self.unavailable(e))?;
-
         let tmp = TempFile::new(self.temp_path());
-        let mut file = tokio::fs::File::create(tmp.path())
+        let file = write::create(self.bucket.join(TMP_DIR), tmp.path().to_path_buf())
             .await
             .map_err(|e| self.unavailable(e))?;
         let mut digest = DigestingWriter::trusting(opts.max_size, opts.known);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
-            digest.update(&chunk)?;
-            file.write_all(&chunk).await.map_err(|e| self.unavailable(e))?;
-        }
-        let durable = !opts.cache;
-        if durable {
-            file.sync_all().await.map_err(|e| self.unavailable(e))?;
-        }
-        drop(file);
+        let file = write::stream_into(file, &mut body, &mut digest, |e| self.unavailable(e)).await?;
         let digests = digest.finish_checked()?;
 
         let sidecar = Sidecar {
             size: digests.size,
-            md5: digests.md5_hex(),
             sha256: digests.sha256_hex(),
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
         };
-        let meta_tmp = TempFile::new(self.temp_path());
         let json = serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))?;
-        let mut mf = tokio::fs::File::create(meta_tmp.path())
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        mf.write_all(&json).await.map_err(|e| self.unavailable(e))?;
-        if durable {
-            mf.sync_all().await.map_err(|e| self.unavailable(e))?;
-        }
-        drop(mf);
-        // Each kind of put removes the other kind's sidecar, so a reader never checks a body
-        // against a sidecar of an earlier write. The sidecar goes into place before the body.
+        // Each kind of put removes the other kind's sidecar. The sidecar goes into place before
+        // the body.
+        let durable = !opts.cache;
         let (meta, other) = if durable {
             (self.meta_path(&stored), self.cache_meta_path(&stored))
         } else {
             (self.cache_meta_path(&stored), self.meta_path(&stored))
         };
-        match tokio::fs::remove_file(&other).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.unavailable(e)),
+        let meta_tmp = TempFile::new(self.temp_path());
+        let mf = write::sidecar(meta_tmp.path().to_path_buf(), json, other)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let body_path = self.bucket.join(&stored);
+        if durable {
+            let job = commit::Job {
+                files: vec![file, mf],
+                renames: vec![
+                    (meta_tmp.path().to_path_buf(), meta),
+                    (tmp.path().to_path_buf(), body_path),
+                ],
+            };
+            self.committer
+                .commit(job)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+        } else {
+            drop((file, mf));
+            self.write_atomically(meta_tmp.path(), &meta)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            self.write_atomically(tmp.path(), &body_path)
+                .await
+                .map_err(|e| self.unavailable(e))?;
         }
-        self.write_atomically(meta_tmp.path(), &meta, durable)
-            .await
-            .map_err(|e| self.unavailable(e))?;
         meta_tmp.keep();
-
-        self.write_atomically(tmp.path(), &self.bucket.join(&stored), durable)
-            .await
-            .map_err(|e| self.unavailable(e))?;
         tmp.keep();
         Ok(PutResult {
             digests,
-            etag: Some(sidecar.md5),
+            etag: Some(sidecar.sha256),
         })
     }
 
@@ -569,7 +568,28 @@ mod tests {
             .unwrap();
         assert_eq!(put.digests, known);
         let head = store.head(&key).await.unwrap();
-        assert_eq!((head.size, head.etag), (4000, Some(known.md5_hex())));
+        assert_eq!((head.size, head.etag), (4000, Some(known.sha256_hex())));
+    }
+
+    /// A store written by an earlier version (sidecars with an MD5 beside the SHA-256) is read
+    /// as it is, its objects' ETag now their SHA-256.
+    #[tokio::test]
+    async fn sidecars_of_earlier_versions_are_read() {
+        let root = tempfile::tempdir().unwrap();
+        let store = DirStore::open("fs", root.path(), "uploads", Layout::Flat, true).unwrap();
+        let body = b"an upload of an earlier version";
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+        std::fs::create_dir_all(root.path().join("uploads").join(META_DIR)).unwrap();
+        std::fs::write(root.path().join("uploads").join("DQmOld"), body).unwrap();
+        let old = format!(
+            r#"{{"size":{},"md5":"0f6e2b4d3c1a5e7f9b8d6c4a2e0f1b3d","sha256":"{sha}","content_type":"image/png"}}"#,
+            body.len()
+        );
+        std::fs::write(store.meta_path("DQmOld"), old).unwrap();
+        let head = store.head(&Key::new("DQmOld").unwrap()).await.unwrap();
+        assert_eq!(head.etag, Some(sha));
+        assert_eq!(head.content_type.as_deref(), Some("image/png"));
+        assert_eq!(head.size, body.len() as u64);
     }
 
     /// What a crash can leave of an unsynced cache put, each found torn and removed by a read,

@@ -1,5 +1,6 @@
 //! Scrub (fixity): every stored copy re-read and re-hashed, rate-limited. Upload keys must hash
-//! to their key; other objects must match their MD5 ETag where the server gives one. A copy that
+//! to their key; other objects must match their ETag where it is a digest: the MD5 an S3 server
+//! gives a single-part object, the SHA-256 a directory fileserver records. A copy that
 //! fails, or that its server cannot read while it still answers for the object, is queued to be
 //! replaced from a verified replica.
 //!
@@ -106,8 +107,7 @@ async fn verify(
         Err(StoreError::NotFound { .. }) => return Ok(Verdict::Gone),
         Err(e) => return unreadable(store, key, e.to_string()).await,
     };
-    let mut h = KeyHasher::default();
-    let mut md5 = Md5::new();
+    let mut check = Fixity::of(key.as_str(), got.meta.etag.as_deref());
     let mut body = got.body;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -118,22 +118,65 @@ async fn verify(
             l.acquire(chunk.len() as u64).await;
         }
         progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        h.update(&chunk);
-        md5.update(&chunk);
+        check.update(&chunk);
     }
-    if let Some(want) = expected_digest(key.as_str()) {
-        return Ok(if h.matches(&want) {
+    Ok(check.verdict())
+}
+
+/// What a copy's bytes are checked against, chosen before they are read so each is hashed once.
+enum Fixity {
+    /// An upload key: the content must hash to it.
+    Key(KeyHasher, [u8; 32]),
+    /// A 64-hex-digit ETag: a directory fileserver's SHA-256.
+    Sha256(sha2::Sha256, String),
+    /// A 32-hex-digit ETag: an S3 server's MD5 of a single-part object.
+    Md5(Md5, String),
+    /// Nothing to check against (a multipart ETag, or none): readable is all that is known.
+    Readable,
+}
+
+impl Fixity {
+    fn of(key: &str, etag: Option<&str>) -> Self {
+        if let Some(want) = expected_digest(key) {
+            return Self::Key(KeyHasher::default(), want);
+        }
+        let etag = etag.map(|e| e.trim_matches('"').to_ascii_lowercase());
+        match etag {
+            Some(e) if e.len() == 64 && e.bytes().all(|c| c.is_ascii_hexdigit()) => {
+                Self::Sha256(sha2::Sha256::new(), e)
+            }
+            Some(e) if e.len() == 32 && e.bytes().all(|c| c.is_ascii_hexdigit()) => Self::Md5(Md5::new(), e),
+            _ => Self::Readable,
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        match self {
+            Self::Key(h, _) => h.update(chunk),
+            Self::Sha256(h, _) => h.update(chunk),
+            Self::Md5(h, _) => h.update(chunk),
+            Self::Readable => {}
+        }
+    }
+
+    fn verdict(self) -> Verdict {
+        let (kind, got, want) = match self {
+            Self::Key(h, want) => {
+                return if h.matches(&want) {
+                    Verdict::Good
+                } else {
+                    Verdict::Corrupt("content does not hash to the key".into())
+                };
+            }
+            Self::Sha256(h, want) => ("SHA-256", hex::encode(h.finalize()), want),
+            Self::Md5(h, want) => ("MD5", hex::encode(h.finalize()), want),
+            Self::Readable => return Verdict::Good,
+        };
+        if got == want {
             Verdict::Good
         } else {
-            Verdict::Corrupt("content does not hash to the key".into())
-        });
-    }
-    let md5 = hex::encode(md5.finalize());
-    match got.meta.etag {
-        Some(e) if e.len() == 32 && e.chars().all(|c| c.is_ascii_hexdigit()) && e != md5 => {
-            Ok(Verdict::Corrupt(format!("MD5 {md5} differs from the ETag {e}")))
+            Verdict::Corrupt(format!("{kind} {got} differs from the ETag {want}"))
         }
-        _ => Ok(Verdict::Good),
     }
 }
 
@@ -285,6 +328,30 @@ fn next_stop(c: Cursor, servers: usize) -> Cursor {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Each ETag form is checked by its own digest, once; anything else only has to be readable.
+    #[test]
+    fn a_copy_is_checked_against_the_digest_its_etag_is() {
+        let body = b"a variant";
+        let sha = hex::encode(sha2::Sha256::digest(body));
+        let md5 = hex::encode(Md5::digest(body));
+        let verdict = |key: &str, etag: Option<&str>, bytes: &[u8]| {
+            let mut f = Fixity::of(key, etag);
+            f.update(bytes);
+            matches!(f.verdict(), Verdict::Good)
+        };
+        let upper = md5.to_ascii_uppercase();
+        let quoted = format!("\"{md5}\"");
+        for etag in [sha.as_str(), md5.as_str(), upper.as_str(), quoted.as_str()] {
+            assert!(verdict("Uvariant", Some(etag), body), "{etag}");
+            assert!(!verdict("Uvariant", Some(etag), b"a varianT"), "{etag}");
+        }
+        for etag in [Some("abc-2"), Some(&sha[..40]), None] {
+            assert!(verdict("Uvariant", etag, b"anything"), "{etag:?}");
+        }
+        assert!(matches!(Fixity::of("Uvariant", Some(&sha)), Fixity::Sha256(..)));
+        assert!(matches!(Fixity::of("Uvariant", Some(&md5)), Fixity::Md5(..)));
+    }
 
     #[test]
     fn stops_in_order() {

@@ -4,6 +4,7 @@
 mod api {
     pub mod avif;
     pub mod contract;
+    pub mod crash;
     pub mod deadlines;
     pub mod faults;
     pub mod fixture;

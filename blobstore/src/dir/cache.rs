@@ -46,7 +46,6 @@ mod tests {
     fn sidecar(body: &[u8]) -> Vec<u8> {
         serde_json::to_vec(&Sidecar {
             size: body.len() as u64,
-            md5: String::new(),
             sha256: hex::encode(Sha256::digest(body)),
             content_type: None,
             metadata: Default::default(),

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use futures::TryStreamExt;
-use md5::{Digest, Md5};
 
 use crate::keys::{UploadDigests, UploadHasher};
 use crate::upload::spool::{Spool, Spooled};
@@ -18,8 +17,6 @@ pub struct Received {
     pub body: Spooled,
     pub filename: String,
     pub digests: UploadDigests,
-    /// MD5 of the bytes (a fileserver's ETag), taken in the same pass as the digests.
-    pub md5: [u8; 16],
 }
 
 impl Received {
@@ -28,10 +25,9 @@ impl Received {
     /// back from disk, so the fileservers hash what they read.
     pub fn known_digests(&self) -> Option<blobstore::Digests> {
         match &self.body {
-            Spooled::Memory(b) => Some(blobstore::Digests {
-                size: b.len() as u64,
+            Spooled::Memory(_) => Some(blobstore::Digests {
+                size: self.body.len(),
                 sha256: self.digests.data_hash,
-                md5: self.md5,
             }),
             Spooled::File { .. } => None,
         }
@@ -79,21 +75,18 @@ pub async fn receive(
         };
         let mut spool = Spool::new(spool_memory, spool_dir);
         let mut hasher = UploadHasher::default();
-        let mut md5 = Md5::new();
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             if spool.len() + chunk.len() as u64 > max_size {
                 return Err(ApiError::PayloadTooLarge);
             }
             hasher.update(&chunk);
-            md5.update(&chunk);
-            spool.write(&chunk).await.map_err(spool_error)?;
+            spool.write(chunk).await.map_err(spool_error)?;
         }
         let body = spool.finish().await.map_err(spool_error)?;
         return Ok(Received {
             body,
             filename,
             digests: hasher.finish(),
-            md5: md5.finalize().into(),
         });
     }
     Err(ApiError::FileMissing)

@@ -1,5 +1,6 @@
 //! A bounded spool for one upload: memory up to a threshold, then a temporary file. The body is
-//! kept until every fileserver write has read it, each through its own stream.
+//! kept until every fileserver write has read it, each through its own stream. In memory it is
+//! the chunks as they were received, shared, never copied into one buffer.
 
 use std::io;
 use std::path::Path;
@@ -11,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 enum Store {
-    Memory(Vec<u8>),
+    Memory(Vec<Bytes>),
     File {
         file: tokio::fs::File,
         temp: tempfile::TempPath,
@@ -28,25 +29,30 @@ pub struct Spool {
 
 /// A finished spool, readable any number of times.
 pub enum Spooled {
-    Memory(Bytes),
-    File { temp: tempfile::TempPath, len: u64 },
+    /// The received chunks, in order.
+    Memory(Arc<[Bytes]>),
+    File {
+        temp: tempfile::TempPath,
+        len: u64,
+    },
 }
 
 impl Spool {
     pub fn new(memory_limit: usize, dir: Arc<Path>) -> Self {
         Self {
-            store: Store::Memory(Vec::new()),
+            store: Store::Memory(Vec::with_capacity(64)),
             len: 0,
             memory_limit,
             dir,
         }
     }
 
-    pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        let held = self.len;
         self.len += chunk.len() as u64;
-        if let Store::Memory(buf) = &mut self.store {
-            if buf.len() + chunk.len() <= self.memory_limit {
-                buf.extend_from_slice(chunk);
+        if let Store::Memory(chunks) = &mut self.store {
+            if self.len <= self.memory_limit as u64 {
+                chunks.push(chunk);
                 return Ok(());
             }
             let temp = tempfile::Builder::new()
@@ -54,11 +60,14 @@ impl Spool {
                 .tempfile_in(&self.dir)?
                 .into_temp_path();
             let mut file = tokio::fs::OpenOptions::new().write(true).open(&temp).await?;
-            file.write_all(buf).await?;
+            for c in chunks.iter() {
+                file.write_all(c).await?;
+            }
+            debug_assert_eq!(held, chunks.iter().map(|c| c.len() as u64).sum::<u64>());
             self.store = Store::File { file, temp };
         }
         if let Store::File { file, .. } = &mut self.store {
-            file.write_all(chunk).await?;
+            file.write_all(&chunk).await?;
         }
         Ok(())
     }
@@ -73,7 +82,7 @@ impl Spool {
 
     pub async fn finish(self) -> io::Result<Spooled> {
         match self.store {
-            Store::Memory(buf) => Ok(Spooled::Memory(Bytes::from(buf))),
+            Store::Memory(chunks) => Ok(Spooled::Memory(chunks.into())),
             Store::File { mut file, temp } => {
                 file.flush().await?;
                 Ok(Spooled::File { temp, len: self.len })
@@ -85,7 +94,7 @@ impl Spool {
 impl Spooled {
     pub fn len(&self) -> u64 {
         match self {
-            Spooled::Memory(b) => b.len() as u64,
+            Spooled::Memory(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
             Spooled::File { len, .. } => *len,
         }
     }
@@ -97,7 +106,11 @@ impl Spooled {
     /// A fresh stream over the whole body.
     pub async fn stream(&self) -> io::Result<BodyStream> {
         match self {
-            Spooled::Memory(b) => Ok(blobstore::body_from_bytes(b.clone())),
+            Spooled::Memory(chunks) => {
+                let chunks = chunks.clone();
+                let each = (0..chunks.len()).map(move |i| Ok(chunks[i].clone()));
+                Ok(Box::pin(futures::stream::iter(each)))
+            }
             Spooled::File { temp, .. } => {
                 let file = tokio::fs::File::open(temp).await?;
                 Ok(Box::pin(ReaderStream::with_capacity(file, 64 * 1024)))
@@ -108,7 +121,16 @@ impl Spooled {
     /// The first bytes, for content sniffing.
     pub async fn head(&self, n: usize) -> io::Result<Vec<u8>> {
         match self {
-            Spooled::Memory(b) => Ok(b[..n.min(b.len())].to_vec()),
+            Spooled::Memory(chunks) => {
+                let mut head = Vec::with_capacity(n);
+                for c in chunks.iter() {
+                    if head.len() == n {
+                        break;
+                    }
+                    head.extend_from_slice(&c[..c.len().min(n - head.len())]);
+                }
+                Ok(head)
+            }
             Spooled::File { temp, .. } => {
                 use tokio::io::AsyncReadExt;
                 let mut buf = vec![0; n];
@@ -140,7 +162,7 @@ mod tests {
             let mut s = Spool::new(limit, Arc::from(dir.path()));
             let data: Vec<u8> = (0..parts * 100).map(|i| i as u8).collect();
             for c in data.chunks(100) {
-                s.write(c).await.unwrap();
+                s.write(Bytes::copy_from_slice(c)).await.unwrap();
             }
             let done = s.finish().await.unwrap();
             assert_eq!(matches!(done, Spooled::File { .. }), data.len() > limit);
@@ -149,6 +171,8 @@ mod tests {
                 assert_eq!(chunks.concat(), data);
             }
             assert_eq!(done.head(5).await.unwrap(), &data[..5]);
+            assert_eq!(done.head(250).await.unwrap(), &data[..250], "across chunks");
+            assert_eq!(done.len(), data.len() as u64);
         }
     }
 }

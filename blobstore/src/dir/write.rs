@@ -1,0 +1,80 @@
+//! A put's files: the body streamed into its temporary file, each run of chunks that are ready
+//! at once written by one blocking call (an upload held in memory is one call, not one per
+//! chunk, and no copy into a buffer of tokio's), and the sidecar written beside it.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use futures::{FutureExt, StreamExt};
+
+use crate::{BodyStream, DigestingWriter, StoreError};
+
+/// The most bytes one blocking write call takes.
+const WRITE_RUN: usize = 1 << 20;
+
+/// Runs `f` on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+/// Creates `tmp_dir` if it was removed, then the temporary file `path`.
+pub async fn create(tmp_dir: PathBuf, path: PathBuf) -> io::Result<File> {
+    blocking(move || {
+        std::fs::create_dir_all(&tmp_dir)?;
+        File::create(&path)
+    })
+    .await
+}
+
+/// Streams `body` into `file` through `digest` (which enforces the size limit); the file back,
+/// all written. `io` turns a write failure into the store's error.
+pub async fn stream_into(
+    mut file: File,
+    body: &mut BodyStream,
+    digest: &mut DigestingWriter,
+    io: impl Fn(io::Error) -> StoreError,
+) -> Result<File, StoreError> {
+    while let Some(first) = body.next().await {
+        let mut run = vec![first.map_err(StoreError::Body)?];
+        let mut bytes = run[0].len();
+        digest.update(&run[0])?;
+        while bytes < WRITE_RUN {
+            match body.next().now_or_never() {
+                Some(Some(chunk)) => {
+                    let chunk = chunk.map_err(StoreError::Body)?;
+                    digest.update(&chunk)?;
+                    bytes += chunk.len();
+                    run.push(chunk);
+                }
+                // The end (seen again by the outer loop) or a chunk not here yet.
+                Some(None) | None => break,
+            }
+        }
+        file = blocking(move || {
+            for chunk in &run {
+                file.write_all(chunk)?;
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(&io)?;
+    }
+    Ok(file)
+}
+
+/// Writes the sidecar `json` to the temporary file `path`, and removes `other` (the sidecar of
+/// the other kind of put, so a reader never checks the new body against it).
+pub async fn sidecar(path: PathBuf, json: Vec<u8>, other: PathBuf) -> io::Result<File> {
+    blocking(move || {
+        let mut f = File::create(&path)?;
+        f.write_all(&json)?;
+        match std::fs::remove_file(&other) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(f),
+        }
+    })
+    .await
+}
