@@ -37,7 +37,10 @@ pub async fn stream_into(
     digest: &mut DigestingWriter,
     io: impl Fn(io::Error) -> StoreError,
 ) -> Result<File, StoreError> {
-    while let Some(first) = body.next().await {
+    // A stream is not polled again once it has ended (some panic if it is).
+    let mut ended = false;
+    while !ended {
+        let Some(first) = body.next().await else { break };
         let mut run = vec![first.map_err(StoreError::Body)?];
         let mut bytes = run[0].len();
         digest.update(&run[0])?;
@@ -49,8 +52,12 @@ pub async fn stream_into(
                     bytes += chunk.len();
                     run.push(chunk);
                 }
-                // The end (seen again by the outer loop) or a chunk not here yet.
-                Some(None) | None => break,
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                // The next chunk is not here yet: write what is.
+                None => break,
             }
         }
         file = blocking(move || {
@@ -77,4 +84,44 @@ pub async fn sidecar(path: PathBuf, json: Vec<u8>, other: PathBuf) -> io::Result
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks that arrive at once and chunks that arrive later are all written, in order, and the
+    /// stream is never polled after its end (an `unfold` stream panics if it is).
+    #[tokio::test]
+    async fn every_chunk_is_written_and_an_ended_stream_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        let mut body: BodyStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok(b), rx))
+        }));
+        let feeder = tokio::spawn(async move {
+            for (i, n) in [3usize, 70_000, 1, 5].into_iter().enumerate() {
+                tx.send(bytes::Bytes::from(vec![i as u8; n])).await.unwrap();
+                if i == 1 {
+                    // The rest comes later: a run is written, then the stream waited on.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        });
+        let path = dir.path().join("f");
+        let file = create(dir.path().join("tmp"), path.clone()).await.unwrap();
+        let mut digest = DigestingWriter::new(None);
+        let file = stream_into(file, &mut body, &mut digest, StoreError::Body)
+            .await
+            .unwrap();
+        drop(file);
+        feeder.await.unwrap();
+        let want: Vec<u8> = [3usize, 70_000, 1, 5]
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, n)| vec![i as u8; n])
+            .collect();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        assert_eq!(digest.finish(), crate::Digests::of(&want));
+    }
 }
