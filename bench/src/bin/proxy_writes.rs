@@ -1,8 +1,8 @@
 //! What the proxy bucket saves by writing without fsyncs: `PROXY_WRITES` (2,000) variant-sized
 //! objects (30 KB) put into a directory fileserver as cache objects (`PutOptions::cache`, no
-//! fsync), and the same as durable objects (body, sidecar and both directory fsyncs, as uploads
-//! are written), 8 at a time, on this machine's disk, interleaved three times. The reference is
-//! the durable put, in the same run.
+//! fsync), and the same as durable objects (body and sidecar synced, renamed and their
+//! directories synced, through the group commit uploads go through), 8 at a time, on this
+//! machine's disk, interleaved three times. The reference is the durable put, in the same run.
 //!
 //!   target/release/proxy_writes
 
