@@ -1,73 +1,25 @@
 //! The local hot cache in front of the fileservers (what DLCS's orchestrator keeps): originals and
 //! variants as files in one directory, bounded in bytes, evicted least-recently-used, and still
-//! warm after a restart (the index is rebuilt from the directory, oldest files first).
+//! warm after a restart. It serves from the moment it opens, whatever the directory holds: the
+//! index is loaded by a scan on its own thread ([`load`]), and until that is through, a read of
+//! a file not indexed yet looks on disk. A takedown meanwhile also reaches the files the scan has
+//! not seen yet ([`index`]).
 
-use std::collections::{BTreeMap, HashMap};
+mod index;
+mod load;
+
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
 use crate::metrics::{HOTCACHE_BYTES, HOTCACHE_EVENTS};
+use index::Index;
 
 pub struct HotCache {
     dir: PathBuf,
     max_bytes: u64,
-    index: Mutex<Index>,
-}
-
-#[derive(Default)]
-struct Index {
-    entries: HashMap<String, (u64, u64)>, // key → (size, tick)
-    order: BTreeMap<u64, String>,         // tick → key, oldest first
-    bytes: u64,
-    tick: u64,
-}
-
-impl Index {
-    fn touch(&mut self, key: &str) -> bool {
-        let tick = self.tick + 1;
-        match self.entries.get_mut(key) {
-            Some((_, t)) => {
-                self.order.remove(t);
-                *t = tick;
-                self.order.insert(tick, key.to_string());
-                self.tick = tick;
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn insert(&mut self, key: &str, size: u64) {
-        self.remove(key);
-        self.tick += 1;
-        self.entries.insert(key.to_string(), (size, self.tick));
-        self.order.insert(self.tick, key.to_string());
-        self.bytes += size;
-    }
-
-    fn remove(&mut self, key: &str) -> Option<u64> {
-        let (size, tick) = self.entries.remove(key)?;
-        self.order.remove(&tick);
-        self.bytes -= size;
-        Some(size)
-    }
-
-    /// Keys to delete so that `bytes ≤ max`, oldest first.
-    fn evict(&mut self, max: u64) -> Vec<String> {
-        let mut gone = Vec::new();
-        while self.bytes > max {
-            let Some((_, key)) = self.order.pop_first() else {
-                break;
-            };
-            if let Some((size, _)) = self.entries.remove(&key) {
-                self.bytes -= size;
-            }
-            gone.push(key);
-        }
-        gone
-    }
+    index: Arc<Mutex<Index>>,
 }
 
 /// Keys become file names: only the characters our keys use are accepted.
@@ -75,62 +27,108 @@ fn file_name_ok(key: &str) -> bool {
     !key.is_empty() && key.len() <= 200 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    index.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Deletes the least recent files until the cache holds at most `max` bytes.
+fn evict_to(dir: &Path, index: &Mutex<Index>, max: u64) {
+    let gone = lock(index).evict(max);
+    for name in &gone {
+        let _ = std::fs::remove_file(dir.join(&**name));
+    }
+    if !gone.is_empty() {
+        HOTCACHE_EVENTS
+            .with_label_values(&["eviction"])
+            .inc_by(gone.len() as u64);
+    }
+    HOTCACHE_BYTES.set(lock(index).bytes() as i64);
+}
+
 impl HotCache {
-    /// Opens (creating) `dir` and indexes what is already there, least recently written first.
+    /// Opens (creating) `dir`; what is already there is indexed in the background, least
+    /// recently written first in line for eviction.
     pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<HotCache> {
+        Self::open_with(dir, max_bytes, None)
+    }
+
+    /// As `open`, the scan waiting for `start` first (tests look at the cache while it loads).
+    fn open_with(
+        dir: &Path,
+        max_bytes: u64,
+        start: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> std::io::Result<HotCache> {
         std::fs::create_dir_all(dir)?;
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !file_name_ok(&name) {
-                // Half-written temporaries from a crash.
-                if name.starts_with(".tmp") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-                continue;
-            }
-            let meta = entry.metadata()?;
-            found.push((meta.modified().ok(), name, meta.len()));
-        }
-        found.sort();
         let cache = HotCache {
             dir: dir.to_path_buf(),
             max_bytes,
-            index: Mutex::new(Index::default()),
+            index: Arc::new(Mutex::new(Index::new(true))),
         };
-        {
-            let mut index = cache.lock();
-            for (_, name, size) in found {
-                index.insert(&name, size);
-            }
-        }
-        cache.evict();
-        let (entries, bytes) = {
-            let index = cache.lock();
-            (index.entries.len(), index.bytes)
-        };
-        tracing::info!(dir = %dir.display(), entries, bytes, "hot cache opened");
+        let (dir, index) = (cache.dir.clone(), cache.index.clone());
+        std::thread::Builder::new()
+            .name("hotcache-index".into())
+            .spawn(move || {
+                if let Some(start) = start {
+                    let _ = start.recv();
+                }
+                load::scan(&dir, &index);
+                evict_to(&dir, &index, max_bytes);
+                lock(&index).loaded();
+            })?;
+        tracing::info!(dir = %cache.dir.display(), "hot cache open, its index loading");
         Ok(cache)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.lock().bytes
+        self.lock().bytes()
+    }
+
+    /// Files indexed.
+    pub fn entries(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the scan at start is still indexing the directory.
+    pub fn loading(&self) -> bool {
+        self.lock().loading()
     }
 
     pub async fn get(&self, key: &str) -> Option<Bytes> {
-        if !self.lock().touch(key) {
+        let (known, loading) = {
+            let mut index = self.lock();
+            (index.touch(key), index.loading())
+        };
+        // Not indexed: on disk only if the scan has not reached it yet.
+        let on_disk = known || (loading && file_name_ok(key));
+        if !on_disk {
             HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();
             return None;
         }
         match tokio::fs::read(self.dir.join(key)).await {
             Ok(data) => {
+                if !known {
+                    // On disk, not indexed yet: indexed now, unless taken down meanwhile.
+                    let mut index = self.lock();
+                    if index.doomed(key) {
+                        drop(index);
+                        let _ = std::fs::remove_file(self.dir.join(key));
+                        HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();
+                        return None;
+                    }
+                    if !index.touch(key) {
+                        index.insert(key, data.len() as u64);
+                    }
+                }
                 HOTCACHE_EVENTS.with_label_values(&["hit"]).inc();
                 Some(Bytes::from(data))
+            }
+            Err(_) if !known => {
+                HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();
+                None
             }
             Err(e) => {
                 tracing::warn!(key, error = %e, "hot cache entry unreadable; dropped");
@@ -164,48 +162,31 @@ impl HotCache {
         self.evict();
     }
 
-    /// Drops `key`.
+    /// Drops `key` (while loading, its file whether indexed yet or not).
     pub fn remove(&self, key: &str) {
-        if self.lock().remove(key).is_some() {
+        let (known, loading) = {
+            let mut index = self.lock();
+            (index.remove(key).is_some(), index.loading())
+        };
+        if known || (loading && file_name_ok(key)) {
             let _ = std::fs::remove_file(self.dir.join(key));
         }
     }
 
-    /// Drops a taken-down original and every variant of it (`<source>_…`); how many. The index
-    /// is scanned under its lock, the files removed after.
+    /// Drops a taken-down original and every variant of it (`<source>_…`); how many were
+    /// indexed. While the index loads, the ones the scan has not reached are deleted when it does,
+    /// and never served before.
     pub fn remove_derived(&self, source: &str) -> usize {
-        let prefix = format!("{source}_");
-        let gone: Vec<String> = {
-            let mut index = self.lock();
-            let keys: Vec<String> = index
-                .entries
-                .keys()
-                .filter(|k| *k == source || k.starts_with(&prefix))
-                .cloned()
-                .collect();
-            for k in &keys {
-                index.remove(k);
-            }
-            keys
-        };
+        let gone = self.lock().remove_derived(source);
         for k in &gone {
-            let _ = std::fs::remove_file(self.dir.join(k));
+            let _ = std::fs::remove_file(self.dir.join(&**k));
         }
         HOTCACHE_BYTES.set(self.bytes() as i64);
         gone.len()
     }
 
     fn evict(&self) {
-        let gone = self.lock().evict(self.max_bytes);
-        for key in &gone {
-            let _ = std::fs::remove_file(self.dir.join(key));
-        }
-        if !gone.is_empty() {
-            HOTCACHE_EVENTS
-                .with_label_values(&["eviction"])
-                .inc_by(gone.len() as u64);
-        }
-        HOTCACHE_BYTES.set(self.bytes() as i64);
+        evict_to(&self.dir, &self.index, self.max_bytes);
     }
 }
 
@@ -213,10 +194,23 @@ impl HotCache {
 mod tests {
     use super::*;
 
+    impl HotCache {
+        async fn loaded(&self) {
+            for _ in 0..1000 {
+                if !self.loading() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the hot cache index did not load");
+        }
+    }
+
     #[tokio::test]
     async fn bounded_lru_and_warm_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let cache = HotCache::open(dir.path(), 4000).unwrap();
+        cache.loaded().await;
         let kb = Bytes::from(vec![7u8; 1000]);
         for k in ["a", "b", "c", "d"] {
             cache.put(k, &kb).await;
@@ -240,6 +234,7 @@ mod tests {
         drop(cache);
 
         let cache = HotCache::open(dir.path(), 4000).unwrap();
+        cache.loaded().await;
         assert_eq!(cache.bytes(), 4000);
         for k in ["a", "c", "d", "e"] {
             assert_eq!(
@@ -251,6 +246,55 @@ mod tests {
         // A smaller bound on restart evicts down to it.
         drop(cache);
         let cache = HotCache::open(dir.path(), 2000).unwrap();
+        cache.loaded().await;
         assert_eq!(cache.bytes(), 2000);
+    }
+
+    /// Before its scan has started, the cache serves what is on disk, takes writes, and a
+    /// takedown reaches files it has not indexed: not served, deleted when the scan comes to
+    /// them. Once loaded, everything else is indexed and reachable.
+    #[tokio::test]
+    async fn serves_while_its_index_loads_and_a_takedown_meanwhile_sticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut names: Vec<String> = (0..300).map(|i| format!("F{i}")).collect();
+        names.extend(["A", "S", "S_640x0", "SX"].map(String::from));
+        for (i, n) in names.iter().enumerate() {
+            std::fs::write(d.join(n), vec![i as u8; 100]).unwrap();
+        }
+        std::fs::write(d.join(".tmp1"), b"a write in progress").unwrap();
+        let (start, held) = std::sync::mpsc::channel();
+        let cache = HotCache::open_with(d, 1 << 20, Some(held)).unwrap();
+        assert!(cache.loading());
+        let a = names.iter().position(|n| n == "A").unwrap();
+        assert_eq!(cache.get("A").await.as_deref(), Some(&vec![a as u8; 100][..]));
+        assert_eq!(cache.remove_derived("S"), 0, "nothing of S indexed yet");
+        assert!(cache.get("S_640x0").await.is_none(), "taken down: not served");
+        assert!(cache.get("nothing").await.is_none());
+        cache.put("N", &Bytes::from_static(b"new")).await;
+        start.send(()).unwrap();
+        cache.loaded().await;
+        assert!(
+            !d.join("S").exists() && !d.join("S_640x0").exists(),
+            "deleted when reached"
+        );
+        for (i, n) in names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.starts_with("S_") && *n != "S")
+        {
+            assert_eq!(
+                cache.get(n).await.as_deref(),
+                Some(&vec![i as u8; 100][..]),
+                "{n}"
+            );
+        }
+        assert_eq!(cache.get("N").await.as_deref(), Some(&b"new"[..]));
+        assert_eq!(cache.bytes(), 302 * 100 + 3);
+        assert!(
+            d.join(".tmp1").exists(),
+            "a fresh temporary may be a write in progress"
+        );
+        assert!(cache.get("S").await.is_none());
     }
 }

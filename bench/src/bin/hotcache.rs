@@ -1,0 +1,78 @@
+//! imagehost's hot cache at `HOTCACHE_FILES` (1,000,000) files: how soon after opening it serves
+//! (its first hit on a file it has not indexed yet), how long its index takes to load in the
+//! background, and the index's memory per file. The reference is that full load, which a start
+//! waited for before the index loaded in the background. Files are 64 bytes with realistic names
+//! (a proxy key and a variant): the index's cost depends on their number, not their size.
+//!
+//!   target/release/hotcache
+
+use std::time::{Duration, Instant};
+
+use bench::{print_table, Row};
+use imagehost::hotcache::HotCache;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn name(i: u64) -> String {
+    format!("U{:044x}_640x0_WEBP", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+fn main() {
+    let n: u64 = std::env::var("HOTCACHE_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir_in(".").expect("a temp dir on this disk");
+    let t0 = Instant::now();
+    for i in 0..n {
+        std::fs::write(dir.path().join(name(i)), [7u8; 64]).expect("file");
+    }
+    eprintln!("{n} files written in {:.1} s", t0.elapsed().as_secs_f64());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let before = rss_kib();
+    let opened = Instant::now();
+    let cache = HotCache::open(dir.path(), u64::MAX / 2).expect("open");
+    let probe = name(n / 2);
+    let first = rt.block_on(cache.get(&probe));
+    let serving = opened.elapsed();
+    assert!(first.is_some(), "a file on disk is served while the index loads");
+    while cache.loading() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let loaded = opened.elapsed();
+    let per_file = (rss_kib().saturating_sub(before) * 1024) as f64 / n as f64;
+    assert_eq!(
+        (cache.entries() as u64, cache.bytes()),
+        (n, n * 64),
+        "every file indexed"
+    );
+    print_table(
+        &format!("hot cache opened over {n} files"),
+        "ours",
+        "full load",
+        &[
+            Row {
+                what: "first hit after opening".into(),
+                ours: serving.as_secs_f64() * 1000.0,
+                reference: Some(loaded.as_secs_f64() * 1000.0),
+                unit: "ms",
+                target: "≤ 1000 ms",
+            },
+            Row {
+                what: "index memory per file".into(),
+                ours: per_file,
+                reference: None,
+                unit: "B",
+                target: "bounded",
+            },
+        ],
+    );
+    drop(cache);
+}
