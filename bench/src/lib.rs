@@ -353,3 +353,31 @@ pub fn bench_account(dir: &std::path::Path) -> k256::ecdsa::SigningKey {
     }
     key
 }
+
+/// Object ranks drawn from a Zipf law over `n` objects (inverse CDF on precomputed weights).
+pub struct Zipf {
+    cdf: Vec<f64>,
+    state: u64,
+}
+
+impl Zipf {
+    pub fn new(n: usize, s: f64, seed: u64) -> Self {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                acc += 1.0 / (k as f64).powf(s);
+                acc
+            })
+            .collect();
+        cdf.iter_mut().for_each(|c| *c /= acc);
+        Self { cdf, state: seed | 1 }
+    }
+
+    pub fn draw(&mut self) -> usize {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let u = (self.state >> 11) as f64 / (1u64 << 53) as f64;
+        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
+    }
+}

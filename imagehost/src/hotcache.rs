@@ -3,8 +3,10 @@
 //! warm after a restart. It serves from the moment it opens, whatever the directory holds: the
 //! index is loaded by a scan on its own thread ([`load`]), and until that is through, a read of
 //! a file not indexed yet looks on disk. A takedown meanwhile also reaches the files the scan has
-//! not seen yet ([`index`]).
+//! not seen yet ([`index`]). A full cache admits a new file only if its key is asked for more
+//! often than the file it would push out ([`admission`]).
 
+mod admission;
 mod index;
 mod load;
 
@@ -15,6 +17,9 @@ use bytes::Bytes;
 
 use crate::metrics::{HOTCACHE_BYTES, HOTCACHE_EVENTS};
 use index::Index;
+
+/// The file size the admission sketch is sized for (a variant or a small original).
+const TYPICAL_FILE: u64 = 32 << 10;
 
 pub struct HotCache {
     dir: PathBuf,
@@ -62,7 +67,10 @@ impl HotCache {
         let cache = HotCache {
             dir: dir.to_path_buf(),
             max_bytes,
-            index: Arc::new(Mutex::new(Index::new(true))),
+            index: Arc::new(Mutex::new(Index::new(
+                true,
+                (max_bytes / TYPICAL_FILE).min(1 << 24) as usize,
+            ))),
         };
         let (dir, index) = (cache.dir.clone(), cache.index.clone());
         std::thread::Builder::new()
@@ -100,6 +108,7 @@ impl HotCache {
     pub async fn get(&self, key: &str) -> Option<Bytes> {
         let (known, loading) = {
             let mut index = self.lock();
+            index.record(key);
             (index.touch(key), index.loading())
         };
         // Not indexed: on disk only if the scan has not reached it yet.
@@ -143,6 +152,10 @@ impl HotCache {
     /// Stores `data` under `key` (temp file + rename, so a reader never sees half a file).
     pub async fn put(&self, key: &str, data: &Bytes) {
         if !file_name_ok(key) || data.len() as u64 > self.max_bytes / 4 {
+            return;
+        }
+        if !self.lock().admits(key, data.len() as u64, self.max_bytes) {
+            HOTCACHE_EVENTS.with_label_values(&["rejected"]).inc();
             return;
         }
         let tmp = self.dir.join(format!(".tmp{}", rand::random::<u64>()));
@@ -190,6 +203,24 @@ impl HotCache {
     }
 }
 
+/// The hit ratio of a cache of `capacity` equal files over `trace` (object numbers), with or
+/// without admission, the index alone (no files): for benches of the policy.
+pub fn simulated_hit_ratio(trace: &[u32], capacity: usize, admission: bool) -> f64 {
+    let mut index = Index::new(false, capacity);
+    let mut hits = 0usize;
+    for k in trace {
+        let key = k.to_string();
+        index.record(&key);
+        if index.touch(&key) {
+            hits += 1;
+        } else if !admission || index.admits(&key, 1, capacity as u64) {
+            index.insert(&key, 1);
+            index.evict(capacity as u64);
+        }
+    }
+    hits as f64 / trace.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,14 +247,19 @@ mod tests {
             cache.put(k, &kb).await;
         }
         assert!(cache.get("a").await.is_some()); // a is now the most recent
-        cache.put("e", &kb).await; // evicts b, the least recently used
+        assert!(cache.get("e").await.is_none()); // e is asked for (then rendered and put)
+        cache.put("e", &kb).await; // evicts b, the least recently used, never asked for since
         assert!(cache.get("b").await.is_none());
         assert_eq!(cache.bytes(), 4000);
         assert!(!dir.path().join("b").exists());
         cache.put("../x", &kb).await; // never a path outside the directory
-        cache.put("S", &kb).await;
-        cache.put("S_640x0", &kb).await;
-        cache.put("SX", &kb).await;
+        for k in ["S", "S_640x0", "SX"] {
+            // Asked for twice (misses, as before a render): more often than any file there.
+            for _ in 0..2 {
+                assert!(cache.get(k).await.is_none());
+            }
+            cache.put(k, &kb).await;
+        }
         assert_eq!(cache.remove_derived("S"), 2, "the source and its variant, not SX");
         assert!(cache.get("SX").await.is_some() && !dir.path().join("S_640x0").exists());
         cache.remove("SX");
@@ -248,6 +284,35 @@ mod tests {
         let cache = HotCache::open(dir.path(), 2000).unwrap();
         cache.loaded().await;
         assert_eq!(cache.bytes(), 2000);
+    }
+
+    /// A flood of keys asked for once each (the long tail) does not push out a file asked for
+    /// all the time: each is asked for as often as the least recent file, so it is not taken.
+    #[tokio::test]
+    async fn a_one_hit_wonder_flood_leaves_the_hot_file_resident() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HotCache::open(dir.path(), 1000).unwrap();
+        cache.loaded().await;
+        let file = Bytes::from(vec![1u8; 100]);
+        assert!(cache.get("hot").await.is_none());
+        cache.put("hot", &file).await;
+        for i in 0..5 {
+            assert!(cache.get("hot").await.is_some());
+            let k = format!("warm{i}");
+            assert!(cache.get(&k).await.is_none());
+            cache.put(&k, &file).await;
+        }
+        let mut taken = 0;
+        for i in 0..2000 {
+            let k = format!("tail{i}");
+            assert!(cache.get(&k).await.is_none(), "asked for once");
+            cache.put(&k, &file).await;
+            taken += usize::from(dir.path().join(&k).exists());
+            assert!(cache.bytes() <= 1000);
+        }
+        assert!(cache.get("hot").await.is_some(), "the hot file stayed");
+        // Some tail keys look asked for more than once: the sketch counts them in shared slots.
+        assert!(taken < 200, "most of the tail was refused: {taken} of 2000 taken");
     }
 
     /// Before its scan has started, the cache serves what is on disk, takes writes, and a

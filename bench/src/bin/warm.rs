@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{print_table, start_edge, KeepAlive, Row};
+use bench::{print_table, start_edge, KeepAlive, Row, Zipf};
 use harness::origin::{Origin, Reply};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -21,34 +21,6 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Object ranks drawn from a Zipf law over `n` objects (inverse CDF on precomputed weights).
-struct Zipf {
-    cdf: Vec<f64>,
-    state: u64,
-}
-
-impl Zipf {
-    fn new(n: usize, s: f64, seed: u64) -> Self {
-        let mut acc = 0.0;
-        let mut cdf: Vec<f64> = (1..=n)
-            .map(|k| {
-                acc += 1.0 / (k as f64).powf(s);
-                acc
-            })
-            .collect();
-        cdf.iter_mut().for_each(|c| *c /= acc);
-        Self { cdf, state: seed | 1 }
-    }
-
-    fn next(&mut self) -> usize {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let u = (self.state >> 11) as f64 / (1u64 << 53) as f64;
-        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
-    }
 }
 
 /// Replays `zipf` against `addr` from `threads` clients at `rate` requests/s for `seconds`;
@@ -84,7 +56,7 @@ fn replay(
                         std::thread::sleep(due - now);
                     }
                     let w = (Instant::now().duration_since(start).as_secs() / 10) as usize;
-                    let hit = client.get(&format!("/o/{}/p.jpg", zipf.next()), "images.bench");
+                    let hit = client.get(&format!("/o/{}/p.jpg", zipf.draw()), "images.bench");
                     if let (Some(h), Some(a)) = (hits.get(w), all.get(w)) {
                         h.fetch_add(hit as u64, Ordering::Relaxed);
                         a.fetch_add(1, Ordering::Relaxed);
@@ -146,7 +118,7 @@ fn main() {
                 let mut zipf = Zipf::new(objects, zipf_s, 1000 + t);
                 let mut client = KeepAlive::new(addr);
                 (0..per)
-                    .map(|_| client.get(&format!("/o/{}/p.jpg", zipf.next()), "images.bench") as u64)
+                    .map(|_| client.get(&format!("/o/{}/p.jpg", zipf.draw()), "images.bench") as u64)
                     .sum::<u64>()
             })
         })

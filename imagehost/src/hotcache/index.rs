@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::admission::Frequency;
+
 /// Ranks of files used since the start begin here, above any rank made from a modification time.
 const LIVE: u64 = 1 << 62;
 /// Bits under a found file's modification time (ms) that keep files of the same millisecond apart.
@@ -31,11 +33,15 @@ pub struct Index {
     /// Sources taken down while loading: their files the scan has not reached are not indexed
     /// (and not served) when it reaches them, but deleted.
     doomed: Vec<String>,
+    /// How often keys were asked for lately, for admission.
+    frequency: Frequency,
 }
 
 impl Index {
-    pub fn new(loading: bool) -> Self {
+    /// An index for about `files` files.
+    pub fn new(loading: bool, files: usize) -> Self {
         Self {
+            frequency: Frequency::new(files),
             entries: HashMap::new(),
             order: BTreeMap::new(),
             bytes: 0,
@@ -62,6 +68,24 @@ impl Index {
     pub fn loaded(&mut self) {
         self.loading = false;
         self.doomed = Vec::new();
+    }
+
+    /// `key` was asked for (found or not).
+    pub fn record(&mut self, key: &str) {
+        self.frequency.record(key);
+    }
+
+    /// Whether a new `key` of `size` bytes is taken into a cache of `max` bytes: always while
+    /// there is room (or it is there already), else only if asked for more often lately than the
+    /// least recent file, which it would push out.
+    pub fn admits(&self, key: &str, size: u64, max: u64) -> bool {
+        if self.bytes + size <= max || self.entries.contains_key(key) {
+            return true;
+        }
+        match self.order.first_key_value() {
+            Some((_, victim)) => self.frequency.admits(key, victim),
+            None => true,
+        }
     }
 
     /// Marks `key` used now; false if it is not indexed.
@@ -171,7 +195,7 @@ mod tests {
     /// Found files go first, oldest modification first; then files by last use.
     #[test]
     fn eviction_order_table() {
-        let mut ix = Index::new(true);
+        let mut ix = Index::new(true, 1000);
         ix.insert("live_a", 10);
         assert_eq!(ix.insert_found("old", 10, 1_000), Found::Indexed);
         assert_eq!(ix.insert_found("older", 10, 500), Found::Indexed);
@@ -199,7 +223,7 @@ mod tests {
     /// nothing is doomed any more (every file was seen).
     #[test]
     fn a_takedown_while_loading_dooms_what_the_scan_has_not_reached() {
-        let mut ix = Index::new(true);
+        let mut ix = Index::new(true, 1000);
         assert_eq!(ix.insert_found("S", 5, 1), Found::Indexed);
         ix.insert("S_640x0", 5);
         ix.insert("SX", 5);
