@@ -345,12 +345,7 @@ pub fn start_edge(origin: std::net::SocketAddr, extra: &[String]) -> Edge {
 pub fn bench_account(dir: &std::path::Path) -> k256::ecdsa::SigningKey {
     let key = imagehost::auth::signature::random_signing_key();
     let public = imagehost::auth::signature::public_key_string(key.verifying_key());
-    let auth = serde_json::json!({"weight_threshold": 1, "account_auths": [], "key_auths": [[public, 1]]});
-    let accounts = serde_json::json!([{"name": "bench.user", "owner": auth, "active": auth, "posting": auth, "reputation": "1000000000000"}]);
-    std::fs::write(dir.join("accounts.json"), accounts.to_string()).expect("accounts");
-    for f in ["bl-images.json", "bl-accounts.json"] {
-        std::fs::write(dir.join(f), "[]").expect("blacklist");
-    }
+    harness::hive::static_account_files(dir, "bench.user", &public);
     key
 }
 

@@ -40,12 +40,7 @@ fn a_full_spool_disk_is_a_clear_507_and_loses_nothing() {
     let spool = d.join("spool");
     std::fs::create_dir_all(&spool).expect("spool dir");
     let key = random_signing_key();
-    let auth = serde_json::json!({"weight_threshold": 1, "account_auths": [], "key_auths": [[public_key_string(key.verifying_key()), 1]]});
-    let accounts = serde_json::json!([{"name": "alice", "owner": auth, "active": auth, "posting": auth, "reputation": "1000000000000"}]);
-    std::fs::write(d.join("accounts.json"), accounts.to_string()).expect("accounts");
-    for f in ["bl-images.json", "bl-accounts.json"] {
-        std::fs::write(d.join(f), "[]").expect("blacklist");
-    }
+    harness::hive::static_account_files(d, "alice", &public_key_string(key.verifying_key()));
     let port = harness::free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cmd = std::process::Command::new(BIN);

@@ -55,6 +55,18 @@ pub fn account(
     })
 }
 
+/// The files of imagehost's static account source (`accounts.static_file`) in `dir`:
+/// `accounts.json` holding `name`, whose every authority is `public_key` alone, and empty
+/// blacklists beside it (`bl-images.json`, `bl-accounts.json`).
+pub fn static_account_files(dir: &std::path::Path, name: &str, public_key: &str) {
+    let only = Authority::single(public_key);
+    let accounts = json!([account(name, &only, &only, &only, 1_000_000_000_000)]);
+    std::fs::write(dir.join("accounts.json"), accounts.to_string()).expect("accounts file");
+    for f in ["bl-images.json", "bl-accounts.json"] {
+        std::fs::write(dir.join(f), "[]").expect("blacklist file");
+    }
+}
+
 /// A running node; `calls()` counts get_accounts requests.
 pub struct HiveNode {
     origin: Origin,

@@ -73,11 +73,25 @@ impl Committer {
     /// their directories are synced.
     pub async fn commit(&self, job: Job) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.sender()?
-            .send((job, tx))
-            .map_err(|_| io::Error::other("the commit thread has stopped"))?;
-        rx.await
-            .map_err(|_| io::Error::other("the commit thread stopped before answering"))?
+        let mut item = (job, tx);
+        // A thread that is gone (a panic in a batch) is replaced once.
+        for _ in 0..2 {
+            match self.sender()?.send(item) {
+                Ok(()) => {
+                    return rx
+                        .await
+                        .map_err(|_| io::Error::other("the commit thread stopped before answering"))?;
+                }
+                Err(mpsc::SendError(back)) => {
+                    tracing::error!(
+                        "the commit thread of a directory fileserver had stopped; starting another"
+                    );
+                    item = back;
+                    *self.queue.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        }
+        Err(io::Error::other("the commit thread cannot be kept running"))
     }
 
     pub fn stats(&self) -> CommitStats {

@@ -58,12 +58,7 @@ fn uploads_acknowledged_before_a_kill_9_are_all_there_after_it() {
     let dir = harness::tempdir();
     let d = dir.path().to_path_buf();
     let key = fresh_key();
-    let auth = serde_json::json!({"weight_threshold": 1, "account_auths": [], "key_auths": [[public_key_string(key.verifying_key()), 1]]});
-    let accounts = serde_json::json!([{"name": "alice", "owner": auth, "active": auth, "posting": auth, "reputation": "1000000000000"}]);
-    std::fs::write(d.join("accounts.json"), accounts.to_string()).expect("accounts");
-    for f in ["bl-images.json", "bl-accounts.json"] {
-        std::fs::write(d.join(f), "[]").expect("blacklist");
-    }
+    harness::hive::static_account_files(&d, "alice", &public_key_string(key.verifying_key()));
     let addr = SocketAddr::from(([127, 0, 0, 1], harness::free_port()));
     let mut server = start(&d, addr, "first");
 
