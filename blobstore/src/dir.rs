@@ -54,8 +54,12 @@ pub struct DirStore {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Sidecar {
     size: u64,
-    /// Also the object's ETag. Sidecars of earlier versions carry an `md5` as well: ignored.
+    /// Also the object's ETag.
     sha256: String,
+    /// Written empty, read never: versions before the SHA-256 ETag require the field (they took
+    /// it for the ETag), so a rollback still reads these sidecars. Theirs held an MD5.
+    #[serde(default)]
+    md5: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     content_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -93,9 +97,9 @@ impl DirStore {
         let dir = root.join(bucket_key.as_str());
         let store = Self {
             name: format!("{name}/{bucket}"),
-            bucket: dir,
+            bucket: dir.clone(),
             layout,
-            committer: commit::Committer::default(),
+            committer: commit::Committer::new(dir),
         };
         if create {
             std::fs::create_dir_all(store.bucket.join(TMP_DIR)).map_err(|e| store.unavailable(e))?;
@@ -301,6 +305,7 @@ impl BlobStore for DirStore {
         let sidecar = Sidecar {
             size: digests.size,
             sha256: digests.sha256_hex(),
+            md5: String::new(),
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
         };
@@ -326,10 +331,17 @@ impl BlobStore for DirStore {
                     (tmp.path().to_path_buf(), body_path),
                 ],
             };
+            // The job's temporary files are the commit thread's now (it removes them if it fails).
+            meta_tmp.keep();
+            tmp.keep();
             self.committer
                 .commit(job)
                 .await
                 .map_err(|e| self.unavailable(e))?;
+            return Ok(PutResult {
+                digests,
+                etag: Some(sidecar.sha256),
+            });
         } else {
             drop((file, mf));
             self.write_atomically(meta_tmp.path(), &meta)

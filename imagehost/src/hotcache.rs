@@ -76,12 +76,19 @@ impl HotCache {
         std::thread::Builder::new()
             .name("hotcache-index".into())
             .spawn(move || {
+                // Loaded however the scan ends, a panic included: reads stop looking on disk.
+                struct Loaded(Arc<Mutex<Index>>);
+                impl Drop for Loaded {
+                    fn drop(&mut self) {
+                        lock(&self.0).loaded();
+                    }
+                }
+                let _loaded = Loaded(index.clone());
                 if let Some(start) = start {
                     let _ = start.recv();
                 }
                 load::scan(&dir, &index);
                 evict_to(&dir, &index, max_bytes);
-                lock(&index).loaded();
             })?;
         tracing::info!(dir = %cache.dir.display(), "hot cache open, its index loading");
         Ok(cache)
@@ -120,9 +127,11 @@ impl HotCache {
         match tokio::fs::read(self.dir.join(key)).await {
             Ok(data) => {
                 if !known {
-                    // On disk, not indexed yet: indexed now, unless taken down meanwhile.
+                    // On disk, not indexed yet: indexed now, unless taken down meanwhile, or
+                    // unless the load ended meanwhile (then the scan saw the file, and it is not
+                    // indexed because it was removed since).
                     let mut index = self.lock();
-                    if index.doomed(key) {
+                    if index.doomed(key) || !index.loading() {
                         drop(index);
                         let _ = std::fs::remove_file(self.dir.join(key));
                         HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();

@@ -47,6 +47,7 @@ mod tests {
         serde_json::to_vec(&Sidecar {
             size: body.len() as u64,
             sha256: hex::encode(Sha256::digest(body)),
+            md5: String::new(),
             content_type: None,
             metadata: Default::default(),
         })

@@ -12,13 +12,19 @@
 //! 3. each directory a rename went into is fsynced once.
 //!
 //! A job's answer comes after step 3: a put is acknowledged only when its bytes and its name are
-//! on disk. A failure in step 1 or 3 fails every job that depended on it (nothing of theirs is
-//! acknowledged, whatever reached the disk); a failed rename fails its own job only.
+//! on disk. A directory a rename is the first into since the thread started (a new partition)
+//! has its own entry synced too, up to the bucket. A failure in step 1 or 3 fails every job that
+//! depended on it (nothing of theirs is acknowledged, whatever reached the disk); a failed rename
+//! fails its own job only, and undoes the job's renames made before it (a new sidecar is never
+//! left beside an older body).
+//!
+//! Once sent, a job belongs to the thread, which removes its temporary files if it fails: a put
+//! whose caller goes away meanwhile cannot pull a file from under a batch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -33,6 +39,15 @@ pub struct Job {
     pub files: Vec<File>,
     /// `(temporary, final)` paths, made in this order once the files are on disk.
     pub renames: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Job {
+    /// Removes the job's temporary files (it will not be carried out).
+    fn discard(&self) {
+        for (from, _) in &self.renames {
+            let _ = std::fs::remove_file(from);
+        }
+    }
 }
 
 /// What the batches so far have done (for tests and benches).
@@ -56,8 +71,9 @@ type Reply = oneshot::Sender<io::Result<()>>;
 
 /// The committer of one bucket: a thread started at the first durable put, ended when the store is
 /// dropped.
-#[derive(Default)]
 pub struct Committer {
+    /// The bucket directory: new directories' entries are synced up to it.
+    root: PathBuf,
     queue: Mutex<Option<Sender<(Job, Reply)>>>,
     counters: Arc<Counters>,
 }
@@ -69,6 +85,14 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            queue: Mutex::new(None),
+            counters: Arc::default(),
+        }
+    }
+
     /// Makes `job` durable with whatever other jobs are waiting; `Ok` once its files, renames and
     /// their directories are synced.
     pub async fn commit(&self, job: Job) -> io::Result<()> {
@@ -76,7 +100,14 @@ impl Committer {
         let mut item = (job, tx);
         // A thread that is gone (a panic in a batch) is replaced once.
         for _ in 0..2 {
-            match self.sender()?.send(item) {
+            let sender = match self.sender() {
+                Ok(s) => s,
+                Err(e) => {
+                    item.0.discard();
+                    return Err(e);
+                }
+            };
+            match sender.send(item) {
                 Ok(()) => {
                     return rx
                         .await
@@ -91,6 +122,7 @@ impl Committer {
                 }
             }
         }
+        item.0.discard();
         Err(io::Error::other("the commit thread cannot be kept running"))
     }
 
@@ -110,17 +142,19 @@ impl Committer {
             return Ok(tx.clone());
         }
         let (tx, rx) = mpsc::channel();
-        let counters = self.counters.clone();
+        let (counters, root) = (self.counters.clone(), self.root.clone());
         std::thread::Builder::new()
             .name("blobstore-commit".into())
-            .spawn(move || run(rx, &counters))?;
+            .spawn(move || run(rx, &root, &counters))?;
         *queue = Some(tx.clone());
         Ok(tx)
     }
 }
 
 /// The thread: one batch at a time, until every sender (the store) is gone.
-fn run(rx: Receiver<(Job, Reply)>, counters: &Counters) {
+fn run(rx: Receiver<(Job, Reply)>, root: &Path, counters: &Counters) {
+    // Directories whose own entries are known to be on disk.
+    let mut settled = HashSet::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -130,7 +164,7 @@ fn run(rx: Receiver<(Job, Reply)>, counters: &Counters) {
             }
         }
         let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
-        let results = commit_batch(jobs, counters);
+        let results = commit_batch(jobs, root, &mut settled, counters);
         for (reply, result) in replies.into_iter().zip(results) {
             // A put whose caller went away (a dropped request) needs no answer.
             let _ = reply.send(result);
@@ -138,8 +172,14 @@ fn run(rx: Receiver<(Job, Reply)>, counters: &Counters) {
     }
 }
 
-/// Carries out one batch; each job's result, in order.
-fn commit_batch(jobs: Vec<Job>, counters: &Counters) -> Vec<io::Result<()>> {
+/// Carries out one batch; each job's result, in order. `settled` holds the directories whose own
+/// entries are known to be on disk (under `root`, the bucket).
+fn commit_batch(
+    jobs: Vec<Job>,
+    root: &Path,
+    settled: &mut HashSet<PathBuf>,
+    counters: &Counters,
+) -> Vec<io::Result<()>> {
     counters.batches.fetch_add(1, Ordering::Relaxed);
     counters.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
     let files: Vec<&File> = jobs.iter().flat_map(|j| &j.files).collect();
@@ -149,23 +189,41 @@ fn commit_batch(jobs: Vec<Job>, counters: &Counters) -> Vec<io::Result<()>> {
     for f in &files {
         counters.file_syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = f.sync_all() {
+            jobs.iter().for_each(Job::discard);
             return failed_all(jobs.len(), &e);
         }
     }
     let mut results = Vec::with_capacity(jobs.len());
     let mut dirs = BTreeSet::new();
+    let mut new_dirs = Vec::new();
     for job in &jobs {
+        let mut done = 0;
         let renamed = job.renames.iter().try_for_each(|(from, to)| {
             if let Some(parent) = to.parent() {
-                if !parent.is_dir() {
-                    // A new directory (a partition's first object): its own entry is synced too.
-                    std::fs::create_dir_all(parent)?;
-                    dirs.extend(parent.parent().map(PathBuf::from));
+                std::fs::create_dir_all(parent)?;
+                if !settled.contains(parent) {
+                    // Its entry, and its parents' up to the bucket, are synced with this batch.
+                    dirs.extend(
+                        parent
+                            .ancestors()
+                            .skip(1)
+                            .take_while(|a| a.starts_with(root))
+                            .map(PathBuf::from),
+                    );
+                    new_dirs.push(parent.to_path_buf());
                 }
                 dirs.insert(parent.to_path_buf());
             }
-            std::fs::rename(from, to)
+            std::fs::rename(from, to)?;
+            done += 1;
+            Ok(())
         });
+        if renamed.is_err() {
+            // Undone: nothing of this job is left half-published, nor any temporary file.
+            for (i, (from, to)) in job.renames.iter().enumerate() {
+                let _ = std::fs::remove_file(if i < done { to } else { from });
+            }
+        }
         results.push(renamed);
     }
     for dir in &dirs {
@@ -174,6 +232,7 @@ fn commit_batch(jobs: Vec<Job>, counters: &Counters) -> Vec<io::Result<()>> {
             return failed_all(jobs.len(), &e);
         }
     }
+    settled.extend(new_dirs);
     results
 }
 
@@ -233,7 +292,8 @@ mod tests {
             })
             .collect();
         let counters = Counters::default();
-        let results = commit_batch(jobs, &counters);
+        let mut settled = [tmp.clone(), meta.clone(), objects.clone()].into_iter().collect();
+        let results = commit_batch(jobs, root.path(), &mut settled, &counters);
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         for i in 0..3 {
             let body = std::fs::read(objects.join(format!("o{i}"))).unwrap();
@@ -268,7 +328,7 @@ mod tests {
                 renames: vec![(d.join("missing.tmp"), d.join("out").join("b"))],
             },
         ];
-        let results = commit_batch(jobs, &Counters::default());
+        let results = commit_batch(jobs, d, &mut HashSet::new(), &Counters::default());
         assert!(results[0].is_ok());
         assert_eq!(results[1].as_ref().unwrap_err().kind(), io::ErrorKind::NotFound);
         assert_eq!(std::fs::read(d.join("out").join("a")).unwrap(), b"a");
@@ -279,7 +339,7 @@ mod tests {
     async fn concurrent_commits_all_land() {
         let root = tempfile::tempdir().unwrap();
         let d = Arc::new(root.path().to_path_buf());
-        let committer = Arc::new(Committer::default());
+        let committer = Arc::new(Committer::new(root.path().to_path_buf()));
         let tasks: Vec<_> = (0..32)
             .map(|i| {
                 let (d, committer) = (d.clone(), committer.clone());

@@ -1,18 +1,25 @@
 //! A bounded spool for one upload: memory up to a threshold, then a temporary file. The body is
 //! kept until every fileserver write has read it, each through its own stream. In memory it is
-//! the chunks as they were received, shared, never copied into one buffer.
+//! the chunks as they were received, shared, never copied into one buffer; small chunks (a client
+//! trickling bytes) are gathered into larger ones, so the list stays short.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use blobstore::BodyStream;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
+
+/// Chunks under this size are copied together rather than each kept.
+const SMALL: usize = 8 << 10;
+/// Gathered small chunks become one chunk at this size.
+const GATHERED: usize = 64 << 10;
 use tokio_util::io::ReaderStream;
 
 enum Store {
-    Memory(Vec<Bytes>),
+    /// Whole chunks, and small ones being gathered after them.
+    Memory(Vec<Bytes>, BytesMut),
     File {
         file: tokio::fs::File,
         temp: tempfile::TempPath,
@@ -40,7 +47,7 @@ pub enum Spooled {
 impl Spool {
     pub fn new(memory_limit: usize, dir: Arc<Path>) -> Self {
         Self {
-            store: Store::Memory(Vec::with_capacity(64)),
+            store: Store::Memory(Vec::with_capacity(64), BytesMut::new()),
             len: 0,
             memory_limit,
             dir,
@@ -48,11 +55,20 @@ impl Spool {
     }
 
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
-        let held = self.len;
         self.len += chunk.len() as u64;
-        if let Store::Memory(chunks) = &mut self.store {
+        if let Store::Memory(chunks, small) = &mut self.store {
             if self.len <= self.memory_limit as u64 {
-                chunks.push(chunk);
+                if chunk.len() >= SMALL {
+                    if !small.is_empty() {
+                        chunks.push(small.split().freeze());
+                    }
+                    chunks.push(chunk);
+                } else {
+                    small.extend_from_slice(&chunk);
+                    if small.len() >= GATHERED {
+                        chunks.push(small.split().freeze());
+                    }
+                }
                 return Ok(());
             }
             let temp = tempfile::Builder::new()
@@ -63,7 +79,7 @@ impl Spool {
             for c in chunks.iter() {
                 file.write_all(c).await?;
             }
-            debug_assert_eq!(held, chunks.iter().map(|c| c.len() as u64).sum::<u64>());
+            file.write_all(small).await?;
             self.store = Store::File { file, temp };
         }
         if let Store::File { file, .. } = &mut self.store {
@@ -82,7 +98,12 @@ impl Spool {
 
     pub async fn finish(self) -> io::Result<Spooled> {
         match self.store {
-            Store::Memory(chunks) => Ok(Spooled::Memory(chunks.into())),
+            Store::Memory(mut chunks, small) => {
+                if !small.is_empty() {
+                    chunks.push(small.freeze());
+                }
+                Ok(Spooled::Memory(chunks.into()))
+            }
             Store::File { mut file, temp } => {
                 file.flush().await?;
                 Ok(Spooled::File { temp, len: self.len })
@@ -171,8 +192,39 @@ mod tests {
                 assert_eq!(chunks.concat(), data);
             }
             assert_eq!(done.head(5).await.unwrap(), &data[..5]);
+            if let Spooled::Memory(chunks) = &done {
+                assert_eq!(chunks.len(), 1, "100-byte chunks gathered into one");
+            }
             assert_eq!(done.head(250).await.unwrap(), &data[..250], "across chunks");
             assert_eq!(done.len(), data.len() as u64);
         }
+    }
+
+    /// Large chunks are kept as they came, small ones between them gathered: the order holds,
+    /// and trickled bytes make a few chunks, not one per byte.
+    #[tokio::test]
+    async fn large_chunks_are_kept_and_small_ones_gathered_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::new(1 << 20, Arc::from(dir.path()));
+        let mut data = Vec::new();
+        let mut pieces = Vec::new();
+        for i in 0..200u32 {
+            let n = if i % 50 == 0 { 20_000 } else { 1 + (i as usize % 7) };
+            let piece: Vec<u8> = (0..n).map(|j| (i as usize * 31 + j) as u8).collect();
+            data.extend_from_slice(&piece);
+            pieces.push(piece);
+        }
+        for p in pieces {
+            s.write(Bytes::from(p)).await.unwrap();
+        }
+        let done = s.finish().await.unwrap();
+        let Spooled::Memory(chunks) = &done else {
+            panic!("in memory")
+        };
+        assert!(chunks.len() <= 8, "{} chunks", chunks.len());
+        let back: Vec<Bytes> = done.stream().await.unwrap().try_collect().await.unwrap();
+        assert_eq!(back.concat(), data);
+        assert_eq!(done.head(20_010).await.unwrap(), &data[..20_010], "across chunks");
+        assert_eq!(done.len(), data.len() as u64);
     }
 }
