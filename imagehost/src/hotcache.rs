@@ -5,6 +5,10 @@
 //! a file not indexed yet looks on disk. A takedown meanwhile also reaches the files the scan has
 //! not seen yet ([`index`]). A full cache admits a new file only if its key is asked for more
 //! often than the file it would push out ([`admission`]).
+//!
+//! Files are written without fsync (the cache is rebuildable), so each ends in a trailer with
+//! the length and CRC-32 of the bytes before it: a file a power loss left short, empty or
+//! garbled is found on read, removed, and counted as a miss, never served.
 
 mod admission;
 mod index;
@@ -17,6 +21,29 @@ use bytes::Bytes;
 
 use crate::metrics::{HOTCACHE_BYTES, HOTCACHE_EVENTS};
 use index::Index;
+
+/// The end of every cache file: this tag, the CRC-32 of the bytes before it and their length
+/// (both little-endian).
+const TAG: &[u8; 4] = b"HC1\0";
+const TRAILER: usize = 16;
+
+fn trailer(data: &[u8]) -> [u8; TRAILER] {
+    let mut t = [0u8; TRAILER];
+    t[..4].copy_from_slice(TAG);
+    t[4..8].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
+    t[8..].copy_from_slice(&(data.len() as u64).to_le_bytes());
+    t
+}
+
+/// The bytes of a cache file whose trailer vouches for them; `None` if it is torn.
+fn unsealed(mut file: Vec<u8>) -> Option<Bytes> {
+    let body = file.len().checked_sub(TRAILER)?;
+    if file[body..] != trailer(&file[..body]) {
+        return None;
+    }
+    file.truncate(body);
+    Some(Bytes::from(file))
+}
 
 /// The file size the admission sketch is sized for (a variant or a small original).
 const TYPICAL_FILE: u64 = 32 << 10;
@@ -124,8 +151,16 @@ impl HotCache {
             HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();
             return None;
         }
-        match tokio::fs::read(self.dir.join(key)).await {
-            Ok(data) => {
+        match tokio::fs::read(self.dir.join(key)).await.map(unsealed) {
+            Ok(None) => {
+                tracing::warn!(key, "hot cache file torn (cut short by a crash); removed");
+                HOTCACHE_EVENTS.with_label_values(&["torn"]).inc();
+                self.lock().remove(key);
+                let _ = std::fs::remove_file(self.dir.join(key));
+                HOTCACHE_BYTES.set(self.bytes() as i64);
+                None
+            }
+            Ok(Some(data)) => {
                 if !known {
                     // On disk, not indexed yet: indexed now, unless taken down meanwhile, or
                     // unless the load ended meanwhile (then the scan saw the file, and it is not
@@ -142,7 +177,7 @@ impl HotCache {
                     }
                 }
                 HOTCACHE_EVENTS.with_label_values(&["hit"]).inc();
-                Some(Bytes::from(data))
+                Some(data)
             }
             Err(_) if !known => {
                 HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();
@@ -168,11 +203,16 @@ impl HotCache {
             return;
         }
         let tmp = self.dir.join(format!(".tmp{}", rand::random::<u64>()));
-        let result = async {
-            tokio::fs::write(&tmp, data).await?;
-            tokio::fs::rename(&tmp, self.dir.join(key)).await
-        }
-        .await;
+        let (tmp2, dest, body) = (tmp.clone(), self.dir.join(key), data.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::create(&tmp2)?;
+            std::io::Write::write_all(&mut f, &body)?;
+            std::io::Write::write_all(&mut f, &trailer(&body))?;
+            drop(f);
+            std::fs::rename(&tmp2, dest)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         if let Err(e) = result {
             let _ = tokio::fs::remove_file(&tmp).await;
             tracing::warn!(key, error = %e, "hot cache write failed");
@@ -233,6 +273,41 @@ pub fn simulated_hit_ratio(trace: &[u32], capacity: usize, admission: bool) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sealed(data: &[u8]) -> Vec<u8> {
+        [data, &trailer(data)[..]].concat()
+    }
+
+    /// A file cut short, emptied, garbled or written by something else is a miss, and removed;
+    /// a whole one is served.
+    #[tokio::test]
+    async fn a_torn_file_is_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let whole = sealed(b"a variant's bytes");
+        let mut garbled = whole.clone();
+        garbled[3] ^= 1;
+        for (name, bytes) in [
+            ("whole", whole.clone()),
+            ("short", whole[..whole.len() - 1].to_vec()),
+            ("empty", Vec::new()),
+            ("garbled", garbled),
+            ("bare", b"a variant's bytes".to_vec()),
+        ] {
+            std::fs::write(d.join(name), bytes).unwrap();
+        }
+        let cache = HotCache::open(d, 1 << 20).unwrap();
+        cache.loaded().await;
+        assert_eq!(
+            cache.get("whole").await.as_deref(),
+            Some(&b"a variant's bytes"[..])
+        );
+        for name in ["short", "empty", "garbled", "bare"] {
+            assert!(cache.get(name).await.is_none(), "{name} served");
+            assert!(!d.join(name).exists(), "{name} left");
+        }
+        assert_eq!(cache.bytes(), 17, "only the whole file counted");
+    }
 
     impl HotCache {
         async fn loaded(&self) {
@@ -334,7 +409,7 @@ mod tests {
         let mut names: Vec<String> = (0..300).map(|i| format!("F{i}")).collect();
         names.extend(["A", "S", "S_640x0", "SX"].map(String::from));
         for (i, n) in names.iter().enumerate() {
-            std::fs::write(d.join(n), vec![i as u8; 100]).unwrap();
+            std::fs::write(d.join(n), sealed(&[i as u8; 100])).unwrap();
         }
         std::fs::write(d.join(".tmp1"), b"a write in progress").unwrap();
         let (start, held) = std::sync::mpsc::channel();
