@@ -338,10 +338,6 @@ impl BlobStore for DirStore {
                 .commit(job)
                 .await
                 .map_err(|e| self.unavailable(e))?;
-            return Ok(PutResult {
-                digests,
-                etag: Some(sidecar.sha256),
-            });
         } else {
             drop((file, mf));
             self.write_atomically(meta_tmp.path(), &meta)
@@ -350,9 +346,9 @@ impl BlobStore for DirStore {
             self.write_atomically(tmp.path(), &body_path)
                 .await
                 .map_err(|e| self.unavailable(e))?;
+            meta_tmp.keep();
+            tmp.keep();
         }
-        meta_tmp.keep();
-        tmp.keep();
         Ok(PutResult {
             digests,
             etag: Some(sidecar.sha256),

@@ -155,9 +155,7 @@ impl HotCache {
             Ok(None) => {
                 tracing::warn!(key, "hot cache file torn (cut short by a crash); removed");
                 HOTCACHE_EVENTS.with_label_values(&["torn"]).inc();
-                self.lock().remove(key);
-                let _ = std::fs::remove_file(self.dir.join(key));
-                HOTCACHE_BYTES.set(self.bytes() as i64);
+                self.forget(key);
                 None
             }
             Ok(Some(data)) => {
@@ -186,8 +184,7 @@ impl HotCache {
             Err(e) => {
                 tracing::warn!(key, error = %e, "hot cache entry unreadable; dropped");
                 HOTCACHE_EVENTS.with_label_values(&["error"]).inc();
-                self.lock().remove(key);
-                HOTCACHE_BYTES.set(self.bytes() as i64);
+                self.forget(key);
                 None
             }
         }
@@ -226,12 +223,8 @@ impl HotCache {
 
     /// Drops `key` (while loading, its file whether indexed yet or not).
     pub fn remove(&self, key: &str) {
-        let (known, loading) = {
-            let mut index = self.lock();
-            (index.remove(key).is_some(), index.loading())
-        };
-        if known || (loading && file_name_ok(key)) {
-            let _ = std::fs::remove_file(self.dir.join(key));
+        if file_name_ok(key) {
+            self.forget(key);
         }
     }
 
@@ -245,6 +238,13 @@ impl HotCache {
         }
         HOTCACHE_BYTES.set(self.bytes() as i64);
         gone.len()
+    }
+
+    /// Unindexes `key` and deletes its file (`key` is a valid file name).
+    fn forget(&self, key: &str) {
+        self.lock().remove(key);
+        let _ = std::fs::remove_file(self.dir.join(key));
+        HOTCACHE_BYTES.set(self.bytes() as i64);
     }
 
     fn evict(&self) {
