@@ -106,6 +106,9 @@ struct Figures {
     cache_evictions: usize,
     cache_disk_objects: usize,
     cache_disk_bytes: u64,
+    /// The disk tier's index is still being loaded (lookups look on disk meanwhile).
+    cache_disk_loading: bool,
+    cache_disk_index_bytes: usize,
     client_connections: i64,
     warm: Warm,
 }
@@ -158,6 +161,8 @@ fn collect(state: &State) -> Figures {
         cache_evictions: c.map_or(0, |c| c.evicted_items),
         cache_disk_objects: c.map_or(0, |c| c.disk_objects),
         cache_disk_bytes: c.map_or(0, |c| c.disk_bytes),
+        cache_disk_loading: c.is_some_and(|c| c.disk_loading),
+        cache_disk_index_bytes: c.map_or(0, |c| c.disk_index_bytes),
         client_connections: metrics::CONNECTIONS.get(),
         warm: Warm {
             phase: state.warm.phase().name(),
@@ -199,6 +204,8 @@ fn refresh(state: &State) {
         metrics::CACHE_BYTES.set(s.memory_bytes as i64);
         metrics::CACHE_OBJECTS.set(s.objects as i64);
         metrics::CACHE_DISK_BYTES.set(s.disk_bytes as i64);
+        metrics::CACHE_DISK_INDEX_BYTES.set(s.disk_index_bytes as i64);
+        metrics::CACHE_DISK_LOADING.set(s.disk_loading as i64);
         // The eviction manager counts from start; the counter follows it, each step once
         // however many scrapes run at a time.
         static SEEN: AtomicU64 = AtomicU64::new(0);

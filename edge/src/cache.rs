@@ -30,7 +30,8 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Builds the cache from config; opens and indexes the disk tier when one is configured.
+    /// Builds the cache from config; opens the disk tier when one is configured and starts
+    /// indexing it in the background.
     pub fn build(config: &CacheConfig) -> Result<&'static Cache, Error> {
         let disk = match &config.disk_dir {
             Some(dir) => Some(
@@ -39,24 +40,25 @@ impl Cache {
             ),
             None => None,
         };
-        if let Some(d) = &disk {
-            let (n, bytes) = d.usage();
-            tracing::info!(objects = n, bytes, "disk cache tier indexed");
-        }
         // Bans outlive a restart only where objects do: with the disk tier.
         let bans = match &config.disk_dir {
             Some(dir) => bans::Bans::open(dir)
                 .map_err(|e| Error::Config(format!("cache.disk_dir {}: bans: {e}", dir.display())))?,
             None => bans::Bans::in_memory(),
         };
-        if let Some(d) = &disk {
-            bans.raise_floor(d.max_checked());
-        }
+        // Sized for what both tiers hold at typical sizes (16 KiB in memory, 32 KiB on disk).
+        let objects = config.memory_bytes as usize / 16_384
+            + config
+                .disk_dir
+                .as_ref()
+                .map_or(0, |_| config.disk_max_bytes as usize / 32_768);
         let store: &'static store::Store = Box::leak(Box::new(store::Store::new(
             config.max_object_bytes as usize,
             disk,
             bans,
+            objects,
         )));
+        store.start_disk_load();
         let per_shard = (config.memory_bytes as usize / LRU_SHARDS / 16_384).max(64);
         let eviction: &'static Manager<LRU_SHARDS> = Box::leak(Box::new(Manager::with_capacity(
             config.memory_bytes as usize,
@@ -85,6 +87,8 @@ impl Cache {
             evicted_bytes: self.eviction.evicted_size(),
             disk_objects: disk.map_or(0, |d| d.0),
             disk_bytes: disk.map_or(0, |d| d.1),
+            disk_loading: self.store.disk_index().is_some_and(|d| d.0),
+            disk_index_bytes: self.store.disk_index().map_or(0, |d| d.1),
         }
     }
 
@@ -102,4 +106,7 @@ pub struct CacheStats {
     pub evicted_bytes: usize,
     pub disk_objects: usize,
     pub disk_bytes: u64,
+    /// The disk tier's index is still loading.
+    pub disk_loading: bool,
+    pub disk_index_bytes: usize,
 }

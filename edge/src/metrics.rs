@@ -48,6 +48,13 @@ service::metric!(CACHE_DISK_WRITE_ERRORS: IntCounterVec = register_int_counter_v
     "edge_cache_disk_write_errors_total",
     "Disk-tier writes that failed (full: no space left; io: any other error); the object stays in memory",
     &["reason"]));
+service::metric!(CACHE_DISK_REFUSED: IntCounter = register_int_counter!(
+    "edge_cache_disk_refused_total",
+    "Objects the full disk tier did not take: what they would have pushed out is asked for more often (admission)"));
+service::metric!(CACHE_DISK_INDEX_BYTES: IntGauge = register_int_gauge!(
+    "edge_cache_disk_index_bytes", "Memory held by the disk tier's index"));
+service::metric!(CACHE_DISK_LOADING: IntGauge = register_int_gauge!(
+    "edge_cache_disk_loading", "1 while the disk tier's index is still being loaded at start (lookups look on disk meanwhile)"));
 service::metric!(CACHE_DISK_FULL: IntGauge = register_int_gauge!(
     "edge_cache_disk_full", "1 while the disk tier's last write found no space left"));
 service::metric!(UPSTREAM_EJECTIONS: IntCounterVec = register_int_counter_vec!(

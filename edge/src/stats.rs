@@ -197,10 +197,12 @@ impl Stats {
                 (
                     "disk tier",
                     format!(
-                        "{} of {} ({} objects){}",
+                        "{} of {} ({} objects, index {}){}{}",
                         mib(c.disk_bytes),
                         mib(state.config.cache.disk_max_bytes),
                         c.disk_objects,
+                        mib(c.disk_index_bytes as u64),
+                        if c.disk_loading { ", LOADING" } else { "" },
                         if metrics::CACHE_DISK_FULL.get() == 1 {
                             ", DISK FULL"
                         } else {

@@ -11,6 +11,8 @@ mod balance;
 mod cache;
 #[path = "edge/deadlines.rs"]
 mod deadlines;
+#[path = "edge/disk.rs"]
+mod disk;
 #[path = "edge/hits.rs"]
 mod hits;
 #[path = "edge/limits.rs"]

@@ -4,13 +4,12 @@
 //! index is loaded by a scan on its own thread ([`load`]), and until that is through, a read of
 //! a file not indexed yet looks on disk. A takedown meanwhile also reaches the files the scan has
 //! not seen yet ([`index`]). A full cache admits a new file only if its key is asked for more
-//! often than the file it would push out ([`admission`]).
+//! often than the file it would push out ([`service::admission`]).
 //!
 //! Files are written without fsync (the cache is rebuildable), so each ends in a trailer with
 //! the length and CRC-32 of the bytes before it: a file a power loss left short, empty or
 //! garbled is found on read, removed, and counted as a miss, never served.
 
-mod admission;
 mod index;
 mod load;
 

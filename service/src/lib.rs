@@ -9,6 +9,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod http;

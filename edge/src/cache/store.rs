@@ -25,9 +25,10 @@ use pingora::http::ResponseHeader;
 use pingora::Result;
 
 use super::bans::Bans;
-use super::disk::{Disk, Record, Slot};
+use super::disk::{Disk, Id, Record, Slot, Written};
 use super::tags;
 use crate::metrics;
+use service::admission::Frequency;
 
 pub mod fetching;
 mod handlers;
@@ -80,10 +81,13 @@ pub struct Store {
     disk_open: AtomicBool,
     /// Fetches under way, so the lurker retires no ban they have not been tested against.
     pub fetching: fetching::Fetching,
+    /// How often each key was asked for lately: what the disk tier admits by.
+    pub frequency: Frequency,
 }
 
 impl Store {
-    pub fn new(max_object: usize, disk: Option<Disk>, bans: Bans) -> Store {
+    /// A store whose admission sketch is sized for about `objects` cached objects.
+    pub fn new(max_object: usize, disk: Option<Disk>, bans: Bans, objects: usize) -> Store {
         Store {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             bytes: AtomicU64::new(0),
@@ -93,7 +97,21 @@ impl Store {
             bans,
             disk_open: AtomicBool::new(true),
             fetching: Default::default(),
+            frequency: Frequency::new(objects),
         }
+    }
+
+    /// Starts indexing the disk tier in the background (see [`Disk::start_load`]); the ban
+    /// counter is kept above every check number found.
+    pub fn start_disk_load(&'static self) {
+        if let Some(disk) = &self.disk {
+            disk.start_load(move |checked| self.bans.raise_floor(checked));
+        }
+    }
+
+    /// Whether the disk tier's index is still loading, and the bytes it holds.
+    pub fn disk_index(&self) -> Option<(bool, usize)> {
+        self.disk.as_ref().map(|d| (d.loading(), d.index_bytes()))
     }
 
     /// Whether the disk tier is read.
@@ -279,8 +297,10 @@ impl Store {
             body: entry.body.clone(),
             checked: entry.checked.load(Ordering::Acquire),
         };
-        match tokio::task::spawn_blocking(move || disk.write(&slot, &rec)).await {
-            Ok(Ok(())) => metrics::CACHE_DISK_FULL.set(0),
+        let frequency = &self.frequency;
+        match tokio::task::spawn_blocking(move || disk.write(&slot, &rec, frequency)).await {
+            Ok(Ok(Written::Refused)) => metrics::CACHE_DISK_REFUSED.inc(),
+            Ok(Ok(_)) => metrics::CACHE_DISK_FULL.set(0),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
                 metrics::CACHE_DISK_WRITE_ERRORS
                     .with_label_values(&["full"])
@@ -363,6 +383,7 @@ impl Storage for Store {
         _t: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let (primary, variance) = (key.primary_bin(), key.variance_bin());
+        self.frequency.record(&Id::of(&(primary, variance)));
         if let Some(e) = self.get(&primary, variance) {
             return Ok(Some(hit(e)));
         }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::admission::Frequency;
+use service::admission::Frequency;
 
 /// Ranks of files used since the start begin here, above any rank made from a modification time.
 const LIVE: u64 = 1 << 62;
@@ -83,7 +83,7 @@ impl Index {
             return true;
         }
         match self.order.first_key_value() {
-            Some((_, victim)) => self.frequency.admits(key, victim),
+            Some((_, victim)) => self.frequency.admits(key, &**victim),
             None => true,
         }
     }

@@ -17,7 +17,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::{Entry, Store, SHARDS};
-use crate::cache::tags;
+use crate::cache::{disk, tags};
 use crate::metrics;
 
 /// Objects tested between two pauses.
@@ -112,50 +112,49 @@ fn lurk_memory(store: &Store, target: u64) {
     }
 }
 
-/// One pass over the disk tier's index, reading each untested object's head from its file.
-/// Returns the lowest check number of an object it could not read (no ban past it may retire).
+/// One pass over the disk tier's index, shard by shard, reading each untested object's head
+/// from its file. Returns the lowest check number of an object it could not test (no ban past
+/// it may retire): 0 while the index is loading, since files it has not reached are untested.
 fn lurk_disk(store: &Store, target: u64) -> Option<u64> {
     let disk = store.disk.as_ref()?;
-    let mut untested: Option<u64> = None;
-    let mut at = None;
-    loop {
-        let t = Instant::now();
-        let (batch, next) = disk.unchecked(at, target, DISK_BATCH);
-        for slot in &batch {
-            let Some((checked, written)) = disk.check_state(slot) else {
-                continue;
-            };
-            let banned = match disk.head(slot) {
-                Ok(h) => store
-                    .bans
-                    .banned_since(checked.max(h.checked), &h.url, &tags::split(&h.tags))
-                    .is_some(),
-                // Torn or gone: it would never be served; drop it as a load would.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::InvalidData | ErrorKind::UnexpectedEof | ErrorKind::NotFound
-                    ) =>
-                {
-                    true
-                }
-                // Cannot be read now (out of file descriptors, say): tested next pass.
-                Err(_) => {
-                    untested = Some(untested.map_or(checked, |u| u.min(checked)));
+    let mut untested: Option<u64> = disk.loading().then_some(0);
+    for shard in 0..disk::SHARDS {
+        let ids = disk.unchecked(shard, target);
+        for chunk in ids.chunks(DISK_BATCH) {
+            let t = Instant::now();
+            for id in chunk {
+                let Some((checked, written)) = disk.check_state(*id) else {
                     continue;
+                };
+                let banned = match disk.head(*id) {
+                    Ok(h) => store
+                        .bans
+                        .banned_since(checked.max(h.checked), &h.url, &tags::split(&h.tags))
+                        .is_some(),
+                    // Torn or gone: it would never be served; drop it as a load would.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::InvalidData | ErrorKind::UnexpectedEof | ErrorKind::NotFound
+                        ) =>
+                    {
+                        true
+                    }
+                    // Cannot be read now (out of file descriptors, say): tested next pass.
+                    Err(_) => {
+                        untested = Some(untested.map_or(checked, |u| u.min(checked)));
+                        continue;
+                    }
+                };
+                if banned {
+                    disk.remove_id(*id);
+                    metrics::BANNED.with_label_values(&["disk", "lurker"]).inc();
+                } else {
+                    disk.mark_checked(*id, target, written);
                 }
-            };
-            if banned {
-                disk.remove(slot);
-                metrics::BANNED.with_label_values(&["disk", "lurker"]).inc();
-            } else {
-                disk.mark_checked(slot, target, written);
             }
-        }
-        pause(t);
-        match next {
-            Some(n) => at = Some(n),
-            None => return untested,
+            pause(t);
         }
     }
+    untested
 }

@@ -64,6 +64,8 @@ impl Store {
             .wire
             .get_or_init(|| wire_head(entry.meta.response_header(), entry.body.len()))
             .clone()?;
+        self.frequency
+            .record(&crate::cache::disk::Id::of(&(key.primary_bin(), None)));
         if let Some(lru) = *self.eviction.read() {
             let k = CacheEntryKey::from_entry_id(key.to_compact(), None);
             lru.access(&k, entry.weight(), entry.meta.fresh_until());

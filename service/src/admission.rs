@@ -1,0 +1,113 @@
+//! Which objects a full cache takes (TinyLFU): every request counts its key in a small frequency
+//! sketch, and a new object goes in only if its key was asked for more often, lately, than the
+//! object it would push out. A long tail of keys asked for once cannot flush the objects asked
+//! for all the time; a key asked for twice gets in. Counts halve every `10 × width` requests, so
+//! what was popular long ago fades. Shared by imagehost's hot cache and the edge's two tiers.
+//!
+//! The sketch is a count-min of four rows of counts up to 15 (a byte each): 4 bytes per object
+//! the cache can hold, whatever the number of keys seen. Counts are atomics updated without a
+//! lock (an increment lost to a race only undercounts), so every request may record.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+
+pub struct Frequency {
+    counts: Box<[AtomicU8]>,
+    /// Row length, a power of two.
+    width: usize,
+    requests: AtomicUsize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+const ROWS: usize = 4;
+const MAX: u8 = 15;
+
+impl Frequency {
+    /// A sketch for a cache of about `objects` objects (rows of 1 Ki to 8 Mi counts).
+    pub fn new(objects: usize) -> Self {
+        let width = objects.clamp(1 << 10, 1 << 23).next_power_of_two();
+        Self {
+            counts: (0..width * ROWS).map(|_| AtomicU8::new(0)).collect(),
+            width,
+            requests: AtomicUsize::new(0),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Bytes the sketch holds.
+    pub fn bytes(&self) -> usize {
+        self.counts.len()
+    }
+
+    fn slots<K: Hash + ?Sized>(&self, key: &K) -> [usize; ROWS] {
+        let h = self.hasher.hash_one(key);
+        // Four indexes from one 64-bit hash (Kirsch–Mitzenmacher: h1 + i·h2).
+        let (h1, h2) = (h as u32 as usize, ((h >> 32) as usize) | 1);
+        std::array::from_fn(|i| i * self.width + (h1.wrapping_add(i.wrapping_mul(h2)) & (self.width - 1)))
+    }
+
+    /// `key` was asked for.
+    pub fn record<K: Hash + ?Sized>(&self, key: &K) {
+        for s in self.slots(key) {
+            let c = &self.counts[s];
+            let v = c.load(Relaxed);
+            if v < MAX {
+                c.store(v + 1, Relaxed);
+            }
+        }
+        // The request that reaches the period halves every count (the others go on counting).
+        if self.requests.fetch_add(1, Relaxed) + 1 == 10 * self.width {
+            self.requests.fetch_sub(5 * self.width, Relaxed);
+            for c in self.counts.iter() {
+                c.store(c.load(Relaxed) / 2, Relaxed);
+            }
+        }
+    }
+
+    /// How often `key` was asked for lately (an overestimate at worst).
+    pub fn estimate<K: Hash + ?Sized>(&self, key: &K) -> u8 {
+        self.slots(key)
+            .iter()
+            .map(|&s| self.counts[s].load(Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Whether `candidate` should push `victim` out (a tie keeps what is there).
+    pub fn admits<K: Hash + ?Sized>(&self, candidate: &K, victim: &K) -> bool {
+        self.estimate(candidate) > self.estimate(victim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_estimates_and_ageing() {
+        let f = Frequency::new(1000);
+        assert_eq!((f.width, f.bytes()), (1024, 4096));
+        for _ in 0..5 {
+            f.record("hot");
+        }
+        f.record("once");
+        assert_eq!(
+            (f.estimate("hot"), f.estimate("once"), f.estimate("never")),
+            (5, 1, 0)
+        );
+        assert!(f.admits("hot", "once") && !f.admits("once", "hot"));
+        assert!(!f.admits("once", "once"), "a tie keeps what is there");
+        for _ in 0..20 {
+            f.record("hot");
+        }
+        assert_eq!(f.estimate("hot"), MAX, "counts saturate");
+        // At 10 × width requests, every count halves.
+        for i in 0..10 * 1024 {
+            f.record(&format!("k{i}"));
+        }
+        assert!(f.estimate("hot") <= MAX / 2 + 1, "{}", f.estimate("hot"));
+        // Keys of any hashable type.
+        f.record(&42u64);
+        assert_eq!(f.estimate(&42u64), 1);
+    }
+}
