@@ -1,7 +1,8 @@
 //! The cache as pingora sees it: our [`store::Store`] (memory + disk tier), pingora's sharded LRU
-//! bounded in bytes, the cache lock that coalesces a flood for one cold object into one upstream
+//! bounded in bytes with TinyLFU admission ([`admission`]), the cache lock that coalesces a flood for one cold object into one upstream
 //! fetch, and the predictor that remembers uncacheable URLs. All `'static`, built once.
 
+mod admission;
 pub mod bans;
 pub mod disk;
 pub mod key;
@@ -23,7 +24,7 @@ const LRU_SHARDS: usize = 16;
 
 pub struct Cache {
     pub store: &'static store::Store,
-    pub eviction: &'static Manager<LRU_SHARDS>,
+    pub eviction: &'static admission::Admitting<LRU_SHARDS>,
     pub lock: &'static CacheKeyLockImpl,
     pub predictor: &'static Predictor<16>,
     pub config: CacheConfig,
@@ -60,10 +61,11 @@ impl Cache {
         )));
         store.start_disk_load();
         let per_shard = (config.memory_bytes as usize / LRU_SHARDS / 16_384).max(64);
-        let eviction: &'static Manager<LRU_SHARDS> = Box::leak(Box::new(Manager::with_capacity(
-            config.memory_bytes as usize,
-            per_shard,
-        )));
+        let eviction: &'static admission::Admitting<LRU_SHARDS> =
+            Box::leak(Box::new(admission::Admitting::new(
+                Manager::with_capacity(config.memory_bytes as usize, per_shard),
+                store,
+            )));
         store.set_eviction(eviction);
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.lock_age));
         let predictor: &'static Predictor<16> = Box::leak(Box::new(Predictor::new(1024, None)));

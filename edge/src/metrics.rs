@@ -51,6 +51,9 @@ service::metric!(CACHE_DISK_WRITE_ERRORS: IntCounterVec = register_int_counter_v
 service::metric!(CACHE_DISK_REFUSED: IntCounter = register_int_counter!(
     "edge_cache_disk_refused_total",
     "Objects the full disk tier did not take: what they would have pushed out is asked for more often (admission)"));
+service::metric!(CACHE_MEMORY_REFUSED: IntCounter = register_int_counter!(
+    "edge_cache_memory_refused_total",
+    "Objects the full memory tier did not take: what they would have pushed out is asked for more often (admission)"));
 service::metric!(CACHE_DISK_INDEX_BYTES: IntGauge = register_int_gauge!(
     "edge_cache_disk_index_bytes", "Memory held by the disk tier's index"));
 service::metric!(CACHE_DISK_LOADING: IntGauge = register_int_gauge!(

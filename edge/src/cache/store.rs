@@ -234,6 +234,11 @@ impl Store {
         removed
     }
 
+    /// Drops one object from memory only (memory admission refused it; the disk keeps it).
+    pub fn drop_from_memory(&self, primary: &HashBinary, variance: Option<HashBinary>) {
+        self.remove_mem(primary, variance, false);
+    }
+
     fn forget(&self, primary: HashBinary, variance: Option<HashBinary>) {
         if let Some(m) = *self.eviction.read() {
             let key = CompactCacheKey {

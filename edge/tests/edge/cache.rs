@@ -279,6 +279,49 @@ fn memory_stays_within_its_byte_bound() {
     assert_eq!(edge.get("/obj/59").header("x-cache"), Some("HIT"));
 }
 
+/// A memory tier of about 19 objects holding a hot one, flooded by keys asked for once each (the
+/// long tail): the hot object stays a hit throughout, where plain LRU would have pushed it out
+/// within the first 20 of the flood. Flood keys replace each other; when the hot object is the
+/// least recent, they are refused, and counted.
+#[test]
+fn admission_keeps_the_hot_object_in_memory_under_a_one_hit_wonder_flood() {
+    let (o, fetches) = origin(|req| {
+        Reply::ok(crate::support::body(50_000, req.path.len() as u8)).header("Cache-Control", "max-age=600")
+    });
+    let edge = Edge::start(
+        &[o.addr()],
+        &[
+            "cache.memory_bytes=1000000".into(),
+            "cache.max_object_bytes=500000".into(),
+        ],
+    );
+    for _ in 0..4 {
+        edge.get("/hot/photo.jpg");
+    }
+    let fetched = count(&fetches);
+    for i in 0..300 {
+        assert_eq!(edge.get(&format!("/tail/{i}")).status, 200);
+        if i % 30 == 29 {
+            let r = edge.get("/hot/photo.jpg");
+            assert_eq!(r.header("x-cache"), Some("HIT"), "after {} of the flood", i + 1);
+        }
+    }
+    assert_eq!(
+        count(&fetches),
+        fetched + 300,
+        "the hot object was never fetched again"
+    );
+    let metrics = harness::http::get(edge.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("edge_cache_memory_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "{refused} refused");
+}
+
 #[test]
 fn cors_vary_origin_is_answered_by_the_edge_from_one_cached_copy() {
     // What imagehost sends: any Origin echoed, and Vary: Origin on every response.

@@ -1,0 +1,150 @@
+//! Memory admission: pingora's byte-bounded LRU, taking a new object into a full memory tier
+//! only if its key was asked for at least as often lately as the least recent object of its LRU
+//! shard (the store's [`service::admission::Frequency`]). Among keys asked for equally often,
+//! recency decides, so a new image asked for once gets in at once; a key asked for more often
+//! than the flood is never pushed out by it. An object refused is dropped from memory at once
+//! (the disk tier, whose admission is strict TinyLFU, keeps its copy if it took one).
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use pingora::cache::eviction::lru::Manager;
+use pingora::cache::eviction::{CacheEntryKey, CacheEntryKeyRef, EvictionManager};
+use pingora::Result;
+
+use super::disk::Id;
+use super::store::Store;
+use crate::metrics;
+
+pub struct Admitting<const N: usize> {
+    pub lru: Manager<N>,
+    store: &'static Store,
+    /// Objects and bytes this wrapper evicted itself (pingora's counters hold the rest).
+    evicted: AtomicUsize,
+    evicted_bytes: AtomicUsize,
+}
+
+fn id(key: &CacheEntryKey) -> Id {
+    let k = key.key();
+    Id::of(&(k.primary, k.variance.as_deref().copied()))
+}
+
+impl<const N: usize> Admitting<N> {
+    pub fn new(lru: Manager<N>, store: &'static Store) -> Self {
+        Self {
+            lru,
+            store,
+            evicted: AtomicUsize::new(0),
+            evicted_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Makes room for a new `item` of `size` bytes, the least recent object of the heaviest LRU
+    /// shard first, as long as each is asked for no more often than `item`. Returns the objects
+    /// pushed out and whether `item` may go in (if not, it is at the end of the list).
+    fn make_room(&self, item: &CacheEntryKey, size: usize) -> (Vec<CacheEntryKey>, bool) {
+        let mut out = Vec::new();
+        if self.lru.peek(item) {
+            return (out, true);
+        }
+        let candidate = id(item);
+        while self.lru.total_size() + size > self.lru.weight_limit() {
+            let Some(shard) = (0..N)
+                .filter(|&s| self.lru.shard_len(s) > 0)
+                .max_by_key(|&s| self.lru.shard_weight(s))
+            else {
+                break;
+            };
+            let Some(victim) = self.lru.peek_lru(shard) else {
+                break;
+            };
+            if !self.store.frequency.admits_on_tie(&candidate, &id(&victim)) {
+                metrics::CACHE_MEMORY_REFUSED.inc();
+                return (out, false);
+            }
+            let weight = self.lru.peek_weight(&victim).unwrap_or(0);
+            self.lru.remove(CacheEntryKeyRef::from(&victim));
+            self.evicted.fetch_add(1, Relaxed);
+            self.evicted_bytes.fetch_add(weight, Relaxed);
+            out.push(victim);
+        }
+        (out, true)
+    }
+}
+
+#[async_trait]
+impl<const N: usize> EvictionManager for Admitting<N> {
+    fn total_size(&self) -> usize {
+        self.lru.total_size()
+    }
+    fn total_items(&self) -> usize {
+        self.lru.total_items()
+    }
+    fn evicted_size(&self) -> usize {
+        self.lru.evicted_size() + self.evicted_bytes.load(Relaxed)
+    }
+    fn evicted_items(&self) -> usize {
+        self.lru.evicted_items() + self.evicted.load(Relaxed)
+    }
+
+    /// A fetched object. What it pushes out, and itself when refused, come back as evicted, so
+    /// pingora drops them from memory.
+    fn admit(&self, item: CacheEntryKey, size: usize, fresh_until: SystemTime) -> Vec<CacheEntryKey> {
+        let (mut out, admitted) = self.make_room(&item, size);
+        if !admitted {
+            out.push(item);
+            return out;
+        }
+        // Room is made: this admits without evicting (or evicts what a race overfilled).
+        self.lru.access(&item, size, fresh_until);
+        out.extend(self.lru.increment_weight(&item, 0, None));
+        out
+    }
+
+    fn increment_weight(
+        &self,
+        item: &CacheEntryKey,
+        delta: usize,
+        max_weight: Option<usize>,
+    ) -> Vec<CacheEntryKey> {
+        self.lru.increment_weight(item, delta, max_weight)
+    }
+
+    fn remove(&self, item: CacheEntryKeyRef<'_>) {
+        self.lru.remove(item)
+    }
+
+    /// A hit; one on an object memory does not track yet (read back from disk) is admitted as
+    /// a fetched one would be, and dropped from memory when refused.
+    fn access(&self, item: &CacheEntryKey, size: usize, fresh_until: SystemTime) -> bool {
+        if self.lru.peek(item) {
+            return self.lru.access(item, size, fresh_until);
+        }
+        let (pushed_out, admitted) = self.make_room(item, size);
+        for gone in pushed_out {
+            let k = gone.key();
+            self.store
+                .drop_from_memory(&k.primary, k.variance.as_deref().copied());
+        }
+        if admitted {
+            return self.lru.access(item, size, fresh_until);
+        }
+        let k = item.key();
+        self.store
+            .drop_from_memory(&k.primary, k.variance.as_deref().copied());
+        false
+    }
+
+    fn peek(&self, item: &CacheEntryKey) -> bool {
+        self.lru.peek(item)
+    }
+
+    async fn save(&self, dir_path: &str) -> Result<()> {
+        self.lru.save(dir_path).await
+    }
+
+    async fn load(&self, dir_path: &str) -> Result<()> {
+        self.lru.load(dir_path).await
+    }
+}
