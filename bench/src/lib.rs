@@ -151,6 +151,8 @@ pub fn photo(w: u32, h: u32) -> Vec<u8> {
 pub struct Wrk {
     pub rps: f64,
     pub p99_ms: f64,
+    /// Requests completed in the run.
+    pub requests: u64,
 }
 
 /// Runs `wrk -t<threads> -c<conns> -d<seconds>s --latency [-s script] url` and reads its figures;
@@ -196,7 +198,16 @@ pub fn wrk_on(
     {
         eprintln!("wrk {url}: {l}");
     }
-    Wrk { rps, p99_ms }
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0);
+    Wrk {
+        rps,
+        p99_ms,
+        requests,
+    }
 }
 
 /// `program`, started under `taskset -c cpus` when a CPU list is given.

@@ -1,0 +1,397 @@
+//! The edge against its peers on a long-tail trace: Varnish (Debian's, `malloc` and `file`
+//! storage) and nginx's `proxy_cache` (Debian's `nginx-light`), each bounded to the same 96 MiB,
+//! in front of the same loopback origin, driven by the same `wrk` script: Zipf popularity
+//! (`PEERS_ZIPF` 0.9) over `PEERS_OBJECTS` (20,000) objects of log-normal sizes (median 16 KB,
+//! 2–200 KB: thumbnails and small originals), about 4× what the caches hold. Each server is
+//! warmed with one run of the trace, then measured on a run with other seeds. Prints, per
+//! server, requests/s, p99, hit ratio (1 − origin fetches / requests) and origin fetches, and the
+//! edge against the best peer.
+//!
+//!   EDGE_BIN=target/release/edge target/release/peers
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bench::{print_table, Row};
+use harness::origin::{Origin, Reply};
+use harness::process::Killed;
+
+const CACHE_BYTES: u64 = 96 << 20;
+const WARM_SECONDS: u32 = 15;
+const SECONDS: u32 = 20;
+
+fn env(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The size of object `rank`: log-normal, median 16 KB, σ 0.6, within 2–200 KB.
+fn size_of(rank: u64) -> usize {
+    // A normal deviate from two hashed uniforms (Box–Muller).
+    let h = |x: u64| {
+        let mut z = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+        z ^= z >> 29;
+        z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z ^= z >> 32;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let (u1, u2) = (h(rank), h(rank ^ 0xABCD));
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    ((16_000.0 * (0.6 * z).exp()) as usize).clamp(2_000, 200_000)
+}
+
+const SCRIPT: &str = r#"
+local n = tonumber(os.getenv("ZIPF_N"))
+local s = tonumber(os.getenv("ZIPF_S"))
+local seed = tonumber(os.getenv("ZIPF_SEED"))
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  cdf = {}
+  local acc = 0
+  for k = 1, n do
+    acc = acc + 1 / k ^ s
+    cdf[k] = acc
+  end
+  for k = 1, n do cdf[k] = cdf[k] / acc end
+  math.randomseed(seed * 7919 + tid)
+end
+function request()
+  local u = math.random()
+  local lo, hi = 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return wrk.format("GET", "/DQmZipf" .. lo .. "/photo.jpg", {["Host"] = "images.example.test"})
+end
+"#;
+
+struct Server {
+    name: &'static str,
+    addr: SocketAddr,
+    /// The process (or the edge handle), killed when dropped.
+    _keep: Box<dyn std::any::Any>,
+}
+
+fn wait_http(addr: SocketAddr) {
+    harness::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        harness::http::request(
+            addr,
+            "GET",
+            "/DQmZipf1/photo.jpg",
+            &[("Host", "images.example.test")],
+            &[],
+        )
+        .ok()
+        .filter(|r| r.status == 200)
+    })
+    .unwrap_or_else(|| panic!("{addr} serves"));
+}
+
+fn varnish(dir: &std::path::Path, origin: SocketAddr, storage: &str, name: &'static str) -> Server {
+    let port = harness::free_port();
+    let child = Command::new("varnishd")
+        .args([
+            "-F",
+            "-a",
+            &format!("127.0.0.1:{port}"),
+            "-b",
+            &origin.to_string(),
+        ])
+        .args(["-s", storage, "-t", "3600", "-n"])
+        .arg(dir.join(name))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start varnishd (apt-get install varnish)");
+    Server {
+        name,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _keep: Box::new(Killed(child)),
+    }
+}
+
+fn nginx(dir: &std::path::Path, origin: SocketAddr) -> Server {
+    let port = harness::free_port();
+    let d = dir.join("nginx");
+    std::fs::create_dir_all(d.join("cache")).expect("nginx dir");
+    let conf = format!(
+        "daemon off; master_process on; worker_processes 2; user root; pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  proxy_cache_path {d}/cache levels=1:2 keys_zone=c:16m max_size={max} inactive=1h use_temp_path=off
+    manager_files=100000 manager_sleep=10ms manager_threshold=1s;
+  upstream origin {{ server {origin}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_cache c;
+      proxy_cache_valid 200 1h;
+      proxy_cache_lock on;
+    }}
+  }}
+}}
+",
+        d = d.display(),
+        max = CACHE_BYTES,
+    );
+    std::fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(d.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx (apt-get install nginx-light)");
+    Server {
+        name: "nginx proxy_cache",
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _keep: Box::new(Killed(child)),
+    }
+}
+
+/// What a server holds after the run, as far as it says: the edge's memory bytes, Varnish's
+/// storage bytes, the size of nginx's cache files (its `max_size` is enforced by a background
+/// manager, so it may run over).
+fn held(dir: &std::path::Path, server: &Server) -> u64 {
+    if let Some(e) = server._keep.downcast_ref::<bench::Edge>() {
+        let stats = harness::http::get(e.admin, "/stats.json")
+            .map(|r| r.body)
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&stats).unwrap_or_default();
+        return v["cache_memory_bytes"].as_u64().unwrap_or(0);
+    }
+    if server.name.starts_with("varnish") {
+        let out = Command::new("varnishstat")
+            .args(["-1", "-n"])
+            .arg(dir.join(server.name))
+            .args(["-f", "SMA.*.g_bytes", "-f", "SMF.*.g_bytes"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let bytes: u64 = out
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        return bytes;
+    }
+    fn walk(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    }
+    walk(&dir.join("nginx/cache"))
+}
+
+/// One server's figures on the measured run.
+struct Figures {
+    name: String,
+    rps: f64,
+    p99_ms: f64,
+    hit_ratio: f64,
+    fetches: usize,
+    held: u64,
+}
+
+fn drive(addr: SocketAddr, script: &std::path::Path, seed: u32, seconds: u32) -> bench::Wrk {
+    // wrk passes its environment to the script's os.getenv.
+    std::env::set_var("ZIPF_SEED", seed.to_string());
+    bench::wrk(&format!("http://{addr}"), Some(script), 2, 64, seconds)
+}
+
+fn edge(origin: SocketAddr, bytes: u64, name: &'static str) -> Server {
+    let e = bench::start_edge(
+        origin,
+        &[format!("cache.memory_bytes={bytes}"), "log.level=warn".into()],
+    );
+    Server {
+        name,
+        addr: e.addr,
+        _keep: Box::new(e),
+    }
+}
+
+fn main() {
+    let objects = env("PEERS_OBJECTS", 20_000.0) as u64;
+    let zipf = env("PEERS_ZIPF", 0.9);
+    std::env::set_var("ZIPF_N", objects.to_string());
+    std::env::set_var("ZIPF_S", zipf.to_string());
+    let dir = tempfile::tempdir_in(".").expect("temp dir on this disk");
+    let script = dir.path().join("zipf.lua");
+    std::fs::write(&script, SCRIPT).expect("script");
+    let total: u64 = (1..=objects).map(|r| size_of(r) as u64).sum();
+    // One buffer the bodies are cut from, each object at its own offset.
+    let pattern: Arc<Vec<u8>> = Arc::new(
+        (0..400_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    );
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = fetches.clone();
+    let origin = Origin::start(move |req| {
+        let rank: u64 = req
+            .path
+            .strip_prefix("/DQmZipf")
+            .and_then(|p| p.split('/').next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(1);
+        counted.fetch_add(1, Ordering::Relaxed);
+        let (size, at) = (size_of(rank), (rank as usize * 4099) % 190_000);
+        Reply::ok(pattern[at..at + size].to_vec())
+            .header("Content-Type", "image/jpeg")
+            .header("Cache-Control", "public, max-age=3600")
+    });
+    println!(
+        "{objects} objects, {:.0} MiB in all, caches of {} MiB ({:.1}x), Zipf {zipf}",
+        total as f64 / 1048576.0,
+        CACHE_BYTES >> 20,
+        total as f64 / CACHE_BYTES as f64
+    );
+    let measure = |server: Server| -> Figures {
+        wait_http(server.addr);
+        drive(server.addr, &script, 1, WARM_SECONDS);
+        let before = fetches.load(Ordering::Relaxed);
+        let w = drive(server.addr, &script, 2, SECONDS);
+        let fetched = fetches.load(Ordering::Relaxed) - before;
+        let held = held(dir.path(), &server);
+        let f = Figures {
+            name: server.name.to_string(),
+            rps: w.rps,
+            p99_ms: w.p99_ms,
+            hit_ratio: 1.0 - fetched as f64 / w.requests.max(1) as f64,
+            fetches: fetched,
+            held,
+        };
+        println!(
+            "{}: {:.0} req/s, p99 {:.2} ms, hit ratio {:.1} %, {fetched} origin fetches of {} requests; holds {:.1} MiB",
+            f.name,
+            f.rps,
+            f.p99_ms,
+            f.hit_ratio * 100.0,
+            w.requests,
+            bench::mib(held)
+        );
+        drop(server);
+        std::thread::sleep(Duration::from_millis(500));
+        f
+    };
+    let o = origin.addr();
+    let ours = measure(edge(o, CACHE_BYTES, "edge"));
+    let bounded = [
+        measure(varnish(
+            dir.path(),
+            o,
+            &format!("malloc,{}m", CACHE_BYTES >> 20),
+            "varnish malloc",
+        )),
+        measure(varnish(
+            dir.path(),
+            o,
+            &format!(
+                "file,{},{}m",
+                dir.path().join("varnish.bin").display(),
+                CACHE_BYTES >> 20
+            ),
+            "varnish file",
+        )),
+    ];
+    let nginx = measure(nginx(dir.path(), o));
+    // nginx's max_size is enforced by a background manager that falls behind under load: it
+    // holds more than its bound. The edge is measured again with as much memory as it held.
+    let ours_as_nginx = (nginx.held > CACHE_BYTES + CACHE_BYTES / 10)
+        .then(|| measure(edge(o, nginx.held, "edge, memory = what nginx held")));
+
+    let best = |peers: &[&Figures], f: fn(&Figures) -> f64, higher: bool| -> (String, f64) {
+        let p = peers
+            .iter()
+            .max_by(|a, b| {
+                let o = f(a).total_cmp(&f(b));
+                if higher {
+                    o
+                } else {
+                    o.reverse()
+                }
+            })
+            .expect("peers ran");
+        (p.name.clone(), f(p))
+    };
+    let mut rows = Vec::new();
+    let mut compare = |label: &str, ours: &Figures, peers: &[&Figures]| {
+        let (n, rps) = best(peers, |f| f.rps, true);
+        rows.push(Row {
+            what: format!("{label}: requests/s (best: {n})"),
+            ours: ours.rps,
+            reference: Some(rps),
+            unit: "",
+            target: ">= 1.25x",
+        });
+        let (n, p99) = best(peers, |f| f.p99_ms, false);
+        rows.push(Row {
+            what: format!("{label}: p99 latency (best: {n})"),
+            ours: ours.p99_ms,
+            reference: Some(p99),
+            unit: "ms",
+            target: "<= 0.5x",
+        });
+        let (n, hit) = best(peers, |f| f.hit_ratio, true);
+        rows.push(Row {
+            what: format!("{label}: hit ratio (best: {n})"),
+            ours: ours.hit_ratio * 100.0,
+            reference: Some(hit * 100.0),
+            unit: "%",
+            target: ">= 1x",
+        });
+        let (n, fetched) = best(peers, |f| f.fetches as f64, false);
+        rows.push(Row {
+            what: format!("{label}: origin fetches (fewest: {n})"),
+            ours: ours.fetches as f64,
+            reference: Some(fetched),
+            unit: "",
+            target: "-",
+        });
+    };
+    // At 96 MiB, against the peers that kept to it; nginx against the edge given what it held.
+    let mut kept: Vec<&Figures> = bounded.iter().collect();
+    if ours_as_nginx.is_none() {
+        kept.push(&nginx);
+    }
+    compare("96 MiB", &ours, &kept);
+    if let Some(e) = &ours_as_nginx {
+        compare(
+            &format!("{:.0} MiB (nginx's)", bench::mib(nginx.held)),
+            e,
+            &[&nginx],
+        );
+    }
+    print_table(
+        &format!(
+            "edge vs its peers, Zipf {zipf} over {objects} objects ({:.1}x the 96 MiB caches), wrk -t2 -c64 {SECONDS} s after a {WARM_SECONDS} s warm-up",
+            total as f64 / CACHE_BYTES as f64
+        ),
+        "edge",
+        "best peer",
+        &rows,
+    );
+}
