@@ -25,12 +25,13 @@ use tokio_util::io::ReaderStream;
 
 use crate::store::page_size;
 use crate::{
-    BlobStore, BodyStream, ByteRange, DigestingWriter, GetObject, Key, Layout, ListEntry, ListPage,
-    ListRequest, ObjectMeta, PutOptions, PutResult, StoreError,
+    BlobStore, BodyStream, ByteRange, DigestingWriter, GetObject, Key, Layout, ListPage, ListRequest,
+    ObjectMeta, PutOptions, PutResult, StoreError,
 };
 
 mod cache;
 mod commit;
+mod listing;
 mod write;
 
 pub use commit::CommitStats;
@@ -49,6 +50,8 @@ pub struct DirStore {
     bucket: PathBuf,
     layout: Layout,
     committer: commit::Committer,
+    /// Sorted names of the last large directory listed, for the pages that follow.
+    listings: std::sync::Arc<listing::Listings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +103,7 @@ impl DirStore {
             bucket: dir.clone(),
             layout,
             committer: commit::Committer::new(dir),
+            listings: Default::default(),
         };
         if create {
             std::fs::create_dir_all(store.bucket.join(TMP_DIR)).map_err(|e| store.unavailable(e))?;
@@ -445,9 +449,12 @@ impl BlobStore for DirStore {
         let layout = self.layout;
         let req = req.clone();
         let limit = page_size(&req);
+        let listings = self.listings.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(limit + 1);
-            walk(&bucket, "", &req, layout, limit + 1, &mut out).map(|_| out)
+            listings
+                .walk(&bucket, "", &req, layout, limit + 1, &mut out)
+                .map(|_| out)
         })
         .await
         .map_err(|e| self.unavailable(io::Error::other(e)))?;
@@ -460,72 +467,6 @@ impl BlobStore for DirStore {
         };
         Ok(ListPage { entries, next })
     }
-}
-
-/// Depth-first walk in byte order of full stored names. A directory `d` sorts as `d/`, which is
-/// where its children fall among the sibling files. Returns `true` once `limit` entries are found.
-fn walk(
-    dir: &Path,
-    rel: &str,
-    req: &ListRequest,
-    layout: Layout,
-    limit: usize,
-    out: &mut Vec<ListEntry>,
-) -> io::Result<bool> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            children.push((format!("{rel}{name}/"), entry.path(), true));
-        } else if ft.is_file() {
-            children.push((format!("{rel}{name}"), entry.path(), false));
-        }
-    }
-    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let after = req.start_after.as_deref();
-    for (full, path, is_dir) in children {
-        // Nothing under or at `full` can match the prefix, or everything there precedes start_after.
-        if !(full.starts_with(&req.prefix) || req.prefix.starts_with(&full)) {
-            if full.as_str() > req.prefix.as_str() {
-                return Ok(false);
-            }
-            continue;
-        }
-        if is_dir {
-            if after.is_some_and(|a| a > full.as_str() && !a.starts_with(&full)) {
-                continue;
-            }
-            if walk(&path, &full, req, layout, limit, out)? {
-                return Ok(true);
-            }
-        } else {
-            if after.is_some_and(|a| a >= full.as_str()) || !full.starts_with(&req.prefix) {
-                continue;
-            }
-            let Some(key) = layout.key_of(&full) else {
-                tracing::debug!(name = %full, "skipping a file that is not a key of this layout");
-                continue;
-            };
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            out.push(ListEntry {
-                key,
-                stored_name: full,
-                size,
-                etag: None,
-            });
-            if out.len() >= limit {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
 }
 
 #[cfg(test)]
