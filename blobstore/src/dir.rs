@@ -443,6 +443,18 @@ impl BlobStore for DirStore {
         Ok(())
     }
 
+    /// The bucket directory is there and can be read: one entry read, not the whole directory
+    /// (a one-key listing has to read and sort all of it to find the first name).
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.ensure_bucket().await?;
+        let bucket = self.bucket.clone();
+        let read =
+            tokio::task::spawn_blocking(move || std::fs::read_dir(&bucket)?.next().transpose().map(|_| ()))
+                .await
+                .map_err(|e| self.unavailable(io::Error::other(e)))?;
+        read.map_err(|e| self.unavailable(e))
+    }
+
     async fn list(&self, req: &ListRequest) -> Result<ListPage, StoreError> {
         self.ensure_bucket().await?;
         let bucket = self.bucket.clone();

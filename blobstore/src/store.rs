@@ -202,6 +202,16 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     }
 
     async fn list(&self, req: &ListRequest) -> Result<ListPage, StoreError>;
+
+    /// Whether the bucket answers, at a cost that does not grow with what it holds (health
+    /// checks and readiness probes). By default a one-key listing, which is that on S3.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let req = ListRequest {
+            max_keys: 1,
+            ..ListRequest::default()
+        };
+        self.list(&req).await.map(|_| ())
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
-//! Whether each fileserver answers: one cheap listing per bucket store, bounded in time, for
+//! Whether each fileserver answers: one cheap probe per bucket store (a one-key listing on S3,
+//! one directory entry read on a directory), bounded in time, for
 //! `/status` and the `blobsync_fileserver_up` gauge (refreshed by the housekeeping loop).
 
 use std::time::Duration;
-
-use blobstore::ListRequest;
 
 use crate::copy::Replicator;
 use crate::metrics::FILESERVER_UP;
@@ -11,7 +10,7 @@ use crate::metrics::FILESERVER_UP;
 /// How long one probe may take before its store counts as unavailable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Each bucket store's name with whether it answered a one-key listing in time; the gauge is
+/// Each bucket store's name with whether it answered its probe in time; the gauge is
 /// set from the same answers.
 pub async fn fileservers(replicator: &Replicator) -> Vec<(String, bool)> {
     let probes = replicator
@@ -19,14 +18,7 @@ pub async fn fileservers(replicator: &Replicator) -> Vec<(String, bool)> {
         .iter()
         .flat_map(|s| s.buckets.values())
         .map(|st| async move {
-            let req = ListRequest {
-                max_keys: 1,
-                ..ListRequest::default()
-            };
-            let up = matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, st.list(&req)).await,
-                Ok(Ok(_))
-            );
+            let up = matches!(tokio::time::timeout(PROBE_TIMEOUT, st.probe()).await, Ok(Ok(())));
             (st.describe().to_string(), up)
         });
     let found = futures::future::join_all(probes).await;

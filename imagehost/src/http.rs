@@ -10,7 +10,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use blobstore::ListRequest;
 use serde_json::json;
 
 use crate::metrics::{FILESERVER_PROBES, PROXY_RESPONSES, RESPONSES};
@@ -169,11 +168,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
             .into_response();
     }
     let probes = state.inner().stores.servers.iter().map(|fs| async move {
-        let req = ListRequest {
-            max_keys: 1,
-            ..ListRequest::default()
-        };
-        let state = match tokio::time::timeout(Duration::from_secs(2), fs.uploads.list(&req)).await {
+        let state = match tokio::time::timeout(Duration::from_secs(2), fs.uploads.probe()).await {
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "unavailable",
             Err(_) => "timeout",

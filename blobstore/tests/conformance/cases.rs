@@ -410,6 +410,7 @@ pub async fn stopped_server_is_unavailable_not_not_found(mut b: Backend) {
         put_bytes(store.as_ref(), &k, &data)
             .await
             .expect("put before the outage");
+        store.probe().await.expect("a running server answers its probe");
         b.stop(i);
         let checks: Vec<(&str, Result<(), StoreError>)> = vec![
             ("get", store.get(&k, None).await.map(|_| ())),
@@ -420,6 +421,7 @@ pub async fn stopped_server_is_unavailable_not_not_found(mut b: Backend) {
             ("put", put_bytes(store.as_ref(), &missing, b"x").await),
             ("delete", store.delete(&k).await),
             ("list", store.list(&ListRequest::default()).await.map(|_| ())),
+            ("probe", store.probe().await),
         ];
         for (op, got) in checks {
             match got {

@@ -1,0 +1,231 @@
+//! blobsync over two directory fileservers (flat layout) holding 2,000, 200,000 and
+//! `BLOBSYNC_SCALE_MAX` (1,000,000) objects: its anti-entropy pass over the whole bucket (time,
+//! and the daemon's peak RSS: it must stay flat) and a burst of 400 uploads announced by events
+//! (time until both fileservers hold them, verified by hash), against the fileservers' own floor
+//! for that burst (the same 400 reads from one and durable writes to the other, issued directly
+//! with as many at once as blobsync's workers). The burst's cost must not grow with N.
+//!
+//! Objects are 1 KiB; the second fileserver's copies are hard links of the first's, so a million
+//! objects cost one set of files.
+//!
+//!   BLOBSYNC_BIN=target/release/blobsync target/release/blobsync_scale
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench::{print_table, Row};
+use blobstore::{body_from_bytes, BlobStore, DirStore, Key, Layout, PutOptions};
+use futures::StreamExt;
+
+const SIZE: usize = 1024;
+const BURST: u64 = 400;
+const WORKERS: usize = 8;
+
+fn config(dir: &Path, port: u16, fs: &[PathBuf; 2]) -> PathBuf {
+    let server = |n: &str, p: &Path| {
+        format!(
+            "[[fileservers]]\nname = \"{n}\"\ndirectory = {{ path = \"{}\" }}\n",
+            p.display()
+        )
+    };
+    let path = dir.join("blobsync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = {WORKERS}\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}{}",
+            dir.join("queue").display(),
+            server("fs0", &fs[0]),
+            server("fs1", &fs[1]),
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn status(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
+    let r = harness::http::get(addr, "/status").ok()?;
+    serde_json::from_slice(&r.body).ok()
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn event(key: &str) -> String {
+    serde_json::json!({"Records": [{"eventName": "s3:ObjectCreated:Put",
+        "s3": {"bucket": {"name": "uploads"}, "object": {"key": key}}}]})
+    .to_string()
+}
+
+/// Puts objects `seeds` into `store` (durably), 64 at a time.
+async fn put_all(store: &Arc<dyn BlobStore>, seeds: impl Iterator<Item = u64>) {
+    futures::stream::iter(seeds)
+        .map(|s| {
+            let store = store.clone();
+            async move {
+                let (k, d) = harness::content::upload(s, SIZE);
+                store
+                    .put(
+                        &Key::new(k).expect("key"),
+                        body_from_bytes(d),
+                        &PutOptions::default(),
+                    )
+                    .await
+                    .expect("put");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<()>()
+        .await;
+}
+
+fn main() {
+    let max: u64 = std::env::var("BLOBSYNC_SCALE_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let bin = std::env::var("BLOBSYNC_BIN").unwrap_or_else(|_| "target/release/blobsync".into());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let root = tempfile::tempdir_in(".").expect("a temp dir on this disk");
+    let fs = [root.path().join("fs0"), root.path().join("fs1")];
+    let buckets = [fs[0].join("uploads"), fs[1].join("uploads")];
+    for b in &buckets {
+        std::fs::create_dir_all(b).expect("bucket");
+    }
+    let open = |i: usize| -> Arc<dyn BlobStore> {
+        Arc::new(DirStore::open("fs", &fs[i], "uploads", Layout::Flat, true).expect("open"))
+    };
+    let (fs0, fs1) = (open(0), open(1));
+    // Seeds: the standing objects count up from 0; bursts and floors from 1 << 40.
+    let mut have = 0u64;
+    let mut fresh = 1u64 << 40;
+    let mut rows = Vec::new();
+    let mut sizes = vec![2_000u64, 200_000, max];
+    sizes.retain(|n| *n <= max);
+    sizes.dedup();
+    for n in sizes {
+        let t = Instant::now();
+        while have < n {
+            let (k, d) = harness::content::upload(have, SIZE);
+            std::fs::write(buckets[0].join(&k), &d).expect("object");
+            std::fs::hard_link(buckets[0].join(&k), buckets[1].join(&k)).expect("link");
+            have += 1;
+        }
+        eprintln!(
+            "{n} objects on both fileservers ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
+
+        // The daemon's start-up pass over the whole bucket, with a new queue each time.
+        let run = root.path().join(format!("run-{n}"));
+        std::fs::create_dir_all(&run).expect("run dir");
+        let port = harness::free_port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let t = Instant::now();
+        let child = harness::process::Killed(
+            std::process::Command::new(&bin)
+                .arg("--config")
+                .arg(config(&run, port, &fs))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start blobsync"),
+        );
+        harness::wait_until(Duration::from_secs(3600), Duration::from_millis(20), || {
+            status(addr)?["anti_entropy"]["uploads"]["last_complete_pass_ms"]
+                .as_u64()
+                .filter(|t| *t >= started_ms)
+        })
+        .expect("the start-up pass ends");
+        let pass = t.elapsed().as_secs_f64();
+        let rss = peak_rss_kib(child.0.id()) as f64 / 1024.0;
+        assert_eq!(
+            status(addr).and_then(|s| s["backlog"].as_u64()),
+            Some(0),
+            "nothing to do after the pass"
+        );
+
+        // A burst of uploads to fs0, announced by events (4 clients).
+        let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
+        fresh += BURST;
+        rt.block_on(put_all(&fs0, seeds.iter().copied()));
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for chunk in seeds.chunks(seeds.len() / 4) {
+                s.spawn(move || {
+                    for seed in chunk {
+                        let key = harness::content::upload(*seed, SIZE).0;
+                        let r = harness::http::request(addr, "POST", "/events", &[], event(&key).as_bytes())
+                            .expect("event");
+                        assert!(matches!(r.status, 200 | 202), "event: {}", r.status);
+                    }
+                });
+            }
+        });
+        harness::wait_until(Duration::from_secs(600), Duration::from_millis(5), || {
+            (status(addr)?["backlog"].as_u64()? == 0).then_some(())
+        })
+        .expect("the burst is copied");
+        let burst = t.elapsed().as_secs_f64();
+        for seed in &seeds {
+            let (k, d) = harness::content::upload(*seed, SIZE);
+            assert_eq!(
+                std::fs::read(buckets[1].join(&k)).expect("copied"),
+                d,
+                "copied whole"
+            );
+        }
+        drop(child);
+
+        // The floor: the same work issued directly, as many at once as blobsync's workers.
+        let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
+        fresh += BURST;
+        rt.block_on(put_all(&fs0, seeds.iter().copied()));
+        let t = Instant::now();
+        rt.block_on(
+            futures::stream::iter(seeds)
+                .map(|s| {
+                    let (fs0, fs1) = (fs0.clone(), fs1.clone());
+                    async move {
+                        let key = Key::new(harness::content::upload(s, SIZE).0).expect("key");
+                        let got = fs0.get(&key, None).await.expect("get");
+                        let body = got.body;
+                        fs1.put(&key, body, &PutOptions::default()).await.expect("put");
+                    }
+                })
+                .buffer_unordered(WORKERS)
+                .collect::<()>(),
+        );
+        let floor = t.elapsed().as_secs_f64();
+        eprintln!("{n}: pass {pass:.2} s, peak RSS {rss:.0} MiB, burst {burst:.2} s, floor {floor:.2} s");
+        rows.push(Row {
+            what: format!("anti-entropy pass over {n} objects (peak RSS {rss:.0} MiB)"),
+            ours: pass,
+            reference: None,
+            unit: "s",
+            target: "grows ~N, RSS flat",
+        });
+        rows.push(Row {
+            what: format!("{BURST}-upload burst at {n} objects"),
+            ours: burst,
+            reference: Some(floor),
+            unit: "s",
+            target: "<= 1.2x, flat in N",
+        });
+    }
+    print_table(
+        "blobsync over two directory fileservers (flat layout)",
+        "blobsync",
+        "fileservers' floor",
+        &rows,
+    );
+}
