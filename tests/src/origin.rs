@@ -83,9 +83,28 @@ impl Origin {
         Self::serve_on(listener, handler)
     }
 
+    /// Like [`Origin::start`], but keeping each connection open for more requests (HTTP/1.1
+    /// keep-alive, as imagehost does) instead of closing it after one answer: for benches, where
+    /// a new connection per request would cost the proxies in front more than the real origin
+    /// does.
+    pub fn start_keep_alive(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind(("127.0.0.1", crate::free_port()))
+            .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the origin");
+        Self::serve_with(listener, handler, true)
+    }
+
     fn serve_on(
         listener: TcpListener,
         handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
+        Self::serve_with(listener, handler, false)
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+        keep_alive: bool,
     ) -> Origin {
         let addr = listener.local_addr().expect("origin address");
         let hits = Arc::new(AtomicUsize::new(0));
@@ -99,7 +118,7 @@ impl Origin {
                 }
                 let Ok(conn) = conn else { continue };
                 let (handler, hits) = (handler.clone(), h.clone());
-                std::thread::spawn(move || serve(conn, &*handler, &hits));
+                std::thread::spawn(move || serve(conn, &*handler, &hits, keep_alive));
             }
         });
         Origin {
@@ -130,13 +149,27 @@ impl Drop for Origin {
     }
 }
 
-fn serve(conn: TcpStream, handler: &Handler, hits: &AtomicUsize) {
+fn serve(conn: TcpStream, handler: &Handler, hits: &AtomicUsize, keep_alive: bool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    if keep_alive {
+        let _ = conn.set_nodelay(true);
+    }
     let Ok(write_half) = conn.try_clone() else { return };
     let mut r = BufReader::new(conn);
+    while serve_one(&mut r, &write_half, handler, hits, keep_alive) {}
+}
+
+/// Reads one request and answers it; whether the connection stays open for another.
+fn serve_one(
+    r: &mut BufReader<TcpStream>,
+    write_half: &TcpStream,
+    handler: &Handler,
+    hits: &AtomicUsize,
+    keep_alive: bool,
+) -> bool {
     let mut line = String::new();
     if r.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return false;
     }
     let mut parts = line.split_whitespace();
     let (method, path) = (
@@ -147,7 +180,7 @@ fn serve(conn: TcpStream, handler: &Handler, hits: &AtomicUsize) {
     loop {
         line.clear();
         if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+            return false;
         }
         let l = line.trim_end();
         if l.is_empty() {
@@ -164,8 +197,12 @@ fn serve(conn: TcpStream, handler: &Handler, hits: &AtomicUsize) {
         .unwrap_or(0);
     let mut body = vec![0; len];
     if r.read_exact(&mut body).is_err() {
-        return;
+        return false;
     }
+    let again = keep_alive
+        && !headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
     hits.fetch_add(1, Ordering::SeqCst);
     let reply = handler(&Request {
         method: method.clone(),
@@ -174,18 +211,28 @@ fn serve(conn: TcpStream, handler: &Handler, hits: &AtomicUsize) {
         body,
     });
     let mut out = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: {}\r\n",
         reply.status,
-        reply.body.len()
+        reply.body.len(),
+        if again { "keep-alive" } else { "close" }
     );
     for (k, v) in &reply.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
     out.push_str("\r\n");
     let mut w = write_half;
+    if again {
+        // One write per answer: a kept connection must not wait on Nagle and delayed ACKs.
+        let mut all = out.into_bytes();
+        if method != "HEAD" {
+            all.extend_from_slice(&reply.body);
+        }
+        return w.write_all(&all).is_ok();
+    }
     let _ = w.write_all(out.as_bytes());
     if method != "HEAD" {
         let _ = w.write_all(&reply.body);
     }
     let _ = w.flush();
+    false
 }

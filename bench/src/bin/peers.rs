@@ -1,6 +1,6 @@
 //! The edge against its peers on a long-tail trace: Varnish (Debian's, `malloc` and `file`
 //! storage) and nginx's `proxy_cache` (Debian's `nginx-light`), each bounded to the same 96 MiB,
-//! in front of the same loopback origin, driven by the same `wrk` script: Zipf popularity
+//! in front of the same loopback origin (keep-alive, as imagehost is), driven by the same `wrk` script: Zipf popularity
 //! (`PEERS_ZIPF` 0.9) over `PEERS_OBJECTS` (20,000) objects of log-normal sizes (median 16 KB,
 //! 2–200 KB: thumbnails and small originals), about 4× what the caches hold. Each server is
 //! warmed with one run of the trace, then measured on a run with other seeds. Prints, per
@@ -250,7 +250,7 @@ fn main() {
     );
     let fetches = Arc::new(AtomicUsize::new(0));
     let counted = fetches.clone();
-    let origin = Origin::start(move |req| {
+    let origin = Origin::start_keep_alive(move |req| {
         let rank: u64 = req
             .path
             .strip_prefix("/DQmZipf")

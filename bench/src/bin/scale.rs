@@ -43,7 +43,9 @@ fn slot(i: u64) -> Slot {
 
 fn record(i: u64) -> Record {
     Record {
-        url: Bytes::from(format!("images.hive.blog/p/{i:040x}?format=match&mode=fit&width=640")),
+        url: Bytes::from(format!(
+            "images.hive.blog/p/{i:040x}?format=match&mode=fit&width=640"
+        )),
         tags: Bytes::from_static(b"DQmscale"),
         meta: (vec![1u8; 120], vec![2u8; 60]),
         body: Bytes::from_static(&[7u8; 64]),
@@ -52,20 +54,47 @@ fn record(i: u64) -> Record {
 }
 
 fn main() {
-    let max: u64 = std::env::var("SCALE_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let max: u64 = std::env::var("SCALE_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let mut sizes = vec![10_000u64, 100_000, max];
     sizes.retain(|n| *n <= max);
     sizes.dedup();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let root = tempfile::tempdir_in(".").expect("a temp dir on this disk");
-    let (edge_dir, hot_dir, fs_root) = (root.path().join("edge"), root.path().join("hot"), root.path().join("fs"));
+    let (edge_dir, hot_dir, fs_root) = (
+        root.path().join("edge"),
+        root.path().join("hot"),
+        root.path().join("fs"),
+    );
     let bucket = fs_root.join("uploads");
     std::fs::create_dir_all(&bucket).expect("bucket");
     let mut series = vec![
-        Series { name: "edge disk tier: index load (serving meanwhile)", unit: "s", bounded: false, points: vec![] },
-        Series { name: "edge disk tier: index bytes per object", unit: "B", bounded: true, points: vec![] },
-        Series { name: "imagehost hot cache: index load (serving meanwhile)", unit: "s", bounded: false, points: vec![] },
-        Series { name: "directory bucket: listing pass, 1,000-key pages", unit: "s", bounded: false, points: vec![] },
+        Series {
+            name: "edge disk tier: index load (serving meanwhile)",
+            unit: "s",
+            bounded: false,
+            points: vec![],
+        },
+        Series {
+            name: "edge disk tier: index bytes per object",
+            unit: "B",
+            bounded: true,
+            points: vec![],
+        },
+        Series {
+            name: "imagehost hot cache: index load (serving meanwhile)",
+            unit: "s",
+            bounded: false,
+            points: vec![],
+        },
+        Series {
+            name: "directory bucket: listing pass, 1,000-key pages",
+            unit: "s",
+            bounded: false,
+            points: vec![],
+        },
     ];
     let everyone = Frequency::new(1024);
     let mut have = 0u64;
@@ -77,8 +106,12 @@ fn main() {
             let hot = HotCache::open(&hot_dir, u64::MAX / 2).expect("hot cache");
             let data = Bytes::from_static(&[7u8; 64]);
             while have < n {
-                disk.write(&slot(have), &record(have), &everyone).expect("edge write");
-                rt.block_on(hot.put(&format!("U{:044x}_640x0_WEBP", have.wrapping_mul(0x9E37_79B9)), &data));
+                disk.write(&slot(have), &record(have), &everyone)
+                    .expect("edge write");
+                rt.block_on(hot.put(
+                    &format!("U{:044x}_640x0_WEBP", have.wrapping_mul(0x9E37_79B9)),
+                    &data,
+                ));
                 std::fs::write(bucket.join(format!("DQmScale{have:09}")), b"x").expect("object");
                 have += 1;
             }
@@ -86,14 +119,19 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        eprintln!("{n} objects of each kind in place ({:.1} s)", t.elapsed().as_secs_f64());
+        eprintln!(
+            "{n} objects of each kind in place ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
 
         let t = Instant::now();
         let disk = Disk::open(&edge_dir, u64::MAX / 2).expect("edge disk");
         disk.load(&|_| {});
         series[0].points.push((n as f64, t.elapsed().as_secs_f64()));
         assert_eq!(disk.usage().0 as u64, n);
-        series[1].points.push((n as f64, disk.index_bytes() as f64 / n as f64));
+        series[1]
+            .points
+            .push((n as f64, disk.index_bytes() as f64 / n as f64));
         drop(disk);
 
         let t = Instant::now();
@@ -149,22 +187,39 @@ fn main() {
 /// log value on log N), and its slope (1: grows like N; 0: flat). A bounded series: its largest
 /// measure, slope 0.
 fn project(s: &Series) -> (f64, f64) {
-    let pts: Vec<(f64, f64)> = s.points.iter().filter(|p| p.1 > 0.0).map(|(n, v)| (n.ln(), v.ln())).collect();
+    let pts: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .filter(|p| p.1 > 0.0)
+        .map(|(n, v)| (n.ln(), v.ln()))
+        .collect();
     if s.bounded || pts.len() < 2 {
         return (s.points.iter().map(|p| p.1).fold(0.0, f64::max), 0.0);
     }
     let k = pts.len() as f64;
-    let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / k, pts.iter().map(|p| p.1).sum::<f64>() / k);
-    let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / pts.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / k,
+        pts.iter().map(|p| p.1).sum::<f64>() / k,
+    );
+    let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>()
+        / pts.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
     ((my + slope * (SEEDS.ln() - mx)).exp(), slope)
 }
 
 /// A log-log plot of every series, one line each, with decade grid lines.
 fn plot(series: &[Series]) -> String {
     let (w, h, m) = (900.0, 520.0, 70.0);
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.1 > 0.0).collect();
+    let all: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|p| p.1 > 0.0)
+        .collect();
     let (x0, x1) = (4.0, 7.7); // log10 N: 10^4 .. 4·10^7
-    let y0 = all.iter().map(|p| p.1.log10()).fold(f64::INFINITY, f64::min).floor();
+    let y0 = all
+        .iter()
+        .map(|p| p.1.log10())
+        .fold(f64::INFINITY, f64::min)
+        .floor();
     let y1 = series
         .iter()
         .map(|s| project(s).0.max(1e-9).log10())
@@ -185,11 +240,22 @@ fn plot(series: &[Series]) -> String {
         let y = py(10f64.powi(d));
         svg += &format!("<line x1=\"{m}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">10^{d}</text>\n", w - m, m - 6.0, y + 4.0);
     }
-    svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">objects (N)</text>\n", w / 2.0, h - 20.0);
+    svg += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">objects (N)</text>\n",
+        w / 2.0,
+        h - 20.0
+    );
     for (i, s) in series.iter().enumerate() {
         let c = colours[i % colours.len()];
-        let pts: Vec<String> = s.points.iter().map(|(n, v)| format!("{:.1},{:.1}", px(*n), py(*v))).collect();
-        svg += &format!("<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n", pts.join(" "));
+        let pts: Vec<String> = s
+            .points
+            .iter()
+            .map(|(n, v)| format!("{:.1},{:.1}", px(*n), py(*v)))
+            .collect();
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
         if let Some((n, v)) = s.points.last() {
             let (p, _) = project(s);
             svg += &format!(
@@ -198,7 +264,11 @@ fn plot(series: &[Series]) -> String {
             );
         }
         for (n, v) in &s.points {
-            svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>\n", px(*n), py(*v));
+            svg += &format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>\n",
+                px(*n),
+                py(*v)
+            );
         }
         svg += &format!(
             "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{} ({})</text>\n",
