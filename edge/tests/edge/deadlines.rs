@@ -47,20 +47,26 @@ fn silent_connections_filling_max_connections_are_closed_by_the_deadline() {
         "server.max_connections=20".into(),
     ];
     let edge = Edge::start(&[o.addr()], &settings);
-    let mut silent: Vec<TcpStream> = (0..20)
-        .map(|_| TcpStream::connect(edge.addr).expect("connect"))
-        .collect();
-    // Until the edge has accepted all of them (its threads accept in parallel, so a later client
-    // could otherwise be accepted before the last of them on a loaded machine).
-    let accepted = |n: f64| {
+    let connections = || {
         harness::http::get(edge.admin, "/metrics")
             .map(|r| r.text())
             .unwrap_or_default()
             .lines()
             .find_map(|l| l.strip_prefix("edge_client_connections "))
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .is_some_and(|v| v >= n)
     };
+    // The start's readiness check connected too: once the edge has let it go, the 20 below are
+    // the only connections (on a loaded machine it could still hold a place when they come).
+    harness::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        (connections() == Some(0.0)).then_some(())
+    })
+    .expect("no connection left from the start");
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(edge.addr).expect("connect"))
+        .collect();
+    // Until the edge has accepted all of them (its threads accept in parallel, so a later client
+    // could otherwise be accepted before the last of them on a loaded machine).
+    let accepted = |n: f64| connections().is_some_and(|v| v >= n);
     harness::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
         accepted(20.0).then_some(())
     })
