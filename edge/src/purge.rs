@@ -162,6 +162,10 @@ fn apply(cache: &'static Cache, action: Action) -> Applied {
                         crate::cache::bans::ACTIVE_LIMIT
                     ),
                 ),
+                Err(AddError::Loading) => Applied::Refused(
+                    503,
+                    "the ban file was missing and the disk tier is still being indexed; retry when edge_cache_disk_loading is 0".into(),
+                ),
                 Err(AddError::Io(e)) => Applied::Refused(500, format!("ban not recorded: {e}")),
             }
         }

@@ -59,7 +59,7 @@ fn record(i: u64) -> Record {
 /// The child: `n` objects written through the tier at `dir`, by 4 threads.
 fn fill(dir: &std::path::Path, n: u64) {
     let disk = Disk::open(dir, u64::MAX / 2).expect("open");
-    disk.load(&|_| {});
+    disk.load(&|_, _| {});
     let everyone = Frequency::new(1024);
     std::thread::scope(|s| {
         for t in 0..4 {
@@ -92,7 +92,7 @@ fn main() {
     let before = rss_kib();
     let opened = Instant::now();
     let disk: &'static Disk = Box::leak(Box::new(Disk::open(dir.path(), u64::MAX / 2).expect("open")));
-    disk.start_load(|_| {});
+    disk.start_load(|_, _| {});
     let first = disk.read(&slot(n / 2));
     let serving = opened.elapsed();
     assert!(first.is_some(), "a file on disk is served while the index loads");
@@ -214,7 +214,7 @@ fn sampled(trace: &[u64], room: u64, admit: impl Fn(&Frequency, &Id, &Id) -> boo
     for &k in trace {
         let id = Id::of(&slot(k));
         frequency.record(&id);
-        if index.touch(id) {
+        if index.touch(id).is_some() {
             hits += 1;
             continue;
         }

@@ -102,7 +102,7 @@ fn main() {
         let t = Instant::now();
         {
             let disk = Disk::open(&edge_dir, u64::MAX / 2).expect("edge disk");
-            disk.load(&|_| {});
+            disk.load(&|_, _| {});
             let hot = HotCache::open(&hot_dir, u64::MAX / 2).expect("hot cache");
             let data = Bytes::from_static(&[7u8; 64]);
             while have < n {
@@ -126,7 +126,7 @@ fn main() {
 
         let t = Instant::now();
         let disk = Disk::open(&edge_dir, u64::MAX / 2).expect("edge disk");
-        disk.load(&|_| {});
+        disk.load(&|_, _| {});
         series[0].points.push((n as f64, t.elapsed().as_secs_f64()));
         assert_eq!(disk.usage().0 as u64, n);
         series[1]

@@ -96,9 +96,9 @@ impl<const N: usize> EvictionManager for Admitting<N> {
             out.push(item);
             return out;
         }
-        // Room is made: this admits without evicting (or evicts what a race overfilled).
-        self.lru.access(&item, size, fresh_until);
-        out.extend(self.lru.increment_weight(&item, 0, None));
+        // Room is made; this records the object at its size (a refetch may be larger than the
+        // copy it replaces) and evicts whatever a race overfilled.
+        out.extend(self.lru.admit(item, size, fresh_until));
         out
     }
 

@@ -126,6 +126,10 @@ pub struct Bans {
     /// Serialises changes (and the file written for them).
     changes: Mutex<()>,
     file: Option<PathBuf>,
+    /// Set when the ban file was missing: until the disk tier's load has raised the counter past
+    /// every check number its objects carry, a new ban could be numbered below one of them and
+    /// pass it by, so bans are refused ([`AddError::Loading`]).
+    floor_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Bans {
@@ -136,12 +140,14 @@ impl Bans {
             active: RwLock::new(Arc::new(Vec::new())),
             changes: Mutex::new(()),
             file: None,
+            floor_pending: Default::default(),
         }
     }
 
     /// Bans kept in `dir/bans.json` (the disk tier's directory), reloaded from it.
     pub fn open(dir: &Path) -> std::io::Result<Bans> {
         let file = dir.join("bans.json");
+        let missing = !file.exists();
         let saved: Saved = match std::fs::read(&file) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
                 std::io::Error::new(
@@ -166,6 +172,7 @@ impl Bans {
             active: RwLock::new(Arc::new(active)),
             changes: Mutex::new(()),
             file: Some(file),
+            floor_pending: std::sync::atomic::AtomicBool::new(missing),
         })
     }
 
@@ -182,6 +189,11 @@ impl Bans {
         }
     }
 
+    /// The disk tier's load is through: the counter is above every check number on disk.
+    pub fn floor_known(&self) {
+        self.floor_pending.store(false, Ordering::Release);
+    }
+
     /// The sequence number of the newest ban (0: none ever).
     pub fn current(&self) -> u64 {
         self.seq.load(Ordering::Acquire)
@@ -195,6 +207,9 @@ impl Bans {
     /// [`ACTIVE_LIMIT`] active bans.
     pub fn add(&self, spec: Spec, condition: Condition) -> Result<u64, AddError> {
         let _guard = self.changes.lock();
+        if self.floor_pending.load(Ordering::Acquire) {
+            return Err(AddError::Loading);
+        }
         let mut list: Vec<Arc<Ban>> = self.active.read().as_ref().clone();
         if list.len() >= ACTIVE_LIMIT {
             return Err(AddError::TooMany);
@@ -258,6 +273,8 @@ impl Bans {
 #[derive(Debug)]
 pub enum AddError {
     TooMany,
+    /// The ban file was missing and the disk tier is still loading (see `floor_pending`).
+    Loading,
     Io(std::io::Error),
 }
 
@@ -327,10 +344,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let bans = Bans::open(dir.path()).unwrap();
+            // No ban file yet: bans wait for the disk tier's load to give the counter's floor.
+            let spec = Spec::Prefix("/a".into());
+            let c = spec.compile().unwrap();
+            assert!(matches!(bans.add(spec, c), Err(AddError::Loading)));
+            bans.raise_floor(0);
+            bans.floor_known();
             ban(&bans, Spec::Prefix("/a".into()));
             ban(&bans, Spec::Tags(vec!["DQmX".into()]));
             bans.retire_through(1).unwrap();
         }
+        // With its file there, bans are taken at once.
         let bans = Bans::open(dir.path()).unwrap();
         assert_eq!(bans.current(), 2);
         assert_eq!(bans.active().len(), 1);

@@ -10,7 +10,9 @@
 //!
 //! Files ([`file`]) are written to a temporary name and renamed, so a crash leaves either the
 //! old file, the new one, or a stray temporary that the next start removes; a file whose
-//! length disagrees with its header is torn, and removed when found.
+//! length disagrees with its header is torn, and removed when found. Files of the earlier
+//! layouts are removed by the load, once: they hold no key, and a short id alone could answer for
+//! another object.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,9 @@ pub struct Disk {
     index: Index,
     /// True until the load at start has been through every file.
     loading: AtomicBool,
+    /// The disk was found full while loading (when what is indexed says nothing of what the
+    /// disk holds): the limit is lowered once the load is through.
+    full_while_loading: AtomicBool,
 }
 
 impl Disk {
@@ -66,6 +71,7 @@ impl Disk {
             max_bytes: AtomicU64::new(max_bytes),
             index: Index::default(),
             loading: AtomicBool::new(true),
+            full_while_loading: AtomicBool::new(false),
         })
     }
 
@@ -76,15 +82,6 @@ impl Disk {
 
     fn path(&self, id: Id) -> PathBuf {
         let name = id.name();
-        self.dir.join(&name[..2]).join(name)
-    }
-
-    /// Where the earlier layout kept `slot` (named by its whole key).
-    fn legacy_path(&self, (primary, variance): &Slot) -> PathBuf {
-        let name = match variance {
-            Some(v) => format!("{}-{}", hex::encode(primary), hex::encode(v)),
-            None => hex::encode(primary),
-        };
         self.dir.join(&name[..2]).join(name)
     }
 
@@ -107,37 +104,41 @@ impl Disk {
     /// its file holds another object whose id is the same).
     pub fn read(&self, slot: &Slot) -> Option<Record> {
         let id = Id::of(slot);
-        let indexed = self.index.touch(id);
-        if !indexed && !self.loading() {
+        let seen = self.index.touch(id);
+        if seen.is_none() && !self.loading() {
             return None;
         }
         let path = self.path(id);
-        let mut got = file::read_record(&path);
-        if !indexed && matches!(&got, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-            // Still under the earlier layout's name: the load renames it when it gets there.
-            // Linked, never renamed: a link does not replace a file written meanwhile.
-            let legacy = self.legacy_path(slot);
-            if std::fs::hard_link(&legacy, &path).is_ok() {
-                let _ = std::fs::remove_file(&legacy);
-                got = file::read_record(&path);
-            }
-        }
-        match got {
-            Ok((rec, key)) if key.is_none_or(|k| k == *slot) => {
-                if !indexed {
+        match file::read_record(&path) {
+            Ok((rec, key)) if key == Some(*slot) => {
+                if seen.is_none() {
                     self.index.insert_found(id, rec.size() as u32, rec.checked, None);
                 }
                 Some(rec)
             }
             Ok(_) => None,
+            // Removed since (an eviction, a purge): forget it, unless it was written again.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.index.remove(id);
+                if let Some(m) = seen {
+                    self.index.remove_written(id, m.written);
+                }
+                None
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                tracing::warn!(error = %e, "disk cache: torn object dropped");
+                // Only the write that was read: a newer one of the same id stays.
+                if seen.is_none_or(|m| self.index.remove_written(id, m.written)) {
+                    let _ = std::fs::remove_file(&path);
+                }
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, "disk cache: unreadable object dropped");
-                self.index.remove(id);
-                let _ = std::fs::remove_file(&path);
+                tracing::warn!(error = %e, "disk cache: object not read");
                 None
             }
         }
@@ -153,7 +154,7 @@ impl Disk {
             return Ok(Written::TooLarge);
         }
         let id = Id::of(slot);
-        if self.index.usage().1 + size > max && self.index.get(id).is_none() {
+        if self.index.usage().1.saturating_add(size) > max && self.index.get(id).is_none() {
             if let Some((victim, _)) = self.index.least_recent() {
                 if !frequency.admits(&id, &victim) {
                     return Ok(Written::Refused);
@@ -181,8 +182,13 @@ impl Disk {
                 let evict = self.index.evict(size * 2);
                 self.remove_files(&evict);
                 // The disk holds less than configured: from now on the limit is what it held,
-                // so writes evict before they write instead of failing.
-                self.max_bytes.fetch_min(self.index.usage().1, Ordering::Relaxed);
+                // so writes evict before they write instead of failing. While loading, the
+                // index does not know yet what the disk holds: that waits for the load's end.
+                if self.loading() {
+                    self.full_while_loading.store(true, Ordering::Release);
+                } else {
+                    self.max_bytes.fetch_min(self.index.usage().1, Ordering::Relaxed);
+                }
             }
             return Err(e);
         }
@@ -206,15 +212,10 @@ impl Disk {
         }
     }
 
-    /// Removes one object; true if it was there.
+    /// Removes one object; true if it was there. While loading, also a file not indexed yet.
     pub fn remove(&self, slot: &Slot) -> bool {
-        self.remove_id(Id::of(slot)) || (self.loading() && self.remove_unindexed(slot))
-    }
-
-    /// The file of an object the load has not reached yet, under either layout's name.
-    fn remove_unindexed(&self, slot: &Slot) -> bool {
-        let new = std::fs::remove_file(self.path(Id::of(slot))).is_ok();
-        std::fs::remove_file(self.legacy_path(slot)).is_ok() || new
+        let id = Id::of(slot);
+        self.remove_id(id) || (self.loading() && std::fs::remove_file(self.path(id)).is_ok())
     }
 
     pub fn remove_id(&self, id: Id) -> bool {

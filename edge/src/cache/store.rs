@@ -104,9 +104,16 @@ impl Store {
     /// Starts indexing the disk tier in the background (see [`Disk::start_load`]); the ban
     /// counter is kept above every check number found.
     pub fn start_disk_load(&'static self) {
-        if let Some(disk) = &self.disk {
-            disk.start_load(move |checked| self.bans.raise_floor(checked));
-        }
+        let Some(disk) = &self.disk else {
+            self.bans.floor_known();
+            return;
+        };
+        disk.start_load(move |checked, done| {
+            self.bans.raise_floor(checked);
+            if done {
+                self.bans.floor_known();
+            }
+        });
     }
 
     /// Whether the disk tier's index is still loading, and the bytes it holds.

@@ -2,8 +2,8 @@
 //! u32 meta0_len | u32 meta1_len | u64 body_len | u64 checked | primary[16] | u8 has_variance |
 //! variance[16] | url | tags | meta0 | meta1 | body`. The full key lets a read tell its object
 //! from another whose short id is the same. Files of the two earlier layouts (`HIVEEDG1`: no tags,
-//! no check number; `HIVEEDG2`: no key) are still read, as checked at 0 and keyed by the name they
-//! were found under. A file whose length is not what its header promises is torn.
+//! no check number; `HIVEEDG2`: no key) are recognised, but hold no key: the load removes them
+//! and a read never serves them. A file whose length is not what its header promises is torn.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -205,6 +205,3 @@ pub fn encode_v2(rec: &Record) -> Vec<u8> {
     buf.extend_from_slice(&rec.body);
     buf
 }
-
-#[cfg(test)]
-pub const MAGIC_FIRST: &[u8; 8] = MAGIC_V1;

@@ -145,12 +145,19 @@ impl Index {
         self.shard(id).get(id)
     }
 
-    /// Marks `id` used now; false if it is not indexed.
-    pub fn touch(&self, id: Id) -> bool {
+    /// Marks `id` used now; its entry, or `None` if it is not indexed.
+    pub fn touch(&self, id: Id) -> Option<Meta> {
         let tick = self.tick.fetch_add(1, Relaxed);
-        self.shard(id).update(id, |m| m.tick = tick)
+        let mut seen = None;
+        self.shard(id).update(id, |m| {
+            m.tick = tick;
+            seen = Some(*m);
+        });
+        seen
     }
 
+    /// Counts an entry added and one removed. Called with the shard's lock held, so that an
+    /// add and the removal of the same entry are never counted in the other order.
     fn account(&self, added: Option<u32>, removed: Option<Meta>) {
         if let Some(size) = added {
             self.bytes.fetch_add(size as u64, Relaxed);
@@ -172,7 +179,8 @@ impl Index {
             tick: self.tick.fetch_add(1, Relaxed),
             written,
         };
-        let old = self.shard(id).insert(id, m);
+        let mut shard = self.shard(id);
+        let old = shard.insert(id, m);
         self.account(Some(size), old);
         written
     }
@@ -192,15 +200,26 @@ impl Index {
             return false;
         }
         shard.insert(id, m);
-        drop(shard);
         self.account(Some(size), None);
         true
     }
 
     pub fn remove(&self, id: Id) -> Option<Meta> {
-        let old = self.shard(id).remove(id);
+        let mut shard = self.shard(id);
+        let old = shard.remove(id);
         self.account(None, old);
         old
+    }
+
+    /// Removes `id`'s entry if it is still the write `written`; whether it did.
+    pub fn remove_written(&self, id: Id, written: u16) -> bool {
+        let mut shard = self.shard(id);
+        if shard.get(id).is_none_or(|m| m.written != written) {
+            return false;
+        }
+        let old = shard.remove(id);
+        self.account(None, old);
+        true
     }
 
     /// Every indexed variant of a primary key.
@@ -279,7 +298,6 @@ impl Index {
             let mut shard = self.shard(id);
             if shard.get(id) == Some(m) {
                 shard.remove(id);
-                drop(shard);
                 self.account(None, Some(m));
                 freed += m.size as u64;
                 out.push(id);
@@ -331,7 +349,7 @@ mod tests {
         for id in &ids {
             ix.insert(*id, 100, 0);
         }
-        assert!(ix.touch(ids[0]));
+        assert!(ix.touch(ids[0]).is_some());
         assert_eq!(ix.evict(150), vec![ids[1], ids[2]]);
         assert_eq!(ix.usage(), (3, 300));
         // Found files rank below everything used since the start, by their time.
@@ -367,7 +385,7 @@ mod tests {
             })
             .collect();
         for id in &hot {
-            ix.touch(*id);
+            assert!(ix.touch(*id).is_some());
         }
         let gone = ix.evict(n / 2);
         assert_eq!(ix.usage().0 as u64, n - gone.len() as u64);
@@ -404,5 +422,9 @@ mod tests {
         let now = ix.get(a).unwrap().written;
         ix.mark_checked(a, 9, now);
         assert_eq!((ix.get(a).unwrap().checked, ix.max_checked()), (9, 9));
+        // Nor is a removal meant for the earlier write.
+        assert!(!ix.remove_written(a, w) && ix.get(a).is_some());
+        assert!(ix.remove_written(a, now) && ix.get(a).is_none());
+        assert_eq!(ix.usage(), (1, 1));
     }
 }

@@ -1,13 +1,14 @@
 //! The disk tier's load at start: a thread reads every file's fixed header (no URL, no body),
 //! indexes it ranked by its modification time (below everything used since the start), removes
-//! torn and foreign files, renames files of the earlier layout's names to the current ones, and
-//! raises the ban counter past the check numbers it finds. Serving goes on meanwhile.
+//! torn and foreign files and those of the earlier layouts (they hold no key), and raises the ban
+//! counter past the check numbers it finds. Serving goes on meanwhile. A file that cannot be
+//! read for another reason (out of file descriptors, an I/O error) is left alone.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, UNIX_EPOCH};
 
-use super::{file, Disk, Id, Slot};
+use super::{file, Disk, Id};
 
 /// Files indexed between two reports of the highest check number.
 const BATCH: usize = 1024;
@@ -17,16 +18,26 @@ const BATCH: usize = 1024;
 pub struct Loaded {
     pub objects: u64,
     pub bytes: u64,
-    /// Torn or foreign files removed.
+    /// Torn, foreign or earlier-layout files removed.
     pub removed: u64,
-    /// Files of the earlier layout's names renamed.
-    pub renamed: u64,
+    /// Files left alone because they could not be read (and not indexed).
+    pub unread: u64,
+}
+
+/// What to do with one file found.
+enum Found {
+    /// Indexed (or already known); its check number.
+    Kept(u64),
+    /// Not an object of this tier's current layout: removed.
+    Foreign,
+    /// Not readable now: left alone.
+    Unread,
 }
 
 impl Disk {
     /// Starts the load on its own thread; `checked` is told the highest check number found so
-    /// far, batch by batch (the ban counter must stay above it).
-    pub fn start_load(&'static self, checked: impl Fn(u64) + Send + Sync + 'static) {
+    /// far, batch by batch (the ban counter must stay above it), and `true` with the last.
+    pub fn start_load(&'static self, checked: impl Fn(u64, bool) + Send + Sync + 'static) {
         let checked = std::sync::Arc::new(checked);
         let on_thread = checked.clone();
         let started = std::thread::Builder::new()
@@ -42,7 +53,7 @@ impl Disk {
 
     /// Indexes every file under the tier's directory (see the module's doc); the tier is marked
     /// loaded however the scan ends.
-    pub fn load(&self, checked: &dyn Fn(u64)) -> Loaded {
+    pub fn load(&self, checked: &dyn Fn(u64, bool)) -> Loaded {
         let t = Instant::now();
         let mut found = Loaded::default();
         let (mut max_checked, mut batch) = (0u64, 0usize);
@@ -56,20 +67,24 @@ impl Disk {
             };
             for f in files.flatten() {
                 match self.load_one(&f.path(), &f.file_name().to_string_lossy(), &mut found) {
-                    Some(c) => max_checked = max_checked.max(c),
-                    None => {
+                    Found::Kept(c) => max_checked = max_checked.max(c),
+                    Found::Foreign => {
                         found.removed += 1;
                         let _ = std::fs::remove_file(f.path());
                     }
+                    Found::Unread => found.unread += 1,
                 }
                 batch += 1;
                 if batch % BATCH == 0 {
-                    checked(max_checked);
+                    checked(max_checked, false);
                 }
             }
         }
-        checked(max_checked);
+        checked(max_checked, true);
         self.loading.store(false, Ordering::Release);
+        if self.full_while_loading.load(Ordering::Acquire) {
+            self.max_bytes.fetch_min(self.usage().1, Ordering::Relaxed);
+        }
         self.evict_over_limit();
         let (objects, bytes) = self.usage();
         tracing::info!(
@@ -77,7 +92,7 @@ impl Disk {
             bytes,
             found = found.objects,
             removed = found.removed,
-            renamed = found.renamed,
+            unread = found.unread,
             index_bytes = self.index_bytes(),
             took_ms = t.elapsed().as_millis() as u64,
             "disk cache tier indexed"
@@ -85,49 +100,46 @@ impl Disk {
         found
     }
 
-    /// Indexes one file; its check number, or `None` if it is to be removed (torn, foreign).
-    fn load_one(&self, path: &Path, name: &str, found: &mut Loaded) -> Option<u64> {
-        let (id, legacy) = match Id::parse(name) {
-            Some(id) => (id, false),
-            None => (Id::of(&legacy_slot(name)?), true),
+    /// Indexes one file (see [`Found`]).
+    fn load_one(&self, path: &Path, name: &str, found: &mut Loaded) -> Found {
+        let Some(id) = Id::parse(name) else {
+            return Found::Foreign;
         };
         let mut f = match std::fs::File::open(path) {
             Ok(f) => f,
             // Removed since the listing (a purge, an eviction): nothing to do.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(0),
-            Err(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Kept(0),
+            Err(_) => return Found::Unread,
         };
-        // A file (or directory) is indexed only if it is a whole object of this tier.
-        let layout = file::read_layout(&mut f).ok()?;
-        let size = u32::try_from(layout.total()).ok()?;
-        if layout.slot.is_some_and(|s| Id::of(&s) != id) {
-            return None;
+        let layout = match file::read_layout(&mut f) {
+            Ok(l) => l,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Found::Foreign
+            }
+            Err(_) => return Found::Unread,
+        };
+        // Only whole objects of the current layout, under their own id.
+        let (Ok(size), Some(slot)) = (u32::try_from(layout.total()), layout.slot) else {
+            return Found::Foreign;
+        };
+        if Id::of(&slot) != id {
+            return Found::Foreign;
         }
-        let mtime = f.metadata().and_then(|m| m.modified()).ok();
-        drop(f);
-        if legacy {
-            // Never over a file written since the start (a link does not replace).
-            let linked = std::fs::hard_link(path, self.path(id));
-            let _ = std::fs::remove_file(path);
-            linked.ok()?;
-            found.renamed += 1;
-        }
-        let secs = mtime
+        let secs = f
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
         if self.index.insert_found(id, size, layout.checked, Some(secs)) {
             found.objects += 1;
             found.bytes += size as u64;
         }
-        Some(layout.checked)
-    }
-}
-
-/// The key of a file named by the earlier layout (its whole key in hex).
-fn legacy_slot(name: &str) -> Option<Slot> {
-    let parse = |h: &str| -> Option<[u8; 16]> { hex::decode(h).ok()?.try_into().ok() };
-    match name.split_once('-') {
-        Some((p, v)) => Some((parse(p)?, Some(parse(v)?))),
-        None => Some((parse(name)?, None)),
+        Found::Kept(layout.checked)
     }
 }

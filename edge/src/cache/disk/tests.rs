@@ -16,7 +16,7 @@ fn rec(url: &str, body: &[u8]) -> Record {
 
 fn opened(dir: &Path, max: u64) -> Disk {
     let d = Disk::open(dir, max).unwrap();
-    d.load(&|_| {});
+    d.load(&|_, _| {});
     d
 }
 
@@ -53,7 +53,7 @@ fn objects_survive_reopen_and_torn_files_are_dropped() {
         plant(dir.path(), "zz-not-ours", b"x"),
     ];
     let d = Disk::open(dir.path(), 1 << 20).unwrap();
-    let loaded = d.load(&|_| {});
+    let loaded = d.load(&|_, _| {});
     assert_eq!((loaded.objects, loaded.removed), (2, 4));
     assert_eq!(d.usage().0, 2);
     assert!(!torn.exists() && stubs.iter().all(|p| !p.exists()));
@@ -72,39 +72,27 @@ fn objects_survive_reopen_and_torn_files_are_dropped() {
     assert_eq!(d.usage(), (0, 0));
 }
 
-/// Files of the earlier layouts, under the earlier full-key names, are kept across the upgrade:
-/// renamed by the load, or found by a read before the load gets to them.
+/// Files of the earlier layouts (no key in them) are removed by the load, once, and never
+/// served: under a short id they could answer for another object.
 #[test]
-fn earlier_layouts_and_names_are_read_and_renamed() {
+fn earlier_layouts_are_removed_not_served() {
     let dir = tempfile::tempdir().unwrap();
     let v2: Slot = ([0x21; 16], Some([0x22; 16]));
-    let v1: Slot = ([9; 16], None);
-    let v2_name = format!("{}-{}", hex::encode([0x21u8; 16]), hex::encode([0x22u8; 16]));
-    plant(dir.path(), &v2_name, &file::encode_v2(&rec("/two", b"second")));
-    let mut first = file::MAGIC_FIRST.to_vec();
-    for len in [2u32, 2, 3] {
-        first.extend(len.to_le_bytes());
-    }
-    first.extend(4u64.to_le_bytes());
-    first.extend(b"/vm0m11body");
-    plant(dir.path(), &hex::encode([9u8; 16]), &first);
-
-    // Read before the load: found under its old name.
+    let old_name = format!("{}-{}", hex::encode([0x21u8; 16]), hex::encode([0x22u8; 16]));
+    let planted = [
+        plant(dir.path(), &old_name, &file::encode_v2(&rec("/two", b"second"))),
+        plant(
+            dir.path(),
+            &Id::of(&v2).name(),
+            &file::encode_v2(&rec("/two", b"second")),
+        ),
+    ];
     let d = Disk::open(dir.path(), 1 << 20).unwrap();
-    let r = d.read(&v1).expect("read while loading");
-    assert_eq!(
-        (&r.url[..], &r.tags[..], &r.body[..], r.checked),
-        (&b"/v"[..], &b""[..], &b"body"[..], 0)
-    );
-    let loaded = d.load(&|_| {});
-    assert_eq!((loaded.objects, loaded.renamed), (1, 1), "{loaded:?}");
-    assert_eq!(d.usage().0, 2);
-    let r = d.read(&v2).expect("renamed by the load");
-    assert_eq!(
-        (&r.body[..], &r.tags[..], r.checked),
-        (&b"second"[..], &b"DQmA Ub"[..], 7)
-    );
-    assert!(!dir.path().join("21").join(&v2_name).exists());
+    assert!(d.read(&v2).is_none(), "not served while loading");
+    let loaded = d.load(&|_, _| {});
+    assert_eq!((loaded.objects, loaded.removed), (0, 2), "{loaded:?}");
+    assert!(planted.iter().all(|p| !p.exists()));
+    assert!(d.read(&v2).is_none());
 }
 
 /// Two keys whose short ids are the same share a file: the one not in it is a miss, never the
@@ -204,7 +192,7 @@ fn serves_and_purges_while_loading() {
     assert!(d.remove(&slots[1]));
     assert_eq!(d.remove_primary(&slots[3].0), 1);
     d.write(&slots[2], &rec("/x", b"rewritten"), &anyone()).unwrap();
-    let loaded = d.load(&|_| {});
+    let loaded = d.load(&|_, _| {});
     assert!(!d.loading());
     assert_eq!(d.usage().0, 4);
     assert_eq!(loaded.objects, 2, "two were indexed before the load reached them");
@@ -229,9 +217,13 @@ fn the_walk_finds_every_unchecked_object_and_the_load_reports_check_numbers() {
         }
     }
     let d = Disk::open(dir.path(), 1 << 24).unwrap();
-    let seen = std::sync::Mutex::new(0);
-    d.load(&|c| *seen.lock().unwrap() = c);
-    assert_eq!(*seen.lock().unwrap(), 7);
+    let seen = std::sync::Mutex::new((0, false));
+    d.load(&|c, done| *seen.lock().unwrap() = (c, done));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        (7, true),
+        "the last report says the load is through"
+    );
     for i in (0..50u8).step_by(2) {
         let id = Id::of(&([i + 1; 16], None));
         let (_, written) = d.check_state(id).unwrap();
