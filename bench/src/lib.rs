@@ -387,3 +387,83 @@ impl Zipf {
         self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
     }
 }
+
+/// This process's resident memory, KiB (`VmRSS`).
+pub fn self_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// For benches that fill a directory in a child process (so that their own memory is what they
+/// measure afterwards): when this process was started as `<self> --fill DIR`, calls `fill(DIR)`
+/// and returns `None` (the process then ends); otherwise runs that child on a new temporary
+/// directory in the working directory (on this disk) and returns it.
+pub fn filled_by_child(what: &str, fill: impl FnOnce(&std::path::Path)) -> Option<tempfile::TempDir> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--fill") {
+        fill(std::path::Path::new(&args[2]));
+        return None;
+    }
+    let dir = tempfile::tempdir_in(".").expect("a temp dir on this disk");
+    let t0 = Instant::now();
+    let status = Command::new(&args[0])
+        .arg("--fill")
+        .arg(dir.path())
+        .status()
+        .expect("fill child");
+    assert!(status.success(), "fill child failed");
+    eprintln!("{what} written in {:.1} s", t0.elapsed().as_secs_f64());
+    Some(dir)
+}
+
+/// Puts the generated uploads `seeds` of `size` bytes into `store` (durably), 64 at a time.
+pub async fn put_uploads(
+    store: &std::sync::Arc<dyn blobstore::BlobStore>,
+    seeds: impl Iterator<Item = u64>,
+    size: usize,
+) {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(seeds)
+        .map(|s| {
+            let store = store.clone();
+            async move {
+                let (k, d) = harness::content::upload(s, size);
+                store
+                    .put(
+                        &blobstore::Key::new(k).expect("key"),
+                        blobstore::body_from_bytes(d),
+                        &blobstore::PutOptions::default(),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("seed objects");
+}
+
+/// The edge disk tier's object `i` as the scale benches store it: a key (one in four a variant,
+/// as `Accept` classes of `/p/` URLs make), and a record with a URL, tags, pingora's two meta blobs
+/// and a small body (the index's cost depends on the number of files, not their size).
+pub fn edge_object(i: u64) -> (edge::cache::disk::Slot, edge::cache::disk::Record) {
+    let mut p = [0u8; 16];
+    p[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    p[8..].copy_from_slice(&i.to_le_bytes());
+    let slot = (p, (i % 4 == 0).then_some([i as u8 | 1; 16]));
+    let rec = edge::cache::disk::Record {
+        url: bytes::Bytes::from(format!(
+            "images.hive.blog/p/{i:040x}?format=match&mode=fit&width=640"
+        )),
+        tags: bytes::Bytes::from_static(b"DQmbench"),
+        meta: (vec![1u8; 120], vec![2u8; 60]),
+        body: bytes::Bytes::from_static(&[7u8; 64]),
+        checked: 0,
+    };
+    (slot, rec)
+}

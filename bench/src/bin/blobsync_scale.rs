@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench::{print_table, Row};
-use blobstore::{body_from_bytes, BlobStore, DirStore, Key, Layout, PutOptions};
+use blobstore::{BlobStore, DirStore, Key, Layout, PutOptions};
 use futures::StreamExt;
 
 const SIZE: usize = 1024;
@@ -61,28 +61,6 @@ fn event(key: &str) -> String {
     serde_json::json!({"Records": [{"eventName": "s3:ObjectCreated:Put",
         "s3": {"bucket": {"name": "uploads"}, "object": {"key": key}}}]})
     .to_string()
-}
-
-/// Puts objects `seeds` into `store` (durably), 64 at a time.
-async fn put_all(store: &Arc<dyn BlobStore>, seeds: impl Iterator<Item = u64>) {
-    futures::stream::iter(seeds)
-        .map(|s| {
-            let store = store.clone();
-            async move {
-                let (k, d) = harness::content::upload(s, SIZE);
-                store
-                    .put(
-                        &Key::new(k).expect("key"),
-                        body_from_bytes(d),
-                        &PutOptions::default(),
-                    )
-                    .await
-                    .expect("put");
-            }
-        })
-        .buffer_unordered(64)
-        .collect::<()>()
-        .await;
 }
 
 fn main() {
@@ -157,7 +135,7 @@ fn main() {
         // A burst of uploads to fs0, announced by events (4 clients).
         let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
         fresh += BURST;
-        rt.block_on(put_all(&fs0, seeds.iter().copied()));
+        rt.block_on(bench::put_uploads(&fs0, seeds.iter().copied(), SIZE));
         let t = Instant::now();
         std::thread::scope(|s| {
             for chunk in seeds.chunks(seeds.len() / 4) {
@@ -189,7 +167,7 @@ fn main() {
         // The floor: the same work issued directly, as many at once as blobsync's workers.
         let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
         fresh += BURST;
-        rt.block_on(put_all(&fs0, seeds.iter().copied()));
+        rt.block_on(bench::put_uploads(&fs0, seeds.iter().copied(), SIZE));
         let t = Instant::now();
         rt.block_on(
             futures::stream::iter(seeds)

@@ -11,15 +11,6 @@ use std::time::Instant;
 use bench::{print_table, Row};
 use blobstore::{BlobStore, DirStore, Layout, ListRequest};
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let max: usize = std::env::var("DIR_LIST_MAX")
         .ok()
@@ -47,7 +38,7 @@ fn main() {
             rt.block_on(store.list(&req)).expect("list")
         };
         let store = DirStore::open("fs", root.path(), "uploads", Layout::Flat, false).expect("open");
-        let before = rss_kib();
+        let before = bench::self_rss_kib();
         let t = Instant::now();
         let (mut listed, mut after) = (0, None);
         loop {
@@ -59,7 +50,7 @@ fn main() {
             }
         }
         let pass = t.elapsed().as_secs_f64();
-        let grew = (rss_kib().saturating_sub(before) * 1024) as f64 / 1048576.0;
+        let grew = (bench::self_rss_kib().saturating_sub(before) * 1024) as f64 / 1048576.0;
         assert_eq!(listed, n, "every object listed once");
         // The earlier listing: every page read and sorted the whole directory.
         let t = Instant::now();

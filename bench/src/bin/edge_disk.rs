@@ -13,9 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bench::{print_table, Row, Zipf};
-use bytes::Bytes;
 use edge::cache::disk::index::{Id, Index};
-use edge::cache::disk::{Disk, Record, Slot};
+use edge::cache::disk::{Disk, Slot};
 use service::admission::Frequency;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -25,35 +24,8 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn slot(i: u64) -> Slot {
-    let mut p = [0u8; 16];
-    p[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-    p[8..].copy_from_slice(&i.to_le_bytes());
-    // One object in four is a variant (an `Accept` class of a `/p/` URL).
-    (p, (i % 4 == 0).then_some([i as u8 | 1; 16]))
-}
-
-/// An object as the edge stores one: URL, tags, pingora's two meta blobs, a small body (the
-/// index's cost depends on the number of files, not their size).
-fn record(i: u64) -> Record {
-    Record {
-        url: Bytes::from(format!(
-            "images.hive.blog/p/{i:040x}?format=match&mode=fit&width=640"
-        )),
-        tags: Bytes::from_static(b"DQmbench"),
-        meta: (vec![1u8; 120], vec![2u8; 60]),
-        body: Bytes::from_static(&[7u8; 64]),
-        checked: 0,
-    }
+    bench::edge_object(i).0
 }
 
 /// The child: `n` objects written through the tier at `dir`, by 4 threads.
@@ -66,7 +38,8 @@ fn fill(dir: &std::path::Path, n: u64) {
             let (disk, everyone) = (&disk, &everyone);
             s.spawn(move || {
                 for i in (t..n).step_by(4) {
-                    disk.write(&slot(i), &record(i), everyone).expect("write");
+                    let (slot, rec) = bench::edge_object(i);
+                    disk.write(&slot, &rec, everyone).expect("write");
                 }
             });
         }
@@ -75,21 +48,12 @@ fn fill(dir: &std::path::Path, n: u64) {
 
 fn main() {
     let n = env("EDGE_DISK_FILES", 1_000_000);
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--fill") {
-        return fill(std::path::Path::new(&args[2]), n);
-    }
-    let dir = tempfile::tempdir_in(".").expect("a temp dir on this disk");
-    let t0 = Instant::now();
-    let status = std::process::Command::new(&args[0])
-        .arg("--fill")
-        .arg(dir.path())
-        .status()
-        .expect("fill child");
-    assert!(status.success(), "fill child failed");
-    eprintln!("{n} files written in {:.1} s", t0.elapsed().as_secs_f64());
+    // Written through the tier by a child, so that this process's memory is the index's alone.
+    let Some(dir) = bench::filled_by_child(&format!("{n} files"), |d| fill(d, n)) else {
+        return;
+    };
 
-    let before = rss_kib();
+    let before = bench::self_rss_kib();
     let opened = Instant::now();
     let disk: &'static Disk = Box::leak(Box::new(Disk::open(dir.path(), u64::MAX / 2).expect("open")));
     disk.start_load(|_, _| {});
@@ -100,17 +64,17 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let loaded = opened.elapsed();
-    let rss_per = (rss_kib().saturating_sub(before) * 1024) as f64 / n as f64;
+    let rss_per = (bench::self_rss_kib().saturating_sub(before) * 1024) as f64 / n as f64;
     assert_eq!(disk.usage().0 as u64, n, "every file indexed");
     let index_per = disk.index_bytes() as f64 / n as f64;
 
     let m = env("EDGE_INDEX_OBJECTS", 10_000_000);
-    let before = rss_kib();
+    let before = bench::self_rss_kib();
     let index = Index::default();
     for i in 0..m {
         index.insert(Id::of(&slot(i)), 3000, 0);
     }
-    let big_rss_per = (rss_kib().saturating_sub(before) * 1024) as f64 / m as f64;
+    let big_rss_per = (bench::self_rss_kib().saturating_sub(before) * 1024) as f64 / m as f64;
     let big_per = index.heap_bytes() as f64 / m as f64;
     drop(index);
     print_table(

@@ -17,15 +17,6 @@ use bench::Zipf;
 use bench::{print_table, Row};
 use imagehost::hotcache::{simulated_hit_ratio, HotCache};
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// The child: `n` files of 64 bytes put into a hot cache at `dir`, 16 at a time.
 fn fill(dir: &std::path::Path, n: u64) {
     use futures::StreamExt;
@@ -52,23 +43,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--fill") {
-        return fill(std::path::Path::new(&args[2]), n);
-    }
-    let dir = tempfile::tempdir_in(".").expect("a temp dir on this disk");
-    let t0 = Instant::now();
     // Written through the cache itself (its file format), by a child, so that this process's
     // memory is the reopened index's alone.
-    let status = std::process::Command::new(&args[0])
-        .arg("--fill")
-        .arg(dir.path())
-        .status()
-        .expect("fill child");
-    assert!(status.success(), "fill child failed");
-    eprintln!("{n} files written in {:.1} s", t0.elapsed().as_secs_f64());
+    let Some(dir) = bench::filled_by_child(&format!("{n} files"), |d| fill(d, n)) else {
+        return;
+    };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let before = rss_kib();
+    let before = bench::self_rss_kib();
     let opened = Instant::now();
     let cache = HotCache::open(dir.path(), u64::MAX / 2).expect("open");
     let probe = name(n / 2);
@@ -79,7 +60,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let loaded = opened.elapsed();
-    let per_file = (rss_kib().saturating_sub(before) * 1024) as f64 / n as f64;
+    let per_file = (bench::self_rss_kib().saturating_sub(before) * 1024) as f64 / n as f64;
     assert_eq!(
         (cache.entries() as u64, cache.bytes()),
         (n, n * 64),

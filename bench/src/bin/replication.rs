@@ -28,28 +28,6 @@ fn fileserver(name: &str, a: &S3Access) -> blobstore::FileserverConfig {
     blobstore::FileserverConfig::s3(name, &a.endpoint, &a.access_key, &a.secret_key)
 }
 
-async fn put_all(store: &Arc<dyn BlobStore>, seeds: impl Iterator<Item = u64>) {
-    futures::stream::iter(seeds)
-        .map(|s| {
-            let store = store.clone();
-            async move {
-                let (k, d) = harness::content::upload(s, SIZE);
-                store
-                    .put(
-                        &Key::new(k).expect("key"),
-                        body_from_bytes(d),
-                        &PutOptions::default(),
-                    )
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(64)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("seed objects");
-}
-
 async fn keys(store: &Arc<dyn BlobStore>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut req = ListRequest::default();
@@ -194,7 +172,7 @@ fn main() {
     let dir = harness::tempdir();
 
     eprintln!("seeding {n} objects of {SIZE} bytes into fs0 …");
-    rt.block_on(put_all(&fs0, 0..n));
+    rt.block_on(bench::put_uploads(&fs0, 0..n, SIZE));
 
     // ---- cold backfill ------------------------------------------------------------------------
     eprintln!("rclone cold backfill …");
@@ -223,7 +201,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(n / 100);
     eprintln!("rclone after {churn} adds + {churn} takedowns …");
-    rt.block_on(put_all(&fs0, n..n + churn));
+    rt.block_on(bench::put_uploads(&fs0, n..n + churn, SIZE));
     rt.block_on(async {
         for s in 0..churn {
             fs0.delete(&Key::new(harness::content::upload(s, SIZE).0).expect("key"))
@@ -268,7 +246,7 @@ fn main() {
     .expect("start-up anti-entropy pass finished");
     let (adds, downs): (Vec<u64>, Vec<u64>) =
         ((n + churn..n + 2 * churn).collect(), (churn..2 * churn).collect());
-    rt.block_on(put_all(&fs0, adds.iter().copied()));
+    rt.block_on(bench::put_uploads(&fs0, adds.iter().copied(), SIZE));
     // Changes arrive concurrently, as from several imagehost nodes; each is fsynced before its 200.
     let start = Instant::now();
     let requests: Vec<(&str, String, String)> = adds
@@ -394,8 +372,8 @@ fn main() {
     // takedown: DELETE on both), issued directly with as many in flight as blobsync's workers.
     eprintln!("the same S3 calls issued directly …");
     let base = n + 2 * churn + 1500;
-    rt.block_on(put_all(&fs0, base..base + 2 * churn));
-    rt.block_on(put_all(&fs1, base + churn..base + 2 * churn));
+    rt.block_on(bench::put_uploads(&fs0, base..base + 2 * churn, SIZE));
+    rt.block_on(bench::put_uploads(&fs1, base + churn..base + 2 * churn, SIZE));
     let floor = rt.block_on(async {
         let start = Instant::now();
         futures::stream::iter(base..base + 2 * churn)

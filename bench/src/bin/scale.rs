@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use blobstore::{BlobStore, DirStore, Layout, ListRequest};
 use bytes::Bytes;
-use edge::cache::disk::{Disk, Record, Slot};
+use edge::cache::disk::Disk;
 use imagehost::hotcache::HotCache;
 use service::admission::Frequency;
 
@@ -32,25 +32,6 @@ struct Series {
     /// A cost per object that the design bounds (projected as its largest measure, not a law).
     bounded: bool,
     points: Vec<(f64, f64)>,
-}
-
-fn slot(i: u64) -> Slot {
-    let mut p = [0u8; 16];
-    p[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-    p[8..].copy_from_slice(&i.to_le_bytes());
-    (p, (i % 4 == 0).then_some([i as u8 | 1; 16]))
-}
-
-fn record(i: u64) -> Record {
-    Record {
-        url: Bytes::from(format!(
-            "images.hive.blog/p/{i:040x}?format=match&mode=fit&width=640"
-        )),
-        tags: Bytes::from_static(b"DQmscale"),
-        meta: (vec![1u8; 120], vec![2u8; 60]),
-        body: Bytes::from_static(&[7u8; 64]),
-        checked: 0,
-    }
 }
 
 fn main() {
@@ -106,8 +87,8 @@ fn main() {
             let hot = HotCache::open(&hot_dir, u64::MAX / 2).expect("hot cache");
             let data = Bytes::from_static(&[7u8; 64]);
             while have < n {
-                disk.write(&slot(have), &record(have), &everyone)
-                    .expect("edge write");
+                let (slot, rec) = bench::edge_object(have);
+                disk.write(&slot, &rec, &everyone).expect("edge write");
                 rt.block_on(hot.put(
                     &format!("U{:044x}_640x0_WEBP", have.wrapping_mul(0x9E37_79B9)),
                     &data,
