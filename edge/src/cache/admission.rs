@@ -40,16 +40,14 @@ impl<const N: usize> Admitting<N> {
         }
     }
 
-    /// Makes room for a new `item` of `size` bytes, the least recent object of the heaviest LRU
-    /// shard first, as long as each is asked for no more often than `item`. Returns the objects
-    /// pushed out and whether `item` may go in (if not, it is at the end of the list).
+    /// Makes room for `item` at `size` bytes (what it adds, if it is tracked already), the
+    /// least recent object of the heaviest LRU shard first, as long as each is asked for no more
+    /// often than `item`. Returns the objects pushed out and whether `item` may go in.
     fn make_room(&self, item: &CacheEntryKey, size: usize) -> (Vec<CacheEntryKey>, bool) {
         let mut out = Vec::new();
-        if self.lru.peek(item) {
-            return (out, true);
-        }
+        let adds = size.saturating_sub(self.lru.peek_weight(item).unwrap_or(0));
         let candidate = id(item);
-        while self.lru.total_size() + size > self.lru.weight_limit() {
+        while self.lru.total_size() + adds > self.lru.weight_limit() {
             let Some(shard) = (0..N)
                 .filter(|&s| self.lru.shard_len(s) > 0)
                 .max_by_key(|&s| self.lru.shard_weight(s))
@@ -59,6 +57,10 @@ impl<const N: usize> Admitting<N> {
             let Some(victim) = self.lru.peek_lru(shard) else {
                 break;
             };
+            if victim == *item {
+                // Itself the least recent: what it has is as much room as it gets.
+                break;
+            }
             if !self.store.frequency.admits_on_tie(&candidate, &id(&victim)) {
                 metrics::CACHE_MEMORY_REFUSED.inc();
                 return (out, false);
@@ -93,6 +95,8 @@ impl<const N: usize> EvictionManager for Admitting<N> {
     fn admit(&self, item: CacheEntryKey, size: usize, fresh_until: SystemTime) -> Vec<CacheEntryKey> {
         let (mut out, admitted) = self.make_room(&item, size);
         if !admitted {
+            // Dropped from memory by pingora; an earlier copy's entry goes with it.
+            self.lru.remove(CacheEntryKeyRef::from(&item));
             out.push(item);
             return out;
         }
@@ -146,5 +150,65 @@ impl<const N: usize> EvictionManager for Admitting<N> {
 
     async fn load(&self, dir_path: &str) -> Result<()> {
         self.lru.load(dir_path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::key::CompactCacheKey;
+
+    fn key(i: u8) -> CacheEntryKey {
+        CacheEntryKey::key_only(CompactCacheKey {
+            primary: [i; 16],
+            variance: None,
+            user_tag: "".into(),
+        })
+    }
+
+    fn admitting(limit: usize) -> Admitting<1> {
+        let store: &'static Store = Box::leak(Box::new(Store::new(
+            1 << 20,
+            None,
+            super::super::bans::Bans::in_memory(),
+            1024,
+        )));
+        Admitting::new(Manager::with_capacity(limit, 64), store)
+    }
+
+    /// A full tier keeps what is asked for more often, takes what is asked for as often (the
+    /// least recent goes), and weighs a refetched object at its new size.
+    #[test]
+    fn admission_by_frequency_and_weights_of_refetches() {
+        let now = SystemTime::now();
+        let a = admitting(1000);
+        let id = |i: u8| Id::of(&([i; 16], None));
+        for _ in 0..3 {
+            a.store.frequency.record(&id(1));
+        }
+        assert!(a.admit(key(1), 500, now).is_empty());
+        assert!(a.admit(key(2), 500, now).is_empty());
+        // Full. 1 is used again; 3, asked for once like 2 (now the least recent), replaces it.
+        assert!(a.access(&key(1), 500, now));
+        a.store.frequency.record(&id(2));
+        a.store.frequency.record(&id(3));
+        assert_eq!(a.admit(key(3), 500, now), vec![key(2)]);
+        // 1 is now the least recent, and asked for more often than 4: 4 is refused.
+        a.store.frequency.record(&id(4));
+        assert_eq!(a.admit(key(4), 500, now), vec![key(4)]);
+        assert!(a.lru.peek(&key(1)) && a.lru.peek(&key(3)));
+        assert_eq!(a.total_size(), 1000);
+        // A refetch of 3, larger, while 3 is asked for less than 1: refused, dropped whole.
+        assert_eq!(a.admit(key(3), 900, now), vec![key(3)]);
+        assert!(!a.lru.peek(&key(3)) && a.lru.peek(&key(1)));
+        assert_eq!(a.total_size(), 500);
+        // Asked for more often than 1, it gets in, then a larger refetch of it is weighed at its
+        // new size, room made by pushing 1 out.
+        for _ in 0..5 {
+            a.store.frequency.record(&id(3));
+        }
+        assert!(a.admit(key(3), 500, now).is_empty());
+        assert_eq!(a.admit(key(3), 900, now), vec![key(1)]);
+        assert_eq!((a.lru.peek_weight(&key(3)), a.total_size()), (Some(900), 900));
     }
 }
