@@ -81,6 +81,8 @@ impl Cache {
     /// Memory bytes tracked by the LRU, objects, and cumulative evictions (items, bytes).
     pub fn stats(&self) -> CacheStats {
         let (memory_bytes, disk) = self.store.usage();
+        // Once: it visits every shard of the disk index.
+        let index = self.store.disk_index();
         CacheStats {
             memory_bytes,
             memory_limit: self.config.memory_bytes,
@@ -89,8 +91,8 @@ impl Cache {
             evicted_bytes: self.eviction.evicted_size(),
             disk_objects: disk.map_or(0, |d| d.0),
             disk_bytes: disk.map_or(0, |d| d.1),
-            disk_loading: self.store.disk_index().is_some_and(|d| d.0),
-            disk_index_bytes: self.store.disk_index().map_or(0, |d| d.1),
+            disk_loading: index.is_some_and(|d| d.0),
+            disk_index_bytes: index.map_or(0, |d| d.1),
         }
     }
 
