@@ -110,7 +110,7 @@ impl Disk {
         }
         let path = self.path(id);
         match file::read_record(&path) {
-            Ok((rec, key)) if key == Some(*slot) => {
+            Ok((rec, key)) if key == *slot => {
                 if seen.is_none() {
                     self.index.insert_found(id, rec.size() as u32, rec.checked, None);
                 }
@@ -131,8 +131,9 @@ impl Disk {
                 ) =>
             {
                 tracing::warn!(error = %e, "disk cache: torn object dropped");
-                // Only the write that was read: a newer one of the same id stays.
-                if seen.is_none_or(|m| self.index.remove_written(id, m.written)) {
+                // Only the write that was read: a newer one of the same id stays. A file not
+                // indexed yet is the load's to remove.
+                if seen.is_some_and(|m| self.index.remove_written(id, m.written)) {
                     let _ = std::fs::remove_file(&path);
                 }
                 None

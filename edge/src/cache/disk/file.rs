@@ -1,9 +1,9 @@
 //! The disk tier's file layout. Current (`HIVEEDG3`): `MAGIC | u32 url_len | u32 tags_len |
 //! u32 meta0_len | u32 meta1_len | u64 body_len | u64 checked | primary[16] | u8 has_variance |
 //! variance[16] | url | tags | meta0 | meta1 | body`. The full key lets a read tell its object
-//! from another whose short id is the same. Files of the two earlier layouts (`HIVEEDG1`: no tags,
-//! no check number; `HIVEEDG2`: no key) are recognised, but hold no key: the load removes them
-//! and a read never serves them. A file whose length is not what its header promises is torn.
+//! from another whose short id is the same. Files of the two earlier layouts (`HIVEEDG1`,
+//! `HIVEEDG2`) hold no key: they are not objects of this layout, so the load removes them and a
+//! read never serves them. A file whose length is not what its header promises is torn.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -12,12 +12,10 @@ use bytes::Bytes;
 
 use super::Slot;
 
-const MAGIC_V1: &[u8; 8] = b"HIVEEDG1";
-const MAGIC_V2: &[u8; 8] = b"HIVEEDG2";
 const MAGIC: &[u8; 8] = b"HIVEEDG3";
-const HEADER_V1: usize = 8 + 4 + 4 + 4 + 8;
-const HEADER_V2: usize = 8 + 4 + 4 + 4 + 4 + 8 + 8;
-pub const HEADER: usize = HEADER_V2 + 16 + 1 + 16;
+/// Where the key starts: after the magic, four lengths, the body length and the check number.
+const KEY_AT: usize = 8 + 4 + 4 + 4 + 4 + 8 + 8;
+pub const HEADER: usize = KEY_AT + 16 + 1 + 16;
 
 /// One object as stored on disk.
 pub struct Record {
@@ -45,23 +43,22 @@ pub struct Head {
     pub checked: u64,
 }
 
-/// Field lengths, check number and key, from any layout's fixed header.
+/// Field lengths, check number and key, from the fixed header.
 pub struct Layout {
-    header: usize,
     url: usize,
     tags: usize,
     meta0: usize,
     meta1: usize,
     body: u64,
     pub checked: u64,
-    /// The full key (`None`: an earlier layout, which did not store it).
-    pub slot: Option<Slot>,
+    /// The full key.
+    pub slot: Slot,
 }
 
 impl Layout {
     /// The file length the header promises (saturating: a garbage header never matches a file).
     pub fn total(&self) -> u64 {
-        ((self.header + self.url + self.tags + self.meta0 + self.meta1) as u64).saturating_add(self.body)
+        ((HEADER + self.url + self.tags + self.meta0 + self.meta1) as u64).saturating_add(self.body)
     }
 }
 
@@ -71,36 +68,19 @@ fn layout(head: &[u8]) -> io::Result<Layout> {
     let key16 = |i: usize| -> [u8; 16] { head[i..i + 16].try_into().unwrap_or_default() };
     // A file shorter than any header (a torn write, an empty file after a power loss) is not
     // an object: refused, never indexed.
-    let magic = head.get(..8).unwrap_or_default();
-    if (magic == MAGIC && head.len() >= HEADER) || (magic == MAGIC_V2 && head.len() >= HEADER_V2) {
-        let slot = (magic == MAGIC).then(|| {
-            let variance = (head[HEADER_V2 + 16] == 1).then(|| key16(HEADER_V2 + 17));
-            (key16(HEADER_V2), variance)
-        });
-        return Ok(Layout {
-            header: if slot.is_some() { HEADER } else { HEADER_V2 },
-            url: u32_at(8),
-            tags: u32_at(12),
-            meta0: u32_at(16),
-            meta1: u32_at(20),
-            body: u64_at(24),
-            checked: u64_at(32),
-            slot,
-        });
+    if head.get(..8) != Some(&MAGIC[..]) || head.len() < HEADER {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a cache object"));
     }
-    if magic == MAGIC_V1 && head.len() >= HEADER_V1 {
-        return Ok(Layout {
-            header: HEADER_V1,
-            url: u32_at(8),
-            tags: 0,
-            meta0: u32_at(12),
-            meta1: u32_at(16),
-            body: u64_at(20),
-            checked: 0,
-            slot: None,
-        });
-    }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "not a cache object"))
+    let variance = (head[KEY_AT + 16] == 1).then(|| key16(KEY_AT + 17));
+    Ok(Layout {
+        url: u32_at(8),
+        tags: u32_at(12),
+        meta0: u32_at(16),
+        meta1: u32_at(20),
+        body: u64_at(24),
+        checked: u64_at(32),
+        slot: (key16(KEY_AT), variance),
+    })
 }
 
 fn torn() -> io::Error {
@@ -130,7 +110,7 @@ pub fn read_head(path: &Path) -> io::Result<(Head, Layout)> {
     let mut f = std::fs::File::open(path)?;
     let l = read_layout(&mut f)?;
     let mut rest = vec![0u8; l.url + l.tags];
-    f.seek(SeekFrom::Start(l.header as u64))?;
+    f.seek(SeekFrom::Start(HEADER as u64))?;
     f.read_exact(&mut rest)?;
     let tags = String::from_utf8_lossy(&rest[l.url..]).into_owned();
     rest.truncate(l.url);
@@ -142,14 +122,14 @@ pub fn read_head(path: &Path) -> io::Result<(Head, Layout)> {
     Ok((head, l))
 }
 
-/// A whole object, and the key its file holds (`None`: an earlier layout).
-pub fn read_record(path: &Path) -> io::Result<(Record, Option<Slot>)> {
+/// A whole object, and the key its file holds.
+pub fn read_record(path: &Path) -> io::Result<(Record, Slot)> {
     let data = Bytes::from(std::fs::read(path)?);
     let l = layout(&data[..data.len().min(HEADER)])?;
     if data.len() as u64 != l.total() {
         return Err(torn());
     }
-    let mut at = l.header;
+    let mut at = HEADER;
     let mut take = |n: usize| {
         let s = data.slice(at..at + n);
         at += n;
@@ -188,10 +168,10 @@ pub fn encode_head(slot: &Slot, rec: &Record) -> Vec<u8> {
     buf
 }
 
-/// Writes a file of an earlier layout (for tests of upgrades).
+/// Writes a file of the second, keyless layout (for tests of upgrades).
 #[cfg(test)]
 pub fn encode_v2(rec: &Record) -> Vec<u8> {
-    let mut buf = MAGIC_V2.to_vec();
+    let mut buf = b"HIVEEDG2".to_vec();
     for len in [rec.url.len(), rec.tags.len(), rec.meta.0.len(), rec.meta.1.len()] {
         buf.extend_from_slice(&(len as u32).to_le_bytes());
     }

@@ -123,11 +123,11 @@ impl Disk {
             }
             Err(_) => return Found::Unread,
         };
-        // Only whole objects of the current layout, under their own id.
-        let (Ok(size), Some(slot)) = (u32::try_from(layout.total()), layout.slot) else {
+        // Only whole objects, under their own id.
+        let Ok(size) = u32::try_from(layout.total()) else {
             return Found::Foreign;
         };
-        if Id::of(&slot) != id {
+        if Id::of(&layout.slot) != id {
             return Found::Foreign;
         }
         let secs = f
