@@ -57,8 +57,11 @@ pub struct DirStore {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Sidecar {
     size: u64,
-    /// Also the object's ETag.
+    /// sha256(`sha256_prefix` ‖ body), hex; also the object's ETag.
     sha256: String,
+    /// What the digest covers before the body (`PutOptions::digest_prefix`); usually empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sha256_prefix: String,
     /// Written empty, read never: versions before the SHA-256 ETag require the field (they took
     /// it for the ETag), so a rollback still reads these sidecars. Theirs held an MD5.
     #[serde(default)]
@@ -302,13 +305,14 @@ impl BlobStore for DirStore {
         let file = write::create(self.bucket.join(TMP_DIR), tmp.path().to_path_buf())
             .await
             .map_err(|e| self.unavailable(e))?;
-        let mut digest = DigestingWriter::trusting(opts.max_size, opts.known);
+        let mut digest = DigestingWriter::trusting(opts.max_size, opts.known, opts.digest_prefix);
         let file = write::stream_into(file, &mut body, &mut digest, |e| self.unavailable(e)).await?;
         let digests = digest.finish_checked()?;
 
         let sidecar = Sidecar {
             size: digests.size,
             sha256: digests.sha256_hex(),
+            sha256_prefix: opts.digest_prefix.to_string(),
             md5: String::new(),
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
@@ -530,6 +534,40 @@ mod tests {
         assert_eq!(put.digests, known);
         let head = store.head(&key).await.unwrap();
         assert_eq!((head.size, head.etag), (4000, Some(known.sha256_hex())));
+    }
+
+    /// With a digest prefix, what is hashed, recorded and returned is sha256(prefix ‖ body), and
+    /// a cache object so recorded is still found whole (and torn when it is not).
+    #[tokio::test]
+    async fn a_digest_prefix_is_recorded_with_the_digest() {
+        let root = tempfile::tempdir().unwrap();
+        let body = bytes::Bytes::from(vec![5u8; 3000]);
+        let mut salted = b"ImageSigningChallenge".to_vec();
+        salted.extend_from_slice(&body);
+        let want = crate::Digests::of(&salted).sha256;
+        for cache in [false, true] {
+            let store = DirStore::open("fs", root.path(), "b", Layout::Flat, true).unwrap();
+            let key = Key::new("DQmSalted").unwrap();
+            let opts = PutOptions {
+                cache,
+                digest_prefix: "ImageSigningChallenge",
+                ..PutOptions::default()
+            };
+            let put = store
+                .put(&key, crate::body_from_bytes(body.clone()), &opts)
+                .await
+                .unwrap();
+            assert_eq!((put.digests.size, put.digests.sha256), (3000, want));
+            assert_eq!(store.head(&key).await.unwrap().etag, Some(hex::encode(want)));
+            let got = store.get(&key, None).await.unwrap();
+            let read = crate::collect_body(got.body, u64::MAX).await.unwrap();
+            assert_eq!(read, body, "cache: {cache}");
+            if cache {
+                std::fs::write(root.path().join("b").join(key.as_str()), vec![6u8; 3000]).unwrap();
+                let torn = store.get(&key, None).await;
+                assert!(matches!(torn, Err(StoreError::NotFound { .. })), "{torn:?}");
+            }
+        }
     }
 
     /// A store written by an earlier version (sidecars with an MD5 beside the SHA-256) is read

@@ -351,7 +351,7 @@ impl BlobStore for S3Store {
 
     async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
         let stored = self.layout.stored_name(key)?;
-        let mut digest = DigestingWriter::new(opts.max_size);
+        let mut digest = DigestingWriter::trusting(opts.max_size, None, opts.digest_prefix);
         let first = fill_part(&mut body, &mut digest, self.part_size).await?;
         let etag = if first.len() < self.part_size {
             self.put_single(&stored, first, opts).await?

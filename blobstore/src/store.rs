@@ -52,6 +52,12 @@ pub struct PutOptions {
     /// written to two fileservers is then hashed once, not once more per fileserver). The size
     /// is still counted, and a body of another size is refused with nothing stored.
     pub known: Option<crate::Digests>,
+    /// What the put's SHA-256 covers before the body: a put computes, records and returns
+    /// sha256(prefix ‖ body), and `known` digests must be of that form. Empty (the default): the
+    /// body's plain SHA-256. Uploads give the imagehoster's challenge prefix, since their key is
+    /// that digest: one pass over an upload then gives its key, what its signature signs, and what
+    /// each fileserver records to check it by.
+    pub digest_prefix: &'static str,
 }
 
 /// What a successful put stored.

@@ -22,7 +22,19 @@ use crate::error::SyncError;
 use crate::limit::RateLimiter;
 use crate::metrics::{COPIES, COPY_BYTES, FAILURES};
 
-const PREFIX: &[u8] = b"ImageSigningChallenge";
+const PREFIX_TEXT: &str = "ImageSigningChallenge";
+const PREFIX: &[u8] = PREFIX_TEXT.as_bytes();
+
+/// What a copy's digest covers before the body (`PutOptions::digest_prefix`): an upload's is
+/// its key's own digest, so its bytes are hashed once, both to check them against the key and
+/// to check each target's copy against them.
+fn digest_prefix(key: &str) -> &'static str {
+    if expected_digest(key).is_some() {
+        PREFIX_TEXT
+    } else {
+        ""
+    }
+}
 
 /// One fileserver, opened for each mirrored bucket.
 #[derive(Debug, Clone)]
@@ -291,6 +303,7 @@ impl Replicator {
             cache: false,
             // Hashed by each fileserver as it writes: what it holds is checked against the key.
             known: None,
+            digest_prefix: digest_prefix(key.as_str()),
         };
         let mut feeds = Vec::new();
         let mut puts = Vec::new();
@@ -313,7 +326,8 @@ impl Replicator {
     }
 
     /// Sends the source's body to every feed, hashing it; ends every feed with `End` only if the
-    /// bytes hash to a content key's digest. The SHA-256 and size of what was sent.
+    /// bytes hash to a content key's digest. The SHA-256 (after [`digest_prefix`]) and size of
+    /// what was sent.
     async fn pump(
         &self,
         key: &Key,
@@ -321,8 +335,8 @@ impl Replicator {
         mut body: BodyStream,
         feeds: &[mpsc::Sender<Frame>],
     ) -> Result<([u8; 32], u64), SourceProblem> {
-        let mut hasher = KeyHasher::default();
         let mut sha = Sha256::new();
+        sha.update(digest_prefix(key.as_str()).as_bytes());
         let mut bytes = 0u64;
         while let Some(chunk) = body.next().await {
             // On error, the feeds are dropped without `End`: every target's put fails.
@@ -332,21 +346,19 @@ impl Replicator {
                 l.acquire(chunk.len() as u64).await;
             }
             bytes += chunk.len() as u64;
-            hasher.update(&chunk);
             sha.update(&chunk);
             for tx in feeds {
                 let _ = tx.send(Frame::Data(chunk.clone())).await;
             }
         }
-        if let Some(want) = expected_digest(key.as_str()) {
-            if !hasher.matches(&want) {
-                return Err(SourceProblem::Corrupt);
-            }
+        let sha: [u8; 32] = sha.finalize().into();
+        if expected_digest(key.as_str()).is_some_and(|want| want != sha) {
+            return Err(SourceProblem::Corrupt);
         }
         for tx in feeds {
             let _ = tx.send(Frame::End).await;
         }
-        Ok((sha.finalize().into(), bytes))
+        Ok((sha, bytes))
     }
 }
 

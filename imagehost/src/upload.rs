@@ -163,7 +163,9 @@ async fn key_speaks_for(
 ) -> Result<bool, ApiError> {
     match checked {
         Checked::Signature(sig, checksum_route) => Ok(sig
-            .recover(&digests.signed_digest(*checksum_route))
+            .recover(&digests.signed_digest(*checksum_route).ok_or(ApiError::Internal(
+                "the upload's plain digest was not computed".into(),
+            ))?)
             .is_ok_and(|k| account.key_may_upload(&k))),
         Checked::Token(token) => {
             let Ok(key) = token.signature.recover(&token.digest) else {
@@ -231,9 +233,11 @@ async fn handle(
     let cfg = &s.config.upload;
     let (username, checked) = check_proof(&s.config.hivesigner, proof)?;
 
+    let checksum_route = matches!(checked, Checked::Signature(_, true));
     let received = intake::receive(
         &headers,
         body,
+        checksum_route,
         cfg.max_image_size,
         cfg.spool_memory,
         s.spool_dir.clone(),
@@ -271,15 +275,16 @@ async fn handle(
         metadata: [("uploader".to_string(), account.name.clone())].into(),
         // Uploads are the only copy: durable before the 200.
         cache: false,
-        // Hashed once here, not again by each fileserver.
+        // Hashed once here, not again by each fileserver, and by the key's own digest.
         known: received.known_digests(),
+        digest_prefix: crate::keys::CHALLENGE_PREFIX_TEXT,
     };
     let quorum = cfg.write_quorum.min(s.stores.servers.len()).max(1);
     write::write_all(
         &s.stores.servers,
         &key,
         Arc::new(received.body),
-        received.digests.data_hash,
+        received.digests.image_hash,
         opts,
         quorum,
         s.replication.clone(),

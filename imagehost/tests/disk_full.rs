@@ -74,7 +74,7 @@ fn a_full_spool_disk_is_a_clear_507_and_loses_nothing() {
         )
     });
     let upload = |data: &[u8]| {
-        let sig = sign(&key, &UploadDigests::of(data).signed_digest(false));
+        let sig = sign(&key, &UploadDigests::of(data).image_hash);
         let (ty, body) = harness::http::multipart_file(data, "a.jpg");
         harness::http::request(
             addr,

@@ -114,7 +114,7 @@ fn main() {
             com.extend_from_slice(&((tag.len() + 2) as u16).to_be_bytes());
             com.extend_from_slice(tag.as_bytes());
             img.splice(2..2, com);
-            let sig = sign(&key, &UploadDigests::of(&img).signed_digest(false));
+            let sig = sign(&key, &UploadDigests::of(&img).image_hash);
             (format!("/bench.user/{sig}"), img)
         })
         .collect();
@@ -212,7 +212,7 @@ return wrk.format(\"GET\", \"/p/{b58}?width=\" .. w .. \"&height=\" .. h .. \"&f
             .collect();
         let signer: Signer = {
             let key = key.clone();
-            Arc::new(move |img: &[u8]| sign(&key, &UploadDigests::of(img).signed_digest(false)))
+            Arc::new(move |img: &[u8]| sign(&key, &UploadDigests::of(img).image_hash))
         };
         soak_mix(
             edge,

@@ -1,8 +1,8 @@
 //! imagehost end to end against its own pipeline (release binaries): one imagehost pinned to core
 //! 0, and this process (its loopback origin and every client) on core 1. First signed 1 MiB
 //! uploads, 8 clients, quorum 2 over two directory fileservers (fsync before the answer):
-//! uploads/s, imagehost's CPU per upload beside the floor of the work no upload can skip (its two
-//! SHA-256 digests and the signature's key recovery, timed alone in a child process), and its
+//! uploads/s, imagehost's CPU per upload beside the floor of the work no upload can skip (its
+//! SHA-256 digest and the signature's key recovery, timed alone in a child process), and its
 //! peak RSS. Then cold `/p/` resizes of a
 //! 1200×800 and a 4000×3000 q90 JPEG, each request a new width (so each is a render), 4 clients:
 //! resizes/s, and imagehost's CPU per resize (from `/proc/<pid>/stat`) beside the pipeline's own
@@ -24,7 +24,7 @@ use bench::{cpu_of, pinned, print_table, Row};
 use harness::origin::{Origin, Reply};
 use harness::process::{peak_rss_kib, Killed};
 use imagehost::auth::signature::sign;
-use imagehost::keys::UploadDigests;
+use imagehost::keys::{UploadDigests, UploadHasher};
 use imagehost::pipeline::{self, AvifSource, Input, Output, Request, Settings};
 use imagehost::proxy::options::Mode;
 
@@ -83,7 +83,7 @@ fn pipeline_only(file: &str, n: u32, round: u32) {
     println!("{bytes}");
 }
 
-/// The child: `n` times the two digests of a distinct 1 MiB body and the recovery of its
+/// The child: `n` times the digest of a distinct 1 MiB body and the recovery of its
 /// signer; prints the milliseconds those took (the body's making and its signing, the client's
 /// work, are not counted; nothing else runs then, so time on the clock is CPU time).
 fn floor_only(n: usize) {
@@ -92,11 +92,13 @@ fn floor_only(n: usize) {
     let mut spent = Duration::ZERO;
     for i in 0..n {
         let body = upload_body(&base, i);
-        let sig = sign(&key, &UploadDigests::of(&body).signed_digest(false));
+        let sig = sign(&key, &UploadDigests::of(&body).image_hash);
         let t0 = Instant::now();
-        let digests = UploadDigests::of(&body);
+        let mut hasher = UploadHasher::new(false);
+        hasher.update(&body);
+        let digests = hasher.finish();
         let parsed = imagehost::auth::signature::HiveSignature::parse(&sig).expect("signature");
-        let signer = parsed.recover(&digests.signed_digest(false)).expect("recover");
+        let signer = parsed.recover(&digests.image_hash).expect("recover");
         spent += t0.elapsed();
         std::hint::black_box(signer);
     }
@@ -228,7 +230,7 @@ fn main() {
     let bodies: Vec<(String, Vec<u8>)> = (0..UPLOADS)
         .map(|i| {
             let img = upload_body(&base, i);
-            let sig = sign(&key, &UploadDigests::of(&img).signed_digest(false));
+            let sig = sign(&key, &UploadDigests::of(&img).image_hash);
             (format!("/bench.user/{sig}"), img)
         })
         .collect();

@@ -126,7 +126,7 @@ fn main() {
             com.extend_from_slice(tag.as_bytes());
             img.splice(2..2, com);
             let digests = UploadDigests::of(&img);
-            let sig = sign(&key, &digests.signed_digest(false));
+            let sig = sign(&key, &digests.image_hash);
             let (ty, body) = harness::http::multipart_file(&img, "b.jpg");
             let r = harness::http::request(
                 addr,

@@ -36,7 +36,10 @@ pub fn check(sidecar: Option<&[u8]>, size: u64) -> Check {
 
 /// Whether a whole body matches its sidecar's SHA-256.
 pub fn intact(sidecar: &Sidecar, body: &[u8]) -> bool {
-    hex::encode(Sha256::digest(body)) == sidecar.sha256
+    let mut h = Sha256::new();
+    h.update(sidecar.sha256_prefix.as_bytes());
+    h.update(body);
+    hex::encode(h.finalize()) == sidecar.sha256
 }
 
 #[cfg(test)]
@@ -47,6 +50,7 @@ mod tests {
         serde_json::to_vec(&Sidecar {
             size: body.len() as u64,
             sha256: hex::encode(Sha256::digest(body)),
+            sha256_prefix: String::new(),
             md5: String::new(),
             content_type: None,
             metadata: Default::default(),

@@ -80,6 +80,7 @@ pub async fn round_trip_with_metadata(b: Backend) {
             max_size: None,
             cache: false,
             known: None,
+            digest_prefix: "",
         };
         let put = store
             .put(&k, body_from_bytes(data.clone()), &opts)
@@ -87,6 +88,23 @@ pub async fn round_trip_with_metadata(b: Backend) {
             .expect("put");
         let expected = Digests::of(&data);
         assert_eq!(put.digests, expected, "digests computed in the same pass");
+        // With a digest prefix, the digest covers it before the body (an upload's key digest).
+        let salted = key("DsaltedCopy");
+        let prefixed = PutOptions {
+            digest_prefix: "ImageSigningChallenge",
+            ..PutOptions::default()
+        };
+        let put_salted = store
+            .put(&salted, body_from_bytes(data.clone()), &prefixed)
+            .await
+            .expect("put with a prefix");
+        let mut challenge = b"ImageSigningChallenge".to_vec();
+        challenge.extend_from_slice(&data);
+        assert_eq!(
+            (put_salted.digests.size, put_salted.digests.sha256),
+            (data.len() as u64, Digests::of(&challenge).sha256)
+        );
+        store.delete(&salted).await.expect("delete");
         // A strong validator of the content: S3 servers give the MD5 of a single-part object,
         // a directory fileserver the SHA-256 it computed while writing (no MD5 pass).
         let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&data));

@@ -132,14 +132,14 @@ mod tests {
         assert_eq!(
             HiveSignature::parse(SIG)
                 .unwrap()
-                .recover(&d.signed_digest(false))
+                .recover(&d.signed_digest(false).unwrap())
                 .unwrap(),
             PUBLIC
         );
         assert_eq!(
             HiveSignature::parse(CS_SIG)
                 .unwrap()
-                .recover(&d.signed_digest(true))
+                .recover(&d.signed_digest(true).unwrap())
                 .unwrap(),
             PUBLIC
         );

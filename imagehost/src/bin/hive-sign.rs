@@ -104,7 +104,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             println!(
                 "{}",
-                sign(&key, &UploadDigests::of(&data).signed_digest(checksum))
+                sign(
+                    &key,
+                    &UploadDigests::of(&data)
+                        .signed_digest(checksum)
+                        .ok_or("no digest")?
+                )
             );
         }
         Cmd::ProxyUrl { url, base, options } => {

@@ -20,14 +20,15 @@ pub struct Received {
 }
 
 impl Received {
-    /// What a fileserver would compute of the bytes, when they are held in memory: each
-    /// fileserver then records these instead of hashing the body again. A file spool is read
-    /// back from disk, so the fileservers hash what they read.
+    /// What a fileserver would compute of the bytes (with the challenge prefix as the digest
+    /// prefix: the key's digest), when they are held in memory: each fileserver then records
+    /// these instead of hashing the body again. A file spool is read back from disk, so the
+    /// fileservers hash what they read.
     pub fn known_digests(&self) -> Option<blobstore::Digests> {
         match &self.body {
             Spooled::Memory(_) => Some(blobstore::Digests {
                 size: self.body.len(),
-                sha256: self.digests.data_hash,
+                sha256: self.digests.image_hash,
             }),
             Spooled::File { .. } => None,
         }
@@ -35,10 +36,12 @@ impl Received {
 }
 
 /// Checks the headers (multipart, numeric Content-Length within the limit), then streams the
-/// first file part into a spool. Nothing beyond `max_size` bytes is ever read.
+/// first file part into a spool, hashed for `checksum_route`'s signature rule. Nothing beyond
+/// `max_size` bytes is ever read.
 pub async fn receive(
     headers: &HeaderMap,
     body: Body,
+    checksum_route: bool,
     max_size: u64,
     spool_memory: usize,
     spool_dir: Arc<Path>,
@@ -74,7 +77,7 @@ pub async fn receive(
             continue;
         };
         let mut spool = Spool::new(spool_memory, spool_dir);
-        let mut hasher = UploadHasher::default();
+        let mut hasher = UploadHasher::new(checksum_route);
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             if spool.len() + chunk.len() as u64 > max_size {
                 return Err(ApiError::PayloadTooLarge);

@@ -30,7 +30,8 @@ pub struct Acknowledged {
     pub holders: usize,
 }
 
-/// Writes `body` under `key` to every server; returns once `quorum` hold it, or an error naming
+/// Writes `body` under `key` to every server, each put checked to return `sha256` (the digest
+/// `opts` asks for); returns once `quorum` hold it, or an error naming
 /// every failure once that can no longer happen. The writes still running go on in the
 /// background; when all are done, servers that missed the object are reported to replication.
 pub async fn write_all(

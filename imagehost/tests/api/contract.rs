@@ -24,6 +24,9 @@ type Refused<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a 
 async fn contract(backend: Backend) {
     let f = Fixture::start(backend, |_, _, _| {}).await;
     let accepted = uploads_that_succeed(&f).await;
+    if backend == Backend::Directory {
+        uploads_record_their_key_digest(&f, &accepted).await;
+    }
     uploads_refused_store_nothing(&f, &accepted).await;
     serving(&f).await;
     headers_on_every_response(&f).await;
@@ -99,6 +102,26 @@ async fn uploads_that_succeed(f: &Fixture) -> BTreeSet<String> {
     );
 
     accepted
+}
+
+/// Every upload was hashed once, for its key: a directory fileserver records that digest (the
+/// key's own, sha256 of the challenge prefix and the bytes) as the object's ETag.
+async fn uploads_record_their_key_digest(f: &Fixture, accepted: &BTreeSet<String>) {
+    for store in &f.stores {
+        for key in accepted {
+            let head = store
+                .head(&blobstore::Key::new(key.as_str()).unwrap())
+                .await
+                .unwrap();
+            let multihash = bs58::decode(&key[1..]).into_vec().unwrap();
+            assert_eq!(
+                head.etag,
+                Some(hex::encode(&multihash[2..])),
+                "{key} on {}",
+                store.describe()
+            );
+        }
+    }
 }
 
 /// Uploads refused with the reference's status and error body; none of them stored anything.

@@ -298,7 +298,12 @@ pub fn fresh_key() -> SigningKey {
 }
 
 pub fn signature(key: &SigningKey, data: &[u8], checksum_route: bool) -> String {
-    sign(key, &UploadDigests::of(data).signed_digest(checksum_route))
+    sign(
+        key,
+        &UploadDigests::of(data)
+            .signed_digest(checksum_route)
+            .expect("both digests"),
+    )
 }
 
 pub fn json(r: &Response) -> serde_json::Value {
