@@ -6,10 +6,11 @@
 //! not seen yet ([`index`]). A full cache admits a new file only if its key is asked for more
 //! often than the file it would push out ([`service::admission`]).
 //!
-//! Files are written without fsync (the cache is rebuildable), so each ends in a trailer with
-//! the length and CRC-32 of the bytes before it: a file a power loss left short, empty or
-//! garbled is found on read, removed, and counted as a miss, never served.
+//! Files are written without fsync (the cache is rebuildable), so each ends in a trailer
+//! ([`file`]): a file a power loss left short, empty or garbled is found on read, removed, and
+//! counted as a miss, never served.
 
+mod file;
 mod index;
 mod load;
 
@@ -21,28 +22,8 @@ use bytes::Bytes;
 use crate::metrics::{HOTCACHE_BYTES, HOTCACHE_EVENTS};
 use index::Index;
 
-/// The end of every cache file: this tag, the CRC-32 of the bytes before it and their length
-/// (both little-endian).
-const TAG: &[u8; 4] = b"HC1\0";
-const TRAILER: usize = 16;
-
-fn trailer(data: &[u8]) -> [u8; TRAILER] {
-    let mut t = [0u8; TRAILER];
-    t[..4].copy_from_slice(TAG);
-    t[4..8].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
-    t[8..].copy_from_slice(&(data.len() as u64).to_le_bytes());
-    t
-}
-
-/// The bytes of a cache file whose trailer vouches for them; `None` if it is torn.
-fn unsealed(mut file: Vec<u8>) -> Option<Bytes> {
-    let body = file.len().checked_sub(TRAILER)?;
-    if file[body..] != trailer(&file[..body]) {
-        return None;
-    }
-    file.truncate(body);
-    Some(Bytes::from(file))
-}
+pub use file::Unsealed as Cached;
+use file::TRAILER;
 
 /// The file size the admission sketch is sized for (a variant or a small original).
 const TYPICAL_FILE: u64 = 32 << 10;
@@ -139,6 +120,11 @@ impl HotCache {
     }
 
     pub async fn get(&self, key: &str) -> Option<Bytes> {
+        self.get_with_digest(key).await.map(|c| c.bytes)
+    }
+
+    /// The bytes under `key`, with the content digest they were put with, if any.
+    pub async fn get_with_digest(&self, key: &str) -> Option<Cached> {
         let (known, loading) = {
             let mut index = self.lock();
             index.record(key);
@@ -150,27 +136,34 @@ impl HotCache {
             HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();
             return None;
         }
-        match tokio::fs::read(self.dir.join(key)).await.map(unsealed) {
-            Ok(None) => {
+        let read = tokio::fs::read(self.dir.join(key)).await.map(|file| {
+            // What the index counts of a file: all but its trailer (as the scan does).
+            let stored = file.len().saturating_sub(TRAILER) as u64;
+            (file::unseal(file), stored)
+        });
+        match read {
+            Ok((None, _)) => {
                 tracing::warn!(key, "hot cache file torn (cut short by a crash); removed");
                 HOTCACHE_EVENTS.with_label_values(&["torn"]).inc();
                 self.forget(key);
                 None
             }
-            Ok(Some(data)) => {
+            Ok((Some(data), stored)) => {
                 if !known {
-                    // On disk, not indexed yet: indexed now, unless taken down meanwhile, or
-                    // unless the load ended meanwhile (then the scan saw the file, and it is not
-                    // indexed because it was removed since).
+                    // On disk, not indexed when looked up: indexed now, unless taken down
+                    // meanwhile, or unless the load ended meanwhile without indexing it (then the
+                    // scan saw the file, and it is not indexed because it was removed since). The
+                    // scan may also have indexed it meanwhile: then it is a hit like any other.
                     let mut index = self.lock();
-                    if index.doomed(key) || !index.loading() {
+                    let indexed = index.touch(key);
+                    if index.doomed(key) || !(indexed || index.loading()) {
                         drop(index);
                         let _ = std::fs::remove_file(self.dir.join(key));
                         HOTCACHE_EVENTS.with_label_values(&["miss"]).inc();
                         return None;
                     }
-                    if !index.touch(key) {
-                        index.insert(key, data.len() as u64);
+                    if !indexed {
+                        index.insert(key, stored);
                     }
                 }
                 HOTCACHE_EVENTS.with_label_values(&["hit"]).inc();
@@ -191,10 +184,17 @@ impl HotCache {
 
     /// Stores `data` under `key` (temp file + rename, so a reader never sees half a file).
     pub async fn put(&self, key: &str, data: &Bytes) {
-        if !file_name_ok(key) || data.len() as u64 > self.max_bytes / 4 {
+        self.put_with_digest(key, data, None).await
+    }
+
+    /// As `put`, with the content digest of `data` (an original's; see [`file`]).
+    pub async fn put_with_digest(&self, key: &str, data: &Bytes, digest: Option<[u8; 32]>) {
+        let tail = file::tail(data, digest.as_ref());
+        let stored = (data.len() + tail.len() - TRAILER) as u64;
+        if !file_name_ok(key) || stored > self.max_bytes / 4 {
             return;
         }
-        if !self.lock().admits(key, data.len() as u64, self.max_bytes) {
+        if !self.lock().admits(key, stored, self.max_bytes) {
             HOTCACHE_EVENTS.with_label_values(&["rejected"]).inc();
             return;
         }
@@ -203,7 +203,7 @@ impl HotCache {
         let result = tokio::task::spawn_blocking(move || {
             let mut f = std::fs::File::create(&tmp2)?;
             std::io::Write::write_all(&mut f, &body)?;
-            std::io::Write::write_all(&mut f, &trailer(&body))?;
+            std::io::Write::write_all(&mut f, &tail)?;
             drop(f);
             std::fs::rename(&tmp2, dest)
         })
@@ -216,7 +216,7 @@ impl HotCache {
             return;
         }
         HOTCACHE_EVENTS.with_label_values(&["write"]).inc();
-        self.lock().insert(key, data.len() as u64);
+        self.lock().insert(key, stored);
         self.evict();
     }
 
@@ -274,7 +274,7 @@ mod tests {
     use super::*;
 
     fn sealed(data: &[u8]) -> Vec<u8> {
-        [data, &trailer(data)[..]].concat()
+        file::seal(data, None)
     }
 
     /// A file cut short, emptied, garbled or written by something else is a miss, and removed;
@@ -396,6 +396,32 @@ mod tests {
         assert!(cache.get("hot").await.is_some(), "the hot file stayed");
         // Some tail keys look asked for more than once: the sketch counts them in shared slots.
         assert!(taken < 200, "most of the tail was refused: {taken} of 2000 taken");
+    }
+
+    /// An original's content digest is kept with its bytes, across a restart; a variant has none.
+    #[tokio::test]
+    async fn an_originals_digest_is_kept_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = [3u8; 32];
+        let original = Bytes::from_static(b"an original's bytes");
+        {
+            let cache = HotCache::open(dir.path(), 1 << 20).unwrap();
+            cache.loaded().await;
+            cache.put_with_digest("U1", &original, Some(digest)).await;
+            cache.put("U1_100x0", &Bytes::from_static(b"a variant")).await;
+            assert_eq!(cache.bytes(), original.len() as u64 + 32 + 9);
+        }
+        let cache = HotCache::open(dir.path(), 1 << 20).unwrap();
+        let got = cache.get_with_digest("U1").await.unwrap();
+        assert_eq!((got.bytes, got.digest), (original.clone(), Some(digest)));
+        assert_eq!(cache.get("U1").await, Some(original));
+        assert_eq!(cache.get_with_digest("U1_100x0").await.unwrap().digest, None);
+        cache.loaded().await;
+        assert_eq!(
+            cache.bytes(),
+            19 + 32 + 9,
+            "the scan counts files as the writes did"
+        );
     }
 
     /// Before its scan has started, the cache serves what is on disk, takes writes, and a

@@ -187,13 +187,15 @@ async fn produce(
     let settings = s.settings.clone();
     let data = orig.bytes.clone();
     let remote = matches!(source, Source::Remote { .. });
-    let (content_key, rendered) = s
+    let known = orig.content_digest;
+    let (content_digest, rendered) = s
         .pool
         .run(job.cost, move || {
             // A fetched copy that is byte for byte one of our uploads answers to that upload's
-            // takedown, wherever it is hosted; hashed here, off the runtime.
-            let content_key = remote.then(|| crate::keys::upload_key_of(&data));
-            (content_key, pipeline::render(&data, input, &req, &settings))
+            // takedown, wherever it is hosted; hashed here, off the runtime, unless the hot cache
+            // kept the digest with the bytes (an original is hashed once, not once per size).
+            let digest = remote.then(|| known.unwrap_or_else(|| crate::keys::upload_digest_of(&data)));
+            (digest, pipeline::render(&data, input, &req, &settings))
         })
         .await
         .map_err(|e| match e {
@@ -201,6 +203,7 @@ async fn produce(
             crate::pool::PoolError::Panicked => ApiError::Internal("image job panicked".into()),
         })?;
     let rendered = rendered.map_err(refused)?;
+    let content_key = content_digest.as_ref().map(crate::keys::key_of_hash);
     // Checked again after the render: a takedown that landed meanwhile stops the bytes before
     // anything is cached or stored.
     let taken_down = |s: &crate::state::Inner| {
@@ -209,7 +212,7 @@ async fn produce(
     if taken_down(s) {
         return Err(ApiError::Blacklisted);
     }
-    original::keep(&state, &orig).await;
+    original::keep(&state, &orig, content_digest).await;
     if rendered.passthrough {
         RENDERS.with_label_values(&["passthrough"]).inc();
         return Ok(Arc::new(Variant {

@@ -39,7 +39,7 @@ pub fn scan(dir: &Path, index: &Mutex<Index>) -> usize {
                     .ok()
                     .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_millis() as u64);
-                // The bytes a file holds, without its trailer (a torn one is found on read).
+                // The bytes a file holds but its trailer (a torn one is found on read).
                 let size = meta.len().saturating_sub(super::TRAILER as u64);
                 batch.push((name, size, mtime_ms));
                 if batch.len() == BATCH {

@@ -26,6 +26,7 @@ fn typed(key: &str, bytes: Bytes, from: From, held: Held) -> Result<Original, Ap
         mime,
         from,
         held: Arc::new(held),
+        content_digest: None,
     })
 }
 
@@ -33,15 +34,17 @@ fn busy(_: Full) -> ApiError {
     ApiError::Unavailable("originals in memory at their budget".into())
 }
 
-/// After a successful render: keep the original in the hot cache and, if it was fetched, in the
-/// proxy store.
-pub async fn keep(state: &AppState, original: &Original) {
+/// After a successful render: keep the original in the hot cache (with its content digest, when
+/// the render computed it) and, if it was fetched, in the proxy store.
+pub async fn keep(state: &AppState, original: &Original, content_digest: Option<[u8; 32]>) {
     let s = state.inner();
     if original.from == From::HotCache {
         return;
     }
     if let Some(cache) = &s.hotcache {
-        cache.put(&original.key, &original.bytes).await;
+        cache
+            .put_with_digest(&original.key, &original.bytes, content_digest)
+            .await;
     }
     if original.from == From::Fetch {
         super::store_in_background(state, &original.key, &original.bytes, original.mime);
@@ -52,10 +55,15 @@ pub async fn get(state: &AppState, source: &Source) -> Result<Original, ApiError
     let s = state.inner();
     let key = source.key().to_string();
     if let Some(cache) = &s.hotcache {
-        if let Some(bytes) = cache.get(&key).await {
+        if let Some(cached) = cache.get_with_digest(&key).await {
             let held = Held::default();
-            s.inputs.hold(&held, bytes.len() as u64).await.map_err(busy)?;
-            return typed(&key, bytes, From::HotCache, held);
+            s.inputs
+                .hold(&held, cached.bytes.len() as u64)
+                .await
+                .map_err(busy)?;
+            let mut original = typed(&key, cached.bytes, From::HotCache, held)?;
+            original.content_digest = cached.digest;
+            return Ok(original);
         }
     }
     let (state2, source2) = (state.clone(), source.clone());

@@ -29,6 +29,9 @@ pub struct Original {
     /// Where it came from: only fetched originals are written to the proxy store, and only once
     /// they rendered (a file that fails the pipeline is never kept).
     pub from: OriginalFrom,
+    /// `keys::upload_digest_of(bytes)`, when known without hashing them again (the hot cache
+    /// keeps it with a fetched original).
+    pub content_digest: Option<[u8; 32]>,
 }
 
 /// Where an [`Original`] was found.

@@ -136,6 +136,13 @@ async fn a_takedown_reaches_aliases_of_our_host_and_byte_identical_copies_elsewh
         );
     }
     assert_eq!(origin.hits(), 1, "only the copy elsewhere is fetched");
+    // Another size of the copy renders from the hot cache, which kept the bytes' content digest
+    // with them: still tagged with the upload it is, though not hashed again.
+    let r = f.get(&p(&copy, "width=39")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tags = r.header("surrogate-key").unwrap_or_default();
+    assert!(tags.split(' ').any(|t| t == key), "from the hot cache: {tags}");
+    assert_eq!(origin.hits(), 1, "read from the hot cache, not fetched");
 
     let body = serde_json::json!({ "keys": [key] }).to_string();
     let r = tokio::task::spawn_blocking(move || {
