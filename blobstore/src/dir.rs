@@ -3,11 +3,14 @@
 //! Layout of one bucket directory:
 //! - `<stored name>`: the object's bytes, exactly as the imagehoster's fs store keeps them, so an
 //!   existing store is served in place;
-//! - `.meta/<stored name>.json`: content type, user metadata and digests (absent for old objects);
-//! - `.tmp/`: bodies being written. A put streams into a temp file and writes its sidecar beside
-//!   it; both are synced, renamed into place (sidecar first) and their directories synced, in a
-//!   group commit with the other puts waiting at the time ([`commit`]): readers see all or
-//!   nothing, and a put is acknowledged only once all of it is on disk.
+//! - its sidecar (content type, user metadata and digests; absent for old objects): in an
+//!   extended attribute of the body file ([`xattr`]), or where the filesystem takes none, in
+//!   `.meta/<stored name>.json`;
+//! - `.tmp/`: bodies being written. A put streams into a temp file and records its sidecar on it
+//!   (or writes the sidecar file beside it); all is synced, renamed into place (a sidecar file
+//!   first) and the directories synced, in a group commit with the other puts waiting at the time
+//!   ([`commit`]): readers see all or nothing, and a put is acknowledged only once all of it is
+//!   on disk.
 //! - cache puts (`PutOptions::cache`) skip the fsyncs and keep their sidecar as
 //!   `.meta/<stored name>.cache.json`, against which reads check the body ([`cache`]).
 //!
@@ -33,6 +36,7 @@ mod cache;
 mod commit;
 mod listing;
 mod write;
+mod xattr;
 
 pub use commit::CommitStats;
 
@@ -52,6 +56,8 @@ pub struct DirStore {
     committer: commit::Committer,
     /// Sorted names of the last large directory listed, for the pages that follow.
     listings: std::sync::Arc<listing::Listings>,
+    /// Whether durable puts record their sidecar in an attribute of the body file.
+    xattrs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,12 +107,13 @@ impl DirStore {
             });
         }
         let dir = root.join(bucket_key.as_str());
-        let store = Self {
+        let mut store = Self {
             name: format!("{name}/{bucket}"),
             bucket: dir.clone(),
             layout,
             committer: commit::Committer::new(dir),
             listings: Default::default(),
+            xattrs: false,
         };
         if create {
             std::fs::create_dir_all(store.bucket.join(TMP_DIR)).map_err(|e| store.unavailable(e))?;
@@ -116,6 +123,11 @@ impl DirStore {
                 store: store.name.clone(),
                 reason: format!("bucket directory {} does not exist", store.bucket.display()),
             });
+        }
+        let tmp = store.bucket.join(TMP_DIR);
+        store.xattrs = std::fs::create_dir_all(&tmp).is_ok() && xattr::supported(&tmp);
+        if !store.xattrs {
+            tracing::info!(store = %store.name, "no user attributes here: sidecars are kept as files");
         }
         let removed = store.remove_stale_temps(STALE_TEMP);
         if removed > 0 {
@@ -228,13 +240,27 @@ impl DirStore {
         }
     }
 
-    /// An object's metadata, from its cache sidecar when it is a cache object (`Err`: torn).
+    /// The sidecar recorded on the body file itself, if any (durable puts where attributes
+    /// work); one of another size is not this body's.
+    async fn attribute_sidecar(&self, stored: &str, size: u64) -> Option<Sidecar> {
+        let path = self.bucket.join(stored);
+        let value = write::blocking(move || xattr::get(&path)).await.ok()??;
+        serde_json::from_slice::<Sidecar>(&value)
+            .ok()
+            .filter(|s| s.size == size)
+    }
+
+    /// An object's metadata: from the attribute of its body file, else from its cache sidecar
+    /// when it is a cache object (`Err`: torn), else from its sidecar file.
     async fn checked_meta(
         &self,
         stored: &str,
         size: u64,
         modified: Option<SystemTime>,
     ) -> Result<(ObjectMeta, Option<Sidecar>), StoreError> {
+        if let Some(s) = self.attribute_sidecar(stored, size).await {
+            return Ok((meta_of(s, modified), None));
+        }
         match self.cache_check(stored, size).await? {
             cache::Check::NotCache => Ok((self.read_meta(stored, size, modified).await, None)),
             cache::Check::Torn => Err(StoreError::NotFound {
@@ -318,9 +344,39 @@ impl BlobStore for DirStore {
             metadata: opts.metadata.clone(),
         };
         let json = serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))?;
+        let durable = !opts.cache;
+        let body_path = self.bucket.join(&stored);
+        let file = if durable && self.xattrs {
+            // The sidecar on the body file: one file to sync and rename. Sidecar files of earlier
+            // puts of this key go first (the attribute would win on read anyway).
+            let stale = [self.meta_path(&stored), self.cache_meta_path(&stored)];
+            match write::attribute(file, json.clone(), stale)
+                .await
+                .map_err(|e| self.unavailable(e))?
+            {
+                (file, true) => {
+                    let job = commit::Job {
+                        files: vec![file],
+                        renames: vec![(tmp.path().to_path_buf(), body_path)],
+                    };
+                    tmp.keep();
+                    self.committer
+                        .commit(job)
+                        .await
+                        .map_err(|e| self.unavailable(e))?;
+                    return Ok(PutResult {
+                        digests,
+                        etag: Some(sidecar.sha256),
+                    });
+                }
+                // Not taken (too large, or the filesystem changed under us): a sidecar file.
+                (file, false) => file,
+            }
+        } else {
+            file
+        };
         // Each kind of put removes the other kind's sidecar. The sidecar goes into place before
         // the body.
-        let durable = !opts.cache;
         let (meta, other) = if durable {
             (self.meta_path(&stored), self.cache_meta_path(&stored))
         } else {
@@ -330,7 +386,6 @@ impl BlobStore for DirStore {
         let mf = write::sidecar(meta_tmp.path().to_path_buf(), json, other)
             .await
             .map_err(|e| self.unavailable(e))?;
-        let body_path = self.bucket.join(&stored);
         if durable {
             let job = commit::Job {
                 files: vec![file, mf],
@@ -568,6 +623,72 @@ mod tests {
                 assert!(matches!(torn, Err(StoreError::NotFound { .. })), "{torn:?}");
             }
         }
+    }
+
+    /// Where the filesystem takes user attributes, a durable put's sidecar is one, and no
+    /// sidecar file is made; a put over an object whose sidecar is a file (a cache object, or
+    /// one written without attributes) removes that file; either form is read.
+    #[tokio::test]
+    async fn durable_sidecars_are_attributes_where_the_filesystem_takes_them() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = DirStore::open("fs", root.path(), "uploads", Layout::Flat, true).unwrap();
+        if !store.xattrs {
+            eprintln!(
+                "no user attributes under {}: nothing to test",
+                root.path().display()
+            );
+            return;
+        }
+        let put = |content_type: &str, cache: bool| PutOptions {
+            content_type: Some(content_type.into()),
+            metadata: [("uploader".to_string(), "alice".to_string())].into(),
+            cache,
+            ..PutOptions::default()
+        };
+        let body = || crate::body_from_bytes(vec![4u8; 700]);
+        let files =
+            |store: &DirStore, k: &str| (store.meta_path(k).exists(), store.cache_meta_path(k).exists());
+        let (a, b, c) = (
+            Key::new("DQmA").unwrap(),
+            Key::new("DQmB").unwrap(),
+            Key::new("DQmC").unwrap(),
+        );
+        store.put(&a, body(), &put("image/png", false)).await.unwrap();
+        assert_eq!(files(&store, "DQmA"), (false, false), "no sidecar file");
+        let head = store.head(&a).await.unwrap();
+        assert_eq!(head.content_type.as_deref(), Some("image/png"));
+        assert_eq!(head.etag, Some(crate::Digests::of(&[4u8; 700]).sha256_hex()));
+        assert_eq!(head.metadata.get("uploader").map(String::as_str), Some("alice"));
+
+        store.xattrs = false;
+        store.put(&b, body(), &put("image/gif", false)).await.unwrap();
+        store.put(&c, body(), &put("image/webp", true)).await.unwrap();
+        assert_eq!(files(&store, "DQmB"), (true, false));
+        assert_eq!(files(&store, "DQmC"), (false, true));
+        store.xattrs = true;
+        for k in [&b, &c] {
+            assert!(
+                store.head(k).await.unwrap().content_type.is_some(),
+                "{k}: a sidecar file is read"
+            );
+            store.put(k, body(), &put("image/jpeg", false)).await.unwrap();
+            assert_eq!(
+                files(&store, k.as_str()),
+                (false, false),
+                "{k}: its sidecar file removed"
+            );
+            let got = store.get(k, None).await.unwrap();
+            assert_eq!(got.meta.content_type.as_deref(), Some("image/jpeg"));
+            assert_eq!(crate::collect_body(got.body, u64::MAX).await.unwrap().len(), 700);
+        }
+        // A cache put over an object with the attribute replaces its file, attribute and all.
+        store.put(&a, body(), &put("image/avif", true)).await.unwrap();
+        assert_eq!(
+            store.head(&a).await.unwrap().content_type.as_deref(),
+            Some("image/avif")
+        );
+        store.delete(&b).await.unwrap();
+        assert!(matches!(store.head(&b).await, Err(StoreError::NotFound { .. })));
     }
 
     /// A store written by an earlier version (sidecars with an MD5 beside the SHA-256) is read

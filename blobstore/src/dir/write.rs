@@ -1,6 +1,7 @@
 //! A put's files: the body streamed into its temporary file, each run of chunks that are ready
 //! at once written by one blocking call (an upload held in memory is one call, not one per
-//! chunk, and no copy into a buffer of tokio's), and the sidecar written beside it.
+//! chunk, and no copy into a buffer of tokio's), and the sidecar recorded on it or written
+//! beside it.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -70,6 +71,22 @@ pub async fn stream_into(
         .map_err(&io)?;
     }
     Ok(file)
+}
+
+/// Records the sidecar `json` on `file` ([`super::xattr`]) once the sidecar files `stale` are
+/// removed; the file back, and whether the attribute was taken.
+pub async fn attribute(file: File, json: Vec<u8>, stale: [PathBuf; 2]) -> io::Result<(File, bool)> {
+    blocking(move || {
+        for path in &stale {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let taken = super::xattr::set(&file, &json).is_ok();
+        Ok((file, taken))
+    })
+    .await
 }
 
 /// Writes the sidecar `json` to the temporary file `path`, and removes `other` (the sidecar of
