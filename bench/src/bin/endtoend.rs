@@ -10,6 +10,10 @@
 //!
 //!   BIN_DIR=target/release target/release/endtoend
 //!
+//! The fileservers, the spool and the hot cache live in a temporary directory: `TMPDIR=DIR` puts
+//! them on another filesystem (e.g. a journaled ext4, where creating files costs less CPU than on
+//! a journal-less one).
+//!
 //! `ENDTOEND_HOLD=1` keeps imagehost up between the phases for a profiler
 //! (`perf record -g -p PID`, the PID is printed); `--pipeline FILE N ROUND` and `--floor N` are
 //! the children. Each figure is the best of three rounds, interleaved with its reference's.
@@ -288,7 +292,7 @@ fn main() {
         "–",
     ));
     rows.push(Row {
-        what: "CPU per 1 MiB upload (reference: its two digests and key recovery alone)".into(),
+        what: "CPU per 1 MiB upload (reference: its digest and key recovery alone)".into(),
         ours: cpu * 1000.0,
         reference: Some(floor),
         unit: "ms",
