@@ -240,7 +240,7 @@ async fn produce(
         }
         return Err(ApiError::Blacklisted);
     }
-    store_in_background(&state, &vkey, &bytes, rendered.content_type);
+    store_in_background(&state, &vkey, &bytes, rendered.content_type, None);
     Ok(Arc::new(Variant {
         bytes,
         content_type: rendered.content_type,
@@ -250,12 +250,24 @@ async fn produce(
 
 /// Writes an object to every fileserver's proxy bucket without holding up the response. The
 /// proxy bucket is a rebuildable cache: a failed write is logged, and the next miss redoes it.
-pub fn store_in_background(state: &AppState, key: &str, bytes: &Bytes, content_type: &str) {
+/// A fetched original is stored with its `content_digest` (see [`original::CONTENT_DIGEST`]).
+pub fn store_in_background(
+    state: &AppState,
+    key: &str,
+    bytes: &Bytes,
+    content_type: &str,
+    content_digest: Option<[u8; 32]>,
+) {
     let Ok(key) = Key::new(key) else { return };
+    let metadata: std::collections::BTreeMap<String, String> = content_digest
+        .map(|d| (original::CONTENT_DIGEST.to_string(), hex::encode(d)))
+        .into_iter()
+        .collect();
     for fs in state.inner().stores.servers.clone() {
         let (key, bytes) = (key.clone(), bytes.clone());
         let opts = PutOptions {
             content_type: Some(content_type.to_string()),
+            metadata: metadata.clone(),
             // A rebuildable cache: no fsyncs; a crash loses it, a read never serves it torn.
             cache: true,
             ..PutOptions::default()

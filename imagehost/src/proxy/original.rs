@@ -18,6 +18,13 @@ use crate::ApiError;
 /// Largest object read back from a store (variants of huge PNGs can exceed the fetch cap).
 const MAX_STORED: u64 = 64 << 20;
 
+/// The user metadata a fetched original is kept in the proxy store with: its content digest
+/// (`keys::upload_digest_of`, hex), so that another node rendering it need not hash it again for
+/// its takedown key. Only this service writes the proxy bucket (and blobsync copies metadata
+/// with the bytes), and a directory fileserver checks a cache object's bytes against their
+/// recorded hash before serving them.
+pub const CONTENT_DIGEST: &str = "content-digest";
+
 fn typed(key: &str, bytes: Bytes, from: From, held: Held) -> Result<Original, ApiError> {
     let mime = accepted_image(&bytes).ok_or(ApiError::InvalidImage)?;
     Ok(Original {
@@ -34,8 +41,8 @@ fn busy(_: Full) -> ApiError {
     ApiError::Unavailable("originals in memory at their budget".into())
 }
 
-/// After a successful render: keep the original in the hot cache (with its content digest, when
-/// the render computed it) and, if it was fetched, in the proxy store.
+/// After a successful render: keep the original in the hot cache and, if it was fetched, in the
+/// proxy store (each with its content digest, when the render computed it).
 pub async fn keep(state: &AppState, original: &Original, content_digest: Option<[u8; 32]>) {
     let s = state.inner();
     if original.from == From::HotCache {
@@ -47,7 +54,13 @@ pub async fn keep(state: &AppState, original: &Original, content_digest: Option<
             .await;
     }
     if original.from == From::Fetch {
-        super::store_in_background(state, &original.key, &original.bytes, original.mime);
+        super::store_in_background(
+            state,
+            &original.key,
+            &original.bytes,
+            original.mime,
+            content_digest,
+        );
     }
 }
 
@@ -82,7 +95,11 @@ async fn load(state: &AppState, source: &Source) -> Result<Original, ApiError> {
             typed(key, bytes, From::Store, held)
         }
         Source::Remote { url, key } => match read_proxy_stores(s, key, Some(&held)).await? {
-            Some(b) => typed(key, b, From::Store, held),
+            Some((b, digest)) => {
+                let mut original = typed(key, b, From::Store, held)?;
+                original.content_digest = digest;
+                Ok(original)
+            }
             None => {
                 let fetched = s
                     .fetcher
@@ -99,7 +116,7 @@ async fn from_upload_stores(s: &Inner, key: &str, held: &Held) -> Result<Bytes, 
     const MISSING: ApiError = ApiError::BadRequest("Upload not found");
     let k = Key::new(key).map_err(|_| MISSING)?;
     match read_whole(s, &k, Bucket::Uploads, Some(held)).await? {
-        Raced::Found(_, b) => Ok(b),
+        Raced::Found(_, (b, _)) => Ok(b),
         Raced::NotFound => Err(MISSING),
         Raced::Unavailable | Raced::Final(_) => Err(ApiError::Unavailable(format!(
             "no reachable fileserver had {key}"
@@ -115,13 +132,14 @@ enum Bucket {
 
 /// One object read whole from the fileservers, hedged: a fileserver that stalls before or
 /// while sending the body is overtaken by the next. With `held`, room for the body is taken in
-/// the input budget first (a wait for room counts as this fileserver's time).
+/// the input budget first (a wait for room counts as this fileserver's time). With the bytes:
+/// the content digest recorded with them, if any ([`CONTENT_DIGEST`]).
 async fn read_whole(
     s: &Inner,
     key: &Key,
     bucket: Bucket,
     held: Option<&Held>,
-) -> Result<Raced<Bytes>, ApiError> {
+) -> Result<Raced<(Bytes, Option<[u8; 32]>)>, ApiError> {
     let busy_seen = std::sync::atomic::AtomicBool::new(false);
     let read = |fs: &crate::stores::Fileserver| {
         let store = match bucket {
@@ -141,7 +159,14 @@ async fn read_whole(
                     return Ok(None);
                 }
             }
-            collect_body(obj.body, MAX_STORED).await.map(Some)
+            let digest = obj
+                .meta
+                .metadata
+                .get(CONTENT_DIGEST)
+                .and_then(|h| <[u8; 32]>::try_from(hex::decode(h).ok()?).ok());
+            collect_body(obj.body, MAX_STORED)
+                .await
+                .map(|b| Some((b, digest)))
         }
     };
     let raced = crate::stores::race(&s.stores.health, &s.stores.servers, read, |_| false).await;
@@ -153,16 +178,25 @@ async fn read_whole(
 
 /// The first fileserver's copy of `key` in the proxy bucket, if any answers with it.
 pub async fn from_proxy_stores(s: &Inner, key: &str) -> Option<Bytes> {
-    read_proxy_stores(s, key, None).await.ok().flatten()
+    read_proxy_stores(s, key, None)
+        .await
+        .ok()
+        .flatten()
+        .map(|(b, _)| b)
 }
 
-/// As [`from_proxy_stores`], holding room for an original's bytes in `held`.
-async fn read_proxy_stores(s: &Inner, key: &str, held: Option<&Held>) -> Result<Option<Bytes>, ApiError> {
+/// As [`from_proxy_stores`], holding room for an original's bytes in `held`; with the content
+/// digest recorded with them, if any.
+async fn read_proxy_stores(
+    s: &Inner,
+    key: &str,
+    held: Option<&Held>,
+) -> Result<Option<(Bytes, Option<[u8; 32]>)>, ApiError> {
     let Ok(k) = Key::new(key) else {
         return Ok(None);
     };
     Ok(match read_whole(s, &k, Bucket::Proxy, held).await? {
-        Raced::Found(_, b) => Some(b),
+        Raced::Found(_, found) => Some(found),
         // The proxy bucket is a cache: missing or unreachable, the original is fetched again.
         Raced::NotFound | Raced::Unavailable | Raced::Final(_) => None,
     })

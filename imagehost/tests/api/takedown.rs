@@ -172,6 +172,58 @@ async fn a_takedown_reaches_aliases_of_our_host_and_byte_identical_copies_elsewh
     f.stop().await;
 }
 
+/// Without a hot cache, further sizes of a fetched original are rendered from the proxy store,
+/// which keeps the original's content digest with its bytes: they still answer to the upload
+/// those bytes are, though the original is neither fetched nor (for its key) hashed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_originals_content_digest_is_kept_in_the_proxy_store() {
+    let data = png(70, 50);
+    let key = key_of(&data);
+    let served = data.clone();
+    let origin = harness::origin::Origin::start(move |req| match req.path.as_str() {
+        "/copy.png" => harness::origin::Reply::ok(served.clone()),
+        _ => harness::origin::Reply::status(404),
+    });
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.cache.dir = None;
+        c.proxy.allow_loopback = true;
+    })
+    .await;
+    let copy = format!("http://{}/copy.png", origin.addr());
+    let r = f.get(&p(&copy, "width=40")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stored = blobstore::Key::new(imagehost::proxy::target::original_key(&copy)).unwrap();
+    let digest = hex::encode(&bs58::decode(&key[1..]).into_vec().unwrap()[2..]);
+    for i in 0..f.stores.len() {
+        // Written in the background after the render.
+        let mut head = None;
+        for _ in 0..200 {
+            if let Ok(h) = f.proxy_store(i).head(&stored).await {
+                head = Some(h);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let head = head.expect("the original reaches the proxy store");
+        assert_eq!(
+            head.metadata.get("content-digest"),
+            Some(&digest),
+            "fileserver {i}"
+        );
+    }
+    for q in ["width=39", "width=38&format=webp"] {
+        let r = f.get(&p(&copy, q)).await;
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let tags = r.header("surrogate-key").unwrap_or_default();
+        assert!(
+            tags.split(' ').any(|t| t == key),
+            "{q}: tagged with the upload: {tags}"
+        );
+    }
+    assert_eq!(origin.hits(), 1, "read from the proxy store, not fetched again");
+    f.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_304_only_for_what_exists_and_any_filename_bytes_serve_the_image() {
     let f = Fixture::start(Backend::Directory, |_, _, _| {}).await;
