@@ -111,8 +111,8 @@ impl DirStore {
             name: format!("{name}/{bucket}"),
             bucket: dir.clone(),
             layout,
-            committer: commit::Committer::new(dir),
-            listings: Default::default(),
+            committer: commit::Committer::new(dir.clone()),
+            listings: std::sync::Arc::new(listing::Listings::new(dir.join(TMP_DIR))),
             xattrs: false,
         };
         if create {

@@ -8,16 +8,20 @@
 //! for up to [`SNAPSHOT_AGE`]: a pass reads each large directory once. Names added after the
 //! snapshot are listed by the next pass (as a listing of an S3 bucket may miss objects written
 //! while it runs); names removed since are skipped, never listed with a made-up size. One
-//! snapshot is kept per store, so memory is that of the largest directory's names (about 70 MB
-//! for a flat bucket of a million objects; use the partitioned layout beyond that).
+//! snapshot is kept per store. A directory of more than [`sorted::RUN`] names is sorted on disk
+//! ([`sorted`]), so a listing's memory does not grow with the directory: a flat bucket of a
+//! million objects or of forty million is listed in the same few megabytes.
 
-use std::path::Path;
+mod sorted;
+
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use std::sync::Mutex;
 
 use crate::{Layout, ListEntry, ListRequest};
+use sorted::SortedNames;
 
 /// Directories with fewer entries are read afresh for each page (cheap).
 pub const SNAPSHOT_FROM: usize = 4096;
@@ -25,19 +29,69 @@ pub const SNAPSHOT_FROM: usize = 4096;
 pub const SNAPSHOT_AGE: Duration = Duration::from_secs(300);
 
 /// One entry of a directory: its full stored name (a directory's ends in `/`).
+#[derive(Clone)]
 struct Child {
     full: String,
     is_dir: bool,
 }
 
-struct Snapshot {
-    dir: std::path::PathBuf,
-    taken: Instant,
-    children: Arc<Vec<Child>>,
+impl Child {
+    fn of(full: String) -> Self {
+        Self {
+            is_dir: full.ends_with('/'),
+            full,
+        }
+    }
 }
 
-#[derive(Default)]
+/// The sorted entries of one directory: in memory, or on disk when there are many.
+#[derive(Clone)]
+enum Sorted {
+    Memory(Arc<Vec<Child>>),
+    Disk(Arc<SortedNames>),
+}
+
+type Entries = Box<dyn Iterator<Item = std::io::Result<Child>>>;
+
+impl Sorted {
+    fn len_at_least(&self, n: usize) -> bool {
+        match self {
+            Self::Memory(c) => c.len() >= n,
+            Self::Disk(_) => true,
+        }
+    }
+
+    /// The entries from the first at or past `after` (all without it), and the entry before it.
+    fn from(&self, after: Option<&str>) -> std::io::Result<(Option<Child>, Entries)> {
+        match self {
+            Self::Memory(children) => {
+                let from = after.map_or(0, |a| children.partition_point(|c| c.full.as_str() < a));
+                let before = from.checked_sub(1).map(|i| children[i].clone());
+                let children = children.clone();
+                Ok((
+                    before,
+                    Box::new((from..children.len()).map(move |i| Ok(children[i].clone()))),
+                ))
+            }
+            Self::Disk(names) => {
+                let (before, rest) = names.from(after)?;
+                Ok((before.map(Child::of), Box::new(rest.map(|n| n.map(Child::of)))))
+            }
+        }
+    }
+}
+
+struct Snapshot {
+    dir: PathBuf,
+    taken: Instant,
+    children: Sorted,
+}
+
 pub struct Listings {
+    /// Where large directories are sorted (the bucket's temporary directory).
+    scratch: PathBuf,
+    /// Directories of more names than this are sorted on disk, this many at once.
+    run: usize,
     last: Mutex<Option<Snapshot>>,
 }
 
@@ -48,9 +102,17 @@ impl std::fmt::Debug for Listings {
 }
 
 impl Listings {
+    pub fn new(scratch: PathBuf) -> Self {
+        Self {
+            scratch,
+            run: sorted::RUN,
+            last: Mutex::new(None),
+        }
+    }
+
     /// The sorted entries of `dir` (named under `rel`): the snapshot when the listing is resuming
     /// (`resume`) and one of this directory is recent enough, else read now.
-    fn children(&self, dir: &Path, rel: &str, resume: bool) -> std::io::Result<Arc<Vec<Child>>> {
+    fn children(&self, dir: &Path, rel: &str, resume: bool) -> std::io::Result<Sorted> {
         if resume {
             if let Some(s) = self.last.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
                 if s.dir == dir && s.taken.elapsed() < SNAPSHOT_AGE {
@@ -58,31 +120,38 @@ impl Listings {
                 }
             }
         }
-        let mut children = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
+        // Full names of the entries: hidden ones skipped, a directory's ending in `/`.
+        let mut names = std::fs::read_dir(dir)?.filter_map(|entry| {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e)),
             };
+            let name = entry.file_name().into_string().ok()?;
             if name.starts_with('.') {
-                continue;
+                return None;
             }
-            let ft = entry.file_type()?;
-            if ft.is_dir() {
-                children.push(Child {
-                    full: format!("{rel}{name}/"),
-                    is_dir: true,
-                });
-            } else if ft.is_file() {
-                children.push(Child {
-                    full: format!("{rel}{name}"),
-                    is_dir: false,
-                });
+            match entry.file_type() {
+                Ok(ft) if ft.is_dir() => Some(Ok(format!("{rel}{name}/"))),
+                Ok(ft) if ft.is_file() => Some(Ok(format!("{rel}{name}"))),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
             }
-        }
-        children.sort_unstable_by(|a, b| a.full.cmp(&b.full));
-        let children = Arc::new(children);
-        if children.len() >= SNAPSHOT_FROM {
+        });
+        let first: Vec<String> = names.by_ref().take(self.run).collect::<std::io::Result<_>>()?;
+        let children = if first.len() < self.run {
+            let mut children: Vec<Child> = first.into_iter().map(Child::of).collect();
+            children.sort_unstable_by(|a, b| a.full.cmp(&b.full));
+            Sorted::Memory(Arc::new(children))
+        } else {
+            std::fs::create_dir_all(&self.scratch)?;
+            Sorted::Disk(Arc::new(SortedNames::build(
+                &self.scratch,
+                first,
+                names,
+                self.run,
+            )?))
+        };
+        if children.len_at_least(SNAPSHOT_FROM) {
             *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Snapshot {
                 dir: dir.to_path_buf(),
                 taken: Instant::now(),
@@ -107,13 +176,10 @@ impl Listings {
         let children = self.children(dir, rel, after.is_some())?;
         // Straight to where the page starts: the first name at or past `start_after`, or the
         // directory holding it.
-        let mut from = after.map_or(0, |a| children.partition_point(|c| c.full.as_str() < a));
-        if let Some(a) = after {
-            if from > 0 && children[from - 1].is_dir && a.starts_with(&children[from - 1].full) {
-                from -= 1;
-            }
-        }
-        for child in &children[from..] {
+        let (before, rest) = children.from(after)?;
+        let holding = before.filter(|b| b.is_dir && after.is_some_and(|a| a.starts_with(&b.full)));
+        for child in holding.map(Ok).into_iter().chain(rest) {
+            let child = child?;
             let full = &child.full;
             // Nothing under or at `full` can match the prefix, or everything there precedes
             // start_after.
@@ -173,8 +239,27 @@ mod tests {
     /// order; a key removed between pages is skipped, one added shows up in the next listing.
     #[tokio::test]
     async fn pages_of_a_large_directory_list_every_key_once_from_one_read() {
+        pages_of_a_large_directory(None).await
+    }
+
+    /// The same, the directory's names sorted on disk in runs (as a bucket of more than
+    /// [`sorted::RUN`] objects is), and the sorted file removed with the snapshot.
+    #[tokio::test]
+    async fn pages_of_a_directory_sorted_on_disk_list_every_key_once() {
+        pages_of_a_large_directory(Some(1000)).await
+    }
+
+    async fn pages_of_a_large_directory(run: Option<usize>) {
         let root = tempfile::tempdir().unwrap();
-        let store = crate::dir::DirStore::open("fs", root.path(), "b", Layout::Flat, true).unwrap();
+        let mut store = crate::dir::DirStore::open("fs", root.path(), "b", Layout::Flat, true).unwrap();
+        let scratch = root.path().join("b").join(".tmp");
+        if let Some(run) = run {
+            store.listings = Arc::new(Listings {
+                scratch: scratch.clone(),
+                run,
+                last: Mutex::new(None),
+            });
+        }
         let n = SNAPSHOT_FROM + 500;
         let bucket = root.path().join("b");
         for i in 0..n {
@@ -216,5 +301,24 @@ mod tests {
             fresh.entries.iter().any(|e| e.stored_name == added),
             "a new listing sees it"
         );
+        let sorted_files = || {
+            std::fs::read_dir(&scratch)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("list-")
+                })
+                .count()
+        };
+        assert_eq!(
+            sorted_files(),
+            usize::from(run.is_some()),
+            "one sorted file, no runs left"
+        );
+        *store.listings.last.lock().unwrap() = None;
+        assert_eq!(sorted_files(), 0, "the sorted file goes with its snapshot");
     }
 }
