@@ -138,12 +138,26 @@ impl Listings {
             }
         });
         let first: Vec<String> = names.by_ref().take(self.run).collect::<std::io::Result<_>>()?;
-        let children = if first.len() < self.run {
-            let mut children: Vec<Child> = first.into_iter().map(Child::of).collect();
+        let in_memory = |names: Vec<String>| {
+            let mut children: Vec<Child> = names.into_iter().map(Child::of).collect();
             children.sort_unstable_by(|a, b| a.full.cmp(&b.full));
             Sorted::Memory(Arc::new(children))
+        };
+        let children = if first.len() < self.run {
+            in_memory(first)
+        } else if let Err(e) = writable(&self.scratch) {
+            // A store served read-only (an old imagehoster's disk mounted for `migrate`): sorted
+            // in memory, as before there was a disk sort.
+            tracing::warn!(
+                dir = %dir.display(), scratch = %self.scratch.display(), error = %e,
+                "cannot sort a large directory on disk here; sorting it in memory"
+            );
+            let mut all = first;
+            for name in names {
+                all.push(name?);
+            }
+            in_memory(all)
         } else {
-            std::fs::create_dir_all(&self.scratch)?;
             Sorted::Disk(Arc::new(SortedNames::build(
                 &self.scratch,
                 first,
@@ -226,6 +240,14 @@ impl Listings {
     }
 }
 
+/// Whether files can be made in `dir` (made if missing): one is tried.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!("list-probe-{:016x}", rand::random::<u64>()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,11 +271,25 @@ mod tests {
         pages_of_a_large_directory(Some(1000)).await
     }
 
+    /// The same where nothing can be written (a store mounted read-only): sorted in memory.
+    #[tokio::test]
+    async fn a_large_directory_that_cannot_be_written_to_is_sorted_in_memory() {
+        pages_of_a_large_directory(Some(0)).await
+    }
+
+    /// `run`: sort on disk that many names at once (`Some(0)`: 1,000, where nothing can be
+    /// written).
     async fn pages_of_a_large_directory(run: Option<usize>) {
         let root = tempfile::tempdir().unwrap();
         let mut store = crate::dir::DirStore::open("fs", root.path(), "b", Layout::Flat, true).unwrap();
-        let scratch = root.path().join("b").join(".tmp");
+        let mut scratch = root.path().join("b").join(".tmp");
+        if run == Some(0) {
+            // A file where the scratch directory would be: nothing can be made under it.
+            scratch = root.path().join("not-a-directory");
+            std::fs::write(&scratch, b"").unwrap();
+        }
         if let Some(run) = run {
+            let run = if run == 0 { 1000 } else { run };
             store.listings = Arc::new(Listings {
                 scratch: scratch.clone(),
                 run,
@@ -302,20 +338,21 @@ mod tests {
             "a new listing sees it"
         );
         let sorted_files = || {
-            std::fs::read_dir(&scratch)
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .starts_with("list-")
-                })
-                .count()
+            let Ok(dir) = std::fs::read_dir(&scratch) else {
+                return 0;
+            };
+            dir.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("list-")
+            })
+            .count()
         };
         assert_eq!(
             sorted_files(),
-            usize::from(run.is_some()),
+            usize::from(run.is_some_and(|r| r > 0)),
             "one sorted file, no runs left"
         );
         *store.listings.last.lock().unwrap() = None;
