@@ -89,6 +89,44 @@ fn meta_of(s: Sidecar, modified: Option<SystemTime>) -> ObjectMeta {
     }
 }
 
+/// What [`sidecar_of`] found.
+enum Found {
+    /// A durable object's sidecar, if it has one of this body's size.
+    Durable(Option<Sidecar>),
+    /// A cache object's sidecar, of this body's size (its hash is checked when read whole).
+    Cache(Sidecar),
+    /// A cache object whose sidecar does not fit its body.
+    Torn,
+}
+
+/// An object's sidecar, for a body of `size` bytes, looked for in order: the attribute of its
+/// body file (durable puts where attributes work), its cache sidecar, its sidecar file. `paths`:
+/// the body, the cache sidecar and the sidecar file. A sidecar of another size is from another
+/// write (a lost race) and is not trusted.
+fn sidecar_of(paths: &[PathBuf; 3], size: u64) -> io::Result<Found> {
+    let fits = |bytes: &[u8]| {
+        serde_json::from_slice::<Sidecar>(bytes)
+            .ok()
+            .filter(|s| s.size == size)
+    };
+    if let Some(s) = xattr::get(&paths[0]).ok().flatten().and_then(|v| fits(&v)) {
+        return Ok(Found::Durable(Some(s)));
+    }
+    match std::fs::read(&paths[1]) {
+        Ok(bytes) => {
+            return Ok(match cache::check(Some(&bytes), size) {
+                cache::Check::Sized(s) => Found::Cache(s),
+                cache::Check::NotCache | cache::Check::Torn => Found::Torn,
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(Found::Durable(
+        std::fs::read(&paths[2]).ok().and_then(|b| fits(&b)),
+    ))
+}
+
 impl DirStore {
     /// Opens `root/bucket`. With `create`, missing directories are made (local and test setups);
     /// without it, a missing directory is reported, so a typo or an unmounted disk is noticed.
@@ -171,15 +209,6 @@ impl DirStore {
         self.bucket.join(META_DIR).join(format!("{stored}.cache.json"))
     }
 
-    /// A cache object's check against its sidecar (`NotCache` for any other object).
-    async fn cache_check(&self, stored: &str, size: u64) -> Result<cache::Check, StoreError> {
-        match tokio::fs::read(self.cache_meta_path(stored)).await {
-            Ok(bytes) => Ok(cache::check(Some(&bytes), size)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(cache::Check::NotCache),
-            Err(e) => Err(self.unavailable(e)),
-        }
-    }
-
     /// Removes a torn cache object (a crash cut its unsynced write short): the next miss
     /// rebuilds it, anti-entropy copies it back from a replica.
     async fn drop_torn(&self, stored: &str, key: &Key) -> StoreError {
@@ -223,53 +252,37 @@ impl DirStore {
         }
     }
 
-    async fn read_meta(&self, stored: &str, size: u64, modified: Option<SystemTime>) -> ObjectMeta {
-        let sidecar = tokio::fs::read(self.meta_path(stored))
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok())
-            // A sidecar from a different write than the body (a lost race) is ignored, not trusted.
-            .filter(|s| s.size == size);
-        match sidecar {
-            Some(s) => meta_of(s, modified),
-            None => ObjectMeta {
-                size,
-                last_modified: modified,
-                ..ObjectMeta::default()
-            },
-        }
-    }
-
-    /// The sidecar recorded on the body file itself, if any (durable puts where attributes
-    /// work); one of another size is not this body's.
-    async fn attribute_sidecar(&self, stored: &str, size: u64) -> Option<Sidecar> {
-        let path = self.bucket.join(stored);
-        let value = write::blocking(move || xattr::get(&path)).await.ok()??;
-        serde_json::from_slice::<Sidecar>(&value)
-            .ok()
-            .filter(|s| s.size == size)
-    }
-
-    /// An object's metadata: from the attribute of its body file, else from its cache sidecar
-    /// when it is a cache object (`Err`: torn), else from its sidecar file.
+    /// An object's metadata, its sidecar looked for in one blocking call ([`sidecar_of`]); with
+    /// the cache sidecar the body must be checked against, for a cache object (`Err`: torn).
     async fn checked_meta(
         &self,
         stored: &str,
         size: u64,
         modified: Option<SystemTime>,
     ) -> Result<(ObjectMeta, Option<Sidecar>), StoreError> {
-        if let Some(s) = self.attribute_sidecar(stored, size).await {
-            return Ok((meta_of(s, modified), None));
-        }
-        match self.cache_check(stored, size).await? {
-            cache::Check::NotCache => Ok((self.read_meta(stored, size, modified).await, None)),
-            cache::Check::Torn => Err(StoreError::NotFound {
+        let paths = [
+            self.bucket.join(stored),
+            self.cache_meta_path(stored),
+            self.meta_path(stored),
+        ];
+        let found = write::blocking(move || sidecar_of(&paths, size))
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        match found {
+            Found::Durable(Some(s)) => Ok((meta_of(s, modified), None)),
+            // An object of an earlier store, without a sidecar: its size and date.
+            Found::Durable(None) => Ok((
+                ObjectMeta {
+                    size,
+                    last_modified: modified,
+                    ..ObjectMeta::default()
+                },
+                None,
+            )),
+            Found::Cache(s) => Ok((meta_of(s.clone(), modified), Some(s))),
+            Found::Torn => Err(StoreError::NotFound {
                 key: stored.to_string(),
             }),
-            cache::Check::Sized(s) => {
-                let sidecar = s.clone();
-                Ok((meta_of(s, modified), Some(sidecar)))
-            }
         }
     }
 
