@@ -189,8 +189,7 @@ impl HotCache {
 
     /// As `put`, with the content digest of `data` (an original's; see [`file`]).
     pub async fn put_with_digest(&self, key: &str, data: &Bytes, digest: Option<[u8; 32]>) {
-        let tail = file::tail(data, digest.as_ref());
-        let stored = (data.len() + tail.len() - TRAILER) as u64;
+        let stored = file::counted(data.len(), digest.is_some());
         if !file_name_ok(key) || stored > self.max_bytes / 4 {
             return;
         }
@@ -201,6 +200,8 @@ impl HotCache {
         let tmp = self.dir.join(format!(".tmp{}", rand::random::<u64>()));
         let (tmp2, dest, body) = (tmp.clone(), self.dir.join(key), data.clone());
         let result = tokio::task::spawn_blocking(move || {
+            // Its CRC read the whole body: off the runtime, and only once the file is admitted.
+            let tail = file::tail(&body, digest.as_ref());
             let mut f = std::fs::File::create(&tmp2)?;
             std::io::Write::write_all(&mut f, &body)?;
             std::io::Write::write_all(&mut f, &tail)?;

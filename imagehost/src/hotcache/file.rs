@@ -24,6 +24,11 @@ pub struct Unsealed {
     pub digest: Option<[u8; 32]>,
 }
 
+/// What the index counts of the file for `len` bytes: all of it but its trailer.
+pub fn counted(len: usize, digest: bool) -> u64 {
+    (len + if digest { DIGEST } else { 0 }) as u64
+}
+
 /// What follows `data` in its file: the digest, if any, and the trailer.
 pub fn tail(data: &[u8], digest: Option<&[u8; 32]>) -> Vec<u8> {
     let mut crc = crc32fast::Hasher::new();
