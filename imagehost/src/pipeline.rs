@@ -10,6 +10,7 @@
 //! Metadata is dropped, EXIF orientation applied. Synchronous: callers run it on the CPU pool.
 
 pub mod animate;
+pub mod av1;
 pub mod avif;
 pub mod budget;
 pub mod decode;
@@ -106,7 +107,7 @@ pub struct Settings {
     pub jpeg_quality: u8,
     pub webp_quality: u8,
     pub webp_method: u8,
-    /// AVIF (rav1e) quality, 1–100, and speed, 6–10 (10 fastest).
+    /// AVIF (libaom) quality, 1–100, and libavif's speed, 6–10 (10 fastest).
     pub avif_quality: u8,
     pub avif_speed: u8,
     /// Shrink-on-load margin: DCT scaling leaves at least this much for the filter. 1.5 (not
@@ -140,10 +141,11 @@ impl Default for Settings {
             jpeg_quality: 85,
             webp_quality: 80,
             webp_method: 4,
-            // Measured (bench/src/bin/avif.rs): quality 80 scores about as our WebP at 80 does
-            // (SSIMULACRA2 66–72); speed 10 keeps a 640 px encode near 100–140 ms.
-            avif_quality: 80,
-            avif_speed: 10,
+            // Measured (bench/src/bin/avif.rs): quality 60 scores about as our WebP at 80 does
+            // (SSIMULACRA2 76–78) in 0.73–0.74× its bytes; speed 7 keeps a 640 px thumbnail
+            // near 160–200 ms of CPU (speed 6: 0.73–0.75×, at 1.8× the CPU).
+            avif_quality: 60,
+            avif_speed: 7,
             dct_margin: 1.5,
             shrink_decoder: true,
             max_upscale: 8.0,

@@ -172,8 +172,9 @@ async fn avif_sources_decode_pass_through_and_negotiate() {
         .expect("origin");
     assert_eq!(r.body, original.body);
     // format=auto: a client that takes AVIF and asks for no size gets an AVIF source as it is,
-    // tagged apart from the variant; with a size it gets WebP (AVIF is never encoded); one that
-    // takes only WebP gets WebP; a JPEG source is WebP for both.
+    // tagged apart from the variant; with a size it gets an AVIF encoded at that size
+    // (`negotiate_avif`, on by default); one that takes only WebP gets WebP; a JPEG source is
+    // AVIF or WebP likewise.
     let accept = |a: &'static str| vec![("Accept", a)];
     let r = f
         .request(
@@ -192,26 +193,31 @@ async fn avif_sources_decode_pass_through_and_negotiate() {
     );
     assert!(r.header("vary").is_some_and(|v| v.contains("Accept")));
     let auto = p(&u("/photo.avif"), "width=130&format=auto");
-    for client in ["image/avif,image/webp,*/*", "image/webp"] {
+    for (client, want) in [
+        ("image/avif,image/webp,*/*", "avif"),
+        ("image/avif", "avif"),
+        ("image/webp", "webp"),
+    ] {
         let r = f.request("GET", &auto, &accept(client), b"").await;
-        assert_eq!(decode(&r.body), d("webp", 130, 81, 1), "{client}");
+        assert_eq!(decode(&r.body), d(want, 130, 81, 1), "{client}");
+        assert_ne!(r.body, original.body, "{client}: encoded at its size");
         assert!(
-            r.header("etag").is_some_and(|t| t.ends_with("|webp\"")),
+            r.header("etag")
+                .is_some_and(|t| t.ends_with(&format!("|{want}\""))),
             "{client}"
         );
     }
-    // Takes AVIF but not WebP, and asks for a size: JPEG.
-    let r = f.request("GET", &auto, &accept("image/avif"), b"").await;
-    assert_eq!(decode(&r.body), d("jpeg", 130, 81, 1));
-    let r = f
-        .request(
-            "GET",
-            &p(&u("/photo.jpg"), "width=130&format=auto"),
-            &accept("image/avif,image/webp"),
-            b"",
-        )
-        .await;
-    assert_eq!(decode(&r.body), d("webp", 130, 81, 1));
+    for (client, want) in [("image/avif,image/webp", "avif"), ("image/webp", "webp")] {
+        let r = f
+            .request(
+                "GET",
+                &p(&u("/photo.jpg"), "width=130&format=auto"),
+                &accept(client),
+                b"",
+            )
+            .await;
+        assert_eq!(decode(&r.body), d(want, 130, 81, 1), "{client}");
+    }
     // A client that takes neither gets JPEG (PNG when there is alpha), which is not stored as
     // the variant: a plain `match` afterwards still gets the AVIF as it is.
     let r = f

@@ -141,7 +141,7 @@ async fn proxy_outputs_match_the_reference() {
             "/photo.jpg",
             "width=120&format=auto",
             Some("image/avif,image/webp,*/*"),
-            d("webp", 120, 75, 1),
+            d("avif", 120, 75, 1),
         ),
         (
             "/photo.jpg",
@@ -647,17 +647,13 @@ async fn a_variant_torn_by_a_crash_is_rendered_again_not_served() {
 }
 
 /// AVIF output: asked for (`format=avif`), or negotiated under `format=auto` for a client whose
-/// `Accept` takes AVIF when `negotiate_avif` is on (else WebP, else the source's format), each its
-/// own variant with `Vary: Accept`; an animation stays animated (WebP), alpha is kept; with the
-/// default (off), WebP again.
+/// `Accept` takes AVIF (`negotiate_avif`, on by default; else WebP, else the source's format),
+/// each its own variant with `Vary: Accept`; an animation stays animated (WebP), alpha is kept;
+/// with `negotiate_avif` off, WebP again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avif_is_encoded_when_asked_for_or_negotiated() {
     let o = origin();
-    let f = Fixture::start(Backend::Directory, |c, _, _| {
-        c.proxy.allow_loopback = true;
-        c.proxy.negotiate_avif = true;
-    })
-    .await;
+    let f = proxy_fixture(2_000_000).await;
     let u = |path: &str| format!("http://{}{path}", o.addr());
     let get = |path: String, accept: Option<&'static str>| {
         let f = &f;
@@ -717,8 +713,12 @@ async fn avif_is_encoded_when_asked_for_or_negotiated() {
     }
     f.stop().await;
 
-    // By default: a client taking AVIF is answered WebP under negotiation; asked, AVIF.
-    let f = proxy_fixture(2_000_000).await;
+    // With negotiation off: a client taking AVIF is answered WebP under `format=auto`; asked, AVIF.
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.proxy.allow_loopback = true;
+        c.proxy.negotiate_avif = false;
+    })
+    .await;
     let r = f
         .request(
             "GET",
