@@ -159,6 +159,23 @@ service::metric!(
 );
 
 service::metric!(
+    /// Renders of a JPEG original by what its decode did (pipeline/kept.rs): `hit` (resized from
+    /// pixels kept from an earlier size), `kept` (decoded and kept for the sizes that follow),
+    /// `not_kept` (decoded; too small or too large to keep, or keeping is off).
+    KEPT_RASTERS: IntCounterVec = register_int_counter_vec!(
+        "imagehost_kept_rasters_total",
+        "JPEG renders by whether their decode was kept pixels, kept or not kept",
+        &["outcome"]
+    )
+);
+
+service::metric!(
+    /// Bytes of decoded originals kept for the next sizes (`pipeline.kept_pixels_bytes` at most).
+    KEPT_PIXELS_BYTES: IntGauge =
+        register_int_gauge!("imagehost_kept_pixels_bytes", "Bytes of decoded originals kept for further sizes")
+);
+
+service::metric!(
     /// Pipeline jobs by outcome (`ok`, `passthrough`, or the error kind).
     RENDERS: IntCounterVec = register_int_counter_vec!(
         "imagehost_renders_total",

@@ -17,11 +17,13 @@ pub mod decode;
 pub mod encode;
 pub mod exif;
 pub mod geometry;
+pub mod kept;
 pub mod png;
 pub mod probe;
 pub mod raster;
 pub mod shrink;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::metrics::PIPELINE_SECONDS;
@@ -81,7 +83,7 @@ pub struct Request {
     pub avif: AvifSource,
 }
 
-/// What an AVIF source becomes (OH-develop passes it through with `match`; AVIF is never encoded).
+/// What an AVIF source becomes (OH-develop passes it through with `match`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AvifSource {
     /// As the format says: passed through with `match`, decoded for any other format.
@@ -358,6 +360,18 @@ pub fn prepare(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result
 
 /// Renders `data` (already sniffed as `input`) for `req`.
 pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<Rendered, PipelineError> {
+    render_kept(data, input, req, s, None)
+}
+
+/// [`render`], resizing a JPEG from pixels kept from an earlier size of the same original when
+/// `kept` has them, and keeping its decode for the next size otherwise.
+pub fn render_kept(
+    data: &[u8],
+    input: Input,
+    req: &Request,
+    s: &Settings,
+    kept: Option<kept::KeptAs<'_>>,
+) -> Result<Rendered, PipelineError> {
     let budget = Budget::start(s.budget);
     let out = match route(input, req) {
         Route::Passthrough => {
@@ -372,13 +386,24 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
         Route::Still(out) => out,
     };
     let t = Instant::now();
-    let (raster, plan) = decode::still(data, input, req, s, &budget)?;
+    let (raster, plan) = match kept {
+        Some(kept) if input == Input::Jpeg => decode::jpeg_kept(data, req, s, kept)?,
+        _ => {
+            let (raster, plan) = decode::still(data, input, req, s, &budget)?;
+            (Arc::new(raster), plan)
+        }
+    };
     PIPELINE_SECONDS
         .with_label_values(&["decode"])
         .observe(t.elapsed().as_secs_f64());
     budget.check()?;
     let t = Instant::now();
-    let raster = raster.resize(&plan)?;
+    // Pixels also kept for other sizes are read, not consumed.
+    let raster = match Arc::try_unwrap(raster) {
+        Ok(owned) => owned.resize(&plan)?,
+        Err(shared) if plan.is_identity((shared.width, shared.height)) => (*shared).clone(),
+        Err(shared) => shared.resized(&plan)?,
+    };
     PIPELINE_SECONDS
         .with_label_values(&["resize"])
         .observe(t.elapsed().as_secs_f64());

@@ -188,6 +188,8 @@ async fn produce(
     let data = orig.bytes.clone();
     let remote = matches!(source, Source::Remote { .. });
     let known = orig.content_digest;
+    let upload_key = source.key().to_string();
+    let st = state.clone();
     let (content_digest, rendered) = s
         .pool
         .run(job.cost, move || {
@@ -195,7 +197,17 @@ async fn produce(
             // takedown, wherever it is hosted; hashed here, off the runtime, unless the hot cache
             // kept the digest with the bytes (an original is hashed once, not once per size).
             let digest = remote.then(|| known.unwrap_or_else(|| crate::keys::upload_digest_of(&data)));
-            (digest, pipeline::render(&data, input, &req, &settings))
+            // Decoded pixels are kept under the content key: an upload's own, or the one a
+            // fetched original's bytes would have.
+            let content = digest.as_ref().map_or(upload_key, crate::keys::key_of_hash);
+            let kept = pipeline::kept::KeptAs {
+                kept: &st.inner().kept,
+                key: &content,
+            };
+            (
+                digest,
+                pipeline::render_kept(&data, input, &req, &settings, Some(kept)),
+            )
         })
         .await
         .map_err(|e| match e {

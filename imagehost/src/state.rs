@@ -44,6 +44,8 @@ pub struct Inner {
     pub render_limits: crate::limit::RenderLimits,
     pub settings: Settings,
     pub hotcache: Option<HotCache>,
+    /// Decoded originals kept for the next sizes of a burst (`pipeline.kept_pixels_bytes`).
+    pub kept: crate::pipeline::kept::Kept,
     pub variants: Flights<Result<Arc<Variant>, ApiError>>,
     pub originals: Flights<Result<Original, ApiError>>,
     /// The cluster-wide takedown list: covered keys are refused (451) on every route.
@@ -88,6 +90,7 @@ impl AppState {
                 None
             }
         };
+        let kept = crate::pipeline::kept::Kept::new(config.pipeline.kept_pixels_bytes);
         let takedowns =
             crate::takedowns::Takedowns::open(config.takedowns.state_file.clone()).map_err(|e| {
                 crate::Error::Config(format!(
@@ -116,6 +119,7 @@ impl AppState {
                 render_limits,
                 settings,
                 hotcache,
+                kept,
                 variants: Flights::default(),
                 originals: Flights::default(),
                 takedowns: Arc::new(takedowns),
@@ -142,11 +146,13 @@ impl AppState {
         .map_err(std::io::Error::other)?
     }
 
-    /// Clears the hot cache of taken-down keys and their variants.
+    /// Clears the hot cache of taken-down keys and their variants, and forgets their decoded
+    /// pixels.
     pub fn forget(&self, keys: &[String]) {
         for k in keys {
             let n = self.inner().hotcache.as_ref().map_or(0, |c| c.remove_derived(k));
-            tracing::info!(key = %k, hot_cache_files = n, "taken down");
+            let pixels = self.inner().kept.forget(k);
+            tracing::info!(key = %k, hot_cache_files = n, kept_pixels = pixels, "taken down");
         }
     }
 }

@@ -6,7 +6,10 @@
 //! peak RSS. Then cold `/p/` resizes of a
 //! 1200×800 and a 4000×3000 q90 JPEG, each request a new width (so each is a render), 4 clients:
 //! resizes/s, and imagehost's CPU per resize (from `/proc/<pid>/stat`) beside the pipeline's own
-//! CPU for the same source and widths (a child process running `pipeline::render` alone).
+//! CPU for the same source and widths (a child process running `pipeline::render` alone). Such a
+//! run of sizes of one original is what kept pixels (`pipeline/kept.rs`) are for: imagehost
+//! decodes each DCT scale once and the bench prints how many renders resized from kept pixels;
+//! `IMAGEHOST__PIPELINE__KEPT_PIXELS_BYTES=0` measures every render with its own decode.
 //!
 //!   BIN_DIR=target/release target/release/endtoend
 //!
@@ -191,6 +194,7 @@ fn main() {
     let key = bench::bench_account(d);
     let ports = harness::ports::free_ports(2);
     let node = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+    let admin = SocketAddr::from(([127, 0, 0, 1], ports[1]));
     let config = d.join("imagehost.toml");
     std::fs::write(
         &config,
@@ -316,6 +320,23 @@ fn main() {
             child.args([n.to_string(), round.to_string()]);
             alone = alone.min(cpu_of(child).0);
         }
+        let metrics = harness::http::get(admin, "/metrics").expect("metrics").text();
+        let count = |outcome: &str| {
+            let sample = format!("imagehost_kept_rasters_total{{outcome=\"{outcome}\"}}");
+            metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(sample.as_str())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
+                .unwrap_or(0.0)
+        };
+        println!(
+            "after the {w}×{h} renders, in all: {} resized from kept pixels, {} decoded and kept, {} decoded and not kept",
+            count("hit"),
+            count("kept"),
+            count("not_kept")
+        );
         rows.push(Row {
             what: format!("cold /p/ of a {w}×{h} JPEG, resizes/s ({CLIENTS} clients)"),
             ours: rate,

@@ -136,6 +136,10 @@ pub struct PipelineConfig {
     pub input_budget: u64,
     #[serde(with = "humantime_serde")]
     pub input_wait: Duration,
+    /// Bytes of decoded originals kept so that the next sizes of the same image resize from
+    /// them instead of decoding it again (JPEG; least recently used out first; a raster over a
+    /// quarter of this is not kept). 0 keeps none.
+    pub kept_pixels_bytes: u64,
 }
 
 impl Default for PipelineConfig {
@@ -161,6 +165,7 @@ impl Default for PipelineConfig {
             memory_budget: s.memory_budget,
             input_budget: 256 << 20,
             input_wait: Duration::from_secs(5),
+            kept_pixels_bytes: 64 << 20,
         }
     }
 }

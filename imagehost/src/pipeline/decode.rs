@@ -5,14 +5,16 @@
 //! Returns oriented pixels and the (bounded) plan mapped onto them.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use image::{ImageDecoder, ImageFormat, ImageReader};
 use turbojpeg::{Colorspace, DecompressHeader, Decompressor, PixelFormat, ScalingFactor};
 
 use super::geometry::{self, Plan};
+use super::kept::KeptAs;
 use super::raster::Raster;
 use super::{check_size, exif, Budget, Input, PipelineError, Request, Settings};
-use crate::metrics::JPEG_DECODES;
+use crate::metrics::{JPEG_DECODES, KEPT_RASTERS};
 
 /// Progressive scans allowed (libjpeg-turbo's guard against the many-scans CPU bomb).
 const JPEG_SCAN_LIMIT: u32 = 500;
@@ -79,16 +81,77 @@ fn oriented(w: u32, h: u32, orientation: u8) -> (u32, u32) {
     }
 }
 
-fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), PipelineError> {
+/// A JPEG's header read and its decode planned: the DCT scale it decodes at is also what its
+/// kept pixels are found by.
+struct JpegPlan {
+    d: Decompressor,
+    header: DecompressHeader,
+    orientation: u8,
+    /// The oriented full size.
+    src: (u32, u32),
+    plan: Plan,
+    denom: u32,
+}
+
+fn jpeg_plan(data: &[u8], req: &Request, s: &Settings) -> Result<JpegPlan, PipelineError> {
     let corrupt = |e: turbojpeg::Error| PipelineError::Corrupt(e.to_string());
     let mut d = Decompressor::new().map_err(corrupt)?;
     let header = d.read_header(data).map_err(corrupt)?;
     check_size(s, header.width as u64, header.height as u64)?;
     let orientation = exif::jpeg_orientation(data);
-    let (w, h) = (header.width as u32, header.height as u32);
-    let src = oriented(w, h, orientation);
+    let src = oriented(header.width as u32, header.height as u32, orientation);
     let plan = s.plan(src, req);
     let denom = geometry::dct_denominator(&plan, s.dct_margin);
+    Ok(JpegPlan {
+        d,
+        header,
+        orientation,
+        src,
+        plan,
+        denom,
+    })
+}
+
+fn jpeg(data: &[u8], req: &Request, s: &Settings) -> Result<(Raster, Plan), PipelineError> {
+    jpeg_decode(data, jpeg_plan(data, req, s)?, s)
+}
+
+/// A JPEG decoded for `req`, or the pixels kept from an earlier decode of the same original at
+/// the same scale (`kept.rs`); a new decode is kept for the sizes that follow.
+pub fn jpeg_kept(
+    data: &[u8],
+    req: &Request,
+    s: &Settings,
+    kept: KeptAs<'_>,
+) -> Result<(Arc<Raster>, Plan), PipelineError> {
+    let p = jpeg_plan(data, req, s)?;
+    if let Some(raster) = kept.kept.get(kept.key, p.denom) {
+        KEPT_RASTERS.with_label_values(&["hit"]).inc();
+        let plan = scaled(p.plan, p.src, &raster);
+        return Ok((raster, plan));
+    }
+    let denom = p.denom;
+    let (raster, plan) = jpeg_decode(data, p, s)?;
+    let raster = Arc::new(raster);
+    let outcome = if kept.kept.put(kept.key, denom, raster.clone()) {
+        "kept"
+    } else {
+        "not_kept"
+    };
+    KEPT_RASTERS.with_label_values(&[outcome]).inc();
+    Ok((raster, plan))
+}
+
+fn jpeg_decode(data: &[u8], p: JpegPlan, s: &Settings) -> Result<(Raster, Plan), PipelineError> {
+    let JpegPlan {
+        d,
+        header,
+        orientation,
+        src,
+        plan,
+        denom,
+    } = p;
+    let (w, h) = (header.width as u32, header.height as u32);
     // Thumbnails of baseline JPEGs skip what they do not need (shrink.rs); the rest, and every
     // full-size decode, go to libjpeg-turbo.
     let shrunk = (denom > 1 && s.shrink_decoder)

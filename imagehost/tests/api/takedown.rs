@@ -340,3 +340,56 @@ async fn a_takedown_list_made_again_is_pulled_from_the_start() {
     );
     f.stop().await;
 }
+
+/// A JPEG's decoded pixels, kept so that its next sizes skip the decode, answer to its takedown
+/// like its files: forgotten when it lands, and no size is served from them after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_forgets_the_kept_pixels_of_its_image() {
+    use super::fixture::metric;
+    let admin = harness::free_port();
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.admin.listen = Some(format!("127.0.0.1:{admin}").parse().expect("addr"));
+        c.takedowns.token = Some(service::Secret::new("cluster-secret"));
+    })
+    .await;
+    let data = super::images::jpeg(600, 400);
+    let key = key_of(&data);
+    let sig = signature(&f.keys.posting, &data, false);
+    let r = f.upload(&format!("/alice/{sig}"), "photo.jpg", &data).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let own = format!("http://images.test/{key}/photo.jpg");
+    // Both sizes decode at full size: the second resizes from the first's pixels.
+    for q in ["width=350", "width=320&format=webp"] {
+        let r = f.get(&p(&own, q)).await;
+        assert_eq!(r.status, 200, "?{q}: {}", r.text());
+    }
+    assert_eq!(metric("imagehost_kept_rasters_total{outcome=\"kept\"}"), 1.0);
+    assert_eq!(metric("imagehost_kept_rasters_total{outcome=\"hit\"}"), 1.0);
+    assert_eq!(metric("imagehost_kept_pixels_bytes"), (600 * 400 * 3) as f64);
+
+    let body = serde_json::json!({ "keys": [key] }).to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        harness::http::request(
+            std::net::SocketAddr::from(([127, 0, 0, 1], admin)),
+            "POST",
+            "/takedowns",
+            &[("Authorization", "Bearer cluster-secret")],
+            body.as_bytes(),
+        )
+        .expect("push")
+    })
+    .await
+    .expect("join");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(metric("imagehost_kept_pixels_bytes"), 0.0, "forgotten");
+    for q in ["width=330", "width=350"] {
+        let r = f.get(&p(&own, q)).await;
+        assert_eq!(r.status, 451, "?{q}: {}", r.text());
+    }
+    assert_eq!(
+        metric("imagehost_kept_rasters_total{outcome=\"hit\"}"),
+        1.0,
+        "nothing rendered since"
+    );
+    f.stop().await;
+}
