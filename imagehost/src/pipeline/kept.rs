@@ -176,8 +176,8 @@ mod tests {
     /// its own, at every DCT scale, cropped or not; each scale is decoded once.
     #[test]
     fn renders_from_kept_pixels_are_the_renders_from_a_decode() {
+        use super::super::geometry::Mode;
         use super::super::{encode, render, render_kept, AvifSource, Input, Output, Request, Settings};
-        use crate::proxy::options::Mode;
         let (w, h) = (1200u32, 800u32);
         let data = (0..h)
             .flat_map(|y| (0..w).flat_map(move |x| [(x / 5) as u8, (y / 4) as u8, ((x + y) / 9) as u8]))

@@ -7,6 +7,24 @@
 use super::fixture::{json, key_of, png, signature, Backend, Fixture};
 use super::proxy::p;
 
+/// Pushes the takedown of `key` to imagehost's admin listener on `admin`, as blobsync does.
+async fn push(admin: u16, key: &str, auth: Option<&'static str>) -> harness::http::Response {
+    let body = serde_json::json!({ "keys": [key] }).to_string();
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = auth.map(|a| vec![("Authorization", a)]).unwrap_or_default();
+        harness::http::request(
+            std::net::SocketAddr::from(([127, 0, 0, 1], admin)),
+            "POST",
+            "/takedowns",
+            &headers,
+            body.as_bytes(),
+        )
+        .expect("push")
+    })
+    .await
+    .expect("join")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_takedown_refuses_every_route_and_clears_the_hot_cache() {
     let admin = harness::free_port();
@@ -49,27 +67,13 @@ async fn a_pushed_takedown_refuses_every_route_and_clears_the_hot_cache() {
         "the original and variants are in the hot cache"
     );
 
-    let push = |auth: Option<&'static str>| {
-        let body = serde_json::json!({ "keys": [key] }).to_string();
-        tokio::task::spawn_blocking(move || {
-            let headers: Vec<(&str, &str)> = auth.map(|a| vec![("Authorization", a)]).unwrap_or_default();
-            harness::http::request(
-                std::net::SocketAddr::from(([127, 0, 0, 1], admin)),
-                "POST",
-                "/takedowns",
-                &headers,
-                body.as_bytes(),
-            )
-            .expect("push")
-        })
-    };
     assert_eq!(
-        push(None).await.expect("join").status,
+        push(admin, &key, None).await.status,
         403,
         "a push needs the token"
     );
-    assert_eq!(push(Some("Bearer wrong")).await.expect("join").status, 403);
-    let r = push(Some("Bearer cluster-secret")).await.expect("join");
+    assert_eq!(push(admin, &key, Some("Bearer wrong")).await.status, 403);
+    let r = push(admin, &key, Some("Bearer cluster-secret")).await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     for path in [
@@ -144,19 +148,7 @@ async fn a_takedown_reaches_aliases_of_our_host_and_byte_identical_copies_elsewh
     assert!(tags.split(' ').any(|t| t == key), "from the hot cache: {tags}");
     assert_eq!(origin.hits(), 1, "read from the hot cache, not fetched");
 
-    let body = serde_json::json!({ "keys": [key] }).to_string();
-    let r = tokio::task::spawn_blocking(move || {
-        harness::http::request(
-            std::net::SocketAddr::from(([127, 0, 0, 1], admin)),
-            "POST",
-            "/takedowns",
-            &[("Authorization", "Bearer cluster-secret")],
-            body.as_bytes(),
-        )
-        .expect("push")
-    })
-    .await
-    .expect("join");
+    let r = push(admin, &key, Some("Bearer cluster-secret")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     for url in aliases.iter() {
         for q in ["width=40", "width=41", ""] {
@@ -367,19 +359,7 @@ async fn a_takedown_forgets_the_kept_pixels_of_its_image() {
     assert_eq!(metric("imagehost_kept_rasters_total{outcome=\"hit\"}"), 1.0);
     assert_eq!(metric("imagehost_kept_pixels_bytes"), (600 * 400 * 3) as f64);
 
-    let body = serde_json::json!({ "keys": [key] }).to_string();
-    let r = tokio::task::spawn_blocking(move || {
-        harness::http::request(
-            std::net::SocketAddr::from(([127, 0, 0, 1], admin)),
-            "POST",
-            "/takedowns",
-            &[("Authorization", "Bearer cluster-secret")],
-            body.as_bytes(),
-        )
-        .expect("push")
-    })
-    .await
-    .expect("join");
+    let r = push(admin, &key, Some("Bearer cluster-secret")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(metric("imagehost_kept_pixels_bytes"), 0.0, "forgotten");
     for q in ["width=330", "width=350"] {
