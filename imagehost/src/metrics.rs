@@ -159,12 +159,12 @@ service::metric!(
 );
 
 service::metric!(
-    /// Renders of a JPEG original by what its decode did (pipeline/kept.rs): `hit` (resized from
-    /// pixels kept from an earlier size), `kept` (decoded and kept for the sizes that follow),
-    /// `not_kept` (decoded; too small or too large to keep, or keeping is off).
+    /// Renders of a JPEG, WebP or AVIF still by what its decode did (pipeline/kept.rs): `hit`
+    /// (resized from pixels kept from an earlier size), `kept` (decoded and kept for the sizes
+    /// that follow), `not_kept` (decoded; too small or too large to keep, or keeping is off).
     KEPT_RASTERS: IntCounterVec = register_int_counter_vec!(
         "imagehost_kept_rasters_total",
-        "JPEG renders by whether their decode was kept pixels, kept or not kept",
+        "JPEG, WebP and AVIF renders by whether their decode was kept pixels, kept or not kept",
         &["outcome"]
     )
 );

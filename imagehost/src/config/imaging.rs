@@ -137,8 +137,8 @@ pub struct PipelineConfig {
     #[serde(with = "humantime_serde")]
     pub input_wait: Duration,
     /// Bytes of decoded originals kept so that the next sizes of the same image resize from
-    /// them instead of decoding it again (JPEG; least recently used out first; a raster over a
-    /// quarter of this is not kept). 0 keeps none.
+    /// them instead of decoding it again (JPEG, WebP and AVIF stills; least recently used out
+    /// first; a raster over a quarter of this is not kept). 0 keeps none.
     pub kept_pixels_bytes: u64,
 }
 

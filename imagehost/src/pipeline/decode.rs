@@ -125,21 +125,51 @@ pub fn jpeg_kept(
     kept: KeptAs<'_>,
 ) -> Result<(Arc<Raster>, Plan), PipelineError> {
     let p = jpeg_plan(data, req, s)?;
-    if let Some(raster) = kept.kept.get(kept.key, p.denom) {
-        KEPT_RASTERS.with_label_values(&["hit"]).inc();
+    if let Some(raster) = kept_at(kept, p.denom) {
         let plan = scaled(p.plan, p.src, &raster);
         return Ok((raster, plan));
     }
     let denom = p.denom;
     let (raster, plan) = jpeg_decode(data, p, s)?;
+    Ok((keep(kept, denom, raster), plan))
+}
+
+/// A WebP or AVIF source, decoded at full size whatever size is asked for, or the pixels kept
+/// from an earlier size of it; a new decode is kept for the sizes that follow.
+pub fn full_kept(
+    data: &[u8],
+    input: Input,
+    req: &Request,
+    s: &Settings,
+    budget: &Budget,
+    kept: KeptAs<'_>,
+) -> Result<(Arc<Raster>, Plan), PipelineError> {
+    if let Some(raster) = kept_at(kept, 1) {
+        let plan = s.plan((raster.width, raster.height), req);
+        return Ok((raster, plan));
+    }
+    let (raster, plan) = still(data, input, req, s, budget)?;
+    Ok((keep(kept, 1, raster), plan))
+}
+
+/// The pixels kept for the original at 1/`scale`, counting the hit.
+fn kept_at(kept: KeptAs<'_>, scale: u32) -> Option<Arc<Raster>> {
+    let raster = kept.kept.get(kept.key, scale)?;
+    KEPT_RASTERS.with_label_values(&["hit"]).inc();
+    Some(raster)
+}
+
+/// Keeps a new decode at 1/`scale` for the sizes that follow (if it is worth keeping), counting
+/// the outcome.
+fn keep(kept: KeptAs<'_>, scale: u32, raster: Raster) -> Arc<Raster> {
     let raster = Arc::new(raster);
-    let outcome = if kept.kept.put(kept.key, denom, raster.clone()) {
+    let outcome = if kept.kept.put(kept.key, scale, raster.clone()) {
         "kept"
     } else {
         "not_kept"
     };
     KEPT_RASTERS.with_label_values(&[outcome]).inc();
-    Ok((raster, plan))
+    raster
 }
 
 fn jpeg_decode(data: &[u8], p: JpegPlan, s: &Settings) -> Result<(Raster, Plan), PipelineError> {

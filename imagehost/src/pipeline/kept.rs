@@ -3,6 +3,7 @@
 //! several sizes of each image at once (srcset widths, the feed's and the post's); each size
 //! after the first resizes from the kept pixels instead of decoding the original again (a
 //! 1200×800 JPEG's full decode is most of a render; a 4000×3000's at 1/2, nearly all of it).
+//! JPEGs are kept per DCT scale; WebP and AVIF stills, always decoded at full size, at scale 1.
 //!
 //! The lock is held only to look up, insert or evict, never across a decode. Small rasters are
 //! not kept (decoding them again is cheap), nor ones over a quarter of the capacity. A takedown
@@ -173,11 +174,12 @@ mod tests {
     }
 
     /// Every size rendered from kept pixels is byte for byte the size rendered from a decode of
-    /// its own, at every DCT scale, cropped or not; each scale is decoded once.
+    /// its own: a JPEG at every DCT scale, cropped or not, and WebP and AVIF sources (decoded at
+    /// full size); each scale of each source is decoded once.
     #[test]
     fn renders_from_kept_pixels_are_the_renders_from_a_decode() {
         use super::super::geometry::Mode;
-        use super::super::{encode, render, render_kept, AvifSource, Input, Output, Request, Settings};
+        use super::super::{av1, encode, render, render_kept, AvifSource, Input, Output, Request, Settings};
         let (w, h) = (1200u32, 800u32);
         let data = (0..h)
             .flat_map(|y| (0..w).flat_map(move |x| [(x / 5) as u8, (y / 4) as u8, ((x + y) / 9) as u8]))
@@ -188,14 +190,9 @@ mod tests {
             channels: 3,
             data,
         };
-        let jpeg = encode::jpeg(&source, 90).expect("jpeg");
         let s = Settings::default();
         let kept = Kept::new(64 << 20);
-        let as_ = KeptAs {
-            kept: &kept,
-            key: "DQmKept",
-        };
-        // Widths at 1/1, 1/2, 1/4 and 1/8; a cover crop; each twice.
+        // Widths at 1/1, 1/2, 1/4 and 1/8 of the JPEG; a cover crop.
         let asks = [
             (Some(1100), None),
             (Some(700), None),
@@ -204,26 +201,52 @@ mod tests {
             (Some(90), None),
             (Some(500), Some(500)),
         ];
-        for round in 0..2 {
-            for (width, height) in asks {
-                for format in [Output::Jpeg, Output::Webp] {
-                    let req = Request {
-                        width,
-                        height,
-                        mode: Mode::Cover,
-                        format,
-                        avif: AvifSource::AsRequested,
-                    };
-                    let fresh = render(&jpeg, Input::Jpeg, &req, &s).expect("render");
-                    let from_kept = render_kept(&jpeg, Input::Jpeg, &req, &s, Some(as_)).expect("kept");
-                    assert!(
-                        fresh.bytes == from_kept.bytes,
-                        "round {round}, {width:?}×{height:?} {format:?}"
-                    );
+        let sources = [
+            (
+                "DQmJpeg",
+                Input::Jpeg,
+                encode::jpeg(&source, 90).expect("jpeg"),
+                &asks[..],
+            ),
+            (
+                "DQmWebp",
+                Input::Webp,
+                encode::webp(&source, &s).expect("webp"),
+                &asks[1..3],
+            ),
+            (
+                "DQmAvif",
+                Input::Avif,
+                av1::encode(&source, 80, 10).expect("avif"),
+                &asks[4..],
+            ),
+        ];
+        for (key, input, bytes, asks) in &sources {
+            let as_ = KeptAs { kept: &kept, key };
+            for round in 0..2 {
+                for &(width, height) in asks.iter() {
+                    for format in [Output::Jpeg, Output::Webp] {
+                        let req = Request {
+                            width,
+                            height,
+                            mode: Mode::Cover,
+                            format,
+                            avif: AvifSource::AsRequested,
+                        };
+                        let fresh = render(bytes, *input, &req, &s).expect("render");
+                        let from_kept = render_kept(bytes, *input, &req, &s, Some(as_)).expect("kept");
+                        assert!(
+                            fresh.bytes == from_kept.bytes,
+                            "{key} round {round}, {width:?}×{height:?} {format:?}"
+                        );
+                    }
                 }
             }
         }
-        // 1/1 and 1/2 were kept; 1/4 (300×200) and 1/8 are under the smallest kept.
-        assert_eq!(kept.usage(), (2, (1200 * 800 + 600 * 400) * 3));
+        // The JPEG's 1/1 and 1/2 were kept (1/4, 300×200, and 1/8 are under the smallest kept),
+        // and the WebP's and the AVIF's full size.
+        let full = 1200 * 800 * 3;
+        assert_eq!(kept.usage(), (4, 3 * full + 600 * 400 * 3));
+        assert_eq!(kept.forget("DQmAvif"), 1);
     }
 }
