@@ -190,24 +190,22 @@ async fn produce(
     let known = orig.content_digest;
     let upload_key = source.key().to_string();
     let st = state.clone();
-    let (content_digest, rendered) = s
+    let (content_digest, content_key, rendered) = s
         .pool
         .run(job.cost, move || {
             // A fetched copy that is byte for byte one of our uploads answers to that upload's
             // takedown, wherever it is hosted; hashed here, off the runtime, unless the hot cache
             // kept the digest with the bytes (an original is hashed once, not once per size).
             let digest = remote.then(|| known.unwrap_or_else(|| crate::keys::upload_digest_of(&data)));
+            let content_key = digest.as_ref().map(crate::keys::key_of_hash);
             // Decoded pixels are kept under the content key: an upload's own, or the one a
             // fetched original's bytes would have.
-            let content = digest.as_ref().map_or(upload_key, crate::keys::key_of_hash);
             let kept = pipeline::kept::KeptAs {
                 kept: &st.inner().kept,
-                key: &content,
+                key: content_key.as_deref().unwrap_or(&upload_key),
             };
-            (
-                digest,
-                pipeline::render_kept(&data, input, &req, &settings, Some(kept)),
-            )
+            let rendered = pipeline::render_kept(&data, input, &req, &settings, Some(kept));
+            (digest, content_key, rendered)
         })
         .await
         .map_err(|e| match e {
@@ -215,7 +213,6 @@ async fn produce(
             crate::pool::PoolError::Panicked => ApiError::Internal("image job panicked".into()),
         })?;
     let rendered = rendered.map_err(refused)?;
-    let content_key = content_digest.as_ref().map(crate::keys::key_of_hash);
     // Checked again after the render: a takedown that landed meanwhile stops the bytes before
     // anything is cached or stored.
     let taken_down = |s: &crate::state::Inner| {
