@@ -3,7 +3,10 @@
 //! others is queued for replacement (a truncated or torn write), and tombstoned or taken-down keys
 //! for deletion.
 //!
-//! Memory is one page per fileserver, whatever the number of objects. A checkpoint (the last
+//! Memory is one page per fileserver, whatever the number of objects, and the queue holds at
+//! most `max_ahead` objects the pass found and the workers have not yet taken: past that the
+//! pass waits for them, so a backfill of millions of objects never holds millions in the queue
+//! (copies start as soon as the first are found). A checkpoint (the last
 //! stored name handled) is saved as the pass goes, so a restart resumes where it stopped. A
 //! listing that fails aborts the pass (and keeps the checkpoint): nothing is ever concluded from a
 //! missing or empty listing except "copy to it", and nothing is ever deleted because of one.
@@ -11,9 +14,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use blobstore::{BlobStore, ListEntry, ListRequest};
 
+use crate::config::AntiEntropyConfig;
 use crate::error::SyncError;
 use crate::metrics::AE_FINDINGS;
 use crate::queue::{now_ms, Action, Queue};
@@ -102,17 +107,33 @@ pub fn checkpoint_name(bucket: &str) -> String {
     format!("ae:{bucket}")
 }
 
+/// Waits while more than `max_ahead` of the `added` new items this pass queued have not been
+/// taken by a worker since the pass began (`taken_before`). Items taken and failed count as
+/// taken, so a fileserver that is down never stalls the pass; so do items others queued, which
+/// only loosens the bound.
+async fn keep_within(queue: &Queue, added: u64, taken_before: u64, max_ahead: usize) {
+    let mut wait = Duration::from_millis(1);
+    while added.saturating_sub(queue.taken().saturating_sub(taken_before)) > max_ahead as u64 {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+}
+
 /// Runs one pass over `bucket` on `stores` (one per server, same order every time; `names` are
-/// the servers' names, for the copies to replace).
+/// the servers' names, for the copies to replace). Workers must be taking from `queue`
+/// meanwhile, or the pass stops `max_ahead` objects in.
 pub async fn pass(
     stores: &[Arc<dyn BlobStore>],
     names: &[String],
     bucket: &str,
     lane: u8,
     queue: &Queue,
-    page: usize,
+    limits: &AntiEntropyConfig,
     progress: &Progress,
 ) -> Result<(), SyncError> {
+    let page = limits.page_size;
+    let taken_before = queue.taken();
+    let mut added = 0u64;
     let cp = checkpoint_name(bucket);
     let resume = queue.meta(&cp)?;
     if let Some(at) = &resume {
@@ -156,7 +177,7 @@ pub async fn pass(
             Decision::Nothing => {}
             Decision::Copy { bad } => {
                 let bad: Vec<String> = bad.iter().filter_map(|i| names.get(*i).cloned()).collect();
-                queue.enqueue(bucket, key.as_str(), Action::Copy, lane, &bad)?;
+                added += u64::from(queue.enqueue(bucket, key.as_str(), Action::Copy, lane, &bad)?);
                 progress.queued.fetch_add(1, Ordering::Relaxed);
                 let kind = if bad.is_empty() { "missing" } else { "size_differs" };
                 if !bad.is_empty() {
@@ -165,11 +186,12 @@ pub async fn pass(
                 AE_FINDINGS.with_label_values(&[bucket, kind]).inc();
             }
             Decision::Delete => {
-                queue.enqueue(bucket, key.as_str(), Action::Delete, lane, &[])?;
+                added += u64::from(queue.enqueue(bucket, key.as_str(), Action::Delete, lane, &[])?);
                 progress.queued.fetch_add(1, Ordering::Relaxed);
                 AE_FINDINGS.with_label_values(&[bucket, "tombstoned"]).inc();
             }
         }
+        keep_within(queue, added, taken_before, limits.max_ahead).await;
         since_checkpoint += 1;
         if since_checkpoint >= page {
             // Queued work is written before the checkpoint that covers it (sled keeps order).
@@ -208,6 +230,14 @@ mod tests {
         }
     }
 
+    fn limits(page_size: usize, max_ahead: usize) -> AntiEntropyConfig {
+        AntiEntropyConfig {
+            page_size,
+            max_ahead,
+            ..AntiEntropyConfig::default()
+        }
+    }
+
     fn names() -> Vec<String> {
         vec!["a".into(), "b".into()]
     }
@@ -235,9 +265,17 @@ mod tests {
         q.add_tombstone("uploads", "k5", std::time::Duration::from_secs(86400))
             .unwrap();
         let progress = Progress::default();
-        pass(&[a, b], &names(), "uploads", 1, &q, 2, &progress)
-            .await
-            .unwrap();
+        pass(
+            &[a, b],
+            &names(),
+            "uploads",
+            1,
+            &q,
+            &limits(2, usize::MAX),
+            &progress,
+        )
+        .await
+        .unwrap();
         let mut got: Vec<(String, Action)> = q.pending().into_iter().map(|i| (i.key, i.action)).collect();
         got.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(
@@ -271,7 +309,7 @@ mod tests {
             "uploads",
             1,
             &q,
-            1000,
+            &limits(1000, usize::MAX),
             &Progress::default()
         )
         .await
@@ -282,11 +320,78 @@ mod tests {
             Some("k2")
         );
         std::fs::rename(dir.path().join("b/gone"), dir.path().join("b/uploads")).unwrap();
-        pass(&[a, b], &names(), "uploads", 1, &q, 1000, &Progress::default())
-            .await
-            .unwrap();
+        pass(
+            &[a, b],
+            &names(),
+            "uploads",
+            1,
+            &q,
+            &limits(1000, usize::MAX),
+            &Progress::default(),
+        )
+        .await
+        .unwrap();
         let mut keys: Vec<String> = q.pending().into_iter().map(|i| i.key).collect();
         keys.sort();
         assert_eq!(keys, ["k3", "k4"], "resumed after the checkpoint");
+    }
+
+    /// A pass queues at most `max_ahead` objects the workers have not taken, whatever it finds,
+    /// and a worker whose copies fail (a fileserver down) does not stall it: taken is taken.
+    #[tokio::test]
+    async fn the_pass_stays_within_max_ahead_of_the_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let a = store_with(dir.path(), "a", &refs).await;
+        let b = store_with(dir.path(), "b", &[]).await;
+        let q = Arc::new(Queue::temporary().unwrap());
+        let progress = Arc::new(Progress::default());
+        let max_ahead = 3;
+        let run = {
+            let (q, progress) = (q.clone(), progress.clone());
+            tokio::spawn(async move {
+                pass(
+                    &[a, b],
+                    &names(),
+                    "uploads",
+                    1,
+                    &q,
+                    &limits(7, max_ahead),
+                    &progress,
+                )
+                .await
+            })
+        };
+        let (mut taken, mut failed, mut most) = (0, 0, 0);
+        for _ in 0..20_000 {
+            if taken == keys.len() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            // Pending and not yet taken: the backlog less what failed and waits its backoff.
+            most = most.max(q.backlog() - failed);
+            let Some(item) = q.take_due(now_ms()).unwrap() else {
+                continue;
+            };
+            taken += 1;
+            if taken % 2 == 0 {
+                q.complete(&item).unwrap();
+            } else {
+                // A failed copy: back off for longer than the test runs.
+                q.retry(&item, "down", std::time::Duration::from_secs(3600))
+                    .unwrap();
+                failed += 1;
+            }
+        }
+        run.await.unwrap().unwrap();
+        assert_eq!(progress.queued.load(Ordering::Relaxed), 40);
+        assert!(
+            most <= max_ahead + 1,
+            "the untaken part of the queue stayed within max_ahead (most {most})"
+        );
+        assert!(most >= max_ahead, "the pass did run ahead of the workers");
+        assert_eq!(q.backlog(), 20, "the failed half waits in the queue");
+        assert_eq!(q.meta(&checkpoint_name("uploads")).unwrap(), None);
     }
 }

@@ -54,6 +54,10 @@ pub struct AntiEntropyConfig {
     pub interval: Duration,
     /// Keys listed per page and server.
     pub page_size: usize,
+    /// Objects a pass may queue ahead of the copy workers. Past it the pass waits for them,
+    /// so a backfill of millions of objects holds this many in the queue, not millions (the
+    /// queue's memory and disk stay flat); its checkpoint keeps its place meanwhile.
+    pub max_ahead: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +95,7 @@ impl Default for AntiEntropyConfig {
         Self {
             interval: Duration::from_secs(3600),
             page_size: 1000,
+            max_ahead: 10_000,
         }
     }
 }
@@ -247,6 +252,11 @@ impl Config {
         if !(1..=1000).contains(&self.anti_entropy.page_size) {
             return Err("anti_entropy.page_size must be between 1 and 1000".into());
         }
+        if self.anti_entropy.max_ahead < self.copy.workers {
+            return Err(
+                "anti_entropy.max_ahead must be at least copy.workers (else workers sit idle)".into(),
+            );
+        }
         if self.tombstones.retention < Duration::from_secs(24 * 3600) {
             return Err(
                 "tombstones.retention must be at least 1 day (outages last longer than you think)".into(),
@@ -302,6 +312,11 @@ mod tests {
                 "[anti_entropy]\npage_size = 5000\n",
                 Some("anti_entropy.page_size"),
             ),
+            (
+                "[anti_entropy]\nmax_ahead = 4\n",
+                Some("anti_entropy.max_ahead must be at least copy.workers"),
+            ),
+            ("[anti_entropy]\nmax_ahead = 8\n", None),
         ];
         for (text, want) in cases {
             let got = ConfigLoader::new("blobsync")

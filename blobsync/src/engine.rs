@@ -212,7 +212,7 @@ impl Engine {
                 bucket,
                 lane,
                 &self.queue,
-                self.config.anti_entropy.page_size,
+                &self.config.anti_entropy,
                 &self.progress,
             )
             .await

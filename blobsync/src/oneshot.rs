@@ -69,11 +69,12 @@ pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Er
                 eta(backlog, rate)
             )
         });
-        let ok = engine.anti_entropy().await;
+        // Copies start as the pass finds work, and the pass keeps at most
+        // `anti_entropy.max_ahead` objects ahead of them.
+        let ok = drain(&engine, &config, &shutdown, engine.anti_entropy()).await;
         progress.abort();
-        ok
+        ok.unwrap_or(false)
     };
-    drain(&engine, &config, &shutdown).await;
     let left = engine.queue.backlog() as u64;
     reporter.finish(&format!(
         "sync finished in {:.1}s: {} scanned, {} queued, {left} waiting (retried by the daemon){}",
@@ -82,6 +83,8 @@ pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Er
         engine.progress.queued.load(Ordering::Relaxed),
         if ae_ok {
             ""
+        } else if shutdown.is_triggered() {
+            "; interrupted, the next pass resumes from its checkpoint"
         } else {
             "; a listing failed, run again when every fileserver is up"
         }
@@ -125,7 +128,7 @@ pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, E
     .await;
     progress.abort();
     let pass = pass?;
-    drain(&engine, &config, &shutdown).await;
+    drain(&engine, &config, &shutdown, std::future::ready(())).await;
     let left = engine.queue.backlog() as u64;
     reporter.finish(&format!(
         "scrub finished in {:.1}s: {} copies checked, {} corrupt (queued for repair), {left} waiting{}",
@@ -167,16 +170,27 @@ fn watch(
     })
 }
 
-/// Runs the workers until every queued item has been tried once (what is left waits on a server
-/// that is down, and is retried by the daemon).
-async fn drain(engine: &Arc<Engine>, config: &Config, shutdown: &Shutdown) {
+/// Runs the workers while `first` runs (a pass that queues work as it goes, and may wait for
+/// the workers to take it), then until every queued item has been tried once (what is left waits
+/// on a server that is down, and is retried by the daemon). `None` if interrupted before `first`
+/// finished; work it queued stays queued.
+async fn drain<T>(
+    engine: &Arc<Engine>,
+    config: &Config,
+    shutdown: &Shutdown,
+    first: impl std::future::Future<Output = T>,
+) -> Option<T> {
     let work = Shutdown::new();
     let workers = tokio::spawn(
         engine
             .clone()
             .run_workers(work.clone(), config.admin.drain_timeout),
     );
-    while engine.queue.has_untried() && !shutdown.is_triggered() {
+    let out = tokio::select! {
+        out = first => Some(out),
+        _ = shutdown.cancelled() => None,
+    };
+    while out.is_some() && engine.queue.has_untried() && !shutdown.is_triggered() {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = shutdown.cancelled() => break,
@@ -184,4 +198,5 @@ async fn drain(engine: &Arc<Engine>, config: &Config, shutdown: &Shutdown) {
     }
     work.trigger();
     let _ = workers.await;
+    out
 }

@@ -101,6 +101,8 @@ pub struct Queue {
     in_flight: Mutex<HashSet<Vec<u8>>>,
     /// Highest lane ever scheduled, so `take_due` visits only lanes that exist.
     max_lane: std::sync::atomic::AtomicU8,
+    /// Items claimed by workers since opening ([`Queue::taken`]).
+    taken: std::sync::atomic::AtomicU64,
     /// Group commit: a ticket per caller of [`Queue::flush`], and (under the lock) the highest
     /// ticket a finished flush covered.
     flush_tickets: std::sync::atomic::AtomicU64,
@@ -131,16 +133,31 @@ fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Option<T> {
     serde_json::from_slice(b).ok()
 }
 
+/// sled's page cache. Its default (1 GiB) keeps every page a backfill ever wrote in memory; the
+/// queue's working set is its head (the due schedule and the items being taken), so a small
+/// cache costs reads only of what has waited a long time.
+const CACHE_BYTES: u64 = 16 << 20;
+
 /// Lanes in priority order: takedowns first.
 pub const DELETE_LANE: u8 = 0;
 
 impl Queue {
     pub fn open(path: &std::path::Path) -> Result<Self, QueueError> {
-        Ok(Self::from_db(sled::Config::new().path(path).open()?)?)
+        Ok(Self::from_db(
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(CACHE_BYTES)
+                .open()?,
+        )?)
     }
 
     pub fn temporary() -> Result<Self, QueueError> {
-        Ok(Self::from_db(sled::Config::new().temporary(true).open()?)?)
+        Ok(Self::from_db(
+            sled::Config::new()
+                .temporary(true)
+                .cache_capacity(CACHE_BYTES)
+                .open()?,
+        )?)
     }
 
     fn from_db(db: sled::Db) -> Result<Self, sled::Error> {
@@ -155,6 +172,7 @@ impl Queue {
             adding_takedown: Mutex::new(()),
             in_flight: Mutex::new(HashSet::new()),
             max_lane: std::sync::atomic::AtomicU8::new(u8::MAX),
+            taken: std::sync::atomic::AtomicU64::new(0),
             flush_tickets: std::sync::atomic::AtomicU64::new(0),
             flushed: tokio::sync::Mutex::new(0),
         })
@@ -180,7 +198,8 @@ impl Queue {
     }
 
     /// Adds work for one object, merging with work already pending: a delete wins over a copy,
-    /// the earlier due time and enqueue time are kept, bad-copy lists are united.
+    /// the earlier due time and enqueue time are kept, bad-copy lists are united. Returns true
+    /// when the object had no work pending (a new item), false when merged into pending work.
     pub fn enqueue(
         &self,
         bucket: &str,
@@ -188,7 +207,7 @@ impl Queue {
         action: Action,
         lane: u8,
         bad: &[String],
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         let now = now_ms();
         let lane = if action == Action::Delete {
             DELETE_LANE
@@ -196,8 +215,11 @@ impl Queue {
             lane
         };
         let item_id = id(bucket, key);
+        let mut new = false;
         let merged = self.items.update_and_fetch(&item_id, |old| {
-            let next = match old.and_then(decode::<Item>) {
+            let old = old.and_then(decode::<Item>);
+            new = old.is_none();
+            let next = match old {
                 Some(mut it) => {
                     if action == Action::Delete {
                         it.action = Action::Delete;
@@ -230,7 +252,14 @@ impl Queue {
         if let Some(it) = merged.as_deref().and_then(decode::<Item>) {
             self.due.insert(due_key(it.lane, it.due_ms, &item_id), &[])?;
         }
-        Ok(())
+        Ok(new)
+    }
+
+    /// How many items workers have claimed since the queue was opened ([`Queue::take_due`] and
+    /// [`Queue::claim`]): a producer compares it with what it added to know how far ahead of
+    /// the workers it is.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tells the scheduler how many lanes exist (0 = takedowns, then one per bucket).
@@ -258,6 +287,7 @@ impl Queue {
                     continue; // a worker has it; its outcome reschedules it if needed
                 }
                 self.due.remove(&k)?;
+                self.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(Some(item));
             }
         }
@@ -275,6 +305,7 @@ impl Queue {
             return Ok(None);
         }
         self.due.remove(due_key(item.lane, item.due_ms, &item_id))?;
+        self.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Some(item))
     }
 

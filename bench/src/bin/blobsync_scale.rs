@@ -23,7 +23,7 @@ const SIZE: usize = 1024;
 const BURST: u64 = 400;
 const WORKERS: usize = 8;
 
-fn config(dir: &Path, port: u16, fs: &[PathBuf; 2]) -> PathBuf {
+fn config(dir: &Path, port: u16, fs: &[PathBuf]) -> PathBuf {
     let server = |n: &str, p: &Path| {
         format!(
             "[[fileservers]]\nname = \"{n}\"\ndirectory = {{ path = \"{}\" }}\n",
@@ -34,10 +34,12 @@ fn config(dir: &Path, port: u16, fs: &[PathBuf; 2]) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = {WORKERS}\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}{}",
+            "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = {WORKERS}\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}",
             dir.join("queue").display(),
-            server("fs0", &fs[0]),
-            server("fs1", &fs[1]),
+            fs.iter()
+                .enumerate()
+                .map(|(i, p)| server(&format!("fs{i}"), p))
+                .collect::<String>(),
         ),
     )
     .expect("config");
@@ -69,6 +71,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // The cold backfill copies every object, so it is measured up to here only.
+    let backfill_max: u64 = std::env::var("BLOBSYNC_SCALE_BACKFILL_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let bin = std::env::var("BLOBSYNC_BIN").unwrap_or_else(|_| "target/release/blobsync".into());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let root = tempfile::tempdir_in(".").expect("a temp dir on this disk");
@@ -100,6 +107,49 @@ fn main() {
             "{n} objects on both fileservers ({:.1} s)",
             t.elapsed().as_secs_f64()
         );
+
+        // A cold backfill: `sync --once` copies every object into an empty fileserver. Its
+        // memory must not grow with the number of objects it copies.
+        if n <= backfill_max {
+            let empty = root.path().join(format!("empty-{n}"));
+            std::fs::create_dir_all(empty.join("uploads")).expect("empty bucket");
+            let run = root.path().join(format!("backfill-{n}"));
+            std::fs::create_dir_all(&run).expect("run dir");
+            let cfg = config(&run, harness::free_port(), &[fs[0].clone(), empty.clone()]);
+            let m = bench::measure(
+                std::process::Command::new(&bin)
+                    .arg("--config")
+                    .arg(cfg)
+                    .args(["sync", "--once"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null()),
+            );
+            let (exit, rss, wall) = (m.status, m.peak_rss, m.wall.as_secs_f64());
+            assert!(exit.success(), "sync --once: {exit}");
+            let count = |dir: &Path| {
+                std::fs::read_dir(dir)
+                    .expect("a bucket")
+                    .filter_map(Result::ok)
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            };
+            assert_eq!(
+                count(&empty.join("uploads")),
+                count(&buckets[0]),
+                "every object copied"
+            );
+            let rss = rss as f64 / (1 << 20) as f64;
+            eprintln!("{n}: cold backfill {wall:.1} s, peak RSS {rss:.1} MiB");
+            rows.push(Row {
+                what: format!("cold backfill of {n} objects, wall (peak RSS {rss:.0} MiB)"),
+                ours: wall,
+                reference: None,
+                unit: "s",
+                target: "grows ~N, RSS flat",
+            });
+            let _ = std::fs::remove_dir_all(&empty);
+            let _ = std::fs::remove_dir_all(&run);
+        }
 
         // The daemon's start-up pass over the whole bucket, with a new queue each time.
         let run = root.path().join(format!("run-{n}"));
