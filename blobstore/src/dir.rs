@@ -35,6 +35,7 @@ use crate::{
 mod cache;
 mod commit;
 mod listing;
+mod read;
 mod write;
 mod xattr;
 
@@ -433,28 +434,43 @@ impl BlobStore for DirStore {
 
     async fn get(&self, key: &Key, range: Option<ByteRange>) -> Result<GetObject, StoreError> {
         let stored = self.layout.stored_name(key)?;
-        let mut file = match tokio::fs::File::open(self.bucket.join(&stored)).await {
-            Ok(f) => f,
-            Err(e) => return Err(self.classify(e, key).await),
+        let paths = [
+            self.bucket.join(&stored),
+            self.cache_meta_path(&stored),
+            self.meta_path(&stored),
+        ];
+        let opened = tokio::task::spawn_blocking(move || read::open(paths, range.is_none()))
+            .await
+            .map_err(|e| self.unavailable(io::Error::other(e)))?;
+        let (file, size, modified, found, whole) = match opened {
+            Ok(read::Opened::File {
+                file,
+                size,
+                modified,
+                found,
+                whole,
+            }) => (file, size, modified, found, whole),
+            Ok(read::Opened::NotFile) => return Err(StoreError::NotFound { key: key.to_string() }),
+            Err(read::Failed::Open(e)) => return Err(self.classify(e, key).await),
+            Err(read::Failed::Later(e)) => return Err(self.unavailable(e)),
         };
-        let md = file.metadata().await.map_err(|e| self.unavailable(e))?;
-        if !md.is_file() {
-            return Err(StoreError::NotFound { key: key.to_string() });
-        }
-        let size = md.len();
-        let (meta, cache) = match self.checked_meta(&stored, size, md.modified().ok()).await {
-            Ok(m) => m,
-            Err(StoreError::NotFound { .. }) => return Err(self.drop_torn(&stored, key).await),
-            Err(e) => return Err(e),
+        let meta = match &found {
+            Found::Durable(Some(s)) => meta_of(s.clone(), modified),
+            // An object of an earlier store, without a sidecar: its size and date.
+            Found::Durable(None) => ObjectMeta {
+                size,
+                last_modified: modified,
+                ..ObjectMeta::default()
+            },
+            Found::Cache(s) => meta_of(s.clone(), modified),
+            Found::Torn => return Err(self.drop_torn(&stored, key).await),
         };
-        if let Some(sidecar) = cache.filter(|_| size <= cache::VERIFY_WHOLE) {
-            // A cache object small enough is hashed whole before any byte is served.
-            let mut whole = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut whole)
-                .await
-                .map_err(|e| self.unavailable(e))?;
-            if !cache::intact(&sidecar, &whole) {
-                return Err(self.drop_torn(&stored, key).await);
+        if let Some(whole) = whole {
+            // A cache object is hashed whole before any byte is served.
+            if let Found::Cache(sidecar) = &found {
+                if !cache::intact(sidecar, &whole) {
+                    return Err(self.drop_torn(&stored, key).await);
+                }
             }
             let whole = bytes::Bytes::from(whole);
             let (range, body) = match range {
@@ -470,6 +486,7 @@ impl BlobStore for DirStore {
                 body: crate::body_from_bytes(body),
             });
         }
+        let mut file = tokio::fs::File::from_std(file);
         let (range, len) = match range {
             Some(r) => {
                 let (first, last) = r.resolve(size)?;
