@@ -452,6 +452,22 @@ pub async fn put_uploads(
         .expect("seed objects");
 }
 
+/// The size of object `rank` drawn from a log-normal distribution (as image sizes are): `median`
+/// bytes, shape `sigma`, clamped to `lo..=hi`. The same rank always gets the same size.
+pub fn log_normal_size(rank: u64, median: f64, sigma: f64, lo: usize, hi: usize) -> usize {
+    // A normal deviate from two hashed uniforms (Box–Muller).
+    let h = |x: u64| {
+        let mut z = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+        z ^= z >> 29;
+        z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z ^= z >> 32;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let (u1, u2) = (h(rank), h(rank ^ 0xABCD));
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    ((median * (sigma * z).exp()) as usize).clamp(lo, hi)
+}
+
 /// The edge disk tier's object `i` as the scale benches store it: a key (one in four a variant,
 /// as `Accept` classes of `/p/` URLs make), and a record with a URL, tags, pingora's two meta blobs
 /// and a small body (the index's cost depends on the number of files, not their size).

@@ -68,6 +68,9 @@ pub struct ScrubConfig {
     pub interval: Duration,
     /// Bytes per second re-read by the scrub (0 = unlimited).
     pub bandwidth_limit: u64,
+    /// Copies read and hashed at once. One at a time, a scrub waits out every read's latency
+    /// (a disk seek, an S3 request) and reaches a fraction of what the fileserver can give.
+    pub parallel: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,7 @@ impl Default for ScrubConfig {
         Self {
             interval: Duration::from_secs(7 * 24 * 3600),
             bandwidth_limit: 20 << 20,
+            parallel: 8,
         }
     }
 }
@@ -252,6 +256,9 @@ impl Config {
         if !(1..=1000).contains(&self.anti_entropy.page_size) {
             return Err("anti_entropy.page_size must be between 1 and 1000".into());
         }
+        if !(1..=256).contains(&self.scrub.parallel) {
+            return Err("scrub.parallel must be between 1 and 256".into());
+        }
         if self.anti_entropy.max_ahead < self.copy.workers {
             return Err(
                 "anti_entropy.max_ahead must be at least copy.workers (else workers sit idle)".into(),
@@ -317,6 +324,7 @@ mod tests {
                 Some("anti_entropy.max_ahead must be at least copy.workers"),
             ),
             ("[anti_entropy]\nmax_ahead = 8\n", None),
+            ("[scrub]\nparallel = 0\n", Some("scrub.parallel")),
         ];
         for (text, want) in cases {
             let got = ConfigLoader::new("blobsync")

@@ -281,6 +281,7 @@ impl Engine {
                 &self.config.buckets,
                 &self.queue,
                 limiter.as_ref(),
+                self.config.scrub.parallel,
                 progress,
             );
             let outcome = tokio::select! {

@@ -123,6 +123,7 @@ pub async fn scrub_once(config: Config, shutdown: Shutdown) -> Result<Outcome, E
         &config.buckets,
         &engine.queue,
         limiter.as_ref(),
+        config.scrub.parallel,
         &engine.scrub_progress,
     )
     .await;

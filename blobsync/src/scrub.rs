@@ -90,6 +90,9 @@ pub fn due_in(queue: &Queue, interval: std::time::Duration, now: u64) -> std::ti
     }
 }
 
+/// Chunks at least this large are hashed on the blocking pool (the hop costs less than the hash).
+const HASH_ELSEWHERE: usize = 16 << 10;
+
 enum Verdict {
     Good,
     Corrupt(String),
@@ -118,7 +121,22 @@ async fn verify(
             l.acquire(chunk.len() as u64).await;
         }
         progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        check.update(&chunk);
+        check = if chunk.len() >= HASH_ELSEWHERE {
+            // Off the async workers: the copies a pass reads at once are hashed on as many
+            // cores, not all on the one thread that polls the pass.
+            tokio::task::spawn_blocking(move || {
+                check.update(&chunk);
+                check
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                store: store.describe().to_string(),
+                reason: format!("hashing: {e}"),
+            })?
+        } else {
+            check.update(&chunk);
+            check
+        };
     }
     Ok(check.verdict())
 }
@@ -198,6 +216,7 @@ pub async fn pass(
     buckets: &[String],
     queue: &Queue,
     limiter: Option<&RateLimiter>,
+    parallel: usize,
     progress: &Progress,
 ) -> Result<PassOutcome, SyncError> {
     let saved: Option<Cursor> = queue.meta(CURSOR)?.and_then(|v| serde_json::from_str(&v).ok());
@@ -239,17 +258,27 @@ pub async fn pass(
             }
         };
         let mut down = None;
-        for e in &page.entries {
-            match verify(store.as_ref(), &e.key, limiter, progress).await {
+        // `parallel` copies read at once; their verdicts are taken in key order, so the cursor
+        // saved after the page passes only what was checked.
+        let keys: Vec<blobstore::Key> = page.entries.iter().map(|e| e.key.clone()).collect();
+        let store = store.as_ref();
+        let mut verdicts = futures::stream::iter(keys)
+            .map(|key| async move {
+                let verdict = verify(store, &key, limiter, progress).await;
+                (key, verdict)
+            })
+            .buffered(parallel.max(1));
+        while let Some((key, verdict)) = verdicts.next().await {
+            match verdict {
                 Ok(Verdict::Good | Verdict::Gone) => {}
                 Ok(Verdict::Corrupt(why)) => {
                     corrupt += 1;
                     progress.corrupt.fetch_add(1, Ordering::Relaxed);
                     SCRUB_CORRUPT.inc();
-                    tracing::warn!(server = %server.name, bucket, key = %e.key, why, "scrub: bad copy; queued for repair");
+                    tracing::warn!(server = %server.name, bucket, %key, why, "scrub: bad copy; queued for repair");
                     queue.enqueue(
                         bucket,
-                        e.key.as_str(),
+                        key.as_str(),
                         Action::Copy,
                         cursor.bucket as u8 + 1,
                         std::slice::from_ref(&server.name),

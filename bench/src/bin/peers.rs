@@ -32,17 +32,7 @@ fn env(name: &str, default: f64) -> f64 {
 
 /// The size of object `rank`: log-normal, median 16 KB, σ 0.6, within 2–200 KB.
 fn size_of(rank: u64) -> usize {
-    // A normal deviate from two hashed uniforms (Box–Muller).
-    let h = |x: u64| {
-        let mut z = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-        z ^= z >> 29;
-        z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z ^= z >> 32;
-        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let (u1, u2) = (h(rank), h(rank ^ 0xABCD));
-    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-    ((16_000.0 * (0.6 * z).exp()) as usize).clamp(2_000, 200_000)
+    bench::log_normal_size(rank, 16_000.0, 0.6, 2_000, 200_000)
 }
 
 const SCRIPT: &str = r#"
