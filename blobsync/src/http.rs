@@ -319,12 +319,9 @@ async fn scrub(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// Backlog, oldest pending age, takedowns, anti-entropy state and each fileserver's reachability.
 async fn status(State(state): State<AppState>) -> Response {
     let engine = &state.engine;
-    engine.update_gauges();
-    let pending = engine.queue.pending();
-    let copies = pending.iter().filter(|i| i.action == Action::Copy).count();
-    let oldest = engine
-        .queue
-        .oldest_pending_ms()
+    let counts = engine.update_gauges().await;
+    let oldest = counts
+        .oldest_enqueued_ms
         .map(|t| now_ms().saturating_sub(t) / 1000);
     let servers: serde_json::Map<String, serde_json::Value> = crate::probe::fileservers(&engine.replicator)
         .await
@@ -345,13 +342,13 @@ async fn status(State(state): State<AppState>) -> Response {
     let scrub = &engine.scrub_progress;
     Json(json!({
         "queue": crate::queue::identity(&engine.config.queue.path),
-        "backlog": pending.len(),
-        "pending_copies": copies,
-        "pending_takedowns": pending.len() - copies,
-        "untried": pending.iter().filter(|i| i.attempts == 0).count(),
+        "backlog": counts.backlog,
+        "pending_copies": counts.copies,
+        "pending_takedowns": counts.backlog - counts.copies,
+        "untried": counts.untried,
         "oldest_pending_seconds": oldest,
-        "tombstones": engine.queue.tombstone_count(),
-        "takedowns": engine.queue.takedown_count(),
+        "tombstones": counts.tombstones,
+        "takedowns": counts.takedowns,
         "fileservers": servers,
         "anti_entropy": ae,
         "sync": {

@@ -203,21 +203,17 @@ fn status(config: &Config) -> anyhow::Result<()> {
                     path.display()
                 )
             })?;
-            let pending = queue.pending();
-            let copies = pending
-                .iter()
-                .filter(|i| i.action == blobsync::queue::Action::Copy)
-                .count();
-            let oldest = queue
-                .oldest_pending_ms()
+            let counts = queue.summary();
+            let oldest = counts
+                .oldest_enqueued_ms
                 .map(|t| blobsync::queue::now_ms().saturating_sub(t) / 1000);
             print_status(&serde_json::json!({
-                "backlog": pending.len(),
-                "pending_copies": copies,
-                "pending_takedowns": pending.len() - copies,
+                "backlog": counts.backlog,
+                "pending_copies": counts.copies,
+                "pending_takedowns": counts.backlog - counts.copies,
                 "oldest_pending_seconds": oldest,
-                "tombstones": queue.tombstone_count(),
-                "takedowns": queue.takedown_count(),
+                "tombstones": counts.tombstones,
+                "takedowns": counts.takedowns,
                 "scrub": { "last_complete_ms": blobsync::scrub::last_done(&queue) },
             }));
             println!(

@@ -79,6 +79,19 @@ pub struct Item {
     pub version: u64,
 }
 
+/// Counts of what the queue holds ([`Queue::summary`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub backlog: u64,
+    pub copies: u64,
+    /// Pending items never attempted.
+    pub untried: u64,
+    /// When the oldest pending request arrived (ms since the epoch).
+    pub oldest_enqueued_ms: Option<u64>,
+    pub tombstones: u64,
+    pub takedowns: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
     pub created_ms: u64,
@@ -386,7 +399,8 @@ impl Queue {
         self.items.len()
     }
 
-    /// Items per (bucket, action) and the oldest enqueue time, for status and metrics.
+    /// Every pending item (tests: it holds the whole backlog in memory; see [`Queue::summary`]).
+    #[cfg(test)]
     pub fn pending(&self) -> Vec<Item> {
         self.items
             .iter()
@@ -403,13 +417,23 @@ impl Queue {
             .any(|(_, v)| decode::<Item>(&v).is_some_and(|i| i.attempts == 0))
     }
 
-    pub fn oldest_pending_ms(&self) -> Option<u64> {
-        self.items
-            .iter()
-            .filter_map(|e| e.ok())
-            .filter_map(|(_, v)| decode::<Item>(&v))
-            .map(|i| i.enqueued_ms)
-            .min()
+    /// What the queue holds, counted in one pass over it: memory O(1), time O(items). Callers
+    /// that may be called often cache it ([`crate::engine::Engine::summary`]).
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for (_, v) in self.items.iter().filter_map(Result::ok) {
+            let Some(i) = decode::<Item>(&v) else { continue };
+            s.backlog += 1;
+            s.copies += u64::from(i.action == Action::Copy);
+            s.untried += u64::from(i.attempts == 0);
+            s.oldest_enqueued_ms = Some(
+                s.oldest_enqueued_ms
+                    .map_or(i.enqueued_ms, |o| o.min(i.enqueued_ms)),
+            );
+        }
+        s.tombstones = self.tombstone_count() as u64;
+        s.takedowns = self.takedown_count() as u64;
+        s
     }
 
     // ---- tombstones ------------------------------------------------------------------------
@@ -528,6 +552,29 @@ mod tests {
         q2.due.clear().unwrap();
         assert_eq!(q2.recover().unwrap(), 1);
         assert!(q2.take_due(now_ms() + 61_000).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_summary_counts_what_is_pending_and_how_old() {
+        let q = Queue::temporary().unwrap();
+        assert_eq!(q.summary(), Summary::default());
+        assert!(q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap(), "new");
+        assert!(
+            !q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap(),
+            "merged"
+        );
+        q.enqueue("uploads", "D2", Action::Copy, 1, &[]).unwrap();
+        q.enqueue("uploads", "D3", Action::Delete, 1, &[]).unwrap();
+        q.add_tombstone("uploads", "D3", Duration::from_secs(86400))
+            .unwrap();
+        let first = q.take_due(now_ms()).unwrap().unwrap();
+        q.retry(&first, "down", Duration::from_secs(60)).unwrap();
+        let s = q.summary();
+        assert_eq!((s.backlog, s.copies, s.untried), (3, 2, 2));
+        assert_eq!((s.tombstones, s.takedowns), (1, 0));
+        let oldest = s.oldest_enqueued_ms.unwrap();
+        assert!(oldest <= now_ms() && oldest + 60_000 > now_ms());
+        assert_eq!(q.taken(), 1);
     }
 
     #[test]
