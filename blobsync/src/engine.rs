@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::antientropy::{self, Progress};
 use crate::config::Config;
 use crate::copy::{backoff, CopyOutcome, Replicator, Server};
+use crate::counts::Counts;
 use crate::error::{Error, SyncError};
 use crate::limit::RateLimiter;
 use crate::metrics::{
@@ -38,26 +39,8 @@ pub struct Engine {
     /// Wakes the scrub loop for an immediate pass.
     pub scrub_now: Notify,
     pub scrub_progress: scrub::Progress,
-    /// The last count of the queue ([`Engine::summary`]).
-    pub counted: SummaryCache,
-}
-
-/// The last [`Summary`], when it was taken and what it cost, and whether a count is running.
-#[derive(Default)]
-pub struct SummaryCache {
-    last: std::sync::Mutex<Option<(Summary, u64, Duration)>>,
-    counting: std::sync::atomic::AtomicBool,
-}
-
-/// A count that took at least this long is reused for [`REUSE_FACTOR`] times its cost; a
-/// cheaper one (a queue of a few thousand items) is made again for every caller, so the figures
-/// are exact whenever exactness is cheap.
-const COSTLY_COUNT: Duration = Duration::from_millis(10);
-const REUSE_FACTOR: u32 = 50;
-
-/// Whether a count taken at `at_ms`, which cost `took`, may still be reused at `now_ms`.
-pub fn count_is_fresh(at_ms: u64, took: Duration, now_ms: u64) -> bool {
-    took >= COSTLY_COUNT && u128::from(now_ms.saturating_sub(at_ms)) < (took * REUSE_FACTOR).as_millis()
+    /// The queue's counts, for `/status` and the gauges.
+    pub counts: Counts,
 }
 
 impl Engine {
@@ -68,37 +51,6 @@ impl Engine {
             .iter()
             .position(|b| b == bucket)
             .map(|i| i as u8 + 1)
-    }
-
-    /// The queue's counts, for `/status` and the gauges. A large backlog (a fileserver down for
-    /// hours) makes counting cost seconds: such a count is reused for a while
-    /// ([`count_is_fresh`]), made on the blocking pool, and by one caller at a time (the others
-    /// get the last one), so neither polling nor an unauthenticated `/status` flood can keep a
-    /// core busy counting or allocate in proportion to the backlog.
-    pub async fn summary(&self) -> Summary {
-        use std::sync::atomic::Ordering::SeqCst;
-        let last = self.counted.last.lock().ok().and_then(|g| g.clone());
-        if let Some((s, at, took)) = &last {
-            if count_is_fresh(*at, *took, now_ms()) {
-                return s.clone();
-            }
-        }
-        if self.counted.counting.swap(true, SeqCst) {
-            if let Some((s, _, _)) = last {
-                return s;
-            }
-        }
-        let queue = self.queue.clone();
-        let started = std::time::Instant::now();
-        let counted = tokio::task::spawn_blocking(move || queue.summary()).await;
-        self.counted.counting.store(false, SeqCst);
-        let Ok(s) = counted else {
-            return last.map(|l| l.0).unwrap_or_default();
-        };
-        if let Ok(mut g) = self.counted.last.lock() {
-            *g = Some((s.clone(), now_ms(), started.elapsed()));
-        }
-        s
     }
 
     /// Runs workers until shutdown; in-flight items then get `drain` to finish. Anything cut
@@ -277,6 +229,8 @@ impl Engine {
             }
             self.wake.notify_one();
         }
+        // Counts made before this point may show work the pass has since queued as absent.
+        self.counts.forget();
         self.progress.finished_ms.store(now_ms(), Relaxed);
         ok
     }
@@ -339,6 +293,8 @@ impl Engine {
                 _ = shutdown.cancelled() => None,
                 r = run => Some(r),
             };
+            // Counts made before this point may not show the repairs the pass queued.
+            self.counts.forget();
             progress
                 .running
                 .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -399,7 +355,7 @@ impl Engine {
     }
 
     pub async fn update_gauges(&self) -> Summary {
-        let s = self.summary().await;
+        let s = self.counts.get().await;
         BACKLOG.set(s.backlog as i64);
         let oldest = s
             .oldest_enqueued_ms
@@ -428,6 +384,7 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
         tracing::info!(pending, "resuming queued work");
     }
     let (queue, replicator) = (Arc::new(queue), Arc::new(replicator(config)?));
+    let counts = Counts::new(queue.clone());
     let takedowns = takedown::Takedowns {
         buckets: config.buckets.clone(),
         replicator: replicator.clone(),
@@ -449,7 +406,7 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
         progress: Default::default(),
         scrub_now: Notify::new(),
         scrub_progress: Default::default(),
-        counted: SummaryCache::default(),
+        counts,
     }))
 }
 
@@ -471,27 +428,4 @@ pub fn replicator(config: &Config) -> Result<Replicator, Error> {
         limiter: RateLimiter::new(config.copy.bandwidth_limit).map(Arc::new),
         max_object_size: config.copy.max_object_size,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_count_is_reused_only_when_it_was_costly() {
-        let ms = Duration::from_millis;
-        let cases = [
-            // (taken at, cost, now, reused)
-            (1_000, ms(1), 1_000, false),
-            (1_000, ms(9), 1_001, false),
-            (1_000, ms(10), 1_499, true),
-            (1_000, ms(10), 1_500, false),
-            (1_000, ms(1_500), 75_999, true),
-            (1_000, ms(1_500), 76_000, false),
-            (5_000, ms(100), 1_000, true), // a clock step back: still reused, never negative
-        ];
-        for (at, took, now, want) in cases {
-            assert_eq!(count_is_fresh(at, took, now), want, "{at} {took:?} {now}");
-        }
-    }
 }

@@ -319,6 +319,25 @@ async fn scrub(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// Backlog, oldest pending age, takedowns, anti-entropy state and each fileserver's reachability.
 async fn status(State(state): State<AppState>) -> Response {
     let engine = &state.engine;
+    // The passes' state is read before the counts: a pass that shows as finished here forgot
+    // the counts made before it ended, so the counts below include what it left.
+    let sync = &engine.progress;
+    let scrub = &engine.scrub_progress;
+    let sync = json!({
+        "scanned": sync.scanned.load(Ordering::Relaxed),
+        "queued": sync.queued.load(Ordering::Relaxed),
+        "started_ms": sync.started_ms.load(Ordering::Relaxed),
+        "finished_ms": sync.finished_ms.load(Ordering::Relaxed),
+    });
+    let scrub = json!({
+        "running": scrub.running.load(Ordering::Relaxed),
+        "checked": scrub.checked.load(Ordering::Relaxed),
+        "corrupt": scrub.corrupt.load(Ordering::Relaxed),
+        "bytes": scrub.bytes.load(Ordering::Relaxed),
+        "last_complete_ms": crate::scrub::last_done(&engine.queue),
+        "last_unreachable": crate::scrub::last_unreachable(&engine.queue),
+        "cursor": engine.queue.meta(crate::scrub::CURSOR).ok().flatten(),
+    });
     let counts = engine.update_gauges().await;
     let oldest = counts
         .oldest_enqueued_ms
@@ -338,8 +357,6 @@ async fn status(State(state): State<AppState>) -> Response {
             (b.clone(), json!({ "last_complete_pass_ms": done.and_then(|d| d.parse::<u64>().ok()), "checkpoint": cp }))
         })
         .collect();
-    let sync = &engine.progress;
-    let scrub = &engine.scrub_progress;
     Json(json!({
         "queue": crate::queue::identity(&engine.config.queue.path),
         "backlog": counts.backlog,
@@ -351,21 +368,8 @@ async fn status(State(state): State<AppState>) -> Response {
         "takedowns": counts.takedowns,
         "fileservers": servers,
         "anti_entropy": ae,
-        "sync": {
-            "scanned": sync.scanned.load(Ordering::Relaxed),
-            "queued": sync.queued.load(Ordering::Relaxed),
-            "started_ms": sync.started_ms.load(Ordering::Relaxed),
-            "finished_ms": sync.finished_ms.load(Ordering::Relaxed),
-        },
-        "scrub": {
-            "running": scrub.running.load(Ordering::Relaxed),
-            "checked": scrub.checked.load(Ordering::Relaxed),
-            "corrupt": scrub.corrupt.load(Ordering::Relaxed),
-            "bytes": scrub.bytes.load(Ordering::Relaxed),
-            "last_complete_ms": crate::scrub::last_done(&engine.queue),
-            "last_unreachable": crate::scrub::last_unreachable(&engine.queue),
-            "cursor": engine.queue.meta(crate::scrub::CURSOR).ok().flatten(),
-        },
+        "sync": sync,
+        "scrub": scrub,
     }))
     .into_response()
 }

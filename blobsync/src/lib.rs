@@ -11,6 +11,7 @@
 pub mod antientropy;
 pub mod config;
 pub mod copy;
+pub mod counts;
 pub mod engine;
 pub mod error;
 pub mod fanout;
