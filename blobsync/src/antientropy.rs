@@ -113,11 +113,25 @@ pub fn checkpoint_name(bucket: &str) -> String {
 /// only loosens the bound.
 async fn keep_within(queue: &Queue, added: u64, taken_before: u64, max_ahead: usize) {
     let mut wait = Duration::from_millis(1);
+    let (mut taken, mut since) = (queue.taken(), std::time::Instant::now());
     while added.saturating_sub(queue.taken().saturating_sub(taken_before)) > max_ahead as u64 {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(50));
+        if queue.taken() != taken {
+            (taken, since) = (queue.taken(), std::time::Instant::now());
+        } else if since.elapsed() >= STALLED {
+            // Every worker busy for minutes: a fileserver that hangs rather than fails.
+            tracing::warn!(
+                max_ahead,
+                "anti-entropy pass waiting: the copy workers have taken nothing for a minute"
+            );
+            since = std::time::Instant::now();
+        }
     }
 }
+
+/// How long the workers may take nothing while a pass waits on them before it is logged.
+const STALLED: Duration = Duration::from_secs(60);
 
 /// Runs one pass over `bucket` on `stores` (one per server, same order every time; `names` are
 /// the servers' names, for the copies to replace). Workers must be taking from `queue`

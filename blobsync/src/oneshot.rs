@@ -73,7 +73,7 @@ pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Er
         // `anti_entropy.max_ahead` objects ahead of them.
         let ok = drain(&engine, &config, &shutdown, engine.anti_entropy()).await;
         progress.abort();
-        ok.unwrap_or(false)
+        ok
     };
     let left = engine.queue.backlog() as u64;
     reporter.finish(&format!(
@@ -81,12 +81,10 @@ pub async fn sync_once(config: Config, shutdown: Shutdown) -> Result<Outcome, Er
         reporter.elapsed().as_secs_f64(),
         engine.progress.scanned.load(Ordering::Relaxed),
         engine.progress.queued.load(Ordering::Relaxed),
-        if ae_ok {
-            ""
-        } else if shutdown.is_triggered() {
-            "; interrupted, the next pass resumes from its checkpoint"
-        } else {
-            "; a listing failed, run again when every fileserver is up"
+        match ae_ok {
+            Some(true) => "",
+            Some(false) => "; a listing failed, run again when every fileserver is up",
+            None => "; interrupted, the next pass resumes from its checkpoint",
         }
     ));
     Ok(Outcome {
