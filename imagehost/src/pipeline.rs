@@ -363,8 +363,8 @@ pub fn render(data: &[u8], input: Input, req: &Request, s: &Settings) -> Result<
     render_kept(data, input, req, s, None)
 }
 
-/// [`render`], resizing a JPEG, WebP or AVIF still from pixels kept from an earlier size of the
-/// same original when `kept` has them, and keeping its decode for the next size otherwise.
+/// [`render`], resizing a still from pixels kept from an earlier size of the same original when
+/// `kept` has them, and keeping its decode for the next size otherwise.
 pub fn render_kept(
     data: &[u8],
     input: Input,
@@ -388,7 +388,8 @@ pub fn render_kept(
     let t = Instant::now();
     let (raster, plan) = match kept {
         Some(kept) if input == Input::Jpeg => decode::jpeg_kept(data, req, s, kept)?,
-        Some(kept) if matches!(input, Input::Webp | Input::Avif) => {
+        Some(kept) if input == Input::Png => decode::png_kept(data, req, s, &budget, kept)?,
+        Some(kept) if matches!(input, Input::Webp | Input::Avif | Input::Gif) => {
             decode::full_kept(data, input, req, s, &budget, kept)?
         }
         _ => {

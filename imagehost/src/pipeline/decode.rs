@@ -54,8 +54,17 @@ fn scaled(plan: Plan, src: (u32, u32), raster: &Raster) -> Plan {
     }
 }
 
-/// PNG: the plan is made from the header, so a thumbnail is box-shrunk while the rows stream.
-fn png(data: &[u8], req: &Request, s: &Settings, budget: &Budget) -> Result<(Raster, Plan), PipelineError> {
+/// A PNG's header read and its box factor chosen.
+struct PngPlan {
+    width: u32,
+    height: u32,
+    /// The box factor the rows are shrunk by.
+    k: u32,
+    /// The scale its pixels come out at: an interlaced file is decoded whole whatever `k` is.
+    scale: u32,
+}
+
+fn png_plan(data: &[u8], req: &Request, s: &Settings) -> Result<PngPlan, PipelineError> {
     let p = super::probe::probe(data, Input::Png, s)?;
     // The orientation is known once the chunks before the pixels are read; the box factor only
     // needs the smaller shrink of the two ways, so plan both and take the smaller factor.
@@ -64,12 +73,54 @@ fn png(data: &[u8], req: &Request, s: &Settings, budget: &Budget) -> Result<(Ras
         .map(|src| geometry::box_factor(&s.plan(*src, req), s.dct_margin))
         .min()
         .unwrap_or(1);
-    let (raster, orientation) = super::png::decode(data, k, budget)?;
+    let interlaced = matches!(p.kind, super::probe::Kind::Png { interlaced: true });
+    Ok(PngPlan {
+        width: p.width,
+        height: p.height,
+        k,
+        scale: if interlaced { 1 } else { k },
+    })
+}
+
+/// PNG: the plan is made from the header, so a thumbnail is box-shrunk while the rows stream.
+fn png(data: &[u8], req: &Request, s: &Settings, budget: &Budget) -> Result<(Raster, Plan), PipelineError> {
+    png_decode(data, png_plan(data, req, s)?, req, s, budget)
+}
+
+fn png_decode(
+    data: &[u8],
+    p: PngPlan,
+    req: &Request,
+    s: &Settings,
+    budget: &Budget,
+) -> Result<(Raster, Plan), PipelineError> {
+    let (raster, orientation) = super::png::decode(data, p.k, budget)?;
     let src = oriented(p.width, p.height, orientation);
     let plan = s.plan(src, req);
     let raster = raster.orient(orientation)?;
     let plan = scaled(plan, src, &raster);
     Ok((raster, plan))
+}
+
+/// A PNG decoded for `req`, or the pixels kept from an earlier size of the same original shrunk
+/// by the same factor; a new decode is kept for the sizes that follow. Only the chunks before
+/// the pixels are read to find the orientation a kept raster was turned by.
+pub fn png_kept(
+    data: &[u8],
+    req: &Request,
+    s: &Settings,
+    budget: &Budget,
+    kept: KeptAs<'_>,
+) -> Result<(Arc<Raster>, Plan), PipelineError> {
+    let p = png_plan(data, req, s)?;
+    if let Some(raster) = kept_at(kept, p.scale) {
+        let src = oriented(p.width, p.height, super::png::orientation(data)?);
+        let plan = scaled(s.plan(src, req), src, &raster);
+        return Ok((raster, plan));
+    }
+    let scale = p.scale;
+    let (raster, plan) = png_decode(data, p, req, s, budget)?;
+    Ok((keep(kept, scale, raster), plan))
 }
 
 /// Oriented size: orientations 5–8 swap the sides.
@@ -134,7 +185,7 @@ pub fn jpeg_kept(
     Ok((keep(kept, denom, raster), plan))
 }
 
-/// A WebP or AVIF source, decoded at full size whatever size is asked for, or the pixels kept
+/// A WebP, AVIF or GIF (its first frame) still, decoded at full size whatever size is asked for, or the pixels kept
 /// from an earlier size of it; a new decode is kept for the sizes that follow.
 pub fn full_kept(
     data: &[u8],

@@ -3,7 +3,8 @@
 //! several sizes of each image at once (srcset widths, the feed's and the post's); each size
 //! after the first resizes from the kept pixels instead of decoding the original again (a
 //! 1200×800 JPEG's full decode is most of a render; a 4000×3000's at 1/2, nearly all of it).
-//! JPEGs are kept per DCT scale; WebP and AVIF stills, always decoded at full size, at scale 1.
+//! JPEGs are kept per DCT scale, PNGs per box factor (the rows are shrunk as they stream);
+//! WebP and AVIF stills and a GIF's first frame, always decoded at full size, at scale 1.
 //!
 //! The lock is held only to look up, insert or evict, never across a decode. Small rasters are
 //! not kept (decoding them again is cheap), nor ones over a quarter of the capacity. A takedown
@@ -201,7 +202,40 @@ mod tests {
             (Some(90), None),
             (Some(500), Some(500)),
         ];
+        // A PNG turned by its eXIf chunk (orientation 6: the kept raster is portrait), and a
+        // GIF (asked for as JPEG: its first frame, decoded whole).
+        let budget = super::super::Budget::start(s.budget);
+        let mut png = encode::png(&source, &budget).expect("png");
+        let tiff = &super::super::exif::app1_with_orientation(6)[10..];
+        let mut chunk = (tiff.len() as u32).to_be_bytes().to_vec();
+        chunk.extend_from_slice(b"eXIf");
+        chunk.extend_from_slice(tiff);
+        chunk.extend_from_slice(&crc32fast::hash(&chunk[4..]).to_be_bytes());
+        png.splice(33..33, chunk); // after the signature and IHDR
+        let small = Raster {
+            width: 600,
+            height: 400,
+            channels: 4,
+            data: (0..400u32)
+                .flat_map(|y| (0..600u32).flat_map(move |x| [(x / 3) as u8, (y / 2) as u8, 90, 255]))
+                .collect(),
+        };
+        let mut gif = Vec::new();
+        image::codecs::gif::GifEncoder::new_with_speed(&mut gif, 30)
+            .encode(&small.data, 600, 400, image::ExtendedColorType::Rgba8)
+            .expect("gif");
+        // Box factors, from the smaller shrink of either orientation with the 1.5× margin: 1, 2,
+        // 2 again (resized from the kept 1/2), 5 (under the smallest kept), and 1 again.
+        let png_asks = [
+            (Some(700), None),
+            (Some(250), None),
+            (Some(240), None),
+            (Some(90), None),
+            (Some(300), Some(300)),
+        ];
         let sources = [
+            ("DQmPng", Input::Png, png, &png_asks[..]),
+            ("DQmGif", Input::Gif, gif, &asks[2..4]),
             (
                 "DQmJpeg",
                 Input::Jpeg,
@@ -244,9 +278,11 @@ mod tests {
             }
         }
         // The JPEG's 1/1 and 1/2 were kept (1/4, 300×200, and 1/8 are under the smallest kept),
-        // and the WebP's and the AVIF's full size.
+        // and the WebP's and the AVIF's full size; the PNG's whole and halved rows (its other
+        // factors make rasters under the smallest kept), and the GIF's frame.
         let full = 1200 * 800 * 3;
-        assert_eq!(kept.usage(), (4, 3 * full + 600 * 400 * 3));
+        assert_eq!(kept.usage(), (7, 4 * full + 2 * 600 * 400 * 3 + 600 * 400 * 4));
         assert_eq!(kept.forget("DQmAvif"), 1);
+        assert_eq!(kept.forget("DQmPng"), 2);
     }
 }

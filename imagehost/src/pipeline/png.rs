@@ -17,30 +17,46 @@ const DECODER_LIMIT: usize = 8 << 20;
 /// Rows between two checks of the time budget.
 const CHECK_EVERY: u32 = 64;
 
-/// Decodes `data`, averaging `k`×`k` blocks (alpha-weighted) as rows arrive when the file is not
-/// interlaced. Returns the pixels (gray, RGB or RGBA) and the EXIF orientation.
-pub fn decode(data: &[u8], k: u32, budget: &Budget) -> Result<(Raster, u8), PipelineError> {
-    let corrupt = |e: png::DecodingError| match e {
+fn corrupt(e: png::DecodingError) -> PipelineError {
+    match e {
         png::DecodingError::LimitsExceeded => PipelineError::TooLarge {
             width: 0,
             height: 0,
             limit: format!("{DECODER_LIMIT} bytes of PNG metadata"),
         },
         other => PipelineError::Corrupt(format!("png: {other}")),
-    };
+    }
+}
+
+/// The decoder, past the chunks before the pixels.
+fn reader(data: &[u8]) -> Result<png::Reader<Cursor<&[u8]>>, PipelineError> {
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(data), png::Limits { bytes: DECODER_LIMIT });
     decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
     decoder.set_ignore_iccp_chunk(true);
     decoder.set_ignore_text_chunk(true);
-    let mut reader = decoder.read_info().map_err(corrupt)?;
+    decoder.read_info().map_err(corrupt)
+}
+
+fn orientation_of(info: &png::Info<'_>) -> u8 {
+    info.exif_metadata
+        .as_deref()
+        .and_then(exif::tiff_orientation)
+        .unwrap_or(1)
+}
+
+/// The EXIF orientation alone, from the chunks before the pixels (none are inflated).
+pub fn orientation(data: &[u8]) -> Result<u8, PipelineError> {
+    Ok(orientation_of(reader(data)?.info()))
+}
+
+/// Decodes `data`, averaging `k`×`k` blocks (alpha-weighted) as rows arrive when the file is not
+/// interlaced. Returns the pixels (gray, RGB or RGBA) and the EXIF orientation.
+pub fn decode(data: &[u8], k: u32, budget: &Budget) -> Result<(Raster, u8), PipelineError> {
+    let mut reader = reader(data)?;
     let info = reader.info();
     let (w, h) = (info.width, info.height);
     let interlaced = info.interlaced;
-    let orientation = info
-        .exif_metadata
-        .as_deref()
-        .and_then(exif::tiff_orientation)
-        .unwrap_or(1);
+    let orientation = orientation_of(info);
     let (color, _) = reader.output_color_type();
     let (inc, outc): (usize, usize) = match color {
         ColorType::Grayscale => (1, 1),
