@@ -10,8 +10,9 @@
 //! blobsync's daemon at scale is `blobsync_scale`; the tiers' hit ratios on a Zipf trace are in
 //! `edge_disk`, `hotcache` and `peers`.
 //!
-//! At the default a million files of each kind are made: about 12 GB of a 4 KiB-block file
-//! system for the three.
+//! Sizes are log-normal: thumbnails in the two caches (median 12 KB, 5–30 KB), originals in the
+//! bucket (median 60 KB, 4 KB–2 MB; sparse files, since only their sizes are listed). At the
+//! default a million files of each kind are made: about 30 GB of disk for the three.
 //!
 //!   target/release/scale
 
@@ -25,6 +26,18 @@ use imagehost::hotcache::HotCache;
 use service::admission::Frequency;
 
 const SEEDS: f64 = 40e6;
+
+/// Thumbnail sizes (the caches' objects): log-normal, median 12 KB, within 5–30 KB.
+const THUMB: (usize, usize) = (5_000, 30_000);
+
+fn thumb_size(i: u64) -> usize {
+    bench::log_normal_size(i, 12_000.0, 0.5, THUMB.0, THUMB.1)
+}
+
+/// Originals' sizes (the bucket's objects): log-normal, median 60 KB, within 4 KB–2 MB.
+fn original_size(i: u64) -> usize {
+    bench::log_normal_size(i ^ 0x5EED, 60_000.0, 0.8, 4_000, 2_000_000)
+}
 
 struct Series {
     name: &'static str,
@@ -85,15 +98,22 @@ fn main() {
             let disk = Disk::open(&edge_dir, u64::MAX / 2).expect("edge disk");
             disk.load(&|_, _| {});
             let hot = HotCache::open(&hot_dir, u64::MAX / 2).expect("hot cache");
-            let data = Bytes::from_static(&[7u8; 64]);
+            let bodies = Bytes::from(vec![7u8; THUMB.1]);
             while have < n {
-                let (slot, rec) = bench::edge_object(have);
+                // Thumbnails in the two caches, at their log-normal sizes.
+                let thumb = bodies.slice(..thumb_size(have));
+                let (slot, mut rec) = bench::edge_object(have);
+                rec.body = thumb.clone();
                 disk.write(&slot, &rec, &everyone).expect("edge write");
                 rt.block_on(hot.put(
                     &format!("U{:044x}_640x0_WEBP", have.wrapping_mul(0x9E37_79B9)),
-                    &data,
+                    &thumb,
                 ));
-                std::fs::write(bucket.join(format!("DQmScale{have:09}")), b"x").expect("object");
+                // An original: its size is what the listing reports, its bytes a sparse file
+                // (nothing here reads them, and a million would not fit beside the build).
+                let original = std::fs::File::create(bucket.join(format!("DQmScale{have:09}")))
+                    .and_then(|f| f.set_len(original_size(have) as u64));
+                original.expect("object");
                 have += 1;
             }
             while hot.loading() {
