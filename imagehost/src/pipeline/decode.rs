@@ -185,8 +185,9 @@ pub fn jpeg_kept(
     Ok((keep(kept, denom, raster), plan))
 }
 
-/// A WebP, AVIF or GIF (its first frame) still, decoded at full size whatever size is asked for, or the pixels kept
-/// from an earlier size of it; a new decode is kept for the sizes that follow.
+/// A WebP, AVIF or GIF (its first frame) still, decoded at full size whatever size is asked
+/// for, or the pixels kept from an earlier size of it; a new decode is kept for the sizes that
+/// follow.
 pub fn full_kept(
     data: &[u8],
     input: Input,
