@@ -16,6 +16,13 @@ use crate::metrics::{DELETES, VARIANTS_DELETED};
 use crate::purge::EdgePurger;
 use crate::queue::{source_of, Queue};
 
+/// Names asked for per page when listing a source's variants. A source has a handful (its sizes,
+/// covers, avatars), and an S3 server may read as many entries as the page allows before it
+/// looks at the prefix: Garage reads `max_keys + 1` entries from its table from the prefix on,
+/// so a page of 1,000 cost 3.7 ms per listing at 200,000 objects, most of a takedown's S3 time,
+/// for a prefix that matched nothing. More variants than this take more pages.
+pub const VARIANTS_PAGE: usize = 32;
+
 /// Everything a takedown touches: the fileservers (through the replicator), the queue's
 /// tombstones, and the imagehosts and edges to tell.
 pub struct Takedowns {
@@ -138,7 +145,7 @@ impl Takedowns {
                 let mut req = ListRequest {
                     prefix: store.layout().variants_prefix(source),
                     start_after: None,
-                    max_keys: 1000,
+                    max_keys: VARIANTS_PAGE,
                 };
                 loop {
                     let page = match store.list(&req).await {

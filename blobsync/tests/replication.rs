@@ -527,9 +527,10 @@ async fn when_the_larger_copy_is_the_corrupt_one_the_smaller_good_one_wins() {
 }
 
 /// A takedown tells the imagehosts first (with the token), deletes the original and every
-/// `<key>_…` variant in the proxy bucket on every fileserver, bans the edges by tag, and lists the
-/// key in `GET /takedowns`; a variant that turns up later on a fileserver (one that was down) is
-/// deleted by the next pass instead of copied; variants cannot be taken down on their own.
+/// `<key>_…` variant in the proxy bucket on every fileserver (more than a listing page), bans the
+/// edges by tag, and lists the key in `GET /takedowns`; a variant that turns up later on a
+/// fileserver (one that was down) is deleted by the next pass instead of copied; variants cannot
+/// be taken down on their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takedown_clears_variants_and_tells_imagehosts_before_edges() {
     let dir = harness::tempdir();
@@ -575,7 +576,16 @@ async fn a_takedown_clears_variants_and_tells_imagehosts_before_edges() {
     for (i, bucket) in proxy.iter().enumerate() {
         f.put(i, &key, &data).await;
         f.put(i, &other, &other_data).await;
-        for v in ["_Cover_WEBP_320", "_640x0", "_Fit_PNG_5"] {
+        // More variants than a listing page holds, so the takedown has to page through them.
+        let widths = (1..=blobsync::takedown::VARIANTS_PAGE).map(|w| format!("_{w}x0"));
+        for v in [
+            "_Cover_WEBP_320".to_string(),
+            "_640x0".into(),
+            "_Fit_PNG_5".into(),
+        ]
+        .into_iter()
+        .chain(widths)
+        {
             let k = Key::new(format!("{key}{v}")).expect("key");
             bucket
                 .put(&k, body_from_bytes(vec![1u8; 50]), &PutOptions::default())
@@ -616,7 +626,12 @@ async fn a_takedown_clears_variants_and_tells_imagehosts_before_edges() {
             &j["imagehosts"][&ih],
             &j["edges"][&ed]
         ),
-        (&true.into(), &6.into(), &200.into(), &200.into()),
+        (
+            &true.into(),
+            &(2 * (3 + blobsync::takedown::VARIANTS_PAGE)).into(),
+            &200.into(),
+            &200.into()
+        ),
         "{j}"
     );
     let calls = order.lock().expect("lock").clone();
