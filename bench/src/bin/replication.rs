@@ -159,8 +159,9 @@ fn main() {
         "build blobsync first (bench/run does): {bin}"
     );
     // a is the source; rclone copies to b, blobsync to c. Each target starts empty: wiping one
-    // for the other would leave its server deleting N blocks in the background (Garage frees a
-    // block 10 minutes after its last reference goes), during whatever is measured next.
+    // for the other would leave its server working through N dropped references in the
+    // background (Garage acts on a block 10 minutes after its last reference goes), during
+    // whatever is measured next.
     let garages = Garage::start_many(3, &["uploads"]);
     let [a, b, c] = [0, 1, 2].map(|i| garages[i].access().clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
