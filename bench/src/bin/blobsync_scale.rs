@@ -66,6 +66,14 @@ fn event(key: &str) -> String {
     .to_string()
 }
 
+/// Writes back everything dirty before a timed phase: the seeding leaves up to gigabytes of
+/// unwritten files, and a burst's fsyncs would queue behind them (more of them at a larger N)
+/// while the floor, measured later, would not.
+fn settle() {
+    let synced = std::process::Command::new("sync").status();
+    assert!(synced.as_ref().is_ok_and(|s| s.success()), "sync: {synced:?}");
+}
+
 fn main() {
     let max: u64 = std::env::var("BLOBSYNC_SCALE_MAX")
         .ok()
@@ -187,6 +195,7 @@ fn main() {
         let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
         fresh += BURST;
         rt.block_on(bench::put_uploads(&fs0, seeds.iter().copied(), SIZE));
+        settle();
         let t = Instant::now();
         std::thread::scope(|s| {
             for chunk in seeds.chunks(seeds.len() / 4) {
@@ -220,6 +229,7 @@ fn main() {
         let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
         fresh += BURST;
         rt.block_on(bench::put_uploads(&fs0, seeds.iter().copied(), SIZE));
+        settle();
         let t = Instant::now();
         rt.block_on(
             futures::stream::iter(seeds)
