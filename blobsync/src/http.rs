@@ -144,13 +144,17 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::b
             _ => ignored += 1,
         }
     }
+    // The workers may start copying while the queue is made durable: a copy made for an event
+    // that is then lost in a crash is harmless (it was not acknowledged, and is sent again).
+    if queued > 0 {
+        engine.wake.notify_one();
+    }
     // Durable before acknowledged.
     if let Err(e) = engine.queue.flush().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
     }
     EVENTS.with_label_values(&["queued"]).inc_by(queued);
     EVENTS.with_label_values(&["ignored"]).inc_by(ignored);
-    engine.wake.notify_one();
     Json(json!({ "queued": queued, "ignored": ignored })).into_response()
 }
 
