@@ -42,6 +42,14 @@ async fn keys(store: &Arc<dyn BlobStore>) -> BTreeSet<String> {
     }
 }
 
+/// Deletes the uploads of these seeds from one server, one after another.
+async fn delete_uploads(store: &Arc<dyn BlobStore>, seeds: std::ops::Range<u64>) {
+    for s in seeds {
+        let key = Key::new(harness::content::upload(s, SIZE).0).expect("key");
+        store.delete(&key).await.expect("delete");
+    }
+}
+
 /// The listing a takedown makes to find a key's variants (blobsync's page size).
 fn variants_of(store: &Arc<dyn BlobStore>, key: &Key) -> ListRequest {
     ListRequest {
@@ -217,24 +225,12 @@ fn main() {
         .unwrap_or(n / 100);
     eprintln!("rclone after {churn} adds + {churn} takedowns …");
     rt.block_on(bench::put_uploads(&fs0, n..n + churn, SIZE));
-    rt.block_on(async {
-        for s in 0..churn {
-            fs0.delete(&Key::new(harness::content::upload(s, SIZE).0).expect("key"))
-                .await
-                .expect("takedown at the source");
-        }
-    });
+    rt.block_on(delete_uploads(&fs0, 0..churn));
     let rclone_churn = measure(&mut rclone(&a, &b, &log));
     check(rclone_churn.status.success(), "rclone churn", &log);
     // blobsync's pair starts the same: in sync after those adds and takedowns.
     rt.block_on(bench::put_uploads(&fs1, n..n + churn, SIZE));
-    rt.block_on(async {
-        for s in 0..churn {
-            fs1.delete(&Key::new(harness::content::upload(s, SIZE).0).expect("key"))
-                .await
-                .expect("takedown on fs1");
-        }
-    });
+    rt.block_on(delete_uploads(&fs1, 0..churn));
 
     eprintln!("blobsync after {churn} adds + {churn} takedowns (events and the takedown API) …");
     let log_path = std::env::temp_dir().join("bench-blobsync-daemon.log");
