@@ -70,11 +70,22 @@ impl Disk {
             .collect();
         let next = AtomicUsize::new(0);
         let (found, max_checked) = std::thread::scope(|scope| {
+            // A reader the system cannot start is done without: the others share its shards, and
+            // with none at all this thread reads them.
             let readers: Vec<_> = (0..READERS.min(shards.len()).max(1))
-                .map(|_| scope.spawn(|| self.load_shards(&shards, &next, checked)))
+                .filter_map(|_| {
+                    std::thread::Builder::new()
+                        .name("edge-disk-load".into())
+                        .spawn_scoped(scope, || self.load_shards(&shards, &next, checked))
+                        .ok()
+                })
                 .collect();
-            let mut found = Loaded::default();
-            let mut max_checked = 0;
+            let (mut found, mut max_checked) = if readers.is_empty() {
+                tracing::error!("disk tier readers not started: loading on one thread");
+                self.load_shards(&shards, &next, checked)
+            } else {
+                (Loaded::default(), 0)
+            };
             for r in readers {
                 // A reader's panic is a bug, raised here as it would be with one reader: its
                 // highest check number is lost, and the ban counter must not end below it.
