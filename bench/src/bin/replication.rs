@@ -189,8 +189,7 @@ fn main() {
     let port = harness::free_port();
     let cfg = blobsync_config(dir.path(), port, &a, &c);
     // BENCH_COLD=0 seeds both targets directly instead, to study the churn at a large N sooner.
-    let cold = std::env::var("BENCH_COLD").map_or(true, |v| v != "0");
-    let backfills = cold.then(|| {
+    let backfills = if std::env::var("BENCH_COLD").map_or(true, |v| v != "0") {
         eprintln!("rclone cold backfill …");
         let rclone_cold = measure(&mut rclone(&a, &b, &log));
         check(rclone_cold.status.success(), "rclone cold", &log);
@@ -204,9 +203,8 @@ fn main() {
                 .stderr(Stdio::null()),
         );
         assert!(ours_cold.status.success());
-        (rclone_cold, ours_cold)
-    });
-    if !cold {
+        Some((rclone_cold, ours_cold))
+    } else {
         eprintln!("BENCH_COLD=0: seeding both targets directly …");
         rt.block_on(async {
             futures::join!(
@@ -214,7 +212,8 @@ fn main() {
                 bench::put_uploads(&fs1, 0..n, SIZE)
             )
         });
-    }
+        None
+    };
     assert_eq!(rt.block_on(keys(&fs1)).len() as u64, n);
 
     // ---- 1 % churn: adds plus takedowns --------------------------------------------------------
