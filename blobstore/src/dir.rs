@@ -11,8 +11,9 @@
 //!   first) and the directories synced, in a group commit with the other puts waiting at the time
 //!   ([`commit`]): readers see all or nothing, and a put is acknowledged only once all of it is
 //!   on disk.
-//! - cache puts (`PutOptions::cache`) skip the fsyncs and keep their sidecar as
-//!   `.meta/<stored name>.cache.json`, against which reads check the body ([`cache`]).
+//! - cache puts (`PutOptions::cache`) skip the fsyncs and mark their sidecar as a cache one (in
+//!   the attribute, or where there is none in `.meta/<stored name>.cache.json`): reads check
+//!   the body against it ([`cache`]).
 //!
 //! A missing bucket directory (an unmounted disk) makes every call `Unavailable`, never `NotFound`.
 
@@ -77,6 +78,9 @@ struct Sidecar {
     content_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     metadata: BTreeMap<String, String>,
+    /// Written by a cache put (no fsyncs): a read checks the body against it ([`cache`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cache: bool,
 }
 
 /// The metadata a sidecar records.
@@ -101,17 +105,25 @@ enum Found {
 }
 
 /// An object's sidecar, for a body of `size` bytes, looked for in order: the attribute of its
-/// body file (durable puts where attributes work), its cache sidecar, its sidecar file. `paths`:
-/// the body, the cache sidecar and the sidecar file. A sidecar of another size is from another
-/// write (a lost race) and is not trusted.
+/// body file (where attributes work), its cache sidecar file, its sidecar file. `paths`: the
+/// body, the cache sidecar and the sidecar file. A durable sidecar of another size is from
+/// another write (a lost race) and is not trusted; a cache one lives and dies with its body's
+/// inode, so a body of another size is that write torn.
 fn sidecar_of(paths: &[PathBuf; 3], size: u64) -> io::Result<Found> {
     let fits = |bytes: &[u8]| {
         serde_json::from_slice::<Sidecar>(bytes)
             .ok()
             .filter(|s| s.size == size)
     };
-    if let Some(s) = xattr::get(&paths[0]).ok().flatten().and_then(|v| fits(&v)) {
-        return Ok(Found::Durable(Some(s)));
+    let attribute = xattr::get(&paths[0])
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_slice::<Sidecar>(&v).ok());
+    match attribute {
+        Some(s) if s.cache && s.size == size => return Ok(Found::Cache(s)),
+        Some(s) if s.cache => return Ok(Found::Torn),
+        Some(s) if s.size == size => return Ok(Found::Durable(Some(s))),
+        _ => {}
     }
     match std::fs::read(&paths[1]) {
         Ok(bytes) => {
@@ -356,18 +368,28 @@ impl BlobStore for DirStore {
             md5: String::new(),
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
+            cache: opts.cache,
         };
         let json = serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))?;
         let durable = !opts.cache;
         let body_path = self.bucket.join(&stored);
-        let file = if durable && self.xattrs {
-            // The sidecar on the body file: one file to sync and rename. Sidecar files of earlier
-            // puts of this key go first (the attribute would win on read anyway).
+        let file = if self.xattrs {
+            // The sidecar on the body file: one file to create and rename (and for a durable put,
+            // to sync). Sidecar files of earlier puts of this key go first (the attribute would
+            // win on read anyway). A cache put is renamed into place by the same blocking call.
             let stale = [self.meta_path(&stored), self.cache_meta_path(&stored)];
-            match write::attribute(file, json.clone(), stale)
+            let place = (!durable).then(|| (tmp.path().to_path_buf(), body_path.clone()));
+            match write::attribute(file, json.clone(), stale, place)
                 .await
                 .map_err(|e| self.unavailable(e))?
             {
+                (_, true) if !durable => {
+                    tmp.keep();
+                    return Ok(PutResult {
+                        digests,
+                        etag: Some(sidecar.sha256),
+                    });
+                }
                 (file, true) => {
                     let job = commit::Job {
                         files: vec![file],
@@ -711,12 +733,16 @@ mod tests {
             assert_eq!(got.meta.content_type.as_deref(), Some("image/jpeg"));
             assert_eq!(crate::collect_body(got.body, u64::MAX).await.unwrap().len(), 700);
         }
-        // A cache put over an object with the attribute replaces its file, attribute and all.
+        // A cache put over an object with the attribute replaces its file, attribute and all,
+        // and its own sidecar is an attribute too, marked as a cache one.
         store.put(&a, body(), &put("image/avif", true)).await.unwrap();
+        assert_eq!(files(&store, "DQmA"), (false, false), "no sidecar file");
         assert_eq!(
             store.head(&a).await.unwrap().content_type.as_deref(),
             Some("image/avif")
         );
+        let attribute = xattr::get(&store.bucket.join("DQmA")).unwrap().unwrap();
+        assert!(serde_json::from_slice::<Sidecar>(&attribute).unwrap().cache);
         store.delete(&b).await.unwrap();
         assert!(matches!(store.head(&b).await, Err(StoreError::NotFound { .. })));
     }
@@ -743,11 +769,22 @@ mod tests {
     }
 
     /// What a crash can leave of an unsynced cache put, each found torn and removed by a read,
-    /// while a whole one is served and a durable put over it is trusted as before.
+    /// while a whole one is served and a durable put over it is trusted as before: with the
+    /// sidecar in the body's attribute, and in a sidecar file.
     #[tokio::test]
     async fn a_torn_cache_object_is_never_served() {
         let root = tempfile::tempdir().unwrap();
-        let store = DirStore::open("fs", root.path(), "proxy", Layout::Flat, true).unwrap();
+        let mut store = DirStore::open("fs", root.path(), "proxy", Layout::Flat, true).unwrap();
+        if store.xattrs {
+            torn_cache_objects_are_never_served(&store, root.path(), true).await;
+        } else {
+            eprintln!("no user attributes under {}", root.path().display());
+        }
+        store.xattrs = false;
+        torn_cache_objects_are_never_served(&store, root.path(), false).await;
+    }
+
+    async fn torn_cache_objects_are_never_served(store: &DirStore, root: &Path, attribute: bool) {
         let key = Key::new("U5dtZPvjpfzc3fgGtsoNQq7WLNv8sLT_Fit_WEBP_64").unwrap();
         let body = vec![7u8; 5000];
         let cache = PutOptions {
@@ -755,19 +792,19 @@ mod tests {
             cache: true,
             ..PutOptions::default()
         };
-        let bucket = root.path().join("proxy");
+        let bucket = root.join("proxy");
         let (file, sidecar) = (
             bucket.join(key.as_str()),
             bucket.join(META_DIR).join(format!("{key}.cache.json")),
         );
         let read = |range: Option<ByteRange>| {
-            let store = &store;
             let key = key.clone();
             async move {
                 let got = store.get(&key, range).await?;
                 crate::collect_body(got.body, u64::MAX).await
             }
         };
+        // Each tear rewrites the body's file in place, so an attribute stays with it.
         type Tear = fn(&Path, &Path);
         let tears: [(&str, Tear); 4] = [
             ("body cut short", |f, _| {
@@ -779,12 +816,15 @@ mod tests {
             }),
             ("sidecar never written", |_, m| std::fs::write(m, b"").unwrap()),
         ];
+        // An attribute is set whole or not at all: no attribute-side tear.
+        let tears = &tears[..if attribute { 3 } else { 4 }];
         for (what, tear) in tears {
             store
                 .put(&key, crate::body_from_bytes(body.clone()), &cache)
                 .await
                 .unwrap();
-            assert!(sidecar.exists() && !bucket.join(META_DIR).join(format!("{key}.json")).exists());
+            assert_eq!(sidecar.exists(), !attribute, "{what}: a cache sidecar file");
+            assert!(!bucket.join(META_DIR).join(format!("{key}.json")).exists());
             assert_eq!(&read(None).await.unwrap()[..], &body[..], "{what}: whole before");
             assert_eq!(
                 store.head(&key).await.unwrap().content_type.as_deref(),

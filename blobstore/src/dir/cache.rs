@@ -1,7 +1,9 @@
 //! Cache objects (`PutOptions::cache`, the proxy bucket) in a directory bucket: written without
 //! the fsyncs, so a crash can leave one torn (a body cut short or zeroed, a sidecar empty). Their
-//! sidecar is `.meta/<name>.cache.json`, renamed into place before the body, so wherever a cache
-//! body survives a crash, that name does too; a reader finding it checks the body against it
+//! sidecar, marked `cache`, is an attribute of the body's file (set before the file is renamed
+//! into place, so it comes with any name the body has), or where the filesystem takes none,
+//! `.meta/<name>.cache.json`, renamed into place before the body, so wherever a cache body
+//! survives a crash, that name does too. A reader finding either checks the body against it
 //! (size, and for bodies up to [`VERIFY_WHOLE`] the SHA-256) and treats a mismatch as absent.
 
 use sha2::{Digest, Sha256};
@@ -54,6 +56,7 @@ mod tests {
             md5: String::new(),
             content_type: None,
             metadata: Default::default(),
+            cache: true,
         })
         .unwrap()
     }

@@ -74,8 +74,14 @@ pub async fn stream_into(
 }
 
 /// Records the sidecar `json` on `file` ([`super::xattr`]) once the sidecar files `stale` are
-/// removed; the file back, and whether the attribute was taken.
-pub async fn attribute(file: File, json: Vec<u8>, stale: [PathBuf; 2]) -> io::Result<(File, bool)> {
+/// removed, and if it was taken, renames `place`'s temporary file to its destination (no sync:
+/// a cache put); the file back, and whether the attribute was taken.
+pub async fn attribute(
+    file: File,
+    json: Vec<u8>,
+    stale: [PathBuf; 2],
+    place: Option<(PathBuf, PathBuf)>,
+) -> io::Result<(File, bool)> {
     blocking(move || {
         for path in &stale {
             match std::fs::remove_file(path) {
@@ -84,6 +90,12 @@ pub async fn attribute(file: File, json: Vec<u8>, stale: [PathBuf; 2]) -> io::Re
             }
         }
         let taken = super::xattr::set(&file, &json).is_ok();
+        if let (true, Some((tmp, dest))) = (taken, place) {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(tmp, dest)?;
+        }
         Ok((file, taken))
     })
     .await

@@ -1,8 +1,9 @@
-//! A durable object's sidecar kept in an extended attribute of its body file (`user.hive.meta`)
-//! instead of a file of its own: a put then creates, syncs and renames one file, not two (on
-//! ext4, creating a file was a tenth of an upload's CPU), and a read takes the metadata from
-//! the inode it already has. The attribute lives and dies with the body's inode, so a body and
-//! its metadata can never come from two different writes.
+//! An object's sidecar (a durable put's or a cache put's) kept in an extended attribute of its
+//! body file (`user.hive.meta`) instead of a file of its own: a put then creates, syncs (if
+//! durable) and renames one file, not two (on ext4, creating a file was a tenth of an upload's
+//! CPU), and a read takes the metadata from the inode it already has. The attribute lives and
+//! dies with the body's inode, so a body and its metadata can never come from two different
+//! writes.
 //!
 //! Filesystems without user attributes (some network or older in-memory ones) are found when the
 //! store opens ([`supported`]); puts there keep the sidecar file. Reads always look here first,
