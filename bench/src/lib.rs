@@ -1,6 +1,8 @@
 //! Shared helpers for the benchmarks: timing a child process with its peak RSS, and a results
 //! table that prints each figure beside the reference tool's and the ratio.
 
+pub mod mounts;
+pub mod profile;
 pub mod scene;
 
 pub use scene::scene;

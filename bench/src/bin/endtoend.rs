@@ -17,8 +17,11 @@
 //! them on another filesystem (e.g. a journaled ext4, where creating files costs less CPU than on
 //! a journal-less one).
 //!
-//! `ENDTOEND_HOLD=1` keeps imagehost up between the phases for a profiler
-//! (`perf record -g -p PID`, the PID is printed); `--pipeline FILE N ROUND` and `--floor N` are
+//! The second round of each phase is sampled by `perf record` on core 0 ([`bench::profile`]),
+//! and the bench prints where imagehost's CPU went in it, stage by stage (`ENDTOEND_PROFILE=0`
+//! skips it); it also prints the filesystem the fileservers are on ([`bench::mounts`]).
+//! `ENDTOEND_HOLD=1` keeps imagehost up between the phases for a closer look
+//! (`perf record -g -C 0`, the PID is printed); `--pipeline FILE N ROUND` and `--floor N` are
 //! the children. Each figure is the best of three rounds, interleaved with its reference's.
 
 use std::net::SocketAddr;
@@ -27,6 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::profile::{self, Sampler};
 use bench::{cpu_of, pinned, print_table, Row};
 use harness::origin::{Origin, Reply};
 use harness::process::{peak_rss_kib, Killed};
@@ -180,6 +184,18 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
+    if let Some(fs) = bench::mounts::describe(d) {
+        println!("fileservers, spool and hot cache on {}: {fs}", d.display());
+    }
+    let profiling = std::env::var("ENDTOEND_PROFILE").map_or(true, |v| v != "0");
+    // The second round of a phase (the first also pays one-off work: the original's fetch and
+    // decode into kept pixels), sampled on imagehost's core; the shares printed at the end.
+    let sample = |round: usize| {
+        (profiling && round == 1)
+            .then(|| Sampler::start("0", &d.join("perf.data")))
+            .flatten()
+    };
+    let mut breakdowns = Vec::new();
     let sources = [(1200u32, 800u32, 200u32), (4000, 3000, 60)];
     for &(w, h, _) in &sources {
         std::fs::write(d.join(format!("{w}.jpg")), bench::photo(w, h)).expect("source");
@@ -250,6 +266,7 @@ fn main() {
         let per = UPLOADS / ROUNDS as usize;
         let next = Arc::new(AtomicUsize::new(round * per));
         let end = (round + 1) * per;
+        let sampler = sample(round);
         let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
         let clients: Vec<_> = (0..UPLOAD_CLIENTS)
             .map(|_| {
@@ -272,6 +289,9 @@ fn main() {
         }
         rate = rate.max(per as f64 / t0.elapsed().as_secs_f64());
         cpu = cpu.min((cpu_seconds(pid) - cpu0) / per as f64);
+        if let Some(shares) = sampler.and_then(|s| s.finish(pid)) {
+            breakdowns.push(("signed 1 MiB uploads".to_string(), shares));
+        }
         let out = Command::new(&args[0])
             .args(["--floor", &per.to_string()])
             .output()
@@ -313,8 +333,12 @@ fn main() {
         let url = format!("http://{}/{w}.jpg", origin.addr());
         let (mut rate, mut cpu, mut alone) = (0f64, f64::MAX, f64::MAX);
         for round in 0..ROUNDS {
+            let sampler = sample(round as usize);
             let (r, c) = cold(node, pid, &url, n, round);
             (rate, cpu) = (rate.max(r), cpu.min(c));
+            if let Some(shares) = sampler.and_then(|s| s.finish(pid)) {
+                breakdowns.push((format!("cold /p/ of a {w}×{h} JPEG"), shares));
+            }
             let mut child = Command::new(&args[0]);
             child.args(["--pipeline", &d.join(format!("{w}.jpg")).display().to_string()]);
             child.args([n.to_string(), round.to_string()]);
@@ -359,5 +383,11 @@ fn main() {
         "pipeline",
         &rows,
     );
+    for (phase, shares) in &breakdowns {
+        profile::print(
+            &format!("where imagehost's CPU went, {phase} (perf on core 0, second round)"),
+            shares,
+        );
+    }
     drop(server);
 }
