@@ -307,6 +307,21 @@ impl DirStore {
         tokio::fs::rename(tmp, dest).await
     }
 
+    /// The sidecar of a put of `digests`, and its bytes.
+    fn sidecar(&self, digests: &crate::Digests, opts: &PutOptions) -> Result<(Sidecar, Vec<u8>), StoreError> {
+        let sidecar = Sidecar {
+            size: digests.size,
+            sha256: digests.sha256_hex(),
+            sha256_prefix: opts.digest_prefix.to_string(),
+            md5: String::new(),
+            content_type: opts.content_type.clone(),
+            metadata: opts.metadata.clone(),
+            cache: opts.cache,
+        };
+        let json = serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))?;
+        Ok((sidecar, json))
+    }
+
     fn temp_path(&self) -> PathBuf {
         self.bucket
             .join(TMP_DIR)
@@ -354,63 +369,67 @@ impl BlobStore for DirStore {
         let stored = self.layout.stored_name(key)?;
         self.ensure_bucket().await?;
         let tmp = TempFile::new(self.temp_path());
-        let file = write::create(self.bucket.join(TMP_DIR), tmp.path().to_path_buf())
-            .await
-            .map_err(|e| self.unavailable(e))?;
         let mut digest = DigestingWriter::trusting(opts.max_size, opts.known, opts.digest_prefix);
-        let file = write::stream_into(file, &mut body, &mut digest, |e| self.unavailable(e)).await?;
-        let digests = digest.finish_checked()?;
-
-        let sidecar = Sidecar {
-            size: digests.size,
-            sha256: digests.sha256_hex(),
-            sha256_prefix: opts.digest_prefix.to_string(),
-            md5: String::new(),
-            content_type: opts.content_type.clone(),
-            metadata: opts.metadata.clone(),
-            cache: opts.cache,
-        };
-        let json = serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))?;
         let durable = !opts.cache;
         let body_path = self.bucket.join(&stored);
-        let file = if self.xattrs {
-            // The sidecar on the body file: one file to create and rename (and for a durable put,
-            // to sync). Sidecar files of earlier puts of this key go first (the attribute would
-            // win on read anyway). A cache put is renamed into place by the same blocking call.
-            let stale = [self.meta_path(&stored), self.cache_meta_path(&stored)];
-            let place = (!durable).then(|| (tmp.path().to_path_buf(), body_path.clone()));
-            match write::attribute(file, json.clone(), stale, place)
-                .await
-                .map_err(|e| self.unavailable(e))?
-            {
-                (_, true) if !durable => {
-                    tmp.keep();
-                    return Ok(PutResult {
-                        digests,
-                        etag: Some(sidecar.sha256),
-                    });
-                }
-                (file, true) => {
-                    let job = commit::Job {
-                        files: vec![file],
-                        renames: vec![(tmp.path().to_path_buf(), body_path)],
-                    };
-                    tmp.keep();
-                    self.committer
-                        .commit(job)
-                        .await
-                        .map_err(|e| self.unavailable(e))?;
-                    return Ok(PutResult {
-                        digests,
-                        etag: Some(sidecar.sha256),
-                    });
-                }
-                // Not taken (too large, or the filesystem changed under us): a sidecar file.
-                (file, false) => file,
-            }
-        } else {
-            file
+        // Where attributes work, the sidecar goes on the body file: one file to create and rename
+        // (and for a durable put, to sync). Sidecar files of earlier puts of this key go first (the
+        // attribute would win on read anyway). A cache put is renamed into place by the same call.
+        let describe = |json: &[u8]| {
+            self.xattrs.then(|| write::Describe {
+                json: json.to_vec(),
+                stale: [self.meta_path(&stored), self.cache_meta_path(&stored)],
+                place: (!durable).then(|| (tmp.path().to_path_buf(), body_path.clone())),
+            })
         };
+        let (ready, ended) = write::ready(&mut body, &mut digest)?;
+        let (file, digests, sidecar, json, described) = if ended {
+            // All of it in memory: its sidecar is known before its file is made.
+            let digests = digest.finish_checked()?;
+            let (sidecar, json) = self.sidecar(&digests, opts)?;
+            let (file, taken) = write::whole(
+                self.bucket.join(TMP_DIR),
+                tmp.path().to_path_buf(),
+                ready,
+                describe(&json),
+            )
+            .await
+            .map_err(|e| self.unavailable(e))?;
+            (file, digests, sidecar, json, taken)
+        } else {
+            let file = write::create(self.bucket.join(TMP_DIR), tmp.path().to_path_buf())
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            let file =
+                write::stream_into(file, ready, &mut body, &mut digest, |e| self.unavailable(e)).await?;
+            let digests = digest.finish_checked()?;
+            let (sidecar, json) = self.sidecar(&digests, opts)?;
+            let (file, taken) = match describe(&json) {
+                Some(d) => write::attribute(file, d).await.map_err(|e| self.unavailable(e))?,
+                None => (file, false),
+            };
+            (file, digests, sidecar, json, taken)
+        };
+        if described {
+            if durable {
+                let job = commit::Job {
+                    files: vec![file],
+                    renames: vec![(tmp.path().to_path_buf(), body_path)],
+                };
+                tmp.keep();
+                self.committer
+                    .commit(job)
+                    .await
+                    .map_err(|e| self.unavailable(e))?;
+            } else {
+                // Renamed into place already.
+                tmp.keep();
+            }
+            return Ok(PutResult {
+                digests,
+                etag: Some(sidecar.sha256),
+            });
+        }
         // Each kind of put removes the other kind's sidecar. The sidecar goes into place before
         // the body.
         let (meta, other) = if durable {
@@ -745,6 +764,70 @@ mod tests {
         assert!(serde_json::from_slice::<Sidecar>(&attribute).unwrap().cache);
         store.delete(&b).await.unwrap();
         assert!(matches!(store.head(&b).await, Err(StoreError::NotFound { .. })));
+    }
+
+    /// A body that arrives over time (a copy streamed from another store) takes the streaming
+    /// path, a body in memory the one-call path: both end the same, durable or cache, with their
+    /// sidecar an attribute where the filesystem takes one and a file where it does not.
+    #[tokio::test]
+    async fn streamed_and_whole_bodies_are_stored_alike() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = DirStore::open("fs", root.path(), "b", Layout::Flat, true).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let streamed = |data: Vec<u8>| -> BodyStream {
+            let chunks: Vec<bytes::Bytes> = data.chunks(70_000).map(bytes::Bytes::copy_from_slice).collect();
+            Box::pin(futures::stream::unfold(chunks.into_iter(), |mut it| async move {
+                // Each chunk comes after a pause: never all ready at once.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                it.next().map(|c| (Ok(c), it))
+            }))
+        };
+        let modes = if store.xattrs {
+            vec![true, false]
+        } else {
+            vec![false]
+        };
+        for xattrs in modes {
+            store.xattrs = xattrs;
+            for (i, cache) in [false, true].into_iter().enumerate() {
+                let opts = PutOptions {
+                    content_type: Some("image/png".into()),
+                    cache,
+                    ..PutOptions::default()
+                };
+                for (j, how) in ["streamed", "whole"].into_iter().enumerate() {
+                    let key = Key::new(format!("DQm{xattrs}{i}{j}").as_str()).unwrap();
+                    let body = match how {
+                        "streamed" => streamed(data.clone()),
+                        _ => crate::body_from_bytes(data.clone()),
+                    };
+                    let put = store.put(&key, body, &opts).await.unwrap();
+                    assert_eq!(put.digests, crate::Digests::of(&data), "{how}");
+                    let got = store.get(&key, None).await.unwrap();
+                    assert_eq!(got.meta.content_type.as_deref(), Some("image/png"), "{how}");
+                    assert_eq!(got.meta.etag, Some(put.digests.sha256_hex()), "{how}");
+                    assert_eq!(
+                        crate::collect_body(got.body, u64::MAX).await.unwrap(),
+                        data,
+                        "{how}"
+                    );
+                    let files = (
+                        store.meta_path(key.as_str()).exists(),
+                        store.cache_meta_path(key.as_str()).exists(),
+                    );
+                    let want = match (xattrs, cache) {
+                        (true, _) => (false, false),
+                        (false, false) => (true, false),
+                        (false, true) => (false, true),
+                    };
+                    assert_eq!(files, want, "{how}, xattrs {xattrs}, cache {cache}");
+                }
+            }
+        }
+        let leftovers = std::fs::read_dir(root.path().join("b").join(TMP_DIR))
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 0, "no temporary file left");
     }
 
     /// A store written by an earlier version (sidecars with an MD5 beside the SHA-256) is read

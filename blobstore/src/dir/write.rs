@@ -1,12 +1,14 @@
 //! A put's files: the body streamed into its temporary file, each run of chunks that are ready
-//! at once written by one blocking call (an upload held in memory is one call, not one per
-//! chunk, and no copy into a buffer of tokio's), and the sidecar recorded on it or written
-//! beside it.
+//! at once written by one blocking call (no copy into a buffer of tokio's), and the sidecar
+//! recorded on it or written beside it. A body held whole in memory (an upload's spool, a
+//! rendered variant) is created, written and described by one blocking call ([`whole`]): each
+//! trip to the blocking pool is a hand-off between threads, and a put made three.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
 use crate::{BodyStream, DigestingWriter, StoreError};
@@ -30,22 +32,57 @@ pub async fn create(tmp_dir: PathBuf, path: PathBuf) -> io::Result<File> {
     .await
 }
 
-/// Streams `body` into `file` through `digest` (which enforces the size limit); the file back,
-/// all written. `io` turns a write failure into the store's error.
+/// Most bytes taken from a body that are all ready at once ([`ready`]); the rest is streamed. A
+/// body in memory is held already, but a stream that makes its chunks when polled (a generator, a
+/// fast reader) would be buffered up to this much: above any image an upload or a render holds,
+/// far below what a put of a large object would hold whole.
+const READY_MAX: usize = 8 << 20;
+
+/// The chunks of `body` that are ready now, passed through `digest`, and whether the body ended
+/// with them: a body held in memory (an upload's spool, a rendered variant) is all ready, and
+/// [`whole`] writes it with one blocking call.
+pub fn ready(body: &mut BodyStream, digest: &mut DigestingWriter) -> Result<(Vec<Bytes>, bool), StoreError> {
+    let (mut run, mut bytes) = (Vec::new(), 0);
+    while bytes < READY_MAX {
+        match body.next().now_or_never() {
+            Some(Some(chunk)) => {
+                let chunk = chunk.map_err(StoreError::Body)?;
+                digest.update(&chunk)?;
+                bytes += chunk.len();
+                run.push(chunk);
+            }
+            Some(None) => return Ok((run, true)),
+            None => break,
+        }
+    }
+    Ok((run, false))
+}
+
+/// Streams `body` into `file` through `digest` (which enforces the size limit), after `first`
+/// (chunks taken already, through `digest` too); the file back, all written. `io` turns a write
+/// failure into the store's error. `body` has not ended yet.
 pub async fn stream_into(
     mut file: File,
+    first: Vec<Bytes>,
     body: &mut BodyStream,
     digest: &mut DigestingWriter,
     io: impl Fn(io::Error) -> StoreError,
 ) -> Result<File, StoreError> {
+    let mut run = first;
     // A stream is not polled again once it has ended (some panic if it is).
     let mut ended = false;
-    while !ended {
-        let Some(first) = body.next().await else { break };
-        let mut run = vec![first.map_err(StoreError::Body)?];
-        let mut bytes = run[0].len();
-        digest.update(&run[0])?;
-        while bytes < WRITE_RUN {
+    loop {
+        if run.is_empty() {
+            if ended {
+                break;
+            }
+            let Some(chunk) = body.next().await else { break };
+            let chunk = chunk.map_err(StoreError::Body)?;
+            digest.update(&chunk)?;
+            run.push(chunk);
+        }
+        let mut bytes: usize = run.iter().map(Bytes::len).sum();
+        while bytes < WRITE_RUN && !ended {
             match body.next().now_or_never() {
                 Some(Some(chunk)) => {
                     let chunk = chunk.map_err(StoreError::Body)?;
@@ -53,10 +90,7 @@ pub async fn stream_into(
                     bytes += chunk.len();
                     run.push(chunk);
                 }
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
+                Some(None) => ended = true,
                 // The next chunk is not here yet: write what is.
                 None => break,
             }
@@ -69,33 +103,69 @@ pub async fn stream_into(
         })
         .await
         .map_err(&io)?;
+        run = Vec::new();
     }
     Ok(file)
 }
 
-/// Records the sidecar `json` on `file` ([`super::xattr`]) once the sidecar files `stale` are
-/// removed, and if it was taken, renames `place`'s temporary file to its destination (no sync:
-/// a cache put); the file back, and whether the attribute was taken.
-pub async fn attribute(
-    file: File,
-    json: Vec<u8>,
-    stale: [PathBuf; 2],
-    place: Option<(PathBuf, PathBuf)>,
-) -> io::Result<(File, bool)> {
-    blocking(move || {
-        for path in &stale {
+/// A sidecar to record on a body's file ([`super::xattr`]), the sidecar files of earlier puts of
+/// its key to remove first, and for a cache put, the rename that places it (no sync).
+pub struct Describe {
+    pub json: Vec<u8>,
+    pub stale: [PathBuf; 2],
+    pub place: Option<(PathBuf, PathBuf)>,
+}
+
+impl Describe {
+    /// Records the sidecar on `file` once the stale sidecar files are removed, and if the
+    /// attribute was taken, makes the rename; whether it was taken.
+    fn apply(self, file: &File) -> io::Result<bool> {
+        for path in &self.stale {
             match std::fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
         }
-        let taken = super::xattr::set(&file, &json).is_ok();
-        if let (true, Some((tmp, dest))) = (taken, place) {
+        let taken = super::xattr::set(file, &self.json).is_ok();
+        if let (true, Some((tmp, dest))) = (taken, self.place) {
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent)?;
             }
             std::fs::rename(tmp, dest)?;
         }
+        Ok(taken)
+    }
+}
+
+/// Records a sidecar on `file` ([`Describe`]); the file back, and whether the attribute was
+/// taken (if not, the caller writes a sidecar file).
+pub async fn attribute(file: File, describe: Describe) -> io::Result<(File, bool)> {
+    blocking(move || {
+        let taken = describe.apply(&file)?;
+        Ok((file, taken))
+    })
+    .await
+}
+
+/// A body held whole in memory: creates `tmp_dir` if it was removed, then the temporary file
+/// `path`, writes `chunks` to it and applies `describe` (if any), in one blocking call instead of
+/// the three the streaming path makes. The file back, and whether the attribute was taken.
+pub async fn whole(
+    tmp_dir: PathBuf,
+    path: PathBuf,
+    chunks: Vec<Bytes>,
+    describe: Option<Describe>,
+) -> io::Result<(File, bool)> {
+    blocking(move || {
+        std::fs::create_dir_all(&tmp_dir)?;
+        let mut file = File::create(&path)?;
+        for chunk in &chunks {
+            file.write_all(chunk)?;
+        }
+        let taken = match describe {
+            Some(d) => d.apply(&file)?,
+            None => false,
+        };
         Ok((file, taken))
     })
     .await
@@ -140,7 +210,7 @@ mod tests {
         let path = dir.path().join("f");
         let file = create(dir.path().join("tmp"), path.clone()).await.unwrap();
         let mut digest = DigestingWriter::new(None);
-        let file = stream_into(file, &mut body, &mut digest, StoreError::Body)
+        let file = stream_into(file, Vec::new(), &mut body, &mut digest, StoreError::Body)
             .await
             .unwrap();
         drop(file);
@@ -152,5 +222,43 @@ mod tests {
             .collect();
         assert_eq!(std::fs::read(&path).unwrap(), want);
         assert_eq!(digest.finish(), crate::Digests::of(&want));
+    }
+
+    /// What is ready is taken at once (all of a body in memory, with its end); the rest of a
+    /// body still arriving is streamed after it, in order.
+    #[tokio::test]
+    async fn ready_chunks_are_taken_then_the_rest_is_streamed_after_them() {
+        let whole = || -> BodyStream {
+            Box::pin(futures::stream::iter(
+                [&b"ab"[..], b"cd"].map(|c| Ok(Bytes::from_static(c))),
+            ))
+        };
+        let mut digest = DigestingWriter::new(None);
+        let (run, ended) = ready(&mut whole(), &mut digest).unwrap();
+        assert_eq!((run.len(), ended), (2, true));
+        assert_eq!(digest.finish(), crate::Digests::of(b"abcd"));
+
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        tx.send(Bytes::from_static(b"first ")).await.unwrap();
+        let mut body: BodyStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok(b), rx))
+        }));
+        let mut digest = DigestingWriter::new(None);
+        let (run, ended) = ready(&mut body, &mut digest).unwrap();
+        assert_eq!((run.len(), ended), (1, false), "the rest has not come yet");
+        let feeder = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tx.send(Bytes::from_static(b"then the rest")).await.unwrap();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = create(dir.path().join("tmp"), path.clone()).await.unwrap();
+        let file = stream_into(file, run, &mut body, &mut digest, StoreError::Body)
+            .await
+            .unwrap();
+        drop(file);
+        feeder.await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first then the rest");
+        assert_eq!(digest.finish(), crate::Digests::of(b"first then the rest"));
     }
 }
