@@ -307,6 +307,21 @@ impl DirStore {
         tokio::fs::rename(tmp, dest).await
     }
 
+    /// Syncs `files` and makes `renames` in the bucket's group commit; the temporary files
+    /// `temps` are the commit thread's from here on (it removes them if it fails).
+    async fn commit<const N: usize>(
+        &self,
+        files: Vec<std::fs::File>,
+        renames: Vec<(PathBuf, PathBuf)>,
+        temps: [TempFile; N],
+    ) -> Result<(), StoreError> {
+        temps.into_iter().for_each(TempFile::keep);
+        self.committer
+            .commit(commit::Job { files, renames })
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
     /// The sidecar of a put of `digests`, and its bytes.
     fn sidecar(&self, digests: &crate::Digests, opts: &PutOptions) -> Result<(Sidecar, Vec<u8>), StoreError> {
         let sidecar = Sidecar {
@@ -412,15 +427,8 @@ impl BlobStore for DirStore {
         };
         if described {
             if durable {
-                let job = commit::Job {
-                    files: vec![file],
-                    renames: vec![(tmp.path().to_path_buf(), body_path)],
-                };
-                tmp.keep();
-                self.committer
-                    .commit(job)
-                    .await
-                    .map_err(|e| self.unavailable(e))?;
+                let renames = vec![(tmp.path().to_path_buf(), body_path)];
+                self.commit(vec![file], renames, [tmp]).await?;
             } else {
                 // Renamed into place already.
                 tmp.keep();
@@ -442,20 +450,11 @@ impl BlobStore for DirStore {
             .await
             .map_err(|e| self.unavailable(e))?;
         if durable {
-            let job = commit::Job {
-                files: vec![file, mf],
-                renames: vec![
-                    (meta_tmp.path().to_path_buf(), meta),
-                    (tmp.path().to_path_buf(), body_path),
-                ],
-            };
-            // The job's temporary files are the commit thread's now (it removes them if it fails).
-            meta_tmp.keep();
-            tmp.keep();
-            self.committer
-                .commit(job)
-                .await
-                .map_err(|e| self.unavailable(e))?;
+            let renames = vec![
+                (meta_tmp.path().to_path_buf(), meta),
+                (tmp.path().to_path_buf(), body_path),
+            ];
+            self.commit(vec![file, mf], renames, [meta_tmp, tmp]).await?;
         } else {
             drop((file, mf));
             self.write_atomically(meta_tmp.path(), &meta)

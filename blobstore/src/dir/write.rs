@@ -42,8 +42,21 @@ const READY_MAX: usize = 8 << 20;
 /// with them: a body held in memory (an upload's spool, a rendered variant) is all ready, and
 /// [`whole`] writes it with one blocking call.
 pub fn ready(body: &mut BodyStream, digest: &mut DigestingWriter) -> Result<(Vec<Bytes>, bool), StoreError> {
-    let (mut run, mut bytes) = (Vec::new(), 0);
-    while bytes < READY_MAX {
+    let mut run = Vec::new();
+    let ended = gather(body, digest, &mut run, READY_MAX)?;
+    Ok((run, ended))
+}
+
+/// Adds to `run` the chunks of `body` that are ready now, through `digest`, until `run` holds
+/// `max` bytes; whether the body ended (it must not be polled again then).
+fn gather(
+    body: &mut BodyStream,
+    digest: &mut DigestingWriter,
+    run: &mut Vec<Bytes>,
+    max: usize,
+) -> Result<bool, StoreError> {
+    let mut bytes: usize = run.iter().map(Bytes::len).sum();
+    while bytes < max {
         match body.next().now_or_never() {
             Some(Some(chunk)) => {
                 let chunk = chunk.map_err(StoreError::Body)?;
@@ -51,11 +64,12 @@ pub fn ready(body: &mut BodyStream, digest: &mut DigestingWriter) -> Result<(Vec
                 bytes += chunk.len();
                 run.push(chunk);
             }
-            Some(None) => return Ok((run, true)),
+            Some(None) => return Ok(true),
+            // The next chunk is not here yet.
             None => break,
         }
     }
-    Ok((run, false))
+    Ok(false)
 }
 
 /// Streams `body` into `file` through `digest` (which enforces the size limit), after `first`
@@ -81,19 +95,9 @@ pub async fn stream_into(
             digest.update(&chunk)?;
             run.push(chunk);
         }
-        let mut bytes: usize = run.iter().map(Bytes::len).sum();
-        while bytes < WRITE_RUN && !ended {
-            match body.next().now_or_never() {
-                Some(Some(chunk)) => {
-                    let chunk = chunk.map_err(StoreError::Body)?;
-                    digest.update(&chunk)?;
-                    bytes += chunk.len();
-                    run.push(chunk);
-                }
-                Some(None) => ended = true,
-                // The next chunk is not here yet: write what is.
-                None => break,
-            }
+        if !ended {
+            // Whatever else is here already goes in the same write.
+            ended = gather(body, digest, &mut run, WRITE_RUN)?;
         }
         file = blocking(move || {
             for chunk in &run {
