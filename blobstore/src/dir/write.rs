@@ -5,7 +5,7 @@
 //! trip to the blocking pool is a hand-off between threads, and a put made three.
 
 use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -100,7 +100,9 @@ pub async fn stream_into(
             ended = gather(body, digest, &mut run, WRITE_RUN)?;
         }
         file = blocking(move || {
-            write_chunks(&mut file, &run)?;
+            for chunk in &run {
+                file.write_all(chunk)?;
+            }
             Ok(file)
         })
         .await
@@ -108,29 +110,6 @@ pub async fn stream_into(
         run = Vec::new();
     }
     Ok(file)
-}
-
-/// Most buffers one `writev` takes (Linux's `IOV_MAX`).
-const IOV_MAX: usize = 1024;
-
-/// Writes `chunks` to `file` in order, with as few `writev` calls as the kernel lets it: a body
-/// arrives in the reads hyper made (a 1 MiB upload in a dozen), and each write call into a file
-/// costs its own trip through the filesystem.
-fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
-    let mut left = &mut slices[..];
-    // Skips empty chunks at the front, which a write of 0 bytes would otherwise stop on.
-    IoSlice::advance_slices(&mut left, 0);
-    while !left.is_empty() {
-        let window = left.len().min(IOV_MAX);
-        match file.write_vectored(&left[..window]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut left, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A sidecar to record on a body's file ([`super::xattr`]), the sidecar files of earlier puts of
@@ -184,7 +163,9 @@ pub async fn whole(
     blocking(move || {
         std::fs::create_dir_all(&tmp_dir)?;
         let mut file = File::create(&path)?;
-        write_chunks(&mut file, &chunks)?;
+        for chunk in &chunks {
+            file.write_all(chunk)?;
+        }
         let taken = match describe {
             Some(d) => d.apply(&file)?,
             None => false,
@@ -283,23 +264,5 @@ mod tests {
         feeder.await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"first then the rest");
         assert_eq!(digest.finish(), crate::Digests::of(b"first then the rest"));
-    }
-
-    /// Chunks of every size, empty ones among them and more than one `writev` takes, are all
-    /// written, in order.
-    #[test]
-    fn chunks_are_written_whole_and_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let chunks: Vec<Bytes> = (0..2500usize)
-            .map(|i| Bytes::from(vec![(i % 251) as u8; i % 7]))
-            .collect();
-        let path = dir.path().join("f");
-        let mut file = File::create(&path).unwrap();
-        write_chunks(&mut file, &chunks).unwrap();
-        drop(file);
-        let want: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        assert_eq!(std::fs::read(&path).unwrap(), want);
-        write_chunks(&mut File::create(&path).unwrap(), &[]).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 }
