@@ -322,8 +322,8 @@ impl DirStore {
             .map_err(|e| self.unavailable(e))
     }
 
-    /// The sidecar of a put of `digests`, and its bytes.
-    fn sidecar(&self, digests: &crate::Digests, opts: &PutOptions) -> Result<(Sidecar, Vec<u8>), StoreError> {
+    /// The sidecar of a put of `digests`, as it is stored.
+    fn sidecar(&self, digests: &crate::Digests, opts: &PutOptions) -> Result<Vec<u8>, StoreError> {
         let sidecar = Sidecar {
             size: digests.size,
             sha256: digests.sha256_hex(),
@@ -333,8 +333,7 @@ impl DirStore {
             metadata: opts.metadata.clone(),
             cache: opts.cache,
         };
-        let json = serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))?;
-        Ok((sidecar, json))
+        serde_json::to_vec(&sidecar).map_err(|e| self.unavailable(io::Error::other(e)))
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -398,10 +397,10 @@ impl BlobStore for DirStore {
             })
         };
         let (ready, ended) = write::ready(&mut body, &mut digest)?;
-        let (file, digests, sidecar, json, described) = if ended {
+        let (file, digests, json, described) = if ended {
             // All of it in memory: its sidecar is known before its file is made.
             let digests = digest.finish_checked()?;
-            let (sidecar, json) = self.sidecar(&digests, opts)?;
+            let json = self.sidecar(&digests, opts)?;
             let (file, taken) = write::whole(
                 self.bucket.join(TMP_DIR),
                 tmp.path().to_path_buf(),
@@ -410,7 +409,7 @@ impl BlobStore for DirStore {
             )
             .await
             .map_err(|e| self.unavailable(e))?;
-            (file, digests, sidecar, json, taken)
+            (file, digests, json, taken)
         } else {
             let file = write::create(self.bucket.join(TMP_DIR), tmp.path().to_path_buf())
                 .await
@@ -418,12 +417,12 @@ impl BlobStore for DirStore {
             let file =
                 write::stream_into(file, ready, &mut body, &mut digest, |e| self.unavailable(e)).await?;
             let digests = digest.finish_checked()?;
-            let (sidecar, json) = self.sidecar(&digests, opts)?;
+            let json = self.sidecar(&digests, opts)?;
             let (file, taken) = match describe(&json) {
                 Some(d) => write::attribute(file, d).await.map_err(|e| self.unavailable(e))?,
                 None => (file, false),
             };
-            (file, digests, sidecar, json, taken)
+            (file, digests, json, taken)
         };
         if described {
             if durable {
@@ -434,12 +433,13 @@ impl BlobStore for DirStore {
                 tmp.keep();
             }
             return Ok(PutResult {
+                etag: Some(digests.sha256_hex()),
                 digests,
-                etag: Some(sidecar.sha256),
             });
         }
-        // Each kind of put removes the other kind's sidecar. The sidecar goes into place before
-        // the body.
+        // Not described: no user attributes here, or this one not taken (too large, or the
+        // filesystem changed under us): a sidecar file. Each kind of put removes the other kind's
+        // sidecar. The sidecar goes into place before the body.
         let (meta, other) = if durable {
             (self.meta_path(&stored), self.cache_meta_path(&stored))
         } else {
@@ -467,8 +467,8 @@ impl BlobStore for DirStore {
             tmp.keep();
         }
         Ok(PutResult {
+            etag: Some(digests.sha256_hex()),
             digests,
-            etag: Some(sidecar.sha256),
         })
     }
 

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -25,11 +25,16 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Creates `tmp_dir` if it was removed, then the temporary file `path`.
 pub async fn create(tmp_dir: PathBuf, path: PathBuf) -> io::Result<File> {
-    blocking(move || {
-        std::fs::create_dir_all(&tmp_dir)?;
-        File::create(&path)
-    })
-    .await
+    blocking(move || create_in(&tmp_dir, &path)).await
+}
+
+fn create_in(tmp_dir: &Path, path: &Path) -> io::Result<File> {
+    std::fs::create_dir_all(tmp_dir)?;
+    File::create(path)
+}
+
+fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    chunks.iter().try_for_each(|chunk| file.write_all(chunk))
 }
 
 /// Most bytes taken from a body that are all ready at once ([`ready`]); the rest is streamed. A
@@ -100,9 +105,7 @@ pub async fn stream_into(
             ended = gather(body, digest, &mut run, WRITE_RUN)?;
         }
         file = blocking(move || {
-            for chunk in &run {
-                file.write_all(chunk)?;
-            }
+            write_chunks(&mut file, &run)?;
             Ok(file)
         })
         .await
@@ -161,11 +164,8 @@ pub async fn whole(
     describe: Option<Describe>,
 ) -> io::Result<(File, bool)> {
     blocking(move || {
-        std::fs::create_dir_all(&tmp_dir)?;
-        let mut file = File::create(&path)?;
-        for chunk in &chunks {
-            file.write_all(chunk)?;
-        }
+        let mut file = create_in(&tmp_dir, &path)?;
+        write_chunks(&mut file, &chunks)?;
         let taken = match describe {
             Some(d) => d.apply(&file)?,
             None => false,
