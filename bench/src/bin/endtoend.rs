@@ -470,8 +470,9 @@ fn main() {
         }
         (false, Some(v)) => format!(
             "imagehost's CPU per operation against the reference imagehoster's: issue 20's figures \
-             (10.0, 30.0, 140.0 ms, not this run) scaled by this machine's vipsthumbnail, {v:.1} ms \
+             ({:?} ms, not this run) scaled by this machine's vipsthumbnail, {v:.1} ms \
              per 4000×3000 thumbnail against that run's {ISSUE_VIPS_MS:.0} ms (×{:.2})",
+            REFERENCE_MS,
             v / ISSUE_VIPS_MS
         ),
         (false, None) => "imagehost's CPU per operation against the reference imagehoster's: issue 20's \
