@@ -35,6 +35,7 @@ use crate::{
 
 mod cache;
 mod commit;
+mod direct;
 mod listing;
 mod read;
 mod write;
@@ -405,6 +406,7 @@ impl BlobStore for DirStore {
                 self.bucket.join(TMP_DIR),
                 tmp.path().to_path_buf(),
                 ready,
+                durable,
                 describe(&json),
             )
             .await

@@ -5,6 +5,7 @@
 //! [`Layout`] maps them to stored names (flat, or the imagehoster's two-character partitions).
 //! Every put streams, enforces a size limit, and returns SHA-256 and MD5 computed in the same pass.
 
+pub mod blocks;
 mod config;
 mod digest;
 mod dir;
@@ -14,6 +15,7 @@ mod open;
 mod s3;
 mod store;
 
+pub use blocks::Blocks;
 pub use config::{DirConfig, FileserverConfig, S3Config};
 pub use digest::{DigestingWriter, Digests};
 pub use dir::DirStore;

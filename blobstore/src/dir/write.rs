@@ -155,17 +155,24 @@ pub async fn attribute(file: File, describe: Describe) -> io::Result<(File, bool
 }
 
 /// A body held whole in memory: creates `tmp_dir` if it was removed, then the temporary file
-/// `path`, writes `chunks` to it and applies `describe` (if any), in one blocking call instead of
-/// the three the streaming path makes. The file back, and whether the attribute was taken.
+/// `path`, writes `chunks` to it (around the page cache if `durable`: it is synced before the
+/// put returns anyway, [`super::direct`]) and applies `describe` (if any), in one blocking call
+/// instead of the three the streaming path makes. The file back, and whether the attribute was
+/// taken.
 pub async fn whole(
     tmp_dir: PathBuf,
     path: PathBuf,
     chunks: Vec<Bytes>,
+    durable: bool,
     describe: Option<Describe>,
 ) -> io::Result<(File, bool)> {
     blocking(move || {
         let mut file = create_in(&tmp_dir, &path)?;
-        write_chunks(&mut file, &chunks)?;
+        if durable {
+            super::direct::write(&file, &path, &chunks)?;
+        } else {
+            write_chunks(&mut file, &chunks)?;
+        }
         let taken = match describe {
             Some(d) => d.apply(&file)?,
             None => false,

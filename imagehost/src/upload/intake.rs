@@ -76,7 +76,7 @@ pub async fn receive(
         let Some(filename) = field.file_name().map(str::to_string) else {
             continue;
         };
-        let mut spool = Spool::new(spool_memory, spool_dir);
+        let mut spool = Spool::new(spool_memory, spool_dir, length);
         let mut hasher = UploadHasher::new(checksum_route);
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             if spool.len() + chunk.len() as u64 > max_size {

@@ -1,25 +1,22 @@
 //! A bounded spool for one upload: memory up to a threshold, then a temporary file. The body is
 //! kept until every fileserver write has read it, each through its own stream. In memory it is
-//! the chunks as they were received, shared, never copied into one buffer; small chunks (a client
-//! trickling bytes) are gathered into larger ones, so the list stays short.
+//! copied once as it arrives into block-aligned chunks ([`Blocks`]), shared by every fileserver
+//! write: a directory fileserver writes them to disk straight from there, where it would copy
+//! received chunks into an aligned buffer of its own, once per fileserver. A client trickling
+//! bytes still makes few chunks.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use blobstore::BodyStream;
-use bytes::{Bytes, BytesMut};
+use blobstore::{Blocks, BodyStream};
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
-/// Chunks under this size are copied together rather than each kept.
-const SMALL: usize = 8 << 10;
-/// Gathered small chunks become one chunk at this size.
-const GATHERED: usize = 64 << 10;
 use tokio_util::io::ReaderStream;
 
 enum Store {
-    /// Whole chunks, and small ones being gathered after them.
-    Memory(Vec<Bytes>, BytesMut),
+    Memory(Blocks),
     File {
         file: tokio::fs::File,
         temp: tempfile::TempPath,
@@ -45,9 +42,12 @@ pub enum Spooled {
 }
 
 impl Spool {
-    pub fn new(memory_limit: usize, dir: Arc<Path>) -> Self {
+    /// A spool for a body of about `expected` bytes (its request's Content-Length), held in
+    /// memory up to `memory_limit`.
+    pub fn new(memory_limit: usize, dir: Arc<Path>, expected: u64) -> Self {
+        let expected = expected.min(memory_limit as u64) as usize;
         Self {
-            store: Store::Memory(Vec::with_capacity(64), BytesMut::new()),
+            store: Store::Memory(Blocks::new(expected)),
             len: 0,
             memory_limit,
             dir,
@@ -56,19 +56,9 @@ impl Spool {
 
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
         self.len += chunk.len() as u64;
-        if let Store::Memory(chunks, small) = &mut self.store {
+        if let Store::Memory(blocks) = &mut self.store {
             if self.len <= self.memory_limit as u64 {
-                if chunk.len() >= SMALL {
-                    if !small.is_empty() {
-                        chunks.push(small.split().freeze());
-                    }
-                    chunks.push(chunk);
-                } else {
-                    small.extend_from_slice(&chunk);
-                    if small.len() >= GATHERED {
-                        chunks.push(small.split().freeze());
-                    }
-                }
+                blocks.extend(&chunk);
                 return Ok(());
             }
             let temp = tempfile::Builder::new()
@@ -76,10 +66,9 @@ impl Spool {
                 .tempfile_in(&self.dir)?
                 .into_temp_path();
             let mut file = tokio::fs::OpenOptions::new().write(true).open(&temp).await?;
-            for c in chunks.iter() {
-                file.write_all(c).await?;
+            for c in std::mem::take(blocks).finish() {
+                file.write_all(&c).await?;
             }
-            file.write_all(small).await?;
             self.store = Store::File { file, temp };
         }
         if let Store::File { file, .. } = &mut self.store {
@@ -98,12 +87,7 @@ impl Spool {
 
     pub async fn finish(self) -> io::Result<Spooled> {
         match self.store {
-            Store::Memory(mut chunks, small) => {
-                if !small.is_empty() {
-                    chunks.push(small.freeze());
-                }
-                Ok(Spooled::Memory(chunks.into()))
-            }
+            Store::Memory(blocks) => Ok(Spooled::Memory(blocks.finish().into())),
             Store::File { mut file, temp } => {
                 file.flush().await?;
                 Ok(Spooled::File { temp, len: self.len })
@@ -180,7 +164,7 @@ mod tests {
     async fn spills_to_disk_past_the_threshold_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         for (limit, parts) in [(1024usize, 3usize), (10, 300)] {
-            let mut s = Spool::new(limit, Arc::from(dir.path()));
+            let mut s = Spool::new(limit, Arc::from(dir.path()), 0);
             let data: Vec<u8> = (0..parts * 100).map(|i| i as u8).collect();
             for c in data.chunks(100) {
                 s.write(Bytes::copy_from_slice(c)).await.unwrap();
@@ -200,12 +184,12 @@ mod tests {
         }
     }
 
-    /// Large chunks are kept as they came, small ones between them gathered: the order holds,
-    /// and trickled bytes make a few chunks, not one per byte.
+    /// Pieces of any size are gathered in order into aligned chunks sized by the expected
+    /// length: trickled bytes make one chunk here, not one per piece.
     #[tokio::test]
-    async fn large_chunks_are_kept_and_small_ones_gathered_in_order() {
+    async fn pieces_are_gathered_aligned_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::new(1 << 20, Arc::from(dir.path()));
+        let mut s = Spool::new(1 << 20, Arc::from(dir.path()), 1 << 20);
         let mut data = Vec::new();
         let mut pieces = Vec::new();
         for i in 0..200u32 {
@@ -221,7 +205,10 @@ mod tests {
         let Spooled::Memory(chunks) = &done else {
             panic!("in memory")
         };
-        assert!(chunks.len() <= 8, "{} chunks", chunks.len());
+        assert_eq!(chunks.len(), 1, "sized for the expected megabyte");
+        assert!(chunks
+            .iter()
+            .all(|c| c.as_ptr().align_offset(blobstore::blocks::BLOCK) == 0));
         let back: Vec<Bytes> = done.stream().await.unwrap().try_collect().await.unwrap();
         assert_eq!(back.concat(), data);
         assert_eq!(done.head(20_010).await.unwrap(), &data[..20_010], "across chunks");
