@@ -50,6 +50,59 @@ const READ_CHUNK: usize = 64 * 1024;
 /// into its file as it goes): it is left by a crashed process, and removed when a store opens.
 pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// What [`sidecar_of`] found, as an object's metadata: with the cache sidecar the body must be
+/// checked against, for a cache object; `NotFound` for a torn one.
+fn resolve(
+    found: Found,
+    size: u64,
+    modified: Option<SystemTime>,
+    stored: &str,
+) -> Result<(ObjectMeta, Option<Sidecar>), StoreError> {
+    match found {
+        Found::Durable(Some(s)) => Ok((meta_of(s, modified), None)),
+        // An object of an earlier store, without a sidecar: its size and date.
+        Found::Durable(None) => Ok((
+            ObjectMeta {
+                size,
+                last_modified: modified,
+                ..ObjectMeta::default()
+            },
+            None,
+        )),
+        Found::Cache(s) => Ok((meta_of(s.clone(), modified), Some(s))),
+        Found::Torn => Err(StoreError::NotFound {
+            key: stored.to_string(),
+        }),
+    }
+}
+
+/// What a head found, in one blocking call: the body's size and date and its sidecar, or why
+/// there is none.
+enum Looked {
+    Found(u64, Option<SystemTime>, Found),
+    Missing,
+    /// The bucket directory itself is gone (an unmounted disk): not a missing object.
+    NoBucket,
+}
+
+/// Looks `paths` ([`DirStore::object_paths`]) up in `bucket`.
+fn look_up(paths: &[PathBuf; 3], bucket: &Path) -> io::Result<Looked> {
+    match std::fs::metadata(&paths[0]) {
+        Ok(m) if m.is_file() => Ok(Looked::Found(
+            m.len(),
+            m.modified().ok(),
+            sidecar_of(paths, m.len())?,
+        )),
+        Ok(_) => Ok(Looked::Missing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(if bucket.is_dir() {
+            Looked::Missing
+        } else {
+            Looked::NoBucket
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// One bucket in a directory.
 #[derive(Debug)]
 pub struct DirStore {
@@ -247,10 +300,7 @@ impl DirStore {
         {
             StoreError::NotFound { key: key.to_string() }
         } else if e.kind() == io::ErrorKind::NotFound {
-            StoreError::Unavailable {
-                store: self.name.clone(),
-                reason: format!("bucket directory {} is missing", self.bucket.display()),
-            }
+            self.bucket_missing()
         } else {
             self.unavailable(e)
         }
@@ -259,45 +309,24 @@ impl DirStore {
     async fn ensure_bucket(&self) -> Result<(), StoreError> {
         match tokio::fs::metadata(&self.bucket).await {
             Ok(m) if m.is_dir() => Ok(()),
-            _ => Err(StoreError::Unavailable {
-                store: self.name.clone(),
-                reason: format!("bucket directory {} is missing", self.bucket.display()),
-            }),
+            _ => Err(self.bucket_missing()),
         }
     }
 
-    /// An object's metadata, its sidecar looked for in one blocking call ([`sidecar_of`]); with
-    /// the cache sidecar the body must be checked against, for a cache object (`Err`: torn).
-    async fn checked_meta(
-        &self,
-        stored: &str,
-        size: u64,
-        modified: Option<SystemTime>,
-    ) -> Result<(ObjectMeta, Option<Sidecar>), StoreError> {
-        let paths = [
+    fn bucket_missing(&self) -> StoreError {
+        StoreError::Unavailable {
+            store: self.name.clone(),
+            reason: format!("bucket directory {} is missing", self.bucket.display()),
+        }
+    }
+
+    /// The body, its cache sidecar file and its sidecar file ([`sidecar_of`]).
+    fn object_paths(&self, stored: &str) -> [PathBuf; 3] {
+        [
             self.bucket.join(stored),
             self.cache_meta_path(stored),
             self.meta_path(stored),
-        ];
-        let found = write::blocking(move || sidecar_of(&paths, size))
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        match found {
-            Found::Durable(Some(s)) => Ok((meta_of(s, modified), None)),
-            // An object of an earlier store, without a sidecar: its size and date.
-            Found::Durable(None) => Ok((
-                ObjectMeta {
-                    size,
-                    last_modified: modified,
-                    ..ObjectMeta::default()
-                },
-                None,
-            )),
-            Found::Cache(s) => Ok((meta_of(s.clone(), modified), Some(s))),
-            Found::Torn => Err(StoreError::NotFound {
-                key: stored.to_string(),
-            }),
-        }
+        ]
     }
 
     /// Renames `tmp` to `dest` with no sync (cache puts; durable ones go through the committer).
@@ -382,7 +411,7 @@ impl BlobStore for DirStore {
 
     async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
         let stored = self.layout.stored_name(key)?;
-        self.ensure_bucket().await?;
+        // The bucket is checked by the temporary file's creation (a missing one is Unavailable).
         let tmp = TempFile::new(self.temp_path());
         let mut digest = DigestingWriter::trusting(opts.max_size, opts.known, opts.digest_prefix);
         let durable = !opts.cache;
@@ -549,15 +578,18 @@ impl BlobStore for DirStore {
 
     async fn head(&self, key: &Key) -> Result<ObjectMeta, StoreError> {
         let stored = self.layout.stored_name(key)?;
-        let md = match tokio::fs::metadata(self.bucket.join(&stored)).await {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Err(StoreError::NotFound { key: key.to_string() }),
-            Err(e) => return Err(self.classify(e, key).await),
-        };
-        match self.checked_meta(&stored, md.len(), md.modified().ok()).await {
-            Ok((meta, _)) => Ok(meta),
-            Err(StoreError::NotFound { .. }) => Err(StoreError::NotFound { key: key.to_string() }),
-            Err(e) => Err(e),
+        let (paths, bucket) = (self.object_paths(&stored), self.bucket.clone());
+        // One trip to the blocking pool: a head is asked before every upload's write.
+        let looked = write::blocking(move || look_up(&paths, &bucket))
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let missing = || StoreError::NotFound { key: key.to_string() };
+        match looked {
+            Looked::Found(size, modified, found) => resolve(found, size, modified, &stored)
+                .map(|(meta, _)| meta)
+                .map_err(|_| missing()),
+            Looked::Missing => Err(missing()),
+            Looked::NoBucket => Err(self.bucket_missing()),
         }
     }
 

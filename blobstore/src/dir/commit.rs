@@ -199,24 +199,24 @@ fn commit_batch(
     for job in &jobs {
         let mut done = 0;
         let renamed = job.renames.iter().try_for_each(|(from, to)| {
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent)?;
-                if !settled.contains(parent) {
-                    // Its entry, and its parents' up to the bucket, are synced with this batch.
-                    dirs.extend(
-                        parent
-                            .ancestors()
-                            .skip(1)
-                            .take_while(|a| a.starts_with(root))
-                            .map(PathBuf::from),
-                    );
-                    new_dirs.push(parent.to_path_buf());
-                }
-                dirs.insert(parent.to_path_buf());
+            let Some(parent) = to.parent() else {
+                return std::fs::rename(from, to).map(|()| done += 1);
+            };
+            // A directory known on disk is not made again (a call per rename saved).
+            if !settled.contains(parent) {
+                made(parent, root, &mut dirs, &mut new_dirs)?;
             }
-            std::fs::rename(from, to)?;
-            done += 1;
-            Ok(())
+            dirs.insert(parent.to_path_buf());
+            let renamed = match std::fs::rename(from, to) {
+                // Removed since: made, and synced, as a new one.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !parent.is_dir() => {
+                    settled.remove(parent);
+                    made(parent, root, &mut dirs, &mut new_dirs)?;
+                    std::fs::rename(from, to)
+                }
+                other => other,
+            };
+            renamed.map(|()| done += 1)
         });
         if renamed.is_err() {
             // Undone: nothing of this job is left half-published, nor any temporary file.
@@ -234,6 +234,26 @@ fn commit_batch(
     }
     settled.extend(new_dirs);
     results
+}
+
+/// Makes `parent` (and its missing parents); its entry, and its parents' up to the bucket
+/// `root`, are synced with the batch (`dirs`), and it is settled once they are (`new_dirs`).
+fn made(
+    parent: &Path,
+    root: &Path,
+    dirs: &mut BTreeSet<PathBuf>,
+    new_dirs: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    std::fs::create_dir_all(parent)?;
+    dirs.extend(
+        parent
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(root))
+            .map(PathBuf::from),
+    );
+    new_dirs.push(parent.to_path_buf());
+    Ok(())
 }
 
 fn failed_all(n: usize, e: &io::Error) -> Vec<io::Result<()>> {
@@ -311,6 +331,35 @@ mod tests {
             ),
             (1, 3, 6, 2)
         );
+    }
+
+    /// A directory settled by one batch is not made again by the next; one removed since is
+    /// made again, and synced as new.
+    #[test]
+    fn a_settled_directory_removed_since_is_made_again() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path();
+        let out = d.join("out");
+        let (counters, mut settled) = (Counters::default(), HashSet::new());
+        let job = |name: &str| Job {
+            files: vec![written(d, &format!("{name}.tmp"), name.as_bytes())],
+            renames: vec![(d.join(format!("{name}.tmp")), out.join(name))],
+        };
+        let syncs = |c: &Counters| c.dir_syncs.load(Ordering::Relaxed);
+        assert!(commit_batch(vec![job("a")], d, &mut settled, &counters)[0].is_ok());
+        assert!(settled.contains(&out));
+        let first = syncs(&counters);
+        assert!(commit_batch(vec![job("b")], d, &mut settled, &counters)[0].is_ok());
+        assert_eq!(
+            syncs(&counters) - first,
+            1,
+            "only out/ itself: its entry is settled"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+        let before = syncs(&counters);
+        assert!(commit_batch(vec![job("c")], d, &mut settled, &counters)[0].is_ok());
+        assert_eq!(std::fs::read(out.join("c")).unwrap(), b"c");
+        assert!(syncs(&counters) - before >= 2, "out/ and its parent synced again");
     }
 
     /// A rename that cannot be made fails its own put; the others of the batch land.

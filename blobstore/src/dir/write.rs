@@ -23,14 +23,33 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
 
-/// Creates `tmp_dir` if it was removed, then the temporary file `path`.
+/// Creates the temporary file `path` in `tmp_dir`, and `tmp_dir` first if it was removed.
 pub async fn create(tmp_dir: PathBuf, path: PathBuf) -> io::Result<File> {
     blocking(move || create_in(&tmp_dir, &path)).await
 }
 
+/// Creates the temporary file `path` in `tmp_dir` (the bucket's `.tmp`), and `tmp_dir` first if
+/// it was removed; a bucket directory that is gone (an unmounted disk) is never made again, and
+/// is the error. No other call is made when all is in place: a put checks its bucket this way
+/// rather than with a call of its own.
 fn create_in(tmp_dir: &Path, path: &Path) -> io::Result<File> {
-    std::fs::create_dir_all(tmp_dir)?;
-    File::create(path)
+    match File::create(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match std::fs::create_dir(tmp_dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let bucket = tmp_dir.parent().unwrap_or(tmp_dir);
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("bucket directory {} is missing", bucket.display()),
+                    ));
+                }
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+            File::create(path)
+        }
+        created => created,
+    }
 }
 
 fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
@@ -154,8 +173,7 @@ pub async fn attribute(file: File, describe: Describe) -> io::Result<(File, bool
     .await
 }
 
-/// A body held whole in memory: creates `tmp_dir` if it was removed, then the temporary file
-/// `path`, writes `chunks` to it (around the page cache if `durable`: it is synced before the
+/// A body held whole in memory: creates the temporary file `path` ([`create_in`]), writes `chunks` to it (around the page cache if `durable`: it is synced before the
 /// put returns anyway, [`super::direct`]) and applies `describe` (if any), in one blocking call
 /// instead of the three the streaming path makes. The file back, and whether the attribute was
 /// taken.
