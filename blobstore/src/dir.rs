@@ -103,6 +103,22 @@ fn look_up(paths: &[PathBuf; 3], bucket: &Path) -> io::Result<Looked> {
     }
 }
 
+/// Whether `paths` ([`DirStore::object_paths`]) hold an object of `size` bytes whole, as a head
+/// would find it: a missing bucket is an error, not absence.
+fn held_at(paths: &[PathBuf; 3], bucket: &Path, size: u64) -> io::Result<bool> {
+    match look_up(paths, bucket)? {
+        // A torn cache object is no object.
+        Looked::Found(found_size, _, found) => {
+            Ok(resolve(found, found_size, None, "").is_ok_and(|(meta, _)| meta.size == size))
+        }
+        Looked::Missing => Ok(false),
+        Looked::NoBucket => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("bucket directory {} is missing", bucket.display()),
+        )),
+    }
+}
+
 /// One bucket in a directory.
 #[derive(Debug)]
 pub struct DirStore {
@@ -427,21 +443,42 @@ impl BlobStore for DirStore {
             })
         };
         let (ready, ended) = write::ready(&mut body, &mut digest)?;
+        let held = |digests: crate::Digests| PutResult {
+            etag: Some(digests.sha256_hex()),
+            digests,
+            present: true,
+        };
         let (file, digests, json, described) = if ended {
             // All of it in memory: its sidecar is known before its file is made.
             let digests = digest.finish_checked()?;
             let json = self.sidecar(&digests, opts)?;
-            let (file, taken) = write::whole(
+            // Whether it is held already is asked in the same call (`if_absent`).
+            let present = opts.if_absent.then(|| {
+                let (paths, bucket, size) = (self.object_paths(&stored), self.bucket.clone(), digests.size);
+                Box::new(move || held_at(&paths, &bucket, size)) as write::Present
+            });
+            let Some((file, taken)) = write::whole(
                 self.bucket.join(TMP_DIR),
                 tmp.path().to_path_buf(),
                 ready,
                 durable,
                 describe(&json),
+                present,
             )
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.unavailable(e))?
+            else {
+                return Ok(held(digests));
+            };
             (file, digests, json, taken)
         } else {
+            if let (true, Some(known)) = (opts.if_absent, opts.known) {
+                match self.head(key).await {
+                    Ok(meta) if meta.size == known.size => return Ok(held(known)),
+                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let file = write::create(self.bucket.join(TMP_DIR), tmp.path().to_path_buf())
                 .await
                 .map_err(|e| self.unavailable(e))?;
@@ -466,6 +503,7 @@ impl BlobStore for DirStore {
             return Ok(PutResult {
                 etag: Some(digests.sha256_hex()),
                 digests,
+                present: false,
             });
         }
         // Not described: no user attributes here, or this one not taken (too large, or the
@@ -500,6 +538,7 @@ impl BlobStore for DirStore {
         Ok(PutResult {
             etag: Some(digests.sha256_hex()),
             digests,
+            present: false,
         })
     }
 

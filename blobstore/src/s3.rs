@@ -351,6 +351,19 @@ impl BlobStore for S3Store {
 
     async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
         let stored = self.layout.stored_name(key)?;
+        if let (true, Some(known)) = (opts.if_absent, opts.known) {
+            match self.head(key).await {
+                Ok(meta) if meta.size == known.size => {
+                    return Ok(PutResult {
+                        digests: known,
+                        etag: meta.etag,
+                        present: true,
+                    })
+                }
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut digest = DigestingWriter::trusting(opts.max_size, None, opts.digest_prefix);
         let first = fill_part(&mut body, &mut digest, self.part_size).await?;
         let etag = if first.len() < self.part_size {
@@ -362,6 +375,7 @@ impl BlobStore for S3Store {
         Ok(PutResult {
             digests: digest.finish(),
             etag,
+            present: false,
         })
     }
 

@@ -58,6 +58,11 @@ pub struct PutOptions {
     /// that digest: one pass over an upload then gives its key, what its signature signs, and what
     /// each fileserver records to check it by.
     pub digest_prefix: &'static str,
+    /// Store nothing if the key is held already at the body's `known` size (keys that are
+    /// content hashes: a re-upload), and say so ([`PutResult::present`]). A directory store looks
+    /// in the same blocking call that would write; an S3 store asks for a head first. Without
+    /// `known` digests a store may write anyway.
+    pub if_absent: bool,
 }
 
 /// What a successful put stored.
@@ -66,6 +71,9 @@ pub struct PutResult {
     pub digests: Digests,
     /// The server's ETag (MD5 hex for single-part puts; `…-N` for multipart on S3).
     pub etag: Option<String>,
+    /// The key was held already (`PutOptions::if_absent`): nothing was written, and `digests`
+    /// are the body's as given.
+    pub present: bool,
 }
 
 /// What is known about a stored object.

@@ -47,4 +47,5 @@ conformance!(
     oversize_put_is_refused_and_stores_nothing,
     failed_put_keeps_the_previous_object,
     partitioned_layout_round_trip,
+    put_if_absent_writes_only_a_missing_key,
 );

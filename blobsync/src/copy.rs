@@ -304,6 +304,8 @@ impl Replicator {
             // Hashed by each fileserver as it writes: what it holds is checked against the key.
             known: None,
             digest_prefix: digest_prefix(key.as_str()),
+            // The plan copies to the fileservers that lack the object or hold it wrong.
+            if_absent: false,
         };
         let mut feeds = Vec::new();
         let mut puts = Vec::new();

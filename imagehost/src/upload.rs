@@ -278,6 +278,8 @@ async fn handle(
         // Hashed once here, not again by each fileserver, and by the key's own digest.
         known: received.known_digests(),
         digest_prefix: crate::keys::CHALLENGE_PREFIX_TEXT,
+        // Set per fileserver by the write ([`write::write_all`]).
+        if_absent: false,
     };
     let quorum = cfg.write_quorum.min(s.stores.servers.len()).max(1);
     write::write_all(

@@ -173,18 +173,28 @@ pub async fn attribute(file: File, describe: Describe) -> io::Result<(File, bool
     .await
 }
 
-/// A body held whole in memory: creates the temporary file `path` ([`create_in`]), writes `chunks` to it (around the page cache if `durable`: it is synced before the
-/// put returns anyway, [`super::direct`]) and applies `describe` (if any), in one blocking call
-/// instead of the three the streaming path makes. The file back, and whether the attribute was
-/// taken.
+/// Whether the key is held already, asked first in [`whole`]'s call (`PutOptions::if_absent`).
+pub type Present = Box<dyn FnOnce() -> io::Result<bool> + Send>;
+
+/// A body held whole in memory: unless `present` says the key is held already (then `None`),
+/// creates the temporary file `path` ([`create_in`]), writes `chunks` to it (around the page
+/// cache if `durable`: it is synced before the put returns anyway, [`super::direct`]) and
+/// applies `describe` (if any), in one blocking call instead of the three the streaming path
+/// makes. The file back, and whether the attribute was taken.
 pub async fn whole(
     tmp_dir: PathBuf,
     path: PathBuf,
     chunks: Vec<Bytes>,
     durable: bool,
     describe: Option<Describe>,
-) -> io::Result<(File, bool)> {
+    present: Option<Present>,
+) -> io::Result<Option<(File, bool)>> {
     blocking(move || {
+        if let Some(present) = present {
+            if present()? {
+                return Ok(None);
+            }
+        }
         let mut file = create_in(&tmp_dir, &path)?;
         if durable {
             super::direct::write(&file, &path, &chunks)?;
@@ -195,7 +205,7 @@ pub async fn whole(
             Some(d) => d.apply(&file)?,
             None => false,
         };
-        Ok((file, taken))
+        Ok(Some((file, taken)))
     })
     .await
 }

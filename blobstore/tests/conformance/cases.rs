@@ -81,6 +81,7 @@ pub async fn round_trip_with_metadata(b: Backend) {
             cache: false,
             known: None,
             digest_prefix: "",
+            if_absent: false,
         };
         let put = store
             .put(&k, body_from_bytes(data.clone()), &opts)
@@ -134,6 +135,59 @@ pub async fn round_trip_with_metadata(b: Backend) {
         store.delete(&k).await.expect("delete");
         assert!(!store.exists(&k).await.expect("exists after delete"));
         store.delete(&k).await.expect("deleting again is fine");
+    }
+}
+
+/// A put of bytes held in memory, with their digests, that stores nothing if the key is held.
+fn if_absent(data: &[u8]) -> PutOptions {
+    PutOptions {
+        known: Some(Digests::of(data)),
+        if_absent: true,
+        ..PutOptions::default()
+    }
+}
+
+/// `if_absent` writes a key that is missing, leaves one held at the body's size untouched (and
+/// says so), and replaces one of another size.
+pub async fn put_if_absent_writes_only_a_missing_key(b: Backend) {
+    for store in &b.stores {
+        let k = key("DQmWrittenOnceIfAbsent");
+        let data = pattern(11, 70_001);
+        let put = store
+            .put(&k, body_from_bytes(data.clone()), &if_absent(&data))
+            .await
+            .expect("put if absent");
+        assert!(!put.present, "{}: a missing key is written", store.describe());
+        assert_eq!(put.digests, Digests::of(&data));
+        assert_eq!(read_all(store.as_ref(), &k).await.expect("read"), data);
+
+        // Other bytes of the same size: a content-addressed key held already is not written.
+        let other = pattern(12, 70_001);
+        let put = store
+            .put(&k, body_from_bytes(other.clone()), &if_absent(&other))
+            .await
+            .expect("put if absent, held");
+        assert!(
+            put.present,
+            "{}: a held key is reported present",
+            store.describe()
+        );
+        assert_eq!(put.digests, Digests::of(&other), "the body's digests, as given");
+        assert_eq!(
+            read_all(store.as_ref(), &k).await.expect("read"),
+            data,
+            "nothing written"
+        );
+
+        // Another size is another object: written.
+        let longer = pattern(13, 80_000);
+        let put = store
+            .put(&k, body_from_bytes(longer.clone()), &if_absent(&longer))
+            .await
+            .expect("put if absent, other size");
+        assert!(!put.present);
+        assert_eq!(read_all(store.as_ref(), &k).await.expect("read"), longer);
+        store.delete(&k).await.expect("delete");
     }
 }
 
@@ -437,6 +491,13 @@ pub async fn stopped_server_is_unavailable_not_not_found(mut b: Backend) {
             ("head missing", store.head(&missing).await.map(|_| ())),
             ("exists", store.exists(&missing).await.map(|_| ())),
             ("put", put_bytes(store.as_ref(), &missing, b"x").await),
+            (
+                "put if absent",
+                store
+                    .put(&missing, body_from_bytes(b"x".to_vec()), &if_absent(b"x"))
+                    .await
+                    .map(|_| ()),
+            ),
             ("delete", store.delete(&k).await),
             ("list", store.list(&ListRequest::default()).await.map(|_| ())),
             ("probe", store.probe().await),

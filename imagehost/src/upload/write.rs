@@ -1,8 +1,9 @@
 //! The write path: one upload to every fileserver in parallel, acknowledged at the write quorum.
 //!
 //! Each fileserver first answers whether it already holds the key (re-uploads are cheap and
-//! idempotent: keys are content hashes); otherwise the body streams to it from the spool and the
-//! digest it computed is checked against ours. The response goes out once `quorum` servers hold
+//! idempotent: keys are content hashes), in the put itself for a body held in memory
+//! (`PutOptions::if_absent`); otherwise the body streams to it from the spool and the digest it
+//! computed is checked against ours. The response goes out once `quorum` servers hold
 //! the object whole; the other writes finish in the background. A server that failed is logged,
 //! counted and recorded for repair.
 
@@ -108,16 +109,26 @@ async fn write_one(
     sha256: [u8; 32],
     opts: &PutOptions,
 ) -> Outcome {
-    match fs.uploads.head(key).await {
-        Ok(meta) if meta.size == body.len() => return Outcome::AlreadyPresent,
-        Ok(_) | Err(StoreError::NotFound { .. }) => {}
-        Err(e) => return Outcome::Failed(format!("{}: {e}", fs.name)),
+    // A re-upload is not written again. For a body in memory the store itself looks, in the
+    // call that would write (a directory store then makes one trip to its disk, not two).
+    let looks = opts.known.is_some();
+    if !looks {
+        match fs.uploads.head(key).await {
+            Ok(meta) if meta.size == body.len() => return Outcome::AlreadyPresent,
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Outcome::Failed(format!("{}: {e}", fs.name)),
+        }
     }
     let stream = match body.stream().await {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(format!("{}: reading the spool: {e}", fs.name)),
     };
-    match fs.uploads.put(key, stream, opts).await {
+    let opts = PutOptions {
+        if_absent: looks,
+        ..opts.clone()
+    };
+    match fs.uploads.put(key, stream, &opts).await {
+        Ok(put) if put.present => Outcome::AlreadyPresent,
         Ok(put) if put.digests.sha256 == sha256 => Outcome::Written,
         Ok(_) => {
             // Cannot happen unless the spool was damaged; never leave a wrong object behind.

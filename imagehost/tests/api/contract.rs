@@ -568,3 +568,44 @@ async fn accept_any_type_restores_oh_behaviour() {
     );
     f.stop().await;
 }
+
+/// A re-upload of bytes held already answers as the first did and writes nothing: each
+/// directory fileserver's object file is the same file (the store looked in the call that
+/// would have written). Other bytes are written as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_upload_writes_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::start(Backend::Directory, |c, _, _| {
+        c.upload.write_quorum = c.fileservers.len();
+    })
+    .await;
+    let img = png(12, 7);
+    let key = key_of(&img);
+    let path = format!("/alice/{}", signature(&f.keys.posting, &img, false));
+    let files: Vec<_> = (0..f.config.fileservers.len())
+        .map(|i| {
+            layout_dir(&f.config, i)
+                .expect("directory fileserver")
+                .0
+                .join(&key)
+        })
+        .collect();
+    let inodes = || -> Vec<u64> {
+        files
+            .iter()
+            .map(|p| std::fs::metadata(p).expect("object file").ino())
+            .collect()
+    };
+    let r = f.upload(&path, "first.png", &img).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = inodes();
+    let r = f.upload(&path, "again.png", &img).await;
+    assert_eq!(
+        json(&r),
+        serde_json::json!({ "url": format!("http://images.test/{key}/again.png") })
+    );
+    assert_eq!(inodes(), first, "no fileserver wrote the object again");
+    let r = f.get(&format!("/{key}/x.png")).await;
+    assert_eq!((r.status, r.body == img), (200, true));
+    f.stop().await;
+}
