@@ -50,30 +50,28 @@ const READ_CHUNK: usize = 64 * 1024;
 /// into its file as it goes): it is left by a crashed process, and removed when a store opens.
 pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// What [`sidecar_of`] found, as an object's metadata: with the cache sidecar the body must be
-/// checked against, for a cache object; `NotFound` for a torn one.
-fn resolve(
-    found: Found,
-    size: u64,
-    modified: Option<SystemTime>,
-    stored: &str,
-) -> Result<(ObjectMeta, Option<Sidecar>), StoreError> {
+/// What [`sidecar_of`] found, as an object's metadata (of a body of `size` bytes, modified at
+/// `modified`); `None` for a torn cache object, which is no object.
+fn resolve(found: Found, size: u64, modified: Option<SystemTime>) -> Option<ObjectMeta> {
     match found {
-        Found::Durable(Some(s)) => Ok((meta_of(s, modified), None)),
+        Found::Durable(Some(s)) | Found::Cache(s) => Some(meta_of(s, modified)),
         // An object of an earlier store, without a sidecar: its size and date.
-        Found::Durable(None) => Ok((
-            ObjectMeta {
-                size,
-                last_modified: modified,
-                ..ObjectMeta::default()
-            },
-            None,
-        )),
-        Found::Cache(s) => Ok((meta_of(s.clone(), modified), Some(s))),
-        Found::Torn => Err(StoreError::NotFound {
-            key: stored.to_string(),
+        Found::Durable(None) => Some(ObjectMeta {
+            size,
+            last_modified: modified,
+            ..ObjectMeta::default()
         }),
+        Found::Torn => None,
     }
+}
+
+/// The error of a bucket directory that is gone (an unmounted disk): `Unavailable` to callers,
+/// never `NotFound`.
+fn missing_bucket(bucket: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("bucket directory {} is missing", bucket.display()),
+    )
 }
 
 /// What a head found, in one blocking call: the body's size and date and its sidecar, or why
@@ -107,15 +105,11 @@ fn look_up(paths: &[PathBuf; 3], bucket: &Path) -> io::Result<Looked> {
 /// would find it: a missing bucket is an error, not absence.
 fn held_at(paths: &[PathBuf; 3], bucket: &Path, size: u64) -> io::Result<bool> {
     match look_up(paths, bucket)? {
-        // A torn cache object is no object.
         Looked::Found(found_size, _, found) => {
-            Ok(resolve(found, found_size, None, "").is_ok_and(|(meta, _)| meta.size == size))
+            Ok(resolve(found, found_size, None).is_some_and(|meta| meta.size == size))
         }
         Looked::Missing => Ok(false),
-        Looked::NoBucket => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("bucket directory {} is missing", bucket.display()),
-        )),
+        Looked::NoBucket => Err(missing_bucket(bucket)),
     }
 }
 
@@ -330,10 +324,7 @@ impl DirStore {
     }
 
     fn bucket_missing(&self) -> StoreError {
-        StoreError::Unavailable {
-            store: self.name.clone(),
-            reason: format!("bucket directory {} is missing", self.bucket.display()),
-        }
+        self.unavailable(missing_bucket(&self.bucket))
     }
 
     /// The body, its cache sidecar file and its sidecar file ([`sidecar_of`]).
@@ -624,9 +615,7 @@ impl BlobStore for DirStore {
             .map_err(|e| self.unavailable(e))?;
         let missing = || StoreError::NotFound { key: key.to_string() };
         match looked {
-            Looked::Found(size, modified, found) => resolve(found, size, modified, &stored)
-                .map(|(meta, _)| meta)
-                .map_err(|_| missing()),
+            Looked::Found(size, modified, found) => resolve(found, size, modified).ok_or_else(missing),
             Looked::Missing => Err(missing()),
             Looked::NoBucket => Err(self.bucket_missing()),
         }

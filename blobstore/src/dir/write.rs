@@ -37,11 +37,7 @@ fn create_in(tmp_dir: &Path, path: &Path) -> io::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             match std::fs::create_dir(tmp_dir) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let bucket = tmp_dir.parent().unwrap_or(tmp_dir);
-                    return Err(io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("bucket directory {} is missing", bucket.display()),
-                    ));
+                    return Err(super::missing_bucket(tmp_dir.parent().unwrap_or(tmp_dir)));
                 }
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
                 _ => {}
