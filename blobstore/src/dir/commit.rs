@@ -236,14 +236,19 @@ fn commit_batch(
     results
 }
 
-/// Makes `parent` (and its missing parents); its entry, and its parents' up to the bucket
-/// `root`, are synced with the batch (`dirs`), and it is settled once they are (`new_dirs`).
+/// Makes `parent` (and its missing parents up to the bucket `root`, which must be there: a
+/// bucket gone with its disk is never made again on the disk beneath); its entry, and its
+/// parents' up to `root`, are synced with the batch (`dirs`), and it is settled once they are
+/// (`new_dirs`).
 fn made(
     parent: &Path,
     root: &Path,
     dirs: &mut BTreeSet<PathBuf>,
     new_dirs: &mut Vec<PathBuf>,
 ) -> io::Result<()> {
+    if !root.is_dir() {
+        return Err(super::missing_bucket(root));
+    }
     std::fs::create_dir_all(parent)?;
     dirs.extend(
         parent
@@ -360,6 +365,23 @@ mod tests {
         assert!(commit_batch(vec![job("c")], d, &mut settled, &counters)[0].is_ok());
         assert_eq!(std::fs::read(out.join("c")).unwrap(), b"c");
         assert!(syncs(&counters) - before >= 2, "out/ and its parent synced again");
+    }
+
+    /// A bucket gone with its disk is not made again beneath it: the put fails.
+    #[test]
+    fn a_missing_bucket_is_never_made_again() {
+        let disk = tempfile::tempdir().unwrap();
+        let bucket = disk.path().join("uploads");
+        std::fs::create_dir(&bucket).unwrap();
+        let file = written(disk.path(), "a.tmp", b"a");
+        std::fs::remove_dir(&bucket).unwrap();
+        let job = Job {
+            files: vec![file],
+            renames: vec![(disk.path().join("a.tmp"), bucket.join("out").join("a"))],
+        };
+        let results = commit_batch(vec![job], &bucket, &mut HashSet::new(), &Counters::default());
+        assert_eq!(results[0].as_ref().unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert!(!bucket.exists(), "the bucket was made again");
     }
 
     /// A rename that cannot be made fails its own put; the others of the batch land.
