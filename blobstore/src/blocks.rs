@@ -60,7 +60,8 @@ impl Blocks {
     /// expected, or past that as large as all before it (so a body longer than expected still
     /// makes few chunks); at least `wanted` bytes, whole blocks, at most [`RUN`].
     fn next_chunk(&mut self, wanted: usize) {
-        let before = self.done.iter().map(Bytes::len).sum::<usize>() + self.current.len();
+        // `len` counts `wanted`, the bytes not placed yet: the rest are in the chunks before.
+        let before = self.len as usize - wanted;
         if !self.current.is_empty() {
             self.done.push(std::mem::take(&mut self.current).freeze());
         }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use blobstore::{Blocks, BodyStream};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-
 use tokio_util::io::ReaderStream;
 
 enum Store {
