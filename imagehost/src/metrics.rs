@@ -39,6 +39,22 @@ service::metric!(
 );
 
 service::metric!(
+    /// Uploads spooled to a file rather than held in memory, by why: `size` (past
+    /// `upload.spool_memory`) or `budget` (`upload.spool_memory_total` taken by other uploads).
+    UPLOAD_SPILLS: IntCounterVec = register_int_counter_vec!(
+        "imagehost_upload_spills_total",
+        "Uploads spooled to a temporary file, by reason",
+        &["reason"]
+    )
+);
+
+service::metric!(
+    /// Bytes of uploads held in memory now (at most `upload.spool_memory_total`).
+    UPLOAD_SPOOL_BYTES: IntGauge =
+        register_int_gauge!("imagehost_upload_spool_bytes", "Bytes of uploads held in memory")
+);
+
+service::metric!(
     /// Time to recover a signature's key and check it against the account.
     SIGNATURE_SECONDS: Histogram = register_histogram!(
         "imagehost_signature_seconds",

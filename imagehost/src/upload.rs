@@ -4,6 +4,7 @@
 //! recovered key against its authorities → account blacklist → quota → reputation → write to the
 //! fileservers. Nothing is written for a request that fails any check.
 
+pub mod budget;
 pub mod intake;
 pub mod spool;
 pub mod write;
@@ -241,6 +242,7 @@ async fn handle(
         cfg.max_image_size,
         cfg.spool_memory,
         s.spool_dir.clone(),
+        &s.spool_budget,
     )
     .await?;
     let head = received

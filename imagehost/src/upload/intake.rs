@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap};
 use futures::TryStreamExt;
 
 use crate::keys::{UploadDigests, UploadHasher};
+use crate::upload::budget::Budget;
 use crate::upload::spool::{Spool, Spooled};
 use crate::ApiError;
 
@@ -26,7 +27,7 @@ impl Received {
     /// fileservers hash what they read.
     pub fn known_digests(&self) -> Option<blobstore::Digests> {
         match &self.body {
-            Spooled::Memory(_) => Some(blobstore::Digests {
+            Spooled::Memory { .. } => Some(blobstore::Digests {
                 size: self.body.len(),
                 sha256: self.digests.image_hash,
             }),
@@ -45,6 +46,7 @@ pub async fn receive(
     max_size: u64,
     spool_memory: usize,
     spool_dir: Arc<Path>,
+    budget: &Budget,
 ) -> Result<Received, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -76,7 +78,7 @@ pub async fn receive(
         let Some(filename) = field.file_name().map(str::to_string) else {
             continue;
         };
-        let mut spool = Spool::new(spool_memory, spool_dir, length);
+        let mut spool = Spool::new(spool_memory, spool_dir, length, budget.clone());
         let mut hasher = UploadHasher::new(checksum_route);
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             if spool.len() + chunk.len() as u64 > max_size {
