@@ -56,18 +56,23 @@ impl Blocks {
         }
     }
 
-    /// Freezes the current chunk (if any) and starts the next, aligned, sized for what is still
-    /// expected, or past that as large as all before it (so a body longer than expected still
-    /// makes few chunks); at least `wanted` bytes, whole blocks, at most [`RUN`].
+    /// Freezes the current chunk (if any) and starts the next, aligned: sized for what is still
+    /// expected (at least `wanted` bytes, whole blocks, at most [`RUN`]), so that a body within
+    /// its expectation allocates no more than it (each chunk rounded up to a block): what a
+    /// caller bounding memory by the expectation relies on. Past it (or with none given), as
+    /// large as all before it, so a long body still makes few chunks.
     fn next_chunk(&mut self, wanted: usize) {
         // `len` counts `wanted`, the bytes not placed yet: the rest are in the chunks before.
         let before = self.len as usize - wanted;
         if !self.current.is_empty() {
             self.done.push(std::mem::take(&mut self.current).freeze());
         }
-        let size = (self.expected.max(wanted).max(before))
-            .clamp(BLOCK, RUN)
-            .next_multiple_of(BLOCK);
+        let size = if self.expected > 0 {
+            self.expected.max(wanted)
+        } else {
+            wanted.max(before)
+        };
+        let size = size.clamp(BLOCK, RUN).next_multiple_of(BLOCK);
         self.expected = self.expected.saturating_sub(size);
         let mut chunk = BytesMut::with_capacity(size + BLOCK);
         let pad = chunk.as_ptr().align_offset(BLOCK).min(BLOCK);

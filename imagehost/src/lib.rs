@@ -26,6 +26,7 @@ pub mod quota;
 pub mod replication;
 pub mod serve;
 pub mod sniff;
+pub mod spool_budget;
 pub mod state;
 pub mod stats;
 pub mod stores;

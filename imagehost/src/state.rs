@@ -35,7 +35,7 @@ pub struct Inner {
     pub replication: Option<Arc<crate::replication::Replication>>,
     pub spool_dir: Arc<Path>,
     /// What all uploads may hold in memory at once (`upload.spool_memory_total`).
-    pub spool_budget: crate::upload::budget::Budget,
+    pub spool_budget: crate::spool_budget::Budget,
     /// `server.service_url`, parsed: our own origin for `/p/` unwrapping and upload shortcuts.
     pub service_url: url::Url,
     pub fetcher: Fetcher,
@@ -71,7 +71,7 @@ impl AppState {
         let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), started);
         let spool_dir: Arc<Path> =
             Arc::from(config.upload.spool_dir.clone().unwrap_or_else(std::env::temp_dir));
-        let spool_budget = crate::upload::budget::Budget::new(config.upload.spool_memory_total);
+        let spool_budget = crate::spool_budget::Budget::new(config.upload.spool_memory_total);
         let service_url = url::Url::parse(&config.server.service_url)
             .map_err(|e| crate::Error::Config(format!("server.service_url: {e}")))?;
         let fetcher = Fetcher::new(config.proxy.fetch()).map_err(crate::Error::Config)?;

@@ -4,7 +4,6 @@
 //! recovered key against its authorities → account blacklist → quota → reputation → write to the
 //! fileservers. Nothing is written for a request that fails any check.
 
-pub mod budget;
 pub mod intake;
 pub mod spool;
 pub mod write;

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap};
 use futures::TryStreamExt;
 
 use crate::keys::{UploadDigests, UploadHasher};
-use crate::upload::budget::Budget;
+use crate::spool_budget::Budget;
 use crate::upload::spool::{Spool, Spooled};
 use crate::ApiError;
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::metrics::UPLOAD_SPILLS;
-use crate::upload::budget::{Budget, Room};
+use crate::spool_budget::{Budget, Room};
 use blobstore::{Blocks, BodyStream};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
@@ -30,6 +30,9 @@ pub struct Spool {
     store: Store,
     len: u64,
     memory_limit: usize,
+    /// The most room this upload's memory may take: its expected size, as [`Blocks`] allocates
+    /// for it, within `memory_limit`.
+    room_limit: u64,
     dir: Arc<Path>,
     budget: Budget,
     /// The budget's room this spool holds while in memory.
@@ -58,6 +61,7 @@ impl Spool {
             store: Store::Memory(Blocks::new(expected)),
             len: 0,
             memory_limit,
+            room_limit: expected.next_multiple_of(blobstore::blocks::BLOCK) as u64,
             dir,
             budget,
             room: Room::default(),
@@ -67,9 +71,8 @@ impl Spool {
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
         self.len += chunk.len() as u64;
         if let Store::Memory(blocks) = &mut self.store {
-            let limit = self.memory_limit as u64;
-            let fits = self.len <= limit;
-            if fits && self.budget.cover(&mut self.room, self.len, limit) {
+            let fits = self.len <= self.memory_limit as u64;
+            if fits && self.budget.cover(&mut self.room, self.len, self.room_limit) {
                 blocks.extend(&chunk);
                 return Ok(());
             }

@@ -1,7 +1,9 @@
 //! The memory all uploads' spools may hold at once (`upload.spool_memory_total`). An upload takes
-//! room as its bytes arrive, a step at a time and never waiting; one that finds none left is
-//! spooled to a file instead. The room is given back when the last fileserver write of the
-//! upload is done with its bytes.
+//! room as its bytes arrive, never waiting, a chunk of the spool's memory at a time (up to 1 MiB,
+//! [`blobstore::blocks::RUN`]), before that chunk is allocated: so a flood of uploads that each
+//! send a few bytes holds no more than the budget either. One that finds no room left is spooled
+//! to a file instead. The room is given back when the last fileserver write of the upload is
+//! done with its bytes.
 
 use std::sync::Arc;
 
@@ -11,8 +13,8 @@ use crate::metrics::UPLOAD_SPOOL_BYTES;
 
 /// Room is counted in KiB (the semaphore takes permits in `u32`s).
 const UNIT: u64 = 1024;
-/// Room is taken at least this much at a time.
-const STEP: u64 = 256 << 10;
+/// Room is taken a spool chunk at a time (the last one sized by the upload's `limit`).
+const STEP: u64 = blobstore::blocks::RUN as u64;
 
 /// The budget shared by every upload.
 #[derive(Debug, Clone)]
@@ -34,8 +36,9 @@ impl Budget {
         }
     }
 
-    /// Grows `room` to hold `bytes` (a step more, up to `limit`, so that room is not asked for
-    /// at every chunk); false, with `room` as it was, if the budget has not that much left.
+    /// Grows `room` to hold `bytes`, rounded up to the spool's next chunk but not past `limit`
+    /// (the most the upload's chunks take: its expected size, rounded up to a block); false,
+    /// with `room` as it was, if the budget has not that much left.
     pub fn cover(&self, room: &mut Room, bytes: u64, limit: u64) -> bool {
         let have = room.units() as u64;
         if bytes <= have * UNIT {
@@ -77,22 +80,28 @@ mod tests {
     /// comes back when dropped.
     #[test]
     fn room_is_taken_by_steps_refused_past_the_budget_and_given_back() {
-        let budget = Budget::new(1 << 20);
+        const MIB: u64 = 1 << 20;
+        let budget = Budget::new(4 * MIB);
         let mut a = Room::default();
-        assert!(budget.cover(&mut a, 1, 1 << 20));
-        assert_eq!(a.units(), 256, "a first step of 256 KiB");
+        assert!(budget.cover(&mut a, 1, 4 * MIB));
+        assert_eq!(a.units(), 1024, "room for a first chunk of 1 MiB");
         assert!(
-            budget.cover(&mut a, 200 << 10, 1 << 20),
-            "within the step: nothing asked"
+            budget.cover(&mut a, 200 << 10, 4 * MIB),
+            "within it: nothing asked"
         );
-        assert_eq!(a.units(), 256);
-        assert!(budget.cover(&mut a, 300 << 10, 400 << 10));
-        assert_eq!(a.units(), 400, "a step, but no more than the upload's limit");
+        assert_eq!(a.units(), 1024);
+        assert!(budget.cover(&mut a, MIB + 1, 1200 << 10));
+        assert_eq!(
+            a.units(),
+            1200,
+            "a chunk more, but no more than the upload's limit"
+        );
         let mut b = Room::default();
-        assert!(budget.cover(&mut b, 500 << 10, 1 << 20));
-        assert!(!budget.cover(&mut b, 700 << 10, 1 << 20), "past the budget");
-        assert_eq!(b.units(), 512, "what it held is kept");
+        assert!(budget.cover(&mut b, 2 * MIB, 4 * MIB));
+        assert!(!budget.cover(&mut b, 2 * MIB + 1, 4 * MIB), "past the budget");
+        assert_eq!(b.units(), 2048, "what it held is kept");
         drop(a);
-        assert!(budget.cover(&mut b, 700 << 10, 1 << 20), "a's room came back");
+        assert!(budget.cover(&mut b, 2 * MIB + 1, 4 * MIB), "a's room came back");
+        assert_eq!(b.units(), 3072);
     }
 }
