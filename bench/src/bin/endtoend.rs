@@ -1,7 +1,7 @@
 //! imagehost end to end against its own pipeline (release binaries): one imagehost pinned to core
 //! 0, and this process (its loopback origin and every client) on core 1. First signed 1 MiB
-//! uploads (`ENDTOEND_UPLOAD_MIB` sets another size), 8 clients, quorum 2 over two directory fileservers (fsync before the answer):
-//! uploads/s, imagehost's CPU per upload beside the floor of the work no upload can skip (its
+//! uploads (`ENDTOEND_UPLOAD_MIB` sets another size), 8 clients, quorum 2 over two directory
+//! fileservers (fsync before the answer): uploads/s, imagehost's CPU per upload beside the floor of the work no upload can skip (its
 //! SHA-256 digest and the signature's key recovery, timed alone in a child process), and its
 //! peak RSS. Then cold `/p/` resizes of a
 //! 1200×800 and a 4000×3000 q90 JPEG, each request a new width (so each is a render), 4 clients:
@@ -231,8 +231,8 @@ fn cold(node: SocketAddr, pid: u32, url: &str, n: u32, round: u32) -> (f64, f64)
     (n as f64 / wall, (cpu_seconds(pid) - cpu0) / n as f64)
 }
 
-/// Distinct JPEGs of [`upload_mib`] MiB: the photo, then comment segments up to the size, the last one naming
-/// the upload.
+/// Distinct JPEGs of [`upload_mib`] MiB: the photo, then comment segments up to the size, the
+/// last one naming the upload.
 fn upload_body(base: &[u8], i: usize) -> Vec<u8> {
     let mut img = base.to_vec();
     let mut fill = (upload_mib() << 20).saturating_sub(img.len());
