@@ -1,9 +1,11 @@
 //! Carrying out one queue item: copy an object to every fileserver that lacks it (or holds a bad
 //! copy), or delete it everywhere.
 //!
-//! A copy reads the object once from a replica and streams it to all targets at the same time,
-//! hashing as it goes. For upload keys (`D…`, a hash of the content) the bytes must hash to the key
-//! before the targets may commit: the stream ends with an explicit end marker only then; a bad
+//! A copy reads the object once from a replica. One of up to [`WHOLE_MAX`] bytes (most images) is
+//! read whole and hashed first, then handed to every target at once as one body, so a target
+//! writes it in one call and an upload key's bytes (`D…`, a hash of the content) are checked
+//! before any target starts. A larger one is streamed to all targets at the same time, hashed as
+//! it goes: the stream ends with an explicit end marker only if its bytes hash to the key; a bad
 //! source, a read error or a cancelled task ends it with an error instead, so a target never
 //! stores a partial or wrong object.
 
@@ -12,7 +14,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use blobstore::{BlobStore, BodyStream, Key, PutOptions, PutResult, StoreError};
+use blobstore::{BlobStore, BodyStream, Digests, Key, PutOptions, PutResult, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -23,6 +25,9 @@ use crate::limit::RateLimiter;
 use crate::metrics::{COPIES, COPY_BYTES, FAILURES};
 
 const PREFIX_TEXT: &str = "ImageSigningChallenge";
+/// Objects up to this size are read whole before they are written (at most one per copy worker
+/// in memory at a time); larger ones are streamed.
+pub const WHOLE_MAX: u64 = 1 << 20;
 const PREFIX: &[u8] = PREFIX_TEXT.as_bytes();
 
 /// What a copy's digest covers before the body (`PutOptions::digest_prefix`): an upload's is
@@ -282,7 +287,8 @@ impl Replicator {
         }
     }
 
-    /// Streams from `source` to every target; returns the targets that failed.
+    /// Copies from `source` to every target, read whole or streamed (see the module doc); returns
+    /// the targets that failed.
     async fn stream_copy(
         &self,
         bucket: &str,
@@ -295,7 +301,7 @@ impl Replicator {
             .get(key, None)
             .await
             .map_err(|e| SourceProblem::Read(SyncError::store(&source.name, e)))?;
-        let opts = PutOptions {
+        let mut opts = PutOptions {
             max_size: Some(self.max_object_size),
             content_type: got.meta.content_type.clone(),
             metadata: got.meta.metadata.clone(),
@@ -307,13 +313,35 @@ impl Replicator {
             // The plan copies to the fileservers that lack the object or hold it wrong.
             if_absent: false,
         };
+        let stores = targets
+            .iter()
+            .map(|t| Ok((t.name.clone(), self.store(t, bucket)?)))
+            .collect::<Result<Vec<_>, SyncError>>()
+            .map_err(SourceProblem::Read)?;
+        if got.meta.size <= WHOLE_MAX {
+            let (chunks, digests) = self.read_whole(key, source, got.body).await?;
+            // What each target writes is exactly what was hashed here.
+            opts.known = Some(digests);
+            let puts = stores.into_iter().map(|(name, store)| {
+                let body: BodyStream = Box::pin(futures::stream::iter(chunks.clone().into_iter().map(Ok)));
+                let opts = &opts;
+                async move {
+                    store
+                        .put(key, body, opts)
+                        .await
+                        .map(|r| (name.clone(), r))
+                        .map_err(|e| (name, e))
+                }
+            });
+            let results = futures::future::join_all(puts).await;
+            return Ok(landed(results, digests.sha256, digests.size));
+        }
         let mut feeds = Vec::new();
         let mut puts = Vec::new();
-        for t in targets {
+        for (name, store) in stores {
             let (tx, rx) = mpsc::channel::<Frame>(4);
             feeds.push(tx);
-            let store = self.store(t, bucket).map_err(SourceProblem::Read)?;
-            let (key, opts, name) = (key.clone(), opts.clone(), t.name.clone());
+            let (key, opts) = (key.clone(), opts.clone());
             puts.push(tokio::spawn(async move {
                 store
                     .put(&key, frames_to_body(rx), &opts)
@@ -324,7 +352,65 @@ impl Replicator {
         }
         let (sha, bytes) = self.pump(key, source, got.body, &feeds).await?;
         drop(feeds);
-        Ok(landed(puts, sha, bytes).await)
+        let mut results = Vec::new();
+        let mut lost = Vec::new();
+        for p in puts {
+            match p.await {
+                Ok(r) => results.push(r),
+                Err(e) => lost.push(SyncError::Task(e.to_string())),
+            }
+        }
+        let mut failed = landed(results, sha, bytes);
+        failed.extend(lost);
+        Ok(failed)
+    }
+
+    /// The next chunk of a source's body, once the bandwidth limit lets it through.
+    async fn pull(&self, source: &Server, body: &mut BodyStream) -> Result<Option<Bytes>, SourceProblem> {
+        let Some(chunk) = body.next().await else {
+            return Ok(None);
+        };
+        let chunk =
+            chunk.map_err(|e| SourceProblem::Read(SyncError::store(&source.name, StoreError::Body(e))))?;
+        if let Some(l) = &self.limiter {
+            l.acquire(chunk.len() as u64).await;
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Reads a body of at most [`WHOLE_MAX`] bytes whole, hashing it: its chunks and digests,
+    /// unless an upload key's bytes do not hash to it.
+    async fn read_whole(
+        &self,
+        key: &Key,
+        source: &Server,
+        mut body: BodyStream,
+    ) -> Result<(Vec<Bytes>, Digests), SourceProblem> {
+        let mut sha = Sha256::new();
+        sha.update(digest_prefix(key.as_str()).as_bytes());
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        while let Some(chunk) = self.pull(source, &mut body).await? {
+            size += chunk.len() as u64;
+            if size > WHOLE_MAX {
+                // Longer than the size it was listed at: read again later.
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the body is longer than its stated size",
+                );
+                return Err(SourceProblem::Read(SyncError::store(
+                    &source.name,
+                    StoreError::Body(e),
+                )));
+            }
+            sha.update(&chunk);
+            chunks.push(chunk);
+        }
+        let sha: [u8; 32] = sha.finalize().into();
+        if expected_digest(key.as_str()).is_some_and(|want| want != sha) {
+            return Err(SourceProblem::Corrupt);
+        }
+        Ok((chunks, Digests { size, sha256: sha }))
     }
 
     /// Sends the source's body to every feed, hashing it; ends every feed with `End` only if the
@@ -340,13 +426,8 @@ impl Replicator {
         let mut sha = Sha256::new();
         sha.update(digest_prefix(key.as_str()).as_bytes());
         let mut bytes = 0u64;
-        while let Some(chunk) = body.next().await {
-            // On error, the feeds are dropped without `End`: every target's put fails.
-            let chunk = chunk
-                .map_err(|e| SourceProblem::Read(SyncError::store(&source.name, StoreError::Body(e))))?;
-            if let Some(l) = &self.limiter {
-                l.acquire(chunk.len() as u64).await;
-            }
+        // On error, the feeds are dropped without `End`: every target's put fails.
+        while let Some(chunk) = self.pull(source, &mut body).await? {
             bytes += chunk.len() as u64;
             sha.update(&chunk);
             for tx in feeds {
@@ -364,18 +445,17 @@ impl Replicator {
     }
 }
 
-/// Waits for every target's put; the targets whose copy did not land whole (`sha` is what was
-/// sent).
-async fn landed(puts: Vec<Put>, sha: [u8; 32], bytes: u64) -> Vec<SyncError> {
+/// The targets whose copy did not land whole, from each target's put (`sha` is what was sent).
+fn landed(puts: Vec<PutDone>, sha: [u8; 32], bytes: u64) -> Vec<SyncError> {
     let mut failed = Vec::new();
     for p in puts {
-        match p.await {
-            Ok(Ok((name, r))) if r.digests.sha256 == sha => {
+        match p {
+            Ok((name, r)) if r.digests.sha256 == sha => {
                 COPIES.with_label_values(&[name.as_str()]).inc();
                 COPY_BYTES.inc_by(bytes);
             }
-            Ok(Ok((name, _))) => failed.push(SyncError::DigestDiffers { server: name }),
-            Ok(Err((name, e))) => {
+            Ok((name, _)) => failed.push(SyncError::DigestDiffers { server: name }),
+            Err((name, e)) => {
                 let cause = if e.is_retriable() {
                     "target_unavailable"
                 } else {
@@ -384,14 +464,13 @@ async fn landed(puts: Vec<Put>, sha: [u8; 32], bytes: u64) -> Vec<SyncError> {
                 FAILURES.with_label_values(&[cause]).inc();
                 failed.push(SyncError::store(&name, e));
             }
-            Err(e) => failed.push(SyncError::Task(e.to_string())),
         }
     }
     failed
 }
 
-/// One target's put, running beside the others: its server's name with what it stored or why not.
-type Put = tokio::task::JoinHandle<Result<(String, PutResult), (String, StoreError)>>;
+/// One target's put: its server's name with what it stored or why not.
+type PutDone = Result<(String, PutResult), (String, StoreError)>;
 
 impl Replicator {
     /// Deletes the object on every server; `Err` while any server is unreachable.

@@ -181,6 +181,14 @@ async fn an_event_driven_copy_lands_within_seconds() {
     })
     .await;
     eprintln!("event → verified copy on fs1 in {:?}", sent.elapsed());
+    // One larger than what a copy reads whole is streamed to the target as it is read.
+    let (large, large_data) = upload(2, blobsync::copy::WHOLE_MAX as usize + 100_000);
+    f.put(0, &large, &large_data).await;
+    assert_eq!(f.event("uploads", &large).await.status, 200);
+    f.wait(Duration::from_secs(10), || async {
+        f.read(1, &large).await.as_deref() == Some(&large_data[..])
+    })
+    .await;
     let s = f.status().await;
     assert_eq!(s["backlog"], 0);
     // Unmirrored buckets and delete events change nothing.
@@ -474,23 +482,33 @@ async fn a_bad_source_is_never_copied() {
         FileserverConfig::directory("fs0", dir.path().join("fs0")),
         FileserverConfig::directory("fs1", dir.path().join("fs1")),
     ];
-    let (key, data) = upload(11, 4_000);
+    // One object read whole before it is written, one streamed to the target as it is read.
+    let objects = [
+        upload(11, 4_000),
+        upload(13, blobsync::copy::WHOLE_MAX as usize + 4_000),
+    ];
     let f = start(fs, Vec::new(), dir, |_| {}).await;
     // The only replica does not match its key: it must not spread.
-    let mut wrong = data.clone();
-    wrong[0] ^= 1;
-    f.put(0, &key, &wrong).await;
-    assert_eq!(f.event("uploads", &key).await.status, 200);
+    for (key, data) in &objects {
+        let mut wrong = data.clone();
+        wrong[data.len() - 1] ^= 1;
+        f.put(0, key, &wrong).await;
+        assert_eq!(f.event("uploads", key).await.status, 200);
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(f.read(1, &key).await.is_none(), "a corrupt replica is not copied");
+    for (key, _) in &objects {
+        assert!(f.read(1, key).await.is_none(), "a corrupt replica is not copied");
+    }
     let s = f.status().await;
     assert_eq!(
-        s["backlog"], 1,
-        "the item waits (never dropped) for a good replica: {s}"
+        s["backlog"], 2,
+        "the items wait (never dropped) for a good replica: {s}"
     );
     // A good copy appears on fs1 (say, re-uploaded): the bad one on fs0 is left for scrub; the
     // queued item now finds fs1 present and fs0 present, so it converges.
-    f.put(1, &key, &data).await;
+    for (key, data) in &objects {
+        f.put(1, key, data).await;
+    }
     f.wait(Duration::from_secs(10), || async {
         f.status().await["backlog"] == 0
     })
