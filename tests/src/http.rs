@@ -1,5 +1,6 @@
-//! A small blocking HTTP/1.1 client for tests: one request per connection, Content-Length or
-//! chunked bodies, bounded by a timeout. Load and end-to-end tests use real clients (curl, wrk).
+//! A small blocking HTTP/1.1 client for tests: one request per connection (or many on a kept-alive
+//! [`Conn`]), Content-Length or chunked bodies, bounded by a timeout. Load and end-to-end tests use
+//! real clients (curl, wrk).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -71,6 +72,62 @@ pub fn request_within(
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
     read_response(BufReader::new(s), method == "HEAD")
+}
+
+/// One kept-alive connection for many requests, as a service's own client keeps them (imagehost's
+/// and MinIO's event senders): made again when the server has closed it.
+pub struct Conn {
+    addr: SocketAddr,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl Conn {
+    pub fn new(addr: SocketAddr) -> Conn {
+        Conn { addr, stream: None }
+    }
+
+    /// Sends one request with a body (10 s timeout) and reads its whole response.
+    pub fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        // A kept connection the server closed meanwhile fails at once: one retry on a new one.
+        for retry in [true, false] {
+            let reused = self.stream.is_some();
+            let stream = match &mut self.stream {
+                Some(s) => s,
+                None => {
+                    let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+                    s.set_nodelay(true)?;
+                    self.stream.insert(BufReader::new(s))
+                }
+            };
+            let sent = stream
+                .get_mut()
+                .write_all(&[head.as_bytes(), body].concat())
+                .and_then(|()| read_response(&mut *stream, method == "HEAD"));
+            match sent {
+                Ok(r) => {
+                    if r.header("connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                    {
+                        self.stream = None;
+                    }
+                    return Ok(r);
+                }
+                Err(_) if reused && retry => self.stream = None,
+                Err(e) => {
+                    self.stream = None;
+                    return Err(e);
+                }
+            }
+        }
+        Err(bad("no connection"))
+    }
 }
 
 fn bad(msg: impl Into<String>) -> std::io::Error {
