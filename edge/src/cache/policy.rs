@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use pingora::cache::cache_control::CacheControl;
 use pingora::cache::filters::resp_cacheable;
 use pingora::cache::key::HashBinary;
-use pingora::cache::{CacheMeta, CacheMetaDefaults, NoCacheReason, RespCacheable, VarianceBuilder};
+use pingora::cache::{CacheMetaDefaults, NoCacheReason, RespCacheable, VarianceBuilder};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 mod headers;
@@ -133,8 +133,8 @@ pub fn fast_path_servable(resp: &ResponseHeader, body_len: usize) -> bool {
 
 /// …and judged at each hit: fresh at `now`, and the only variant (the primary slot of an object
 /// with variants holds one of them, which only pingora's variance lookup may pick).
-pub fn fast_path_servable_now(meta: &CacheMeta, now: SystemTime) -> bool {
-    meta.is_fresh(now) && meta.variance().is_none()
+pub fn fast_path_servable_now(fresh_until: SystemTime, varies: bool, now: SystemTime) -> bool {
+    fresh_until >= now && !varies
 }
 
 /// The few classes of `Accept` an image CDN distinguishes: which modern formats the client takes,

@@ -14,14 +14,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::HeaderValue;
 use parking_lot::RwLock;
 use pingora::cache::eviction::{CacheEntryKeyRef, EvictionManager};
 use pingora::cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora::cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, PurgeType, Storage};
-use pingora::http::ResponseHeader;
 use pingora::Result;
 
 use super::bans::Bans;
@@ -32,25 +30,24 @@ use service::admission::Frequency;
 
 pub mod fetching;
 mod handlers;
+mod head;
 pub mod lurker;
+mod weight;
 mod wire;
 use handlers::{hit, Miss};
+use head::Head;
+use weight::{allocated, ENTRY_OVERHEAD};
 pub use wire::MemoryHit;
 
 const SHARDS: usize = 64;
 
 /// When a full disk tier was last logged (Unix seconds; 0: never).
 static DISK_FULL_LOGGED: AtomicU64 = AtomicU64::new(0);
-/// What an entry costs beyond its body, URL and serialized headers: the parsed header map and
-/// its case map, the meta, the shard slot and the LRU node (measured: 50,000 small objects held
-/// 1.8 KiB each of resident memory, of which the counted parts were 0.4 KiB).
-const ENTRY_OVERHEAD: usize = 1536;
-
 struct Entry {
     variance: Option<HashBinary>,
     url: Bytes,
-    meta: CacheMeta,
-    meta_bin: (Vec<u8>, Vec<u8>),
+    /// Its meta, compact; a hit through pingora rebuilds the `CacheMeta` from it.
+    head: Head,
     body: Bytes,
     /// The status line and stored headers in HTTP/1.1 wire form, made at the first fast-path
     /// hit (`None`: this object is not one the fast path serves).
@@ -62,8 +59,32 @@ struct Entry {
 }
 
 impl Entry {
+    /// An entry for `body` as `meta` describes it.
+    fn new(variance: Option<HashBinary>, url: Bytes, meta: &CacheMeta, body: Bytes, checked: u64) -> Entry {
+        Entry {
+            variance,
+            url,
+            head: Head::of(meta),
+            body,
+            wire: Default::default(),
+            tags: tags::of(meta.response_header()),
+            checked: AtomicU64::new(checked),
+        }
+    }
+
+    /// What the memory bound charges for this entry: what its body's allocation really holds,
+    /// its URL and header, and the fixed [`ENTRY_OVERHEAD`].
     fn weight(&self) -> usize {
-        self.body.len() + self.meta_bin.0.len() + self.meta_bin.1.len() + self.url.len() + ENTRY_OVERHEAD
+        allocated(self.body.len()) + self.head.bytes() + self.url.len() + ENTRY_OVERHEAD
+    }
+
+    /// Its meta, rebuilt (`None`, logged, if it cannot be: then it is not served).
+    fn meta(&self) -> Option<CacheMeta> {
+        let meta = self.head.meta();
+        if meta.is_none() {
+            tracing::warn!(url = %String::from_utf8_lossy(&self.url), "stored header unreadable: answered as a miss");
+        }
+        meta
     }
 }
 
@@ -288,8 +309,7 @@ impl Store {
         let entry = Arc::new(Entry {
             variance: slot.1,
             url: rec.url,
-            meta,
-            meta_bin: rec.meta,
+            head: Head::of(&meta),
             body: rec.body,
             wire: Default::default(),
             tags,
@@ -300,12 +320,13 @@ impl Store {
         Some(entry)
     }
 
-    async fn save_to_disk(&'static self, slot: Slot, entry: &Arc<Entry>) {
+    /// Writes `entry` through to the disk tier, with its meta as pingora serialized it.
+    async fn save_to_disk(&'static self, slot: Slot, entry: &Arc<Entry>, meta: (Vec<u8>, Vec<u8>)) {
         let Some(disk) = self.disk.as_ref() else { return };
         let rec = Record {
             url: entry.url.clone(),
             tags: Bytes::from(tags::join(&entry.tags)),
-            meta: entry.meta_bin.clone(),
+            meta,
             body: entry.body.clone(),
             checked: entry.checked.load(Ordering::Acquire),
         };
@@ -343,50 +364,6 @@ impl Store {
     }
 }
 
-/// A copy of `m` (pingora's `CacheMeta` is not `Clone`): freshness, stale windows, headers and
-/// variance; a revalidation's `updated` time is kept as the epoch, so `Age` stays right. Far
-/// cheaper than deserializing (zstd) on every hit.
-fn clone_meta(m: &CacheMeta) -> CacheMeta {
-    with_header(m, m.response_header_copy())
-}
-
-/// The copy of `m` an object is stored with: its header owns its bytes. pingora parses an
-/// upstream's header as slices of a 4 KiB read buffer, and a stored object holding those slices
-/// kept the whole buffer alive: 4 KiB an object, ten times a small object's own size (100,000
-/// cached objects held 595 MiB for 42 MiB of entries).
-fn stored_meta(m: &CacheMeta) -> CacheMeta {
-    let h = m.response_header();
-    let mut owned = match ResponseHeader::build(h.status, Some(h.headers.len())) {
-        Ok(o) => o,
-        Err(_) => return clone_meta(m),
-    };
-    owned.set_version(h.version);
-    for (name, value) in h.case_header_iter() {
-        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        let _ = owned.append_header(Bytes::copy_from_slice(name.as_slice()), value);
-    }
-    with_header(m, owned)
-}
-
-fn with_header(m: &CacheMeta, header: ResponseHeader) -> CacheMeta {
-    let mut c = CacheMeta::new(
-        m.fresh_until(),
-        m.created(),
-        m.stale_while_revalidate_sec(),
-        m.stale_if_error_sec(),
-        header,
-    );
-    if let Some(v) = m.variance() {
-        c.set_variance(v);
-    }
-    match m.epoch_override() {
-        Some(e) => c.set_epoch_override(e),
-        None if m.updated() != m.created() => c.set_epoch_override(m.updated()),
-        None => {}
-    }
-    c
-}
-
 #[async_trait]
 impl Storage for Store {
     async fn lookup(
@@ -397,9 +374,9 @@ impl Storage for Store {
         let (primary, variance) = (key.primary_bin(), key.variance_bin());
         self.frequency.record(&Id::of(&(primary, variance)));
         if let Some(e) = self.get(&primary, variance) {
-            return Ok(Some(hit(e)));
+            return Ok(hit(e));
         }
-        Ok(self.load_from_disk((primary, variance)).await.map(hit))
+        Ok(self.load_from_disk((primary, variance)).await.and_then(hit))
     }
 
     async fn get_miss_handler(
@@ -408,7 +385,6 @@ impl Storage for Store {
         meta: &CacheMeta,
         _t: &SpanHandle,
     ) -> Result<MissHandler> {
-        let meta_bin = meta.serialize()?;
         // Sized from Content-Length when the origin sends it, so the buffer does not grow by
         // doubling (a 50 KB body would otherwise sit in a 64 KB allocation for its cached life).
         let length = meta
@@ -420,16 +396,15 @@ impl Storage for Store {
             .filter(|n| *n <= self.max_object)
             .unwrap_or(0);
         let checked = self.bans.current();
+        let url = Bytes::copy_from_slice(super::key::url_of(key.primary_key()));
         Ok(Box::new(Miss {
             store: self,
             primary: key.primary_bin(),
-            variance: key.variance_bin(),
-            url: Bytes::copy_from_slice(super::key::url_of(key.primary_key())),
-            meta: stored_meta(meta),
-            meta_bin,
-            body: BytesMut::with_capacity(length),
             // Bans made from here on apply to this object; older ones did not see it.
-            checked,
+            entry: Entry::new(key.variance_bin(), url, meta, Bytes::new(), checked),
+            // What the disk tier stores, made while the parsed meta is at hand.
+            meta_bin: self.disk.as_ref().map(|_| meta.serialize()).transpose()?,
+            body: BytesMut::with_capacity(length),
             _fetch: self.fetching.begin(checked),
         }))
     }
@@ -466,18 +441,19 @@ impl Storage for Store {
         let Some(old) = self.get(&primary, variance) else {
             return Ok(false);
         };
-        let entry = Arc::new(Entry {
+        let checked = old.checked.load(Ordering::Acquire);
+        let entry = Arc::new(Entry::new(
             variance,
-            url: old.url.clone(),
-            meta: stored_meta(meta),
-            meta_bin: meta.serialize()?,
-            body: old.body.clone(),
-            wire: Default::default(),
-            tags: tags::of(meta.response_header()),
-            checked: AtomicU64::new(old.checked.load(Ordering::Acquire)),
-        });
+            old.url.clone(),
+            meta,
+            old.body.clone(),
+            checked,
+        ));
         self.insert(primary, entry.clone());
-        self.save_to_disk((primary, variance), &entry).await;
+        if self.disk.is_some() {
+            self.save_to_disk((primary, variance), &entry, meta.serialize()?)
+                .await;
+        }
         Ok(true)
     }
 

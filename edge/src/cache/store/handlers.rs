@@ -13,12 +13,13 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, Storage};
 use pingora::{Error, ErrorType, Result};
 
-use super::{clone_meta, Entry, Store};
+use super::{Entry, Store};
 
-pub(super) fn hit(entry: Arc<Entry>) -> (CacheMeta, HitHandler) {
-    let meta = clone_meta(&entry.meta);
+/// A hit through pingora, with the object's meta parsed again (`None`: it could not be).
+pub(super) fn hit(entry: Arc<Entry>) -> Option<(CacheMeta, HitHandler)> {
+    let meta = entry.meta()?;
     let end = entry.body.len();
-    (
+    Some((
         meta,
         Box::new(Hit {
             entry,
@@ -26,7 +27,7 @@ pub(super) fn hit(entry: Arc<Entry>) -> (CacheMeta, HitHandler) {
             end,
             done: false,
         }),
-    )
+    ))
 }
 
 /// A hit on a complete object: the body is handed out as a slice of the stored `Bytes`.
@@ -91,13 +92,11 @@ impl HandleHit for Hit {
 pub(super) struct Miss {
     pub(super) store: &'static Store,
     pub(super) primary: HashBinary,
-    pub(super) variance: Option<HashBinary>,
-    pub(super) url: Bytes,
-    pub(super) meta: CacheMeta,
-    pub(super) meta_bin: (Vec<u8>, Vec<u8>),
+    /// The object as its answer's header describes it; its body is added when it is complete.
+    pub(super) entry: Entry,
+    /// Its meta as pingora serializes it, for the disk tier (`None`: there is none).
+    pub(super) meta_bin: Option<(Vec<u8>, Vec<u8>)>,
     pub(super) body: BytesMut,
-    /// The ban sequence number when the answer arrived.
-    pub(super) checked: u64,
     /// Registered as under way until stored (or dropped unfinished).
     pub(super) _fetch: super::fetching::Fetch,
 }
@@ -116,33 +115,24 @@ impl HandleMiss for Miss {
         let Miss {
             store,
             primary,
-            variance,
-            url,
-            meta,
+            mut entry,
             meta_bin,
             body,
-            checked,
             _fetch: fetch,
         } = *self;
         // Without a length the buffer grew by doubling: keep an exact copy instead of the slack.
-        let body = if body.capacity() > body.len() + 4096 {
+        entry.body = if body.capacity() > body.len() + 4096 {
             Bytes::copy_from_slice(&body)
         } else {
             body.freeze()
         };
-        let entry = Arc::new(Entry {
-            variance,
-            url,
-            tags: super::tags::of(meta.response_header()),
-            meta,
-            meta_bin,
-            body,
-            wire: Default::default(),
-            checked: std::sync::atomic::AtomicU64::new(checked),
-        });
+        let variance = entry.variance;
+        let entry = Arc::new(entry);
         let weight = entry.weight();
         store.insert(primary, entry.clone());
-        store.save_to_disk((primary, variance), &entry).await;
+        if let Some(meta) = meta_bin {
+            store.save_to_disk((primary, variance), &entry, meta).await;
+        }
         // Stored in memory and on disk: from here the lurker's passes see it.
         drop(fetch);
         Ok(MissFinishType::Created(weight))

@@ -57,23 +57,29 @@ impl Store {
     /// variants, the disk tier).
     pub fn memory_hit(&self, key: &CacheKey, now: SystemTime) -> Option<MemoryHit> {
         let entry = self.get(&key.primary_bin(), None)?;
-        if !policy::fast_path_servable_now(&entry.meta, now) {
+        if !policy::fast_path_servable_now(entry.head.fresh_until, entry.head.variance.is_some(), now) {
             return None;
         }
         let head = entry
             .wire
-            .get_or_init(|| wire_head(entry.meta.response_header(), entry.body.len()))
+            .get_or_init(|| {
+                let meta = entry.meta()?;
+                wire_head(meta.response_header(), entry.body.len())
+            })
             .clone()?;
         self.frequency
             .record(&crate::cache::disk::Id::of(&(key.primary_bin(), None)));
         if let Some(lru) = *self.eviction.read() {
             let k = CacheEntryKey::from_entry_id(key.to_compact(), None);
-            lru.access(&k, entry.weight(), entry.meta.fresh_until());
+            lru.access(&k, entry.weight(), entry.head.fresh_until);
         }
         Some(MemoryHit {
             head,
             body: entry.body.clone(),
-            age_secs: entry.meta.age().as_secs(),
+            age_secs: now
+                .duration_since(entry.head.epoch())
+                .unwrap_or_default()
+                .as_secs(),
         })
     }
 }
