@@ -78,14 +78,6 @@ impl Frequency {
     pub fn admits<K: Hash + ?Sized>(&self, candidate: &K, victim: &K) -> bool {
         self.estimate(candidate) > self.estimate(victim)
     }
-
-    /// Like [`Frequency::admits`], but a tie lets the candidate in: recency decides among keys
-    /// asked for equally often (a new object asked for once replaces one asked for once), and
-    /// only keys asked for more often are protected. For a small tier in front of a larger one,
-    /// where new objects should get in at once.
-    pub fn admits_on_tie<K: Hash + ?Sized>(&self, candidate: &K, victim: &K) -> bool {
-        self.estimate(candidate) >= self.estimate(victim)
-    }
 }
 
 #[cfg(test)]
@@ -106,7 +98,6 @@ mod tests {
         );
         assert!(f.admits("hot", "once") && !f.admits("once", "hot"));
         assert!(!f.admits("once", "once"), "a tie keeps what is there");
-        assert!(f.admits_on_tie("once", "once") && !f.admits_on_tie("once", "hot"));
         for _ in 0..20 {
             f.record("hot");
         }

@@ -4,7 +4,7 @@
 //! the index's memory per object, there and with `EDGE_INDEX_OBJECTS` (10,000,000) entries in
 //! memory alone. Then its policies on a Zipf trace (`EDGE_ZIPF` 0.9, 4,000,000 requests over
 //! 1,000,000 objects, room for 1 %): the hit ratio of sampled LRU with TinyLFU admission (the
-//! disk tier's, and the memory tier's rule that admits on ties) against exact LRU (what both
+//! disk tier's, and the memory tier's, which admits on ties) against exact LRU (what both
 //! tiers did before) and sampled LRU alone.
 //!
 //!   target/release/edge_disk
@@ -117,8 +117,10 @@ fn main() {
     let exact = exact_lru(&trace, room);
     let plain = sampled(&trace, room, |_, _, _| true);
     let tinylfu = sampled(&trace, room, |f: &Frequency, c: &Id, v: &Id| f.admits(c, v));
+    // The memory tier weighs the candidate against all it would push out; with objects of one
+    // size that is one victim, and a tie admits.
     let on_tie = sampled(&trace, room, |f: &Frequency, c: &Id, v: &Id| {
-        f.admits_on_tie(c, v)
+        f.estimate(c) >= f.estimate(v)
     });
     print_table(
         &format!(

@@ -1,9 +1,12 @@
 //! Memory admission: pingora's byte-bounded LRU, taking a new object into a full memory tier
-//! only if its key was asked for at least as often lately as the least recent object of its LRU
-//! shard (the store's [`service::admission::Frequency`]). Among keys asked for equally often,
-//! recency decides, so a new image asked for once gets in at once; a key asked for more often
-//! than the flood is never pushed out by it. An object refused is dropped from memory at once
-//! (the disk tier, whose admission is strict TinyLFU, keeps its copy if it took one).
+//! only if its key was asked for lately at least as often as all the objects it would push out
+//! together (the least recent of the heaviest LRU shard, one after another), as the store's
+//! [`service::admission::Frequency`] counts. Among keys asked for equally often, recency decides,
+//! so a new image asked for once takes the place of one old image asked for once; a key asked
+//! for more often than the flood is never pushed out by it; and an object that needs the room of
+//! several such images gets in at its second request, not its first: room holds more objects,
+//! and hits count by object. An object refused is dropped from memory at once (the disk tier,
+//! whose admission is strict TinyLFU, keeps its copy if it took one).
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::SystemTime;
@@ -41,12 +44,14 @@ impl<const N: usize> Admitting<N> {
     }
 
     /// Makes room for `item` at `size` bytes (what it adds, if it is tracked already), the
-    /// least recent object of the heaviest LRU shard first, as long as each is asked for no more
-    /// often than `item`. Returns the objects pushed out and whether `item` may go in.
+    /// least recent object of the heaviest LRU shard first, as long as those pushed out were
+    /// asked for no more often, together, than `item`. Returns the objects pushed out and
+    /// whether `item` may go in.
     fn make_room(&self, item: &CacheEntryKey, size: usize) -> (Vec<CacheEntryKey>, bool) {
         let mut out = Vec::new();
         let adds = size.saturating_sub(self.lru.peek_weight(item).unwrap_or(0));
-        let candidate = id(item);
+        let wanted = u32::from(self.store.frequency.estimate(&id(item)));
+        let mut pushed = 0u32;
         while self.lru.total_size() + adds > self.lru.weight_limit() {
             let Some(shard) = (0..N)
                 .filter(|&s| self.lru.shard_len(s) > 0)
@@ -61,7 +66,9 @@ impl<const N: usize> Admitting<N> {
                 // Itself the least recent: what it has is as much room as it gets.
                 break;
             }
-            if !self.store.frequency.admits_on_tie(&candidate, &id(&victim)) {
+            pushed += u32::from(self.store.frequency.estimate(&id(&victim)));
+            if pushed > wanted {
+                // What it pushed out so far is gone already: it made room, for whoever is next.
                 metrics::CACHE_MEMORY_REFUSED.inc();
                 return (out, false);
             }
@@ -174,6 +181,28 @@ mod tests {
             1024,
         )));
         Admitting::new(Manager::with_capacity(limit, 64), store)
+    }
+
+    fn id_of(i: u8) -> Id {
+        Id::of(&([i; 16], None))
+    }
+
+    /// An object that needs the room of two objects asked for once each is refused at its first
+    /// request (the least recent of the two is gone by then: it made room) and taken at its second.
+    #[test]
+    fn the_room_of_several_objects_is_taken_at_the_second_request() {
+        let now = SystemTime::now();
+        let a = admitting(1000);
+        for i in [1, 2] {
+            a.store.frequency.record(&id_of(i));
+            assert!(a.admit(key(i), 500, now).is_empty());
+        }
+        a.store.frequency.record(&id_of(3));
+        assert_eq!(a.admit(key(3), 800, now), vec![key(1), key(3)]);
+        assert!(a.lru.peek(&key(2)) && !a.lru.peek(&key(3)));
+        a.store.frequency.record(&id_of(3));
+        assert_eq!(a.admit(key(3), 800, now), vec![key(2)]);
+        assert_eq!((a.lru.peek_weight(&key(3)), a.total_size()), (Some(800), 800));
     }
 
     /// A full tier keeps what is asked for more often, takes what is asked for as often (the
