@@ -303,19 +303,6 @@ impl DirStore {
         }
     }
 
-    /// Turns an I/O error about one object into NotFound only when the bucket itself is present.
-    async fn classify(&self, e: io::Error, key: &Key) -> StoreError {
-        if e.kind() == io::ErrorKind::NotFound
-            && tokio::fs::metadata(&self.bucket).await.is_ok_and(|m| m.is_dir())
-        {
-            StoreError::NotFound { key: key.to_string() }
-        } else if e.kind() == io::ErrorKind::NotFound {
-            self.bucket_missing()
-        } else {
-            self.unavailable(e)
-        }
-    }
-
     async fn ensure_bucket(&self) -> Result<(), StoreError> {
         match tokio::fs::metadata(&self.bucket).await {
             Ok(m) if m.is_dir() => Ok(()),
@@ -414,6 +401,10 @@ impl BlobStore for DirStore {
 
     fn layout(&self) -> Layout {
         self.layout
+    }
+
+    fn local(&self) -> bool {
+        true
     }
 
     async fn put(&self, key: &Key, mut body: BodyStream, opts: &PutOptions) -> Result<PutResult, StoreError> {
@@ -540,7 +531,8 @@ impl BlobStore for DirStore {
             self.cache_meta_path(&stored),
             self.meta_path(&stored),
         ];
-        let opened = tokio::task::spawn_blocking(move || read::open(paths, range.is_none()))
+        let bucket = self.bucket.clone();
+        let opened = tokio::task::spawn_blocking(move || read::open(paths, &bucket, range.is_none()))
             .await
             .map_err(|e| self.unavailable(io::Error::other(e)))?;
         let (file, size, modified, found, whole) = match opened {
@@ -552,7 +544,8 @@ impl BlobStore for DirStore {
                 whole,
             }) => (file, size, modified, found, whole),
             Ok(read::Opened::NotFile) => return Err(StoreError::NotFound { key: key.to_string() }),
-            Err(read::Failed::Open(e)) => return Err(self.classify(e, key).await),
+            Err(read::Failed::NoBucket) => return Err(self.bucket_missing()),
+            Err(read::Failed::Open(e)) => return Err(self.unavailable(e)),
             Err(read::Failed::Later(e)) => return Err(self.unavailable(e)),
         };
         let meta = match &found {

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{cache, sidecar_of, Found};
@@ -15,7 +15,7 @@ pub const SMALL_WHOLE: u64 = 256 << 10;
 
 /// What opening an object for reading found.
 pub enum Opened {
-    /// The name is not a regular file.
+    /// The name is not a regular file, or nothing: no such object.
     NotFile,
     File {
         file: File,
@@ -27,16 +27,27 @@ pub enum Opened {
     },
 }
 
-/// Where opening failed: at the body's open (the object may be absent), or after.
+/// Where opening failed: the bucket is not there, at the body's open, or after.
 pub enum Failed {
+    NoBucket,
     Open(io::Error),
     Later(io::Error),
 }
 
 /// Opens `paths[0]` (the body; then its cache sidecar and its sidecar file, as [`sidecar_of`]
 /// takes them) and reads it whole when it is small and wanted whole, or a cache body to verify.
-pub fn open(paths: [PathBuf; 3], whole_wanted: bool) -> Result<Opened, Failed> {
-    let mut file = File::open(&paths[0]).map_err(Failed::Open)?;
+/// An absent body is told from an absent `bucket` in the same call.
+pub fn open(paths: [PathBuf; 3], bucket: &Path, whole_wanted: bool) -> Result<Opened, Failed> {
+    let mut file = match File::open(&paths[0]) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return match std::fs::metadata(bucket) {
+                Ok(m) if m.is_dir() => Ok(Opened::NotFile),
+                _ => Err(Failed::NoBucket),
+            };
+        }
+        Err(e) => return Err(Failed::Open(e)),
+    };
     let md = file.metadata().map_err(Failed::Later)?;
     if !md.is_file() {
         return Ok(Opened::NotFile);
