@@ -204,6 +204,13 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     async fn head(&self, key: &Key) -> Result<ObjectMeta, StoreError>;
 
+    /// Whether a get costs about what a head does: a local file opened (a small one read whole)
+    /// in the same call, no transfer. A caller about to read from whichever replica holds an
+    /// object may then get where it would head, and read from what it got.
+    fn local(&self) -> bool {
+        false
+    }
+
     /// Removes an object; succeeds when it was already absent.
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;
 

@@ -1,7 +1,9 @@
 //! Carrying out one queue item: copy an object to every fileserver that lacks it (or holds a bad
 //! copy), or delete it everywhere.
 //!
-//! A copy reads the object once from a replica. One of up to [`WHOLE_MAX`] bytes (most images) is
+//! Each fileserver is asked whether it holds the object; a local one (a directory) is asked by a
+//! get, which costs what a head does there, and the copy reads from what that get opened. A copy
+//! reads the object once from a replica. One of up to [`WHOLE_MAX`] bytes (most images) is
 //! read whole and hashed first, then handed to every target at once as one body, so a target
 //! writes it in one call and an upload key's bytes (`D…`, a hash of the content) are checked
 //! before any target starts. A larger one is streamed to all targets at the same time, hashed as
@@ -14,7 +16,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use blobstore::{BlobStore, BodyStream, Digests, Key, PutOptions, PutResult, StoreError};
+use blobstore::{BlobStore, BodyStream, Digests, GetObject, Key, PutOptions, PutResult, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -137,7 +139,8 @@ pub struct Replicator {
 }
 
 enum State {
-    Present(u64),
+    /// Its size, and the object itself when it was read rather than headed.
+    Present(u64, Option<GetObject>),
     Missing,
     Unavailable(SyncError),
 }
@@ -166,8 +169,17 @@ impl Replicator {
                 Ok(st) => st,
                 Err(e) => return (s, State::Unavailable(e)),
             };
-            let state = match store.head(key).await {
-                Ok(meta) => State::Present(meta.size),
+            // Where a get costs what a head does, the copy reads from what it got.
+            let looked = if store.local() {
+                store
+                    .get(key, None)
+                    .await
+                    .map(|got| State::Present(got.meta.size, Some(got)))
+            } else {
+                store.head(key).await.map(|meta| State::Present(meta.size, None))
+            };
+            let state = match looked {
+                Ok(present) => present,
                 Err(StoreError::NotFound { .. }) => State::Missing,
                 Err(e) => State::Unavailable(SyncError::store(&s.name, e)),
             };
@@ -181,13 +193,13 @@ impl Replicator {
         let mut waiting = Vec::new();
         for (s, state) in heads {
             match state {
-                State::Present(size) if bad.contains(&s.name) => {
+                State::Present(size, got) if bad.contains(&s.name) => {
                     targets.push(s);
                     if verified {
-                        last_resort.push((s, size));
+                        last_resort.push((s, size, got));
                     }
                 }
-                State::Present(size) => sources.push((s, size)),
+                State::Present(size, got) => sources.push((s, size, got)),
                 State::Missing => targets.push(s),
                 State::Unavailable(e) => waiting.push(e),
             }
@@ -204,7 +216,7 @@ impl Replicator {
         let unreachable = waiting.len();
         let mut errors = waiting;
         sources.extend(last_resort);
-        for (source, size) in sources {
+        for (source, size, got) in sources {
             if size > self.max_object_size {
                 return Err(SyncError::TooLarge {
                     key: key.to_string(),
@@ -216,7 +228,7 @@ impl Replicator {
                 .copied()
                 .filter(|t| t.name != source.name)
                 .collect();
-            match self.stream_copy(bucket, key, source, &to).await {
+            match self.stream_copy(bucket, key, source, &to, got).await {
                 Ok(failed) if failed.is_empty() && unreachable == 0 => {
                     return Ok(CopyOutcome::Copied(to.iter().map(|t| t.name.clone()).collect()))
                 }
@@ -280,27 +292,32 @@ impl Replicator {
             Err(e) if e.is_not_found() => return Ok(Imported::Gone),
             Err(e) => return Err(SyncError::store(&source.name, e)),
         }
-        match self.stream_copy(bucket, key, source, &targets).await {
+        match self.stream_copy(bucket, key, source, &targets, None).await {
             Ok(failed) => SyncError::all(failed).map(|()| Imported::Copied(targets.len())),
             Err(SourceProblem::Corrupt) => Ok(Imported::Corrupt),
             Err(SourceProblem::Read(e)) => Err(e),
         }
     }
 
-    /// Copies from `source` to every target, read whole or streamed (see the module doc); returns
-    /// the targets that failed.
+    /// Copies from `source` to every target, read whole or streamed (see the module doc), from
+    /// what was already `got` from it if anything; returns the targets that failed.
     async fn stream_copy(
         &self,
         bucket: &str,
         key: &Key,
         source: &Server,
         targets: &[&Server],
+        got: Option<GetObject>,
     ) -> Result<Vec<SyncError>, SourceProblem> {
-        let src = self.store(source, bucket).map_err(SourceProblem::Read)?;
-        let got = src
-            .get(key, None)
-            .await
-            .map_err(|e| SourceProblem::Read(SyncError::store(&source.name, e)))?;
+        let got = match got {
+            Some(got) => got,
+            None => self
+                .store(source, bucket)
+                .map_err(SourceProblem::Read)?
+                .get(key, None)
+                .await
+                .map_err(|e| SourceProblem::Read(SyncError::store(&source.name, e)))?,
+        };
         let mut opts = PutOptions {
             max_size: Some(self.max_object_size),
             content_type: got.meta.content_type.clone(),
