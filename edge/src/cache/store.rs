@@ -43,6 +43,8 @@ const SHARDS: usize = 64;
 
 /// When a full disk tier was last logged (Unix seconds; 0: never).
 static DISK_FULL_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// One cached object in memory.
 struct Entry {
     variance: Option<HashBinary>,
     url: Bytes,
@@ -72,10 +74,16 @@ impl Entry {
         }
     }
 
-    /// What the memory bound charges for this entry: what its body's allocation really holds,
-    /// its URL and header, and the fixed [`ENTRY_OVERHEAD`].
+    /// What the memory bound charges for this entry: what its body's, URL's and header's
+    /// allocations hold, room for the fast path's wire form of its header (made at its first
+    /// fast-path hit, if ever: it is charged from the start, since a charge cannot change while
+    /// the object is held), and the fixed [`ENTRY_OVERHEAD`].
     fn weight(&self) -> usize {
-        allocated(self.body.len()) + self.head.bytes() + self.url.len() + ENTRY_OVERHEAD
+        allocated(self.body.len())
+            + allocated(self.url.len())
+            + self.head.bytes()
+            + allocated(wire::STATUS_LINE.len() + self.head.lines_len())
+            + ENTRY_OVERHEAD
     }
 
     /// Its meta, rebuilt (`None`, logged, if it cannot be: then it is not served).
@@ -306,11 +314,13 @@ impl Store {
             return None;
         }
         let meta = CacheMeta::deserialize(&rec.meta.0, &rec.meta.1).ok()?;
+        // The record's URL and body are slices of the whole file's buffer: copied out, so that
+        // the buffer goes and the entry holds what it is charged for.
         let entry = Arc::new(Entry {
             variance: slot.1,
-            url: rec.url,
+            url: Bytes::copy_from_slice(&rec.url),
             head: Head::of(&meta),
-            body: rec.body,
+            body: Bytes::copy_from_slice(&rec.body),
             wire: Default::default(),
             tags,
             checked: AtomicU64::new(now),
@@ -442,6 +452,8 @@ impl Storage for Store {
             return Ok(false);
         };
         let checked = old.checked.load(Ordering::Acquire);
+        // Serialized before anything changes: a failure leaves memory and disk as they were.
+        let meta_bin = self.disk.as_ref().map(|_| meta.serialize()).transpose()?;
         let entry = Arc::new(Entry::new(
             variance,
             old.url.clone(),
@@ -450,9 +462,8 @@ impl Storage for Store {
             checked,
         ));
         self.insert(primary, entry.clone());
-        if self.disk.is_some() {
-            self.save_to_disk((primary, variance), &entry, meta.serialize()?)
-                .await;
+        if let Some(meta_bin) = meta_bin {
+            self.save_to_disk((primary, variance), &entry, meta_bin).await;
         }
         Ok(true)
     }

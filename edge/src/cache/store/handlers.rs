@@ -120,8 +120,9 @@ impl HandleMiss for Miss {
             body,
             _fetch: fetch,
         } = *self;
-        // Without a length the buffer grew by doubling: keep an exact copy instead of the slack.
-        entry.body = if body.capacity() > body.len() + 4096 {
+        // Without a length the buffer grew by doubling: keep an exact copy instead of the slack
+        // (what the charge counts is the allocation a body of its length gets).
+        entry.body = if body.capacity() > super::weight::allocated(body.len()) {
             Bytes::copy_from_slice(&body)
         } else {
             body.freeze()

@@ -12,6 +12,8 @@ use pingora::cache::key::HashBinary;
 use pingora::cache::CacheMeta;
 use pingora::http::ResponseHeader;
 
+use super::weight::allocated;
+
 pub(super) struct Head {
     pub(super) fresh_until: SystemTime,
     created: SystemTime,
@@ -59,14 +61,23 @@ impl Head {
         self.epoch_override.unwrap_or(self.updated)
     }
 
-    /// Bytes it holds besides itself.
+    /// Bytes it holds besides itself, as allocated.
     pub(super) fn bytes(&self) -> usize {
-        self.lines.len() + self.reason.as_ref().map_or(0, |r| r.len())
+        allocated(self.lines.len()) + self.reason.as_ref().map_or(0, |r| allocated(r.len()))
     }
 
-    /// The `CacheMeta` it was made of (`None` only if its header no longer parses).
+    /// Bytes of its header lines.
+    pub(super) fn lines_len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// The `CacheMeta` it was made of, as far as pingora lets one be made (`None` only if its
+    /// header no longer parses). As with a clone before: `updated` comes back as `created` with
+    /// the epoch override carrying the revalidation, `provenance` as `created` (pingora sets it
+    /// itself), and extensions empty.
     pub(super) fn meta(&self) -> Option<CacheMeta> {
-        let mut header = ResponseHeader::build(self.status, Some(16)).ok()?;
+        let lines = self.lines.iter().filter(|b| **b == b'\n').count();
+        let mut header = ResponseHeader::build(self.status, Some(lines)).ok()?;
         header.set_version(self.version);
         if let Some(r) = &self.reason {
             header.set_reason_phrase(Some(r)).ok()?;
