@@ -1,12 +1,14 @@
 //! Memory admission: pingora's byte-bounded LRU, taking a new object into a full memory tier
 //! only if its key was asked for lately at least as often as all the objects it would push out
-//! together (the least recent of the heaviest LRU shard, one after another), as the store's
+//! together (the least recent of the heaviest LRU shards), as the store's
 //! [`service::admission::Frequency`] counts. Among keys asked for equally often, recency decides,
 //! so a new image asked for once takes the place of one old image asked for once; a key asked
 //! for more often than the flood is never pushed out by it; and an object that needs the room of
-//! several such images gets in at its second request, not its first: room holds more objects,
-//! and hits count by object. An object refused is dropped from memory at once (the disk tier,
-//! whose admission is strict TinyLFU, keeps its copy if it took one).
+//! several others must be asked for as often as they were together, so a large image asked for
+//! once does not push out several small ones asked for once (the sketch's counts halve as it
+//! ages, so that waits at most one ageing period). The same memory then holds more objects, and
+//! hits count by object. An object refused is dropped from memory at once (the disk tier, whose
+//! admission is strict TinyLFU, keeps its copy if it took one).
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::SystemTime;
@@ -47,11 +49,41 @@ impl<const N: usize> Admitting<N> {
     /// least recent object of the heaviest LRU shard first, as long as those pushed out were
     /// asked for no more often, together, than `item`. Returns the objects pushed out and
     /// whether `item` may go in.
+    ///
+    /// The decision is made on the least recent object of each shard before any is pushed out,
+    /// so a refused object costs the tier nothing. Only an object that needs more room than all
+    /// those together is decided on as it goes (then one refused may have pushed some out).
     fn make_room(&self, item: &CacheEntryKey, size: usize) -> (Vec<CacheEntryKey>, bool) {
-        let mut out = Vec::new();
         let adds = size.saturating_sub(self.lru.peek_weight(item).unwrap_or(0));
+        let need = (self.lru.total_size() + adds).saturating_sub(self.lru.weight_limit());
+        if need == 0 {
+            return (Vec::new(), true);
+        }
         let wanted = u32::from(self.store.frequency.estimate(&id(item)));
-        let mut pushed = 0u32;
+        let mut heads: Vec<(usize, CacheEntryKey)> = (0..N)
+            .filter(|&s| self.lru.shard_len(s) > 0)
+            .filter_map(|s| Some((self.lru.shard_weight(s), self.lru.peek_lru(s)?)))
+            .collect();
+        heads.sort_by_key(|h| std::cmp::Reverse(h.0));
+        let (mut pushed, mut freed, mut victims) = (0u32, 0usize, Vec::new());
+        for (_, victim) in heads {
+            if freed >= need || victim == *item {
+                // Enough; or itself the least recent: what it has is as much room as it gets.
+                break;
+            }
+            pushed += u32::from(self.store.frequency.estimate(&id(&victim)));
+            if pushed > wanted {
+                metrics::CACHE_MEMORY_REFUSED.inc();
+                return (Vec::new(), false);
+            }
+            freed += self.lru.peek_weight(&victim).unwrap_or(0);
+            victims.push(victim);
+        }
+        let mut out = Vec::new();
+        for victim in victims {
+            self.push_out(&victim);
+            out.push(victim);
+        }
         while self.lru.total_size() + adds > self.lru.weight_limit() {
             let Some(shard) = (0..N)
                 .filter(|&s| self.lru.shard_len(s) > 0)
@@ -63,22 +95,26 @@ impl<const N: usize> Admitting<N> {
                 break;
             };
             if victim == *item {
-                // Itself the least recent: what it has is as much room as it gets.
                 break;
             }
             pushed += u32::from(self.store.frequency.estimate(&id(&victim)));
             if pushed > wanted {
-                // What it pushed out so far is gone already: it made room, for whoever is next.
+                // Larger than every shard's least recent object together: what it pushed out
+                // so far is gone already, and made room for whoever is next.
                 metrics::CACHE_MEMORY_REFUSED.inc();
                 return (out, false);
             }
-            let weight = self.lru.peek_weight(&victim).unwrap_or(0);
-            self.lru.remove(CacheEntryKeyRef::from(&victim));
-            self.evicted.fetch_add(1, Relaxed);
-            self.evicted_bytes.fetch_add(weight, Relaxed);
+            self.push_out(&victim);
             out.push(victim);
         }
         (out, true)
+    }
+
+    fn push_out(&self, victim: &CacheEntryKey) {
+        let weight = self.lru.peek_weight(victim).unwrap_or(0);
+        self.lru.remove(CacheEntryKeyRef::from(victim));
+        self.evicted.fetch_add(1, Relaxed);
+        self.evicted_bytes.fetch_add(weight, Relaxed);
     }
 }
 
@@ -174,6 +210,10 @@ mod tests {
     }
 
     fn admitting(limit: usize) -> Admitting<1> {
+        admitting_in::<1>(limit)
+    }
+
+    fn admitting_in<const N: usize>(limit: usize) -> Admitting<N> {
         let store: &'static Store = Box::leak(Box::new(Store::new(
             1 << 20,
             None,
@@ -188,21 +228,32 @@ mod tests {
     }
 
     /// An object that needs the room of two objects asked for once each is refused at its first
-    /// request (the least recent of the two is gone by then: it made room) and taken at its second.
+    /// request, pushing nothing out, and taken at its second.
     #[test]
     fn the_room_of_several_objects_is_taken_at_the_second_request() {
         let now = SystemTime::now();
-        let a = admitting(1000);
-        for i in [1, 2] {
+        let a = admitting_in::<16>(1000);
+        // Two objects in different shards, each the least recent of its own.
+        let shard = |i: u8| a.lru.get_shard_for_key(&key(i));
+        let (first, second) = (
+            1u8,
+            (2..=255u8)
+                .find(|&i| shard(i) != shard(1))
+                .expect("another shard"),
+        );
+        let big = if second == 3 { 4 } else { 3 };
+        for i in [first, second] {
             a.store.frequency.record(&id_of(i));
             assert!(a.admit(key(i), 500, now).is_empty());
         }
-        a.store.frequency.record(&id_of(3));
-        assert_eq!(a.admit(key(3), 800, now), vec![key(1), key(3)]);
-        assert!(a.lru.peek(&key(2)) && !a.lru.peek(&key(3)));
-        a.store.frequency.record(&id_of(3));
-        assert_eq!(a.admit(key(3), 800, now), vec![key(2)]);
-        assert_eq!((a.lru.peek_weight(&key(3)), a.total_size()), (Some(800), 800));
+        a.store.frequency.record(&id_of(big));
+        assert_eq!(a.admit(key(big), 800, now), vec![key(big)]);
+        assert!(a.lru.peek(&key(first)) && a.lru.peek(&key(second)) && !a.lru.peek(&key(big)));
+        a.store.frequency.record(&id_of(big));
+        let mut out = a.admit(key(big), 800, now);
+        out.sort_by_key(|k| k.key().primary);
+        assert_eq!(out, vec![key(first), key(second)]);
+        assert_eq!((a.lru.peek_weight(&key(big)), a.total_size()), (Some(800), 800));
     }
 
     /// A full tier keeps what is asked for more often, takes what is asked for as often (the
