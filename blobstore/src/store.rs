@@ -204,9 +204,10 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     async fn head(&self, key: &Key) -> Result<ObjectMeta, StoreError>;
 
-    /// Whether a get costs about what a head does: a local file opened (a small one read whole)
-    /// in the same call, no transfer. A caller about to read from whichever replica holds an
-    /// object may then get where it would head, and read from what it got.
+    /// Whether a get costs about what a head does: a local file opened in one call, no transfer
+    /// (a small one is read whole by it, so a caller that finds every replica present pays those
+    /// reads). A caller about to read from whichever replica holds an object may then get where
+    /// it would head, and read from what it got.
     fn local(&self) -> bool {
         false
     }

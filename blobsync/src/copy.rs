@@ -2,7 +2,8 @@
 //! copy), or delete it everywhere.
 //!
 //! Each fileserver is asked whether it holds the object; a local one (a directory) is asked by a
-//! get, which costs what a head does there, and the copy reads from what that get opened. A copy
+//! get, one blocking call as a head is (a small object is read whole by it), and the copy reads
+//! from what the source's get opened. A copy
 //! reads the object once from a replica. One of up to [`WHOLE_MAX`] bytes (most images) is
 //! read whole and hashed first, then handed to every target at once as one body, so a target
 //! writes it in one call and an upload key's bytes (`D…`, a hash of the content) are checked
@@ -28,7 +29,8 @@ use crate::metrics::{COPIES, COPY_BYTES, FAILURES};
 
 const PREFIX_TEXT: &str = "ImageSigningChallenge";
 /// Objects up to this size are read whole before they are written (at most one per copy worker
-/// in memory at a time); larger ones are streamed.
+/// in memory at a time, besides what the source's own get read whole, up to 256 KiB from a
+/// directory); larger ones are streamed.
 pub const WHOLE_MAX: u64 = 1 << 20;
 const PREFIX: &[u8] = PREFIX_TEXT.as_bytes();
 
@@ -169,14 +171,17 @@ impl Replicator {
                 Ok(st) => st,
                 Err(e) => return (s, State::Unavailable(e)),
             };
-            // Where a get costs what a head does, the copy reads from what it got.
-            let looked = if store.local() {
-                store
-                    .get(key, None)
-                    .await
-                    .map(|got| State::Present(got.meta.size, Some(got)))
-            } else {
-                store.head(key).await.map(|meta| State::Present(meta.size, None))
+            // Where a get costs what a head does, the copy reads from what it got. A get that
+            // fails otherwise than by finding nothing (an unreadable file) asks again by a head:
+            // a copy that cannot be read is then passed over as a source, as it always was,
+            // rather than its server counted out.
+            let looked = match store.local() {
+                true => match store.get(key, None).await {
+                    Ok(got) => Ok(State::Present(got.meta.size, Some(got))),
+                    Err(e) if e.is_not_found() => Err(e),
+                    Err(_) => store.head(key).await.map(|meta| State::Present(meta.size, None)),
+                },
+                false => store.head(key).await.map(|meta| State::Present(meta.size, None)),
             };
             let state = match looked {
                 Ok(present) => present,
@@ -216,6 +221,10 @@ impl Replicator {
         let unreachable = waiting.len();
         let mut errors = waiting;
         sources.extend(last_resort);
+        // Only the first source's read is kept; the others are read again if they are needed.
+        for (_, _, got) in sources.iter_mut().skip(1) {
+            *got = None;
+        }
         for (source, size, got) in sources {
             if size > self.max_object_size {
                 return Err(SyncError::TooLarge {
@@ -324,7 +333,8 @@ impl Replicator {
             metadata: got.meta.metadata.clone(),
             // Copies are as durable as the uploads they carry, whatever the bucket.
             cache: false,
-            // Hashed by each fileserver as it writes: what it holds is checked against the key.
+            // Streamed: hashed by each fileserver as it writes, and what it holds checked
+            // against what was sent. Read whole: the digests of the very bytes it is given.
             known: None,
             digest_prefix: digest_prefix(key.as_str()),
             // The plan copies to the fileservers that lack the object or hold it wrong.
