@@ -112,14 +112,22 @@ impl Conn {
                 .and_then(|()| read_response(&mut *stream, method == "HEAD"));
             match sent {
                 Ok(r) => {
-                    if r.header("connection")
-                        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-                    {
+                    // Closed by the server, or a body that ended only with the connection.
+                    let delimited = r.header("content-length").is_some()
+                        || r.header("transfer-encoding").is_some()
+                        || matches!(r.status, 204 | 304)
+                        || method == "HEAD";
+                    let closing = r
+                        .header("connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                    if closing || !delimited {
                         self.stream = None;
                     }
                     return Ok(r);
                 }
-                Err(_) if reused && retry => self.stream = None,
+                // Only a connection the server had closed before it read the request: not one
+                // that timed out or answered wrongly, which may have handled it.
+                Err(e) if reused && retry && closed_unused(&e) => self.stream = None,
                 Err(e) => {
                     self.stream = None;
                     return Err(e);
@@ -130,13 +138,27 @@ impl Conn {
     }
 }
 
+/// Whether `e` says the connection was closed, not that an answer was late or wrong.
+fn closed_unused(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
+}
+
 fn bad(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
 }
 
 fn read_response(mut r: impl BufRead, head_only: bool) -> std::io::Result<Response> {
     let mut line = String::new();
-    r.read_line(&mut line)?;
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed before an answer",
+        ));
+    }
     let status = line
         .split_whitespace()
         .nth(1)
