@@ -262,19 +262,18 @@ mod tests {
     fn admission_by_frequency_and_weights_of_refetches() {
         let now = SystemTime::now();
         let a = admitting(1000);
-        let id = |i: u8| Id::of(&([i; 16], None));
         for _ in 0..3 {
-            a.store.frequency.record(&id(1));
+            a.store.frequency.record(&id_of(1));
         }
         assert!(a.admit(key(1), 500, now).is_empty());
         assert!(a.admit(key(2), 500, now).is_empty());
         // Full. 1 is used again; 3, asked for once like 2 (now the least recent), replaces it.
         assert!(a.access(&key(1), 500, now));
-        a.store.frequency.record(&id(2));
-        a.store.frequency.record(&id(3));
+        a.store.frequency.record(&id_of(2));
+        a.store.frequency.record(&id_of(3));
         assert_eq!(a.admit(key(3), 500, now), vec![key(2)]);
         // 1 is now the least recent, and asked for more often than 4: 4 is refused.
-        a.store.frequency.record(&id(4));
+        a.store.frequency.record(&id_of(4));
         assert_eq!(a.admit(key(4), 500, now), vec![key(4)]);
         assert!(a.lru.peek(&key(1)) && a.lru.peek(&key(3)));
         assert_eq!(a.total_size(), 1000);
@@ -285,7 +284,7 @@ mod tests {
         // Asked for more often than 1, it gets in, then a larger refetch of it is weighed at its
         // new size, room made by pushing 1 out.
         for _ in 0..5 {
-            a.store.frequency.record(&id(3));
+            a.store.frequency.record(&id_of(3));
         }
         assert!(a.admit(key(3), 500, now).is_empty());
         assert_eq!(a.admit(key(3), 900, now), vec![key(1)]);
