@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use blobstore::Key;
 use service::Shutdown;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::antientropy::{self, Progress};
@@ -41,6 +41,15 @@ pub struct Engine {
     pub scrub_progress: scrub::Progress,
     /// The queue's counts, for `/status` and the gauges.
     pub counts: Counts,
+    /// Every takedown attempt's report, for a request waiting on a takedown a worker took first.
+    pub reports: broadcast::Sender<Arc<Carried>>,
+}
+
+/// A takedown attempt's report, with the item it was for.
+pub struct Carried {
+    pub bucket: String,
+    pub key: String,
+    pub report: Arc<Report>,
 }
 
 impl Engine {
@@ -106,7 +115,7 @@ impl Engine {
 
     /// Carries out one item: complete it, or reschedule it with backoff. For a takedown, returns
     /// what this attempt did.
-    pub async fn process(&self, item: Item) -> Option<Report> {
+    pub async fn process(&self, item: Item) -> Option<Arc<Report>> {
         let Ok(key) = Key::new(item.key.as_str()) else {
             tracing::error!(key = %item.key, "not a valid key; dropping the item");
             let _ = self.queue.complete(&item);
@@ -160,6 +169,15 @@ impl Engine {
                 }
             }
             Err(e) => self.reschedule(&item, &key, &e),
+        }
+        let takedown = takedown.map(Arc::new);
+        if let Some(report) = &takedown {
+            // No request may be listening: nothing to do then.
+            let _ = self.reports.send(Arc::new(Carried {
+                bucket: item.bucket.clone(),
+                key: item.key.clone(),
+                report: Arc::clone(report),
+            }));
         }
         takedown
     }
@@ -407,6 +425,7 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
         scrub_now: Notify::new(),
         scrub_progress: Default::default(),
         counts,
+        reports: broadcast::channel(64).0,
     }))
 }
 

@@ -4,10 +4,12 @@
 //! the answer. With `server.token` set, everything but `/status` needs it; the config refuses a
 //! non-loopback listener without one.
 
+mod takedown;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -28,7 +30,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/events", post(events))
-        .route("/objects/{bucket}/{*key}", delete(takedown))
+        .route("/objects/{bucket}/{*key}", delete(takedown::takedown))
         .route("/takedowns", get(takedowns))
         .route("/status", get(status))
         .route("/sync", post(sync))
@@ -156,111 +158,6 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::b
     EVENTS.with_label_values(&["queued"]).inc_by(queued);
     EVENTS.with_label_values(&["ignored"]).inc_by(ignored);
     Json(json!({ "queued": queued, "ignored": ignored })).into_response()
-}
-
-/// `?wait=false`: answer once the takedown is durable and leave the work to the workers (for
-/// scripts removing many keys); by default the request carries it out and reports the result.
-#[derive(Deserialize)]
-struct TakedownParams {
-    #[serde(default = "yes")]
-    wait: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-async fn takedown(
-    State(state): State<AppState>,
-    Path((bucket, key)): Path<(String, String)>,
-    params: Result<Query<TakedownParams>, axum::extract::rejection::QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    if !authorised(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
-    let Ok(Query(params)) = params else {
-        return error(StatusCode::BAD_REQUEST, "wait must be true or false");
-    };
-    let engine = &state.engine;
-    let Some(lane) = engine.lane(&bucket) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("bucket `{bucket}` is not mirrored"),
-        );
-    };
-    if Key::new(key.as_str()).is_err() {
-        return error(StatusCode::BAD_REQUEST, "invalid key");
-    }
-    let source = crate::queue::source_of(&key);
-    if source != key {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "`{key}` is derived from `{source}`: take down `{source}`, and every variant goes with it"
-            ),
-        );
-    }
-    let listed = match engine.queue.add_takedown(&key) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
-    };
-    let retention = engine.config.tombstones.retention;
-    let t = match engine.queue.add_tombstone(&bucket, &key, retention) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
-    };
-    if let Err(e) = engine.queue.enqueue(&bucket, &key, Action::Delete, lane, &[]) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
-    }
-    if let Err(e) = engine.queue.flush().await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
-    }
-    tracing::info!(%bucket, %key, "takedown recorded");
-    let mut answer = json!({
-        "bucket": bucket,
-        "key": key,
-        "seq": listed.seq,
-        "tombstone_until_ms": t.keep_until_ms,
-    });
-    // The takedown is durable: from here on a crash or a failure only delays it. Carry it out
-    // now unless asked not to (or a worker already has it); what fails stays queued and retried.
-    let claimed = if params.wait {
-        engine.queue.claim(&bucket, &key).ok().flatten()
-    } else {
-        None
-    };
-    match claimed {
-        Some(item) => {
-            // Its own task: a caller that hangs up must not drop the work half done, with the
-            // item claimed and no longer scheduled.
-            let worker = Arc::clone(engine);
-            let done = tokio::spawn(async move { worker.process(item).await })
-                .await
-                .ok()
-                .flatten();
-            if let Some(done) = done {
-                let outcome = |list: Vec<(String, Result<u16, String>)>| -> serde_json::Value {
-                    list.into_iter()
-                        .map(|(who, r)| (who, r.map_or_else(Into::into, Into::into)))
-                        .collect::<serde_json::Map<_, _>>()
-                        .into()
-                };
-                answer["deleted_everywhere"] = done.deleted_everywhere.into();
-                answer["variants_deleted"] = match &done.variants {
-                    Ok(n) => (*n).into(),
-                    Err(e) => e.as_str().into(),
-                };
-                answer["imagehosts"] = outcome(done.imagehosts);
-                answer["edges"] = outcome(done.edges);
-            }
-        }
-        None => {
-            engine.wake.notify_one();
-            answer["queued"] = true.into();
-        }
-    }
-    (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
 #[derive(Deserialize)]
