@@ -6,7 +6,9 @@
 //! for that burst (the same 400 reads from one and durable writes to the other, issued directly
 //! with as many at once as blobsync's workers). The burst's cost must not grow with N. Beside it:
 //! when the last of its events was accepted (each is answered once the queue has it on disk), and
-//! the daemon's CPU time. Burst and floor alternate `BLOBSYNC_SCALE_ROUNDS` (3) times; medians.
+//! the daemon's CPU time (and the floor's own). Burst and floor alternate
+//! `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every round (the first after the
+//! seeding pays for its writeback, whatever `sync` did); medians.
 //! Events come from `BLOBSYNC_SCALE_CLIENTS` (4) senders, each on one kept-alive connection.
 //!
 //! Objects are 1 KiB; the second fileserver's copies are hard links of the first's, so a million
@@ -152,15 +154,17 @@ fn burst_once(
     (burst, announced, cpu)
 }
 
-/// The floor: the same work issued directly, as many at once as blobsync's workers (ms).
+/// The floor: the same work issued directly, as many at once as blobsync's workers: ms, and ms
+/// of this process's CPU time for it.
 fn floor_once(
     rt: &tokio::runtime::Runtime,
     fs0: &Arc<dyn BlobStore>,
     fs1: &Arc<dyn BlobStore>,
     seeds: &[u64],
-) -> f64 {
+) -> (f64, f64) {
     rt.block_on(bench::put_uploads(fs0, seeds.iter().copied(), SIZE));
     settle();
+    let cpu = cpu_ns(std::process::id());
     let t = Instant::now();
     rt.block_on(
         futures::stream::iter(seeds.iter().copied())
@@ -177,7 +181,8 @@ fn floor_once(
             .buffer_unordered(WORKERS)
             .collect::<()>(),
     );
-    t.elapsed().as_secs_f64() * 1e3
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    (ms, cpu_ns(std::process::id()).saturating_sub(cpu) as f64 / 1e6)
 }
 
 fn main() {
@@ -194,7 +199,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|r| *r > 0)
-        .unwrap_or(3);
+        .unwrap_or(11);
     let clients: usize = std::env::var("BLOBSYNC_SCALE_CLIENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -309,24 +314,32 @@ fn main() {
 
         // The burst and its floor, alternately, `ROUNDS` times each: each is a fraction of a
         // second, and one sample of either is at the mercy of the disk's flush latency.
-        let (mut bursts, mut accepts, mut floors, mut cpus) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..rounds {
-            let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
-            fresh += BURST;
-            let (burst, announced, cpu) =
-                burst_once(&rt, &fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
-            cpus.push(cpu);
-            bursts.push(burst);
-            accepts.push(announced);
-            let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
-            fresh += BURST;
-            floors.push(floor_once(&rt, &fs0, &fs1, &seeds));
+        let (mut bursts, mut accepts, mut cpus) = (vec![], vec![], vec![]);
+        let (mut floors, mut floor_cpus) = (vec![], vec![]);
+        for round in 0..rounds {
+            for floor_first in [round % 2 == 1, round % 2 == 0] {
+                let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
+                fresh += BURST;
+                if floor_first {
+                    let (ms, cpu) = floor_once(&rt, &fs0, &fs1, &seeds);
+                    floors.push(ms);
+                    floor_cpus.push(cpu);
+                } else {
+                    let (burst, announced, cpu) =
+                        burst_once(&rt, &fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
+                    cpus.push(cpu);
+                    bursts.push(burst);
+                    accepts.push(announced);
+                }
+            }
         }
         drop(child);
-        let (burst, announced, floor, cpu) = (median(bursts), median(accepts), median(floors), median(cpus));
+        let (burst, announced, cpu) = (median(bursts), median(accepts), median(cpus));
+        let (floor, floor_cpu) = (median(floors), median(floor_cpus));
         eprintln!(
             "{n}: pass {pass:.2} s, peak RSS {rss:.0} MiB; medians of {rounds}: burst {burst:.1} ms \
-             (events accepted {announced:.1} ms, blobsync's CPU {cpu:.1} ms), floor {floor:.1} ms"
+             (events accepted {announced:.1} ms, blobsync's CPU {cpu:.1} ms), floor {floor:.1} ms \
+             (its CPU {floor_cpu:.1} ms)"
         );
         rows.push(Row {
             what: format!("anti-entropy pass over {n} objects (peak RSS {rss:.0} MiB)"),
@@ -348,6 +361,14 @@ fn main() {
             what: format!("  of which: all {BURST} events accepted (durable, {clients} senders)"),
             ours: announced,
             reference: Some(floor),
+            unit: "ms",
+            target: "-",
+        });
+        // CPU time: the daemon's (every thread's) for the burst, this process's for the floor.
+        rows.push(Row {
+            what: format!("  CPU time for the {BURST} copies (and their events)"),
+            ours: cpu,
+            reference: Some(floor_cpu),
             unit: "ms",
             target: "-",
         });
