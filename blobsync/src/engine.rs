@@ -41,14 +41,19 @@ pub struct Engine {
     pub scrub_progress: scrub::Progress,
     /// The queue's counts, for `/status` and the gauges.
     pub counts: Counts,
-    /// Every takedown attempt's report, for a request waiting on a takedown a worker took first.
+    /// The report of every attempt at a takedown item (not of the deletes a copy makes when a
+    /// takedown lands while it runs), for a request waiting on a takedown a worker took first.
     pub reports: broadcast::Sender<Arc<Carried>>,
 }
 
-/// A takedown attempt's report, with the item it was for.
+/// A takedown attempt's report, with the item it was made for: its object, and which enqueue
+/// (`enqueued_ms` names the item's life in the queue, `version` the enqueues merged into it).
+#[derive(Debug)]
 pub struct Carried {
     pub bucket: String,
     pub key: String,
+    pub enqueued_ms: u64,
+    pub version: u64,
     pub report: Arc<Report>,
 }
 
@@ -176,6 +181,8 @@ impl Engine {
             let _ = self.reports.send(Arc::new(Carried {
                 bucket: item.bucket.clone(),
                 key: item.key.clone(),
+                enqueued_ms: item.enqueued_ms,
+                version: item.version,
                 report: Arc::clone(report),
             }));
         }
@@ -425,7 +432,7 @@ pub fn open(config: &Config) -> Result<Arc<Engine>, Error> {
         scrub_now: Notify::new(),
         scrub_progress: Default::default(),
         counts,
-        reports: broadcast::channel(64).0,
+        reports: broadcast::channel(1024).0,
     }))
 }
 

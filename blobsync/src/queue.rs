@@ -221,6 +221,19 @@ impl Queue {
         lane: u8,
         bad: &[String],
     ) -> Result<bool, QueueError> {
+        self.add(bucket, key, action, lane, bad).map(|(new, _)| new)
+    }
+
+    /// [`Self::enqueue`], answering also the item as this enqueue left it: which life in the
+    /// queue it is (`enqueued_ms`) and which enqueue of that life (`version`).
+    pub fn add(
+        &self,
+        bucket: &str,
+        key: &str,
+        action: Action,
+        lane: u8,
+        bad: &[String],
+    ) -> Result<(bool, Option<Item>), QueueError> {
         let now = now_ms();
         let lane = if action == Action::Delete {
             DELETE_LANE
@@ -262,10 +275,11 @@ impl Queue {
             };
             Some(encode(&next))
         })?;
-        if let Some(it) = merged.as_deref().and_then(decode::<Item>) {
+        let item = merged.as_deref().and_then(decode::<Item>);
+        if let Some(it) = &item {
             self.due.insert(due_key(it.lane, it.due_ms, &item_id), &[])?;
         }
-        Ok(new)
+        Ok((new, item))
     }
 
     /// How many items workers have claimed since the queue was opened ([`Queue::take_due`] and
@@ -320,6 +334,15 @@ impl Queue {
         self.due.remove(due_key(item.lane, item.due_ms, &item_id))?;
         self.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Some(item))
+    }
+
+    /// The work pending for one object, if any (whether or not a worker has it in hand).
+    pub fn item(&self, bucket: &str, key: &str) -> Result<Option<Item>, QueueError> {
+        Ok(self
+            .items
+            .get(id(bucket, key))?
+            .as_deref()
+            .and_then(decode::<Item>))
     }
 
     /// Marks an item as being worked on; false if someone already is.

@@ -1,5 +1,5 @@
 //! `DELETE /objects/{bucket}/{key}`: records a takedown durably, then carries it out and answers
-//! what it did, whether this request or a worker that had the key first does the work.
+//! what it did, whether this request or a worker that took the item first does the work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,8 @@ use crate::queue::Action;
 use crate::takedown::Report;
 
 /// How long a request waits for a worker that took the takedown before it could: past this it
-/// answers `queued` (the takedown is durable and goes on without it).
+/// answers `queued` (the takedown is durable and goes on without it). A worker's attempt that
+/// fails is retried with backoff, so a request may wait this long when a fileserver is down.
 const WORKER_WAIT: Duration = Duration::from_secs(30);
 
 /// How often a waiting request tries to take the item itself, in case the worker that had the key
@@ -81,9 +82,20 @@ pub(super) async fn takedown(
         Ok(t) => t,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
     };
-    if let Err(e) = engine.queue.enqueue(&bucket, &key, Action::Delete, lane, &[]) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
-    }
+    // Which enqueue this is: an attempt made before it does not answer this request.
+    let mine = match engine.queue.add(&bucket, &key, Action::Delete, lane, &[]) {
+        Ok((_, Some(item))) => Mine {
+            enqueued_ms: item.enqueued_ms,
+            version: item.version,
+        },
+        Ok((_, None)) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue: the takedown item did not read back",
+            )
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
+    };
     if let Err(e) = engine.queue.flush().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
     }
@@ -97,13 +109,18 @@ pub(super) async fn takedown(
     // The takedown is durable: from here on a crash or a failure only delays it. Carry it out
     // now unless asked not to; what fails stays queued and retried.
     let done = if params.wait {
-        carry_out(engine, &bucket, &key, reports).await
+        carry_out(engine, &bucket, &key, mine, reports).await
     } else {
-        None
+        Outcome::Queued
     };
     match done {
-        Some(report) => render(&mut answer, &report),
-        None => {
+        Outcome::Report(report) => render(&mut answer, &report),
+        Outcome::DoneUnheard => {
+            // Completed means deleted everywhere and every imagehost and edge told.
+            answer["deleted_everywhere"] = true.into();
+            answer["carried_out_by"] = "a worker (its report was not kept)".into();
+        }
+        Outcome::Queued => {
             engine.wake.notify_one();
             answer["queued"] = true.into();
         }
@@ -111,39 +128,96 @@ pub(super) async fn takedown(
     (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
+/// The enqueue a takedown request made ([`Carried`] names the same two).
+#[derive(Clone, Copy)]
+struct Mine {
+    enqueued_ms: u64,
+    version: u64,
+}
+
+impl Mine {
+    /// Whether `c` reports an attempt that carried out this request's enqueue: the same life of
+    /// the item in the queue, at this version or a later one merged into it.
+    fn answered_by(self, c: &Carried, bucket: &str, key: &str) -> bool {
+        c.bucket == bucket && c.key == key && c.enqueued_ms == self.enqueued_ms && c.version >= self.version
+    }
+
+    /// Whether `pending` (the object's item now, if any) shows this enqueue completed: the item
+    /// is gone, or it is a later life.
+    fn completed(self, pending: Option<&crate::queue::Item>) -> bool {
+        pending.is_none_or(|it| it.enqueued_ms != self.enqueued_ms)
+    }
+}
+
+/// How a takedown request ends.
+enum Outcome {
+    /// What the attempt that carried it out did (this request's, or a worker's).
+    Report(Arc<Report>),
+    /// A worker completed it, and its report was not heard (more reports were sent meanwhile than
+    /// the channel keeps).
+    DoneUnheard,
+    /// Not done yet, or the queue could not be read: queued.
+    Queued,
+}
+
 /// Carries the takedown out in this request, or, when a worker took it first (it was due at
-/// once), waits up to [`WORKER_WAIT`] for that worker's report. `None`: still not done.
+/// once), waits up to [`WORKER_WAIT`] for that worker's report.
 async fn carry_out(
     engine: &Arc<Engine>,
     bucket: &str,
     key: &str,
+    mine: Mine,
     mut reports: tokio::sync::broadcast::Receiver<Arc<Carried>>,
-) -> Option<Arc<Report>> {
+) -> Outcome {
     let deadline = Instant::now() + WORKER_WAIT;
+    let mut seen_completed = false;
     loop {
-        if let Some(item) = engine.queue.claim(bucket, key).ok().flatten() {
-            // Its own task: a caller that hangs up must not drop the work half done, with the
-            // item claimed and no longer scheduled.
-            let worker = Arc::clone(engine);
-            return tokio::spawn(async move { worker.process(item).await })
-                .await
-                .ok()
-                .flatten();
+        match engine.queue.claim(bucket, key) {
+            Ok(Some(item)) => {
+                // Its own task: a caller that hangs up must not drop the work half done, with
+                // the item claimed and no longer scheduled.
+                let worker = Arc::clone(engine);
+                let done = tokio::spawn(async move { worker.process(item).await }).await;
+                return match done.ok().flatten() {
+                    Some(report) => Outcome::Report(report),
+                    None => Outcome::Queued,
+                };
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%bucket, %key, error = %e, "takedown recorded; carrying it out is left to the workers");
+                return Outcome::Queued;
+            }
         }
         // Someone has the key in hand: a worker carrying out this takedown (its report answers
         // this request), or one copying the key, after which the takedown is claimable again.
         let until = deadline.min(Instant::now() + CLAIM_EVERY);
         loop {
             match tokio::time::timeout_at(until, reports.recv()).await {
-                Ok(Ok(c)) if c.bucket == bucket && c.key == key => return Some(c.report.clone()),
+                Ok(Ok(c)) if mine.answered_by(&c, bucket, key) => return Outcome::Report(c.report.clone()),
                 Ok(Ok(_) | Err(RecvError::Lagged(_))) => continue,
-                Ok(Err(RecvError::Closed)) => return None,
+                Ok(Err(RecvError::Closed)) => return Outcome::Queued,
                 Err(_) => break,
+            }
+        }
+        // Completed with no report heard: its report comes right after, unless it was lost to
+        // a lag; one more wait tells.
+        match engine.queue.item(bucket, key) {
+            Ok(pending) if mine.completed(pending.as_ref()) => {
+                if seen_completed {
+                    return Outcome::DoneUnheard;
+                }
+                seen_completed = true;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%bucket, %key, error = %e, "takedown recorded; carrying it out is left to the workers");
+                return Outcome::Queued;
             }
         }
         if Instant::now() >= deadline {
             tracing::warn!(%bucket, %key, "a worker still has the takedown; answering queued");
-            return None;
+            return Outcome::Queued;
         }
     }
 }
@@ -205,13 +279,36 @@ mod tests {
         (engine, stores, reports)
     }
 
-    fn record(engine: &Engine) {
+    /// Records a takedown of `KEY` as the handler does; the enqueue it made.
+    fn record(engine: &Engine) -> Mine {
         let lane = engine.lane("proxy").expect("mirrored");
         engine.queue.add_takedown(KEY).expect("list");
-        engine
+        let (_, item) = engine
             .queue
-            .enqueue("proxy", KEY, Action::Delete, lane, &[])
+            .add("proxy", KEY, Action::Delete, lane, &[])
             .expect("enqueue");
+        let item = item.expect("read back");
+        Mine {
+            enqueued_ms: item.enqueued_ms,
+            version: item.version,
+        }
+    }
+
+    fn report(deleted_everywhere: bool) -> Arc<Report> {
+        Arc::new(Report {
+            deleted_everywhere,
+            variants: Ok(0),
+            imagehosts: Vec::new(),
+            edges: Vec::new(),
+        })
+    }
+
+    fn answered(outcome: Outcome) -> Arc<Report> {
+        match outcome {
+            Outcome::Report(r) => r,
+            Outcome::DoneUnheard => panic!("answered without a report"),
+            Outcome::Queued => panic!("answered queued"),
+        }
     }
 
     async fn gone(stores: &[Arc<dyn BlobStore>]) -> bool {
@@ -230,15 +327,54 @@ mod tests {
     async fn a_takedown_a_worker_took_first_is_answered_with_its_report() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (engine, stores, reports) = recorded(&dir).await;
-        record(&engine);
+        let mine = record(&engine);
         let item = engine.queue.claim("proxy", KEY).expect("queue").expect("due");
+        // An attempt of an earlier enqueue, reported meanwhile, does not answer it.
+        let earlier = Carried {
+            bucket: "proxy".into(),
+            key: KEY.into(),
+            enqueued_ms: item.enqueued_ms,
+            version: item.version - 1,
+            report: report(false),
+        };
+        engine.reports.send(Arc::new(earlier)).expect("a receiver");
         let worker = Arc::clone(&engine);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             worker.process(item).await
         });
-        let report = carry_out(&engine, "proxy", KEY, reports).await.expect("answered");
+        let report = answered(carry_out(&engine, "proxy", KEY, mine, reports).await);
         assert!(report.deleted_everywhere);
+        assert!(gone(&stores).await);
+    }
+
+    /// A worker that completed the takedown while its report was pushed out of the channel (more
+    /// reports than it keeps) is still found done: the request does not say `queued`.
+    #[tokio::test]
+    async fn a_takedown_done_while_its_report_was_lost_is_answered_done() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (engine, stores, mut reports) = recorded(&dir).await;
+        let mine = record(&engine);
+        let item = engine.queue.claim("proxy", KEY).expect("queue").expect("due");
+        engine.process(item).await.expect("a takedown report");
+        // The receiver lags: its report is gone.
+        for _ in 0..engine.reports.len() + 1024 {
+            let _ = engine.reports.send(Arc::new(Carried {
+                bucket: "uploads".into(),
+                key: KEY.into(),
+                enqueued_ms: 0,
+                version: 0,
+                report: report(true),
+            }));
+        }
+        assert!(matches!(
+            reports.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
+        ));
+        assert!(matches!(
+            carry_out(&engine, "proxy", KEY, mine, reports).await,
+            Outcome::DoneUnheard
+        ));
         assert!(gone(&stores).await);
     }
 
@@ -254,13 +390,13 @@ mod tests {
             .enqueue("proxy", KEY, Action::Copy, lane, &[])
             .expect("enqueue");
         let copying = engine.queue.claim("proxy", KEY).expect("queue").expect("due");
-        record(&engine);
+        let mine = record(&engine);
         let worker = Arc::clone(&engine);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             worker.queue.complete(&copying)
         });
-        let report = carry_out(&engine, "proxy", KEY, reports).await.expect("answered");
+        let report = answered(carry_out(&engine, "proxy", KEY, mine, reports).await);
         assert!(report.deleted_everywhere);
         assert!(gone(&stores).await);
         assert_eq!(
