@@ -7,8 +7,8 @@
 //! with as many at once as blobsync's workers). The burst's cost must not grow with N. Beside it:
 //! when the last of its events was accepted (each is answered once the queue has it on disk), and
 //! the daemon's CPU time (and the floor's own). Burst and floor alternate
-//! `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every round (the first after the
-//! seeding pays for its writeback, whatever `sync` did); medians.
+//! `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every round, after a pair that is
+//! not counted (the first after the seeding pays for its writeback, whatever `sync` did); medians.
 //! Events come from `BLOBSYNC_SCALE_CLIENTS` (4) senders, each on one kept-alive connection.
 //!
 //! Objects are 1 KiB; the second fileserver's copies are hard links of the first's, so a million
@@ -115,7 +115,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// A burst of uploads to fs0, announced by events from `clients` senders to the daemon (its
 /// address and pid): ms until the second fileserver held every upload, until all its events
-/// were accepted, of the daemon's CPU time meanwhile, and of this process's (the senders').
+/// were accepted, of the daemon's CPU time meanwhile (its live threads': one that exits meanwhile
+/// takes its time along, which tokio's blocking threads do after 10 s idle), and of this
+/// process's (the senders' and the watcher's).
 fn burst_once(
     rt: &tokio::runtime::Runtime,
     fs0: &Arc<dyn BlobStore>,
@@ -161,7 +163,8 @@ fn burst_once(
     let burst = t.elapsed().as_secs_f64() * 1e3;
     // A thread that exited meanwhile takes its time with it: never a negative difference.
     let cpu = cpu_ns(pid).saturating_sub(cpu) as f64 / 1e6;
-    // The senders' and the watcher's: on the same two cores as the daemon, unlike the floor's run.
+    // The bench's, its senders' and watcher's: on the same two cores as the daemon, where the
+    // floor's run has no other process.
     let own = own_cpu_ns().saturating_sub(own) as f64 / 1e6;
     harness::wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
         (status(addr)?["backlog"].as_u64()? == 0).then_some(())
@@ -333,14 +336,22 @@ fn main() {
         );
 
         // The burst and its floor, alternately, `ROUNDS` times each: each is a fraction of a
-        // second, and one sample of either is at the mercy of the disk's flush latency.
+        // second, and one sample of either is at the mercy of the disk's flush latency. Which
+        // goes first changes every round, after a pair that is not counted (the first after the
+        // seeding pays for its writeback).
         let (mut bursts, mut accepts, mut cpus, mut senders) = (vec![], vec![], vec![], vec![]);
         let (mut floors, mut floor_cpus) = (vec![], vec![]);
-        for round in 0..rounds {
-            for floor_first in [round % 2 == 1, round % 2 == 0] {
+        for round in 0..=rounds {
+            for floor_turn in [round % 2 == 1, round % 2 == 0] {
                 let seeds: Vec<u64> = (fresh..fresh + BURST).collect();
                 fresh += BURST;
-                if floor_first {
+                if round == 0 {
+                    if floor_turn {
+                        floor_once(&rt, &fs0, &fs1, &seeds);
+                    } else {
+                        burst_once(&rt, &fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
+                    }
+                } else if floor_turn {
                     let (ms, cpu) = floor_once(&rt, &fs0, &fs1, &seeds);
                     floors.push(ms);
                     floor_cpus.push(cpu);
@@ -360,7 +371,7 @@ fn main() {
         let (floor, floor_cpu) = (median(floors), median(floor_cpus));
         eprintln!(
             "{n}: pass {pass:.2} s, peak RSS {rss:.0} MiB; medians of {rounds}: burst {burst:.1} ms \
-             (events accepted {announced:.1} ms, blobsync's CPU {cpu:.1} ms, the senders' {senders:.1} ms), \
+             (events accepted {announced:.1} ms, blobsync's CPU {cpu:.1} ms, the bench's {senders:.1} ms), \
              floor {floor:.1} ms \
              (its CPU {floor_cpu:.1} ms)"
         );
@@ -390,7 +401,7 @@ fn main() {
         // CPU time: the daemon's (every thread's) for the burst, this process's for the floor.
         rows.push(Row {
             what: format!(
-                "  CPU time for the {BURST} copies (and their events; senders' {senders:.0} ms beside)"
+                "  CPU time for the {BURST} copies (and their events; the bench's {senders:.0} ms beside)"
             ),
             ours: cpu,
             reference: Some(floor_cpu),
