@@ -397,6 +397,10 @@ fn main() {
     };
     let o = origin.addr();
     let ours = measure(edge(o, CACHE_BYTES, "edge"));
+    // `PEERS_EDGE_ONLY=1`: the edge alone (to profile it, or to see its spread between runs).
+    if std::env::var_os("PEERS_EDGE_ONLY").is_some() {
+        return;
+    }
     let bounded = [
         measure(varnish(
             dir.path(),
