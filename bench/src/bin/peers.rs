@@ -5,7 +5,9 @@
 //! 2–200 KB: thumbnails and small originals), about 4× what the caches hold. Each server is
 //! warmed with one run of the trace, then measured on a run with other seeds. Prints, per
 //! server, requests/s, p99, hit ratio (1 − origin fetches / requests) and origin fetches, and the
-//! edge against the best peer.
+//! edge against the best peer. Then the edge and Varnish `malloc` run side by side in
+//! `PEERS_ROUNDS` (5; 0 skips them) paired rounds of 10 s, measured in turn ([`paired`]), so that
+//! the machine's drift between runs does not decide their ratios.
 //!
 //!   EDGE_BIN=target/release/edge target/release/peers
 
@@ -23,6 +25,10 @@ use harness::process::Killed;
 const CACHE_BYTES: u64 = 96 << 20;
 const WARM_SECONDS: u32 = 15;
 const SECONDS: u32 = 20;
+const ROUND_SECONDS: u32 = 10;
+
+#[path = "peers/paired.rs"]
+mod paired;
 
 fn env(name: &str, default: f64) -> f64 {
     std::env::var(name)
@@ -451,6 +457,35 @@ fn main() {
         })
     });
 
+    let rounds = env("PEERS_ROUNDS", 5.0) as usize;
+    let pair = (rounds > 0).then(|| {
+        let (e, v) = (
+            edge(o, CACHE_BYTES, "edge"),
+            varnish(
+                dir.path(),
+                o,
+                &format!("malloc,{}m", CACHE_BYTES >> 20),
+                "varnish malloc, paired",
+            ),
+        );
+        wait_http(e.addr);
+        wait_http(v.addr);
+        println!("edge and varnish malloc side by side, {rounds} paired rounds of {ROUND_SECONDS} s:");
+        let m = paired::rounds(
+            e.addr,
+            v.addr,
+            rounds,
+            (WARM_SECONDS, ROUND_SECONDS),
+            &fetches,
+            &|addr, seed, secs| drive(addr, &script, seed, secs),
+        );
+        println!(
+            "  medians of the rounds' ratios: requests/s {:.2}x, p99 {:.2}x, hit ratio {:.2}x",
+            m.ratio.rps, m.ratio.p99_ms, m.ratio.hit_ratio
+        );
+        m
+    });
+
     let best = |peers: &[&Figures], f: fn(&Figures) -> f64, higher: bool| -> (String, f64) {
         let p = peers
             .iter()
@@ -520,6 +555,28 @@ fn main() {
     compare("96 MiB", &ours, &kept);
     for (label, e) in ours_as_nginx.iter().flatten() {
         compare(label, e, &[&nginx]);
+    }
+    if let Some(m) = &pair {
+        let label = format!("96 MiB, {rounds} paired rounds with varnish malloc (medians)");
+        for (what, ours, theirs, unit, target) in [
+            ("requests/s", m.ours.rps, m.theirs.rps, "", ">= 1.25x"),
+            ("p99 latency", m.ours.p99_ms, m.theirs.p99_ms, "ms", "<= 0.5x"),
+            (
+                "hit ratio",
+                m.ours.hit_ratio * 100.0,
+                m.theirs.hit_ratio * 100.0,
+                "%",
+                ">= 1x",
+            ),
+        ] {
+            rows.push(Row {
+                what: format!("{label}: {what}"),
+                ours,
+                reference: Some(theirs),
+                unit,
+                target,
+            });
+        }
     }
     print_table(
         &format!(
