@@ -1,6 +1,6 @@
 //! Memory admission: pingora's byte-bounded LRU, taking a new object into a full memory tier
 //! only if its key was asked for lately at least as often as all the objects it would push out
-//! together (of the LRU shards' least recent objects, the least asked for first), as the store's
+//! together (the least recent of the heaviest LRU shards), as the store's
 //! [`service::admission::Frequency`] counts. Among keys asked for equally often, recency decides,
 //! so a new image asked for once takes the place of one old image asked for once; a key asked
 //! for more often than the flood is never pushed out by it; and an object that needs the room of
@@ -45,9 +45,8 @@ impl<const N: usize> Admitting<N> {
         }
     }
 
-    /// Makes room for `item` at `size` bytes (what it adds, if it is tracked already): of the 16
-    /// LRU shards' least recent objects, the least asked for first (of those asked for as often,
-    /// the heaviest shard's), as long as those pushed out were
+    /// Makes room for `item` at `size` bytes (what it adds, if it is tracked already), the
+    /// least recent object of the heaviest LRU shard first, as long as those pushed out were
     /// asked for no more often, together, than `item`. Returns the objects pushed out and
     /// whether `item` may go in.
     ///
@@ -61,18 +60,18 @@ impl<const N: usize> Admitting<N> {
             return (Vec::new(), true);
         }
         let wanted = u32::from(self.store.frequency.estimate(&id(item)));
-        let mut heads: Vec<(u8, std::cmp::Reverse<usize>, CacheEntryKey)> = (0..N)
+        let mut heads: Vec<(usize, CacheEntryKey)> = (0..N)
             .filter(|&s| self.lru.shard_len(s) > 0)
-            .filter_map(|s| self.head(s))
+            .filter_map(|s| Some((self.lru.shard_weight(s), self.lru.peek_lru(s)?)))
             .collect();
-        heads.sort_by_key(|h| (h.0, h.1));
+        heads.sort_by_key(|h| std::cmp::Reverse(h.0));
         let (mut pushed, mut freed, mut victims) = (0u32, 0usize, Vec::new());
-        for (count, _, victim) in heads {
+        for (_, victim) in heads {
             if freed >= need || victim == *item {
                 // Enough; or itself the least recent: what it has is as much room as it gets.
                 break;
             }
-            pushed += u32::from(count);
+            pushed += u32::from(self.store.frequency.estimate(&id(&victim)));
             if pushed > wanted {
                 metrics::CACHE_MEMORY_REFUSED.inc();
                 return (Vec::new(), false);
@@ -86,17 +85,19 @@ impl<const N: usize> Admitting<N> {
             out.push(victim);
         }
         while self.lru.total_size() + adds > self.lru.weight_limit() {
-            let Some((count, _, victim)) = (0..N)
+            let Some(shard) = (0..N)
                 .filter(|&s| self.lru.shard_len(s) > 0)
-                .filter_map(|s| self.head(s))
-                .min_by_key(|h| (h.0, h.1))
+                .max_by_key(|&s| self.lru.shard_weight(s))
             else {
+                break;
+            };
+            let Some(victim) = self.lru.peek_lru(shard) else {
                 break;
             };
             if victim == *item {
                 break;
             }
-            pushed += u32::from(count);
+            pushed += u32::from(self.store.frequency.estimate(&id(&victim)));
             if pushed > wanted {
                 // Larger than every shard's least recent object together: what it pushed out
                 // so far is gone already, and made room for whoever is next.
@@ -107,14 +108,6 @@ impl<const N: usize> Admitting<N> {
             out.push(victim);
         }
         (out, true)
-    }
-
-    /// Shard `s`'s least recent object: how often it was asked for lately, and its shard's
-    /// weight (heavier first among equals, so the shards stay about even).
-    fn head(&self, s: usize) -> Option<(u8, std::cmp::Reverse<usize>, CacheEntryKey)> {
-        let victim = self.lru.peek_lru(s)?;
-        let count = self.store.frequency.estimate(&id(&victim));
-        Some((count, std::cmp::Reverse(self.lru.shard_weight(s)), victim))
     }
 
     fn push_out(&self, victim: &CacheEntryKey) {
@@ -261,30 +254,6 @@ mod tests {
         out.sort_by_key(|k| k.key().primary);
         assert_eq!(out, vec![key(first), key(second)]);
         assert_eq!((a.lru.peek_weight(&key(big)), a.total_size()), (Some(800), 800));
-    }
-
-    /// Of the shards' least recent objects, the least asked for makes room first, even in a
-    /// lighter shard: a new object asked for once takes the place of another asked for once,
-    /// not of a heavier shard's object asked for often (which would have refused it).
-    #[test]
-    fn the_least_asked_for_of_the_least_recent_makes_room() {
-        let now = SystemTime::now();
-        let a = admitting_in::<16>(1000);
-        let shard = |i: u8| a.lru.get_shard_for_key(&key(i));
-        let hot = 1u8;
-        let cold = (2..=255u8)
-            .find(|&i| shard(i) != shard(hot))
-            .expect("another shard");
-        let new = (2..=255u8).find(|&i| i != cold).expect("a third key");
-        for _ in 0..5 {
-            a.store.frequency.record(&id_of(hot));
-        }
-        assert!(a.admit(key(hot), 600, now).is_empty());
-        a.store.frequency.record(&id_of(cold));
-        assert!(a.admit(key(cold), 400, now).is_empty());
-        a.store.frequency.record(&id_of(new));
-        assert_eq!(a.admit(key(new), 400, now), vec![key(cold)]);
-        assert!(a.lru.peek(&key(hot)) && a.lru.peek(&key(new)));
     }
 
     /// A full tier keeps what is asked for more often, takes what is asked for as often (the

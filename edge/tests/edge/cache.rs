@@ -281,9 +281,8 @@ fn memory_stays_within_its_byte_bound() {
 
 /// A memory tier of about 19 objects holding a hot one, flooded by keys asked for once each (the
 /// long tail): the hot object stays a hit throughout, where plain LRU would have pushed it out
-/// within the first 20 of the flood. Flood keys replace each other: of the LRU shards' least
-/// recent objects, the least asked for goes first, so a flood key asked for once is never
-/// weighed against the hot object while another flood key can make room.
+/// within the first 20 of the flood. Flood keys replace each other; when the hot object is the
+/// least recent, they are refused, and counted.
 #[test]
 fn admission_keeps_the_hot_object_in_memory_under_a_one_hit_wonder_flood() {
     let (o, fetches) = origin(|req| {
@@ -312,6 +311,15 @@ fn admission_keeps_the_hot_object_in_memory_under_a_one_hit_wonder_flood() {
         fetched + 300,
         "the hot object was never fetched again"
     );
+    let metrics = harness::http::get(edge.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("edge_cache_memory_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "{refused} refused");
 }
 
 #[test]
