@@ -256,6 +256,28 @@ mod tests {
         assert_eq!((a.lru.peek_weight(&key(big)), a.total_size()), (Some(800), 800));
     }
 
+    /// An object that needs more room than every shard's least recent object together is decided
+    /// on as it goes: refused when those it would push out were asked for more often together,
+    /// and counted as refused.
+    #[test]
+    fn a_refusal_decided_as_it_goes_is_counted() {
+        let now = SystemTime::now();
+        let a = admitting(1000);
+        for i in 1..=3 {
+            a.store.frequency.record(&id_of(i));
+            assert!(a.admit(key(i), 300, now).is_empty());
+        }
+        for _ in 0..2 {
+            a.store.frequency.record(&id_of(9));
+        }
+        let refused = metrics::CACHE_MEMORY_REFUSED.get();
+        let mut out = a.admit(key(9), 900, now);
+        out.sort_by_key(|k| k.key().primary);
+        assert_eq!(out, vec![key(1), key(2), key(9)], "two pushed out, then refused");
+        assert!(a.lru.peek(&key(3)) && !a.lru.peek(&key(9)));
+        assert!(metrics::CACHE_MEMORY_REFUSED.get() > refused);
+    }
+
     /// A full tier keeps what is asked for more often, takes what is asked for as often (the
     /// least recent goes), and weighs a refetched object at its new size.
     #[test]
