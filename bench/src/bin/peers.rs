@@ -1,13 +1,15 @@
 //! The edge against its peers on a long-tail trace: Varnish (Debian's, `malloc` and `file`
 //! storage) and nginx's `proxy_cache` (Debian's `nginx-light`), each bounded to the same 96 MiB,
-//! in front of the same loopback origin (keep-alive, as imagehost is), driven by the same `wrk` script: Zipf popularity
-//! (`PEERS_ZIPF` 0.9) over `PEERS_OBJECTS` (20,000) objects of log-normal sizes (median 16 KB,
-//! 2–200 KB: thumbnails and small originals), about 4× what the caches hold. Each server is
-//! warmed with one run of the trace, then measured on a run with other seeds. Prints, per
-//! server, requests/s, p99, hit ratio (1 − origin fetches / requests) and origin fetches, and the
-//! edge against the best peer. Then the edge and Varnish `malloc` run side by side in
-//! `PEERS_ROUNDS` (5; 0 skips them) paired rounds of 10 s, measured in turn ([`paired`]), so that
-//! the machine's drift between runs does not decide their ratios.
+//! in front of the same loopback origin (keep-alive, as imagehost is), driven by the same `wrk`
+//! script: Zipf popularity (`PEERS_ZIPF` 0.9) over `PEERS_OBJECTS` (20,000) objects of
+//! log-normal sizes (median 16 KB, 2–200 KB: thumbnails and small originals), about 4× what the
+//! caches hold. Each server is warmed with one run of the trace, then measured on a run with
+//! other seeds. Prints, per server, requests/s, p99, hit ratio (1 − origin fetches / requests)
+//! and origin fetches, and the edge against the best peer. Then the edge and Varnish `malloc`
+//! run side by side in `PEERS_ROUNDS` (6, so each goes first as often; 0 skips them) paired
+//! rounds of 10 s, measured in turn ([`paired`]), so that the machine's drift between runs does
+//! not decide their ratios: the table gives each side's medians, and a line before it the
+//! medians of the rounds' own ratios.
 //!
 //!   EDGE_BIN=target/release/edge target/release/peers
 
@@ -457,7 +459,7 @@ fn main() {
         })
     });
 
-    let rounds = env("PEERS_ROUNDS", 5.0) as usize;
+    let rounds = env("PEERS_ROUNDS", 6.0) as usize;
     let pair = (rounds > 0).then(|| {
         let (e, v) = (
             edge(o, CACHE_BYTES, "edge"),
