@@ -10,8 +10,8 @@
 //! halved at `10 × width`, forgets too soon to tell the long tail's objects apart: in a
 //! simulation of the edge's memory tier on the `peers` trace (Zipf 0.9, 96 MiB), 31 and
 //! `20 × width` kept 78.3 % of requests as hits, against 76.9 % before. Longer memory costs
-//! adaptation: after the whole popularity order changed at once, the next 500,000 requests (60
-//! per object the tier holds) had 71.9 % hits, against 74.6 % before. Counts up to 255 halved
+//! adaptation: after the whole popularity order changed at once, the next 500,000 requests (61
+//! per count in a row) had 71.9 % hits, against 74.6 % before. Counts up to 255 halved
 //! at `40 × width` gained nothing more in the steady state (77.9 %), and had only 66.8 % there.
 //!
 //! Counts are atomics updated without a lock (an increment lost to a race only undercounts), so
@@ -30,7 +30,8 @@ pub struct Frequency {
 
 const ROWS: usize = 4;
 const MAX: u8 = 31;
-/// Requests between two halvings, per count in a row.
+/// Requests counted, per count in a row, at which every count halves (and the number counted
+/// halves with them: after the first, a halving every `PERIOD / 2 × width` requests).
 const PERIOD: usize = 20;
 
 impl Frequency {
