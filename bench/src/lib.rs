@@ -50,6 +50,16 @@ pub struct Row {
     pub target: &'static str,
 }
 
+/// The median of `v` (the mean of the middle two for an even count; 0 for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// Prints a table, and appends its rows to the file named by `BENCH_SUMMARY` (if set), from which
 /// `bench/run` prints every benchmark's figures as one table at the end.
 pub fn print_table(title: &str, ours: &str, reference: &str, rows: &[Row]) {
@@ -488,4 +498,14 @@ pub fn edge_object(i: u64) -> (edge::cache::disk::Slot, edge::cache::disk::Recor
         checked: 0,
     };
     (slot, rec)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(super::median(vec![]), 0.0);
+    }
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{print_table, Row};
+use bench::{median, print_table, Row};
 use blobstore::{BlobStore, DirStore, Key, Layout, PutOptions};
 use futures::StreamExt;
 
@@ -106,11 +106,6 @@ fn own_cpu_ns() -> u64 {
     }
     let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
     ns(u.ru_utime) + ns(u.ru_stime)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// A burst of uploads to fs0, announced by events from `clients` senders to the daemon (its

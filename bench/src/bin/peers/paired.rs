@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bench::median;
+
 /// What one measured turn gave.
 #[derive(Debug, Clone, Copy)]
 pub struct Turn {
@@ -20,15 +22,6 @@ pub struct Medians {
     pub ours: Turn,
     pub theirs: Turn,
     pub ratio: Turn,
-}
-
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Measures `ours` and `theirs` (both already serving) in `rounds` pairs of `seconds` each, after
@@ -92,15 +85,5 @@ pub fn rounds(
             p99_ms: o.p99_ms / t.p99_ms,
             hit_ratio: o.hit_ratio / t.hit_ratio,
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(super::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(super::median(vec![]), 0.0);
     }
 }
