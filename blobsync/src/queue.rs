@@ -120,6 +120,8 @@ pub struct Queue {
     /// ticket a finished flush covered.
     flush_tickets: std::sync::atomic::AtomicU64,
     flushed: tokio::sync::Mutex<u64>,
+    /// sled's file (`None` for a temporary queue), for [`Queue::flush_to_device`].
+    file: Option<std::path::PathBuf>,
 }
 
 fn id(bucket: &str, key: &str) -> Vec<u8> {
@@ -156,12 +158,15 @@ pub const DELETE_LANE: u8 = 0;
 
 impl Queue {
     pub fn open(path: &std::path::Path) -> Result<Self, QueueError> {
-        Ok(Self::from_db(
+        let mut q = Self::from_db(
             sled::Config::new()
                 .path(path)
                 .cache_capacity(CACHE_BYTES)
                 .open()?,
-        )?)
+        )?;
+        // sled 0.34 keeps its log in one file, `db`, in its directory.
+        q.file = Some(path.join("db"));
+        Ok(q)
     }
 
     pub fn temporary() -> Result<Self, QueueError> {
@@ -188,10 +193,14 @@ impl Queue {
             taken: std::sync::atomic::AtomicU64::new(0),
             flush_tickets: std::sync::atomic::AtomicU64::new(0),
             flushed: tokio::sync::Mutex::new(0),
+            file: None,
         })
     }
 
-    /// Makes everything this caller wrote durable (fsync). Call before acknowledging an enqueue.
+    /// Makes everything this caller wrote durable against a crash of the process: sled's flush.
+    /// Call before acknowledging an enqueue. Against a power cut, sled's flush leaves the file's
+    /// new size and the device's write cache to its background `fsync`, up to 500 ms later; what
+    /// must not wait for that uses [`Queue::flush_to_device`].
     ///
     /// Group commit: callers that arrive while a flush runs wait for it to end, and one flush
     /// then covers all of them. A caller's ticket is taken after its writes; a flush covers
@@ -208,6 +217,21 @@ impl Queue {
         self.db.flush_async().await?;
         *flushed = covers;
         Ok(())
+    }
+
+    /// [`Queue::flush`], then an `fsync` of sled's file: durable against a power cut too. For a
+    /// takedown, which once acknowledged must not come back; too slow for every change event
+    /// (measured in `docs/architecture.md`, the event flow).
+    pub async fn flush_to_device(&self) -> Result<(), QueueError> {
+        self.flush().await?;
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || std::fs::File::open(file)?.sync_all())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|synced| synced)
+            .map_err(|e| QueueError(sled::Error::Io(e)))
     }
 
     /// Adds work for one object, merging with work already pending: a delete wins over a copy,
@@ -549,6 +573,22 @@ mod tests {
             "claimed items are not handed out twice"
         );
         assert_eq!(q.backlog(), 3, "claimed is not done");
+    }
+
+    /// A takedown's flush reaches the device: sled's file is where the queue expects it (an
+    /// `fsync` of a file that is not there would fail every takedown), and a temporary queue,
+    /// which has none, flushes as before.
+    #[tokio::test]
+    async fn a_flush_to_the_device_syncs_sleds_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        q.enqueue("uploads", "D1", Action::Delete, 1, &[]).unwrap();
+        q.flush_to_device().await.unwrap();
+        assert!(dir.path().join("db").is_file(), "sled's file");
+        drop(q);
+        let q = Queue::open(dir.path()).unwrap();
+        assert_eq!(q.backlog(), 1, "kept");
+        Queue::temporary().unwrap().flush_to_device().await.unwrap();
     }
 
     #[test]

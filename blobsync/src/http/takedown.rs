@@ -96,7 +96,7 @@ pub(super) async fn takedown(
         }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}")),
     };
-    if let Err(e) = engine.queue.flush().await {
+    if let Err(e) = engine.queue.flush_to_device().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
     }
     tracing::info!(%bucket, %key, "takedown recorded");
