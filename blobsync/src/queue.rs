@@ -220,8 +220,9 @@ impl Queue {
     }
 
     /// [`Queue::flush`], then an `fsync` of sled's file: durable against a power cut too. For a
-    /// takedown, which once acknowledged must not come back; too slow for every change event
-    /// (measured in `docs/architecture.md`, the event flow).
+    /// takedown, which once acknowledged must not come back. Change events do without: a sync
+    /// per group of them was measured to slow their intake by three quarters (`docs/
+    /// architecture.md`, the event flow), and one lost to a power cut only waits for anti-entropy.
     pub async fn flush_to_device(&self) -> Result<(), QueueError> {
         self.flush().await?;
         let Some(file) = self.file.clone() else {
