@@ -14,15 +14,12 @@
 //!   EDGE_BIN=target/release/edge target/release/peers
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bench::{print_table, Row};
 use harness::origin::{Origin, Reply};
-use harness::process::Killed;
 
 const CACHE_BYTES: u64 = 96 << 20;
 const WARM_SECONDS: u32 = 15;
@@ -31,6 +28,9 @@ const ROUND_SECONDS: u32 = 10;
 
 #[path = "peers/paired.rs"]
 mod paired;
+#[path = "peers/servers.rs"]
+mod servers;
+use servers::{held, holder, nginx_files, slug, start_nginx, varnish, zone_for, Holder};
 
 fn env(name: &str, default: f64) -> f64 {
     std::env::var(name)
@@ -118,165 +118,6 @@ fn wait_http(addr: SocketAddr) {
     .unwrap_or_else(|| panic!("{addr} serves"));
 }
 
-fn varnish(dir: &std::path::Path, origin: SocketAddr, storage: &str, name: &'static str) -> Server {
-    let port = harness::free_port();
-    let child = Command::new("varnishd")
-        .args([
-            "-F",
-            "-a",
-            &format!("127.0.0.1:{port}"),
-            "-b",
-            &origin.to_string(),
-        ])
-        .args(["-s", storage, "-t", "3600", "-n"])
-        .arg(dir.join(name))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start varnishd (apt-get install varnish)");
-    Server {
-        name,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        _keep: Box::new(Killed(child)),
-    }
-}
-
-/// A server's name as a directory name.
-fn slug(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
-}
-
-/// nginx `proxy_cache` with `max_size` `max` bytes, in its own directory (named after it).
-fn start_nginx(dir: &std::path::Path, origin: SocketAddr, max: u64, name: &'static str) -> Server {
-    let port = harness::free_port();
-    let d = dir.join(slug(name));
-    std::fs::create_dir_all(d.join("cache")).expect("nginx dir");
-    let conf = format!(
-        "daemon off; master_process on; worker_processes 2; user root; pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  proxy_cache_path {d}/cache levels=1:2 keys_zone=c:16m max_size={max} inactive=1h use_temp_path=off
-    manager_files=100000 manager_sleep=10ms manager_threshold=1s;
-  upstream origin {{ server {origin}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_cache c;
-      proxy_cache_valid 200 1h;
-      proxy_cache_lock on;
-    }}
-  }}
-}}
-",
-        d = d.display(),
-    );
-    std::fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
-    // A process group of its own, so the whole of it can be killed if it does not stop.
-    let child = Command::new("nginx")
-        .arg("-c")
-        .arg(d.join("nginx.conf"))
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx (apt-get install nginx-light)");
-    Server {
-        name,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        _keep: Box::new(Nginx(child)),
-    }
-}
-
-/// An nginx master, stopped by SIGTERM so that it takes its workers and cache manager with it
-/// (a SIGKILL to it alone leaves them running, orphaned, beside the next server measured); if it
-/// has not stopped in 10 s, its whole process group is killed.
-struct Nginx(std::process::Child);
-
-impl Drop for Nginx {
-    #[allow(unsafe_code)]
-    fn drop(&mut self) {
-        harness::process::terminate(&self.0);
-        let stopped = harness::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            self.0.try_wait().ok().flatten()
-        });
-        if stopped.is_none() {
-            // SAFETY: kill(2) on the process group this bench made for the nginx it started.
-            unsafe {
-                libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL);
-            }
-            harness::process::kill(&mut self.0);
-        }
-    }
-}
-
-/// Where to read what a server holds.
-#[derive(Clone)]
-enum Holder {
-    Edge(SocketAddr),
-    Varnish(&'static str),
-    /// Its cache directory.
-    Nginx(std::path::PathBuf),
-}
-
-fn holder(dir: &std::path::Path, server: &Server) -> Holder {
-    match server._keep.downcast_ref::<bench::Edge>() {
-        Some(e) => Holder::Edge(e.admin),
-        None if server.name.starts_with("varnish") => Holder::Varnish(server.name),
-        None => Holder::Nginx(dir.join(slug(server.name)).join("cache")),
-    }
-}
-
-/// What a server holds now, as far as it says: the edge's memory bytes, Varnish's storage bytes,
-/// the size of nginx's cache files (its `max_size` is enforced by a background manager, so it
-/// may run over).
-fn held(dir: &std::path::Path, holder: &Holder) -> u64 {
-    if let Holder::Edge(admin) = holder {
-        let stats = harness::http::get(*admin, "/stats.json")
-            .map(|r| r.body)
-            .unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_slice(&stats).unwrap_or_default();
-        return v["cache_memory_bytes"].as_u64().unwrap_or(0);
-    }
-    if let Holder::Varnish(name) = holder {
-        let out = Command::new("varnishstat")
-            .args(["-1", "-n"])
-            .arg(dir.join(name))
-            .args(["-f", "SMA.*.g_bytes", "-f", "SMF.*.g_bytes"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let bytes: u64 = out
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum();
-        return bytes;
-    }
-    fn walk(p: &std::path::Path) -> u64 {
-        std::fs::read_dir(p)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => walk(&e.path()),
-                _ => e.metadata().map_or(0, |m| m.len()),
-            })
-            .sum()
-    }
-    match holder {
-        Holder::Nginx(cache) => walk(cache),
-        _ => 0,
-    }
-}
-
 /// One server's figures on the measured run.
 struct Figures {
     name: String,
@@ -321,11 +162,18 @@ fn drive(addr: SocketAddr, script: &std::path::Path, seed: u32, seconds: u32) ->
     bench::wrk(&format!("http://{addr}"), Some(script), 2, 64, seconds)
 }
 
+/// The edge with `bytes` of memory, and the settings in `PEERS_EDGE_SET` (comma-separated
+/// `--set` values, e.g. `server.threads=4`, to compare a setting on the same trace).
 fn edge(origin: SocketAddr, bytes: u64, name: &'static str) -> Server {
-    let e = bench::start_edge(
-        origin,
-        &[format!("cache.memory_bytes={bytes}"), "log.level=warn".into()],
+    let mut set = vec![format!("cache.memory_bytes={bytes}"), "log.level=warn".into()];
+    set.extend(
+        std::env::var("PEERS_EDGE_SET")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from),
     );
+    let e = bench::start_edge(origin, &set);
     Server {
         name,
         addr: e.addr,
@@ -427,15 +275,33 @@ fn main() {
             "varnish file",
         )),
     ];
-    let nginx = measure(start_nginx(dir.path(), o, CACHE_BYTES, "nginx proxy_cache"));
-    // The same memory from the other side: nginx with its `max_size` scaled by 96 MiB over its
-    // average, to hold 96 MiB on average if its manager trimmed in proportion. It does not:
-    // the manager trims when it wakes, and under a steady load it sleeps until the least recent
-    // entry's `inactive` time runs out, so the cache grows back to the working set meanwhile.
-    let nginx_at_96 = (nginx.held > CACHE_BYTES + CACHE_BYTES / 10).then(|| {
-        let max = (CACHE_BYTES as f64 * CACHE_BYTES as f64 / nginx.held as f64) as u64;
-        println!("nginx, max_size lowered: max_size {:.1} MiB", bench::mib(max));
-        measure(start_nginx(dir.path(), o, max, "nginx, max_size lowered"))
+    let nginx = measure(start_nginx(
+        dir.path(),
+        o,
+        (CACHE_BYTES, "16m"),
+        "nginx proxy_cache",
+    ));
+    // nginx's `max_size` does not hold it to 96 MiB: its manager trims when it wakes, and under
+    // a steady load it sleeps until the least recent entry's `inactive` time runs out, so the
+    // cache grows to the working set meanwhile (with `max_size` scaled down by what it held, it
+    // held as much). What does bound it as it goes is its key zone: when the zone is full, each
+    // new entry first pushes out the least recent one. So nginx again with a zone of as many
+    // keys as 96 MiB of its files hold (their average size from the run above): an LRU bounded
+    // by count, the bytes it holds measured as before.
+    let (bytes, files) = nginx_files(&dir.path().join(slug(nginx.name.as_str())).join("cache"));
+    let nginx_by_keys = (files > 0 && nginx.peak > CACHE_BYTES + CACHE_BYTES / 10).then(|| {
+        let keys = CACHE_BYTES * files / bytes;
+        println!(
+            "nginx, held by its key zone: {keys} keys of {:.1} KiB on average, keys_zone {}",
+            bytes as f64 / files as f64 / 1024.0,
+            zone_for(keys)
+        );
+        measure(start_nginx(
+            dir.path(),
+            o,
+            (CACHE_BYTES, &zone_for(keys)),
+            "nginx, held by its key zone",
+        ))
     });
     // nginx's max_size is enforced by a background manager that falls behind under load: it
     // holds more than its bound. The edge is measured again with as much memory as nginx held on
@@ -543,12 +409,12 @@ fn main() {
         });
     };
     // At 96 MiB, against the peers that kept to it (never over a tenth more at any sample: nginx
-    // when it did, or as lowered); nginx against the edge given what it held.
+    // when it did, or held by its key zone); nginx against the edge given what it held.
     let mut kept: Vec<&Figures> = bounded.iter().collect();
     if ours_as_nginx.is_none() {
         kept.push(&nginx);
     }
-    if let Some(n) = nginx_at_96
+    if let Some(n) = nginx_by_keys
         .as_ref()
         .filter(|n| n.peak <= CACHE_BYTES + CACHE_BYTES / 10)
     {
