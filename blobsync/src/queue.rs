@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod room;
 mod takedowns;
+mod tombstones;
 pub use takedowns::{source_of, TakenDown};
+pub use tombstones::Tombstone;
 
 /// The queue's database failed (I/O, a full disk, corruption). Callers see only this type, so the
 /// storage engine can change inside this module alone; every such failure is worth retrying
@@ -90,14 +92,6 @@ pub struct Summary {
     pub oldest_enqueued_ms: Option<u64>,
     pub tombstones: u64,
     pub takedowns: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tombstone {
-    pub created_ms: u64,
-    /// Kept at least until then, and until every fileserver has applied it.
-    pub keep_until_ms: u64,
-    pub applied_everywhere: bool,
 }
 
 pub struct Queue {
@@ -483,214 +477,7 @@ impl Queue {
         s.takedowns = self.takedown_count() as u64;
         s
     }
-
-    // ---- tombstones ------------------------------------------------------------------------
-
-    pub fn add_tombstone(
-        &self,
-        bucket: &str,
-        key: &str,
-        retention: Duration,
-    ) -> Result<Tombstone, QueueError> {
-        let now = now_ms();
-        let t = Tombstone {
-            created_ms: now,
-            keep_until_ms: now + retention.as_millis() as u64,
-            applied_everywhere: false,
-        };
-        self.tombstones.insert(id(bucket, key), encode(&t))?;
-        Ok(t)
-    }
-
-    pub fn tombstone(&self, bucket: &str, key: &str) -> Result<Option<Tombstone>, QueueError> {
-        Ok(self.tombstones.get(id(bucket, key))?.as_deref().and_then(decode))
-    }
-
-    pub fn mark_applied(&self, bucket: &str, key: &str) -> Result<(), QueueError> {
-        self.tombstones.update_and_fetch(id(bucket, key), |old| {
-            old.and_then(decode::<Tombstone>).map(|mut t| {
-                t.applied_everywhere = true;
-                encode(&t)
-            })
-        })?;
-        Ok(())
-    }
-
-    /// Forgets tombstones past retention that every fileserver applied. Returns how many.
-    pub fn gc_tombstones(&self, now: u64) -> Result<usize, QueueError> {
-        let mut n = 0;
-        for entry in self.tombstones.iter() {
-            let (k, v) = entry?;
-            if decode::<Tombstone>(&v).is_some_and(|t| t.applied_everywhere && t.keep_until_ms <= now) {
-                self.tombstones.remove(k)?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    pub fn tombstone_count(&self) -> usize {
-        self.tombstones.len()
-    }
-
-    // ---- checkpoints -------------------------------------------------------------------------
-
-    pub fn meta(&self, name: &str) -> Result<Option<String>, QueueError> {
-        Ok(self
-            .meta
-            .get(name)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    pub fn set_meta(&self, name: &str, value: Option<&str>) -> Result<(), QueueError> {
-        match value {
-            Some(v) => self.meta.insert(name, v.as_bytes())?,
-            None => self.meta.remove(name)?,
-        };
-        Ok(())
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lanes_then_due_time_and_nothing_dropped() {
-        let q = Queue::temporary().unwrap();
-        q.enqueue("proxy", "U1", Action::Copy, 2, &[]).unwrap();
-        q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap();
-        q.enqueue("uploads", "D2", Action::Delete, 1, &[]).unwrap();
-        let order: Vec<String> = (0..3)
-            .map(|_| q.take_due(now_ms() + 1).unwrap().unwrap().key)
-            .collect();
-        assert_eq!(
-            order,
-            ["D2", "D1", "U1"],
-            "takedowns, then uploads, then the proxy cache"
-        );
-        assert!(
-            q.take_due(now_ms() + 1).unwrap().is_none(),
-            "claimed items are not handed out twice"
-        );
-        assert_eq!(q.backlog(), 3, "claimed is not done");
-    }
-
-    /// A takedown's flush reaches the device: sled's file is where the queue expects it (an
-    /// `fsync` of a file that is not there would fail every takedown), and a temporary queue,
-    /// which has none, flushes as before.
-    #[tokio::test]
-    async fn a_flush_to_the_device_syncs_sleds_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = Queue::open(dir.path()).unwrap();
-        q.enqueue("uploads", "D1", Action::Delete, 1, &[]).unwrap();
-        q.flush_to_device().await.unwrap();
-        assert!(dir.path().join("db").is_file(), "sled's file");
-        drop(q);
-        let q = Queue::open(dir.path()).unwrap();
-        assert_eq!(q.backlog(), 1, "kept");
-        Queue::temporary().unwrap().flush_to_device().await.unwrap();
-    }
-
-    #[test]
-    fn failures_back_off_and_recover_after_a_crash() {
-        let q = Queue::temporary().unwrap();
-        q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap();
-        let it = q.take_due(now_ms()).unwrap().unwrap();
-        q.retry(&it, "fs1 unavailable", Duration::from_secs(60)).unwrap();
-        assert!(
-            q.take_due(now_ms()).unwrap().is_none(),
-            "not due before its backoff"
-        );
-        let later = q.take_due(now_ms() + 61_000).unwrap().unwrap();
-        assert_eq!(
-            (later.attempts, later.last_error.as_deref()),
-            (1, Some("fs1 unavailable"))
-        );
-        // A crash while `later` was in flight: a new process recovers it.
-        let q2 = Queue {
-            in_flight: Mutex::new(HashSet::new()),
-            max_lane: std::sync::atomic::AtomicU8::new(u8::MAX),
-            ..q
-        };
-        q2.due.clear().unwrap();
-        assert_eq!(q2.recover().unwrap(), 1);
-        assert!(q2.take_due(now_ms() + 61_000).unwrap().is_some());
-    }
-
-    #[test]
-    fn the_summary_counts_what_is_pending_and_how_old() {
-        let q = Queue::temporary().unwrap();
-        assert_eq!(q.summary(), Summary::default());
-        assert!(q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap(), "new");
-        assert!(
-            !q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap(),
-            "merged"
-        );
-        q.enqueue("uploads", "D2", Action::Copy, 1, &[]).unwrap();
-        q.enqueue("uploads", "D3", Action::Delete, 1, &[]).unwrap();
-        q.add_tombstone("uploads", "D3", Duration::from_secs(86400))
-            .unwrap();
-        let first = q.take_due(now_ms()).unwrap().unwrap();
-        q.retry(&first, "down", Duration::from_secs(60)).unwrap();
-        let s = q.summary();
-        assert_eq!((s.backlog, s.copies, s.untried), (3, 2, 2));
-        assert_eq!((s.tombstones, s.takedowns), (1, 0));
-        let oldest = s.oldest_enqueued_ms.unwrap();
-        assert!(oldest <= now_ms() && oldest + 60_000 > now_ms());
-        assert_eq!(q.taken(), 1);
-    }
-
-    #[test]
-    fn completing_an_old_version_keeps_newer_work() {
-        let q = Queue::temporary().unwrap();
-        q.enqueue("uploads", "D1", Action::Copy, 1, &[]).unwrap();
-        let copy = q.take_due(now_ms()).unwrap().unwrap();
-        // A takedown arrives while the copy runs.
-        q.enqueue("uploads", "D1", Action::Delete, 1, &[]).unwrap();
-        q.complete(&copy).unwrap();
-        assert_eq!(q.backlog(), 1);
-        let next = q.take_due(now_ms() + 1).unwrap().unwrap();
-        assert_eq!(
-            next.action,
-            Action::Delete,
-            "the takedown survives the copy finishing"
-        );
-        q.complete(&next).unwrap();
-        assert_eq!(q.backlog(), 0);
-    }
-
-    #[test]
-    fn merging_keeps_delete_and_unites_bad_copies() {
-        let q = Queue::temporary().unwrap();
-        q.enqueue("uploads", "D1", Action::Delete, 1, &[]).unwrap();
-        q.enqueue("uploads", "D1", Action::Copy, 1, &["fs1".into()])
-            .unwrap();
-        q.enqueue("uploads", "D1", Action::Copy, 1, &["fs2".into(), "fs1".into()])
-            .unwrap();
-        let it = q.take_due(now_ms() + 1).unwrap().unwrap();
-        assert_eq!(
-            (it.action, it.bad.clone(), it.version),
-            (Action::Delete, vec!["fs1".into(), "fs2".into()], 3)
-        );
-    }
-
-    #[test]
-    fn tombstones_are_kept_until_applied_and_expired() {
-        let q = Queue::temporary().unwrap();
-        let t = q.add_tombstone("uploads", "D1", Duration::from_secs(10)).unwrap();
-        assert_eq!(
-            q.gc_tombstones(t.keep_until_ms + 1).unwrap(),
-            0,
-            "not applied everywhere yet"
-        );
-        q.mark_applied("uploads", "D1").unwrap();
-        assert_eq!(
-            q.gc_tombstones(t.keep_until_ms - 1).unwrap(),
-            0,
-            "still within retention"
-        );
-        assert_eq!(q.gc_tombstones(t.keep_until_ms).unwrap(), 1);
-        assert!(q.tombstone("uploads", "D1").unwrap().is_none());
-    }
-}
+mod tests;
