@@ -3,8 +3,10 @@
 //! and the daemon's peak RSS: it must stay flat) and a burst of 400 uploads announced by events
 //! (time until the second fileserver holds them all, then compared byte for byte), against the
 //! fileservers' own floor
-//! for that burst (the same 400 reads from one and durable writes to the other, issued directly
-//! with as many at once as blobsync's workers). The burst's cost must not grow with N. Beside it:
+//! for that burst (the calls any replicator must make, issued directly with as many at once as
+//! blobsync's workers: the same 400 reads from one, each at once with a head on the other to see
+//! whether it holds the object already, as the Garage floor of `replication` heads both, then
+//! the durable writes to it). The burst's cost must not grow with N. Beside it:
 //! when the last of its events was accepted (each is answered once the queue has it on disk), and
 //! the daemon's CPU time (and the floor's own). Burst and floor alternate
 //! `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every round, after a pair that is
@@ -191,7 +193,12 @@ fn floor_once(
                 let (fs0, fs1) = (fs0.clone(), fs1.clone());
                 async move {
                     let key = Key::new(harness::content::upload(s, SIZE).0).expect("key");
-                    let got = fs0.get(&key, None).await.expect("get");
+                    // What any replicator must ask: the source's bytes, and whether the target
+                    // holds them already (imagehost writes every upload to each fileserver it
+                    // can), at once, as blobsync does; then the write.
+                    let (got, there) = futures::join!(fs0.get(&key, None), fs1.head(&key));
+                    let got = got.expect("get");
+                    assert!(there.is_err_and(|e| e.is_not_found()), "the target lacks {key}");
                     fs1.put(&key, got.body, &PutOptions::default())
                         .await
                         .expect("put");
