@@ -30,7 +30,7 @@ const ROUND_SECONDS: u32 = 10;
 mod paired;
 #[path = "peers/servers.rs"]
 mod servers;
-use servers::{held, holder, nginx_files, slug, start_nginx, varnish, zone_for, Holder};
+use servers::{held, holder, nginx_cache, nginx_files, start_nginx, varnish, zone_for, Holder};
 
 fn env(name: &str, default: f64) -> f64 {
     std::env::var(name)
@@ -289,7 +289,7 @@ fn main() {
     // to 7/8 of that when it wakes). So nginx again with a zone of as many keys as 96 MiB of its
     // files hold (their average size from the run above): an LRU bounded by count, holding
     // between 7/8 of 96 MiB and 96 MiB, the bytes it holds measured as before.
-    let (bytes, files) = nginx_files(&dir.path().join(slug(nginx.name.as_str())).join("cache"));
+    let (bytes, files) = nginx_files(&nginx_cache(dir.path(), &nginx.name));
     let nginx_by_keys = (files > 0 && bytes > 0 && nginx.peak > CACHE_BYTES + CACHE_BYTES / 10).then(|| {
         let keys = CACHE_BYTES * files / bytes;
         println!(

@@ -34,10 +34,15 @@ pub fn varnish(dir: &std::path::Path, origin: SocketAddr, storage: &str, name: &
 }
 
 /// A server's name as a directory name.
-pub fn slug(name: &str) -> String {
+fn slug(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect()
+}
+
+/// The cache directory of the nginx named `name`, in its own directory under `dir`.
+pub fn nginx_cache(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    dir.join(slug(name)).join("cache")
 }
 
 /// nginx `proxy_cache` with `max_size` `max` bytes and a key zone of `zone` (a size as nginx
@@ -50,7 +55,7 @@ pub fn start_nginx(
 ) -> Server {
     let port = harness::free_port();
     let d = dir.join(slug(name));
-    std::fs::create_dir_all(d.join("cache")).expect("nginx dir");
+    std::fs::create_dir_all(nginx_cache(dir, name)).expect("nginx dir");
     let conf = format!(
         "daemon off; master_process on; worker_processes 2; user root; pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -129,7 +134,7 @@ pub fn holder(dir: &std::path::Path, server: &Server) -> Holder {
     match server._keep.downcast_ref::<bench::Edge>() {
         Some(e) => Holder::Edge(e.admin),
         None if server.name.starts_with("varnish") => Holder::Varnish(server.name),
-        None => Holder::Nginx(dir.join(slug(server.name)).join("cache")),
+        None => Holder::Nginx(nginx_cache(dir, server.name)),
     }
 }
 
