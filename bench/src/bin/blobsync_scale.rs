@@ -43,7 +43,13 @@ fn config(dir: &Path, port: u16, fs: &[PathBuf]) -> PathBuf {
         &path,
         format!(
             "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = {WORKERS}\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}",
-            dir.join("queue").display(),
+            // `BLOBSYNC_SCALE_QUEUE_DIR`: the queue on another file system than the fileservers'
+            // (to see what its syncs cost when they share a device with the copies').
+            std::env::var_os("BLOBSYNC_SCALE_QUEUE_DIR")
+                .map_or_else(|| dir.join("queue"), |q| {
+                    PathBuf::from(q).join(dir.file_name().unwrap_or_default())
+                })
+                .display(),
             fs.iter()
                 .enumerate()
                 .map(|(i, p)| server(&format!("fs{i}"), p))
