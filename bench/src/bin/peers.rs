@@ -292,15 +292,15 @@ fn main() {
     let (bytes, files) = nginx_files(&nginx_cache(dir.path(), &nginx.name));
     let nginx_by_keys = (files > 0 && bytes > 0 && nginx.peak > CACHE_BYTES + CACHE_BYTES / 10).then(|| {
         let keys = CACHE_BYTES * files / bytes;
+        let zone = zone_for(keys);
         println!(
-            "nginx, held by its key zone: {keys} keys of {:.1} KiB on average, keys_zone {}",
+            "nginx, held by its key zone: {keys} keys of {:.1} KiB on average, keys_zone {zone}",
             bytes as f64 / files as f64 / 1024.0,
-            zone_for(keys)
         );
         measure(start_nginx(
             dir.path(),
             o,
-            (CACHE_BYTES, &zone_for(keys)),
+            (CACHE_BYTES, &zone),
             "nginx, held by its key zone",
         ))
     });
