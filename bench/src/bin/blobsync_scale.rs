@@ -43,13 +43,7 @@ fn config(dir: &Path, port: u16, fs: &[PathBuf]) -> PathBuf {
         &path,
         format!(
             "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = {WORKERS}\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}",
-            // `BLOBSYNC_SCALE_QUEUE_DIR`: the queue on another file system than the fileservers'
-            // (to see what its syncs cost when they share a device with the copies').
-            std::env::var_os("BLOBSYNC_SCALE_QUEUE_DIR")
-                .map_or_else(|| dir.join("queue"), |q| {
-                    PathBuf::from(q).join(dir.file_name().unwrap_or_default())
-                })
-                .display(),
+            queue_dir(dir).display(),
             fs.iter()
                 .enumerate()
                 .map(|(i, p)| server(&format!("fs{i}"), p))
@@ -58,6 +52,35 @@ fn config(dir: &Path, port: u16, fs: &[PathBuf]) -> PathBuf {
     )
     .expect("config");
     path
+}
+
+/// Where the daemon of the run in `run` keeps its queue: in the run's directory, or with
+/// `BLOBSYNC_SCALE_QUEUE_DIR` on another file system than the fileservers' (to see what its syncs
+/// cost when they share a device with the copies'), under this bench's own temporary directory's
+/// name so that no run opens an earlier one's queue.
+fn queue_dir(run: &Path) -> PathBuf {
+    match std::env::var_os("BLOBSYNC_SCALE_QUEUE_DIR") {
+        None => run.join("queue"),
+        Some(q) => {
+            let root = run.parent().and_then(Path::file_name).unwrap_or_default();
+            PathBuf::from(q)
+                .join(root)
+                .join(run.file_name().unwrap_or_default())
+        }
+    }
+}
+
+/// Removes the queue of the run in `run` when it is outside the temporary directory (which takes
+/// everything else with it).
+fn remove_outside_queue(run: &Path) {
+    if std::env::var_os("BLOBSYNC_SCALE_QUEUE_DIR").is_some() {
+        let queue = queue_dir(run);
+        let _ = std::fs::remove_dir_all(&queue);
+        // And this bench's directory there, once its last run's queue is gone.
+        if let Some(root) = queue.parent() {
+            let _ = std::fs::remove_dir(root);
+        }
+    }
 }
 
 fn status(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
@@ -285,6 +308,7 @@ fn main() {
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null()),
             );
+            remove_outside_queue(&run);
             let (exit, rss, wall) = (m.status, m.peak_rss, m.wall.as_secs_f64());
             assert!(exit.success(), "sync --once: {exit}");
             let count = |dir: &Path| {
@@ -375,6 +399,7 @@ fn main() {
             }
         }
         drop(child);
+        remove_outside_queue(&run);
         // Each round's burst over the floor taken beside it: the machine's drift between rounds
         // cancels out of these, not out of the medians' own ratio.
         let paired = median(bursts.iter().zip(&floors).map(|(b, f)| b / f).collect());
