@@ -13,6 +13,9 @@
 //! not counted (the first after the seeding pays for its writeback, whatever `sync` did); medians,
 //! and the median of the rounds' own ratios (each burst over the floor measured beside it).
 //! Events come from `BLOBSYNC_SCALE_CLIENTS` (4) senders, each on one kept-alive connection.
+//! `BLOBSYNC_SCALE_SIZES` lists other sizes (e.g. `2000,1000000,2000`): one below the size before
+//! it is measured on a new pair of fileservers, beside the larger one, which stays (to tell what
+//! a bucket's size costs from what the file system's own growth and the run's order cost).
 //!
 //! Objects are 1 KiB; the second fileserver's copies are hard links of the first's, so a million
 //! objects cost one set of files.
@@ -240,6 +243,66 @@ fn floor_once(
     (ms, own_cpu_ns().saturating_sub(cpu) as f64 / 1e6)
 }
 
+/// The sizes measured (`BLOBSYNC_SCALE_SIZES`, or 2,000, 200,000 and `max`), each with the
+/// number of the fileserver pair it is measured on ([`pairs`]).
+fn sizes(max: u64) -> Vec<(u64, usize)> {
+    let mut sizes: Vec<u64> = match std::env::var("BLOBSYNC_SCALE_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("BLOBSYNC_SCALE_SIZES: a list of numbers"))
+            .collect(),
+        Err(_) => vec![2_000, 200_000, max],
+    };
+    sizes.retain(|n| *n <= max);
+    sizes.dedup();
+    pairs(&sizes)
+}
+
+/// Each size with the fileserver pair it is measured on: a size below the one before it gets a
+/// new pair, so that a small bucket can be measured again on a file system holding a large one.
+fn pairs(sizes: &[u64]) -> Vec<(u64, usize)> {
+    let mut pair = 0;
+    let mut last = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            if n < last {
+                pair += 1;
+            }
+            last = n;
+            (n, pair)
+        })
+        .collect()
+}
+
+/// Two directory fileservers of one bucket, `uploads`.
+struct Stores {
+    fs: [PathBuf; 2],
+    buckets: [PathBuf; 2],
+    fs0: Arc<dyn BlobStore>,
+    fs1: Arc<dyn BlobStore>,
+}
+
+impl Stores {
+    fn new(dir: &Path) -> Self {
+        let fs = [dir.join("fs0"), dir.join("fs1")];
+        let buckets = [fs[0].join("uploads"), fs[1].join("uploads")];
+        for b in &buckets {
+            std::fs::create_dir_all(b).expect("bucket");
+        }
+        let open = |i: usize| -> Arc<dyn BlobStore> {
+            Arc::new(DirStore::open("fs", &fs[i], "uploads", Layout::Flat, true).expect("open"))
+        };
+        let (fs0, fs1) = (open(0), open(1));
+        Self {
+            fs,
+            buckets,
+            fs0,
+            fs1,
+        }
+    }
+}
+
 fn main() {
     let max: u64 = std::env::var("BLOBSYNC_SCALE_MAX")
         .ok()
@@ -263,23 +326,29 @@ fn main() {
     let bin = std::env::var("BLOBSYNC_BIN").unwrap_or_else(|_| "target/release/blobsync".into());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let root = tempfile::tempdir_in(".").expect("a temp dir on this disk");
-    let fs = [root.path().join("fs0"), root.path().join("fs1")];
-    let buckets = [fs[0].join("uploads"), fs[1].join("uploads")];
-    for b in &buckets {
-        std::fs::create_dir_all(b).expect("bucket");
-    }
-    let open = |i: usize| -> Arc<dyn BlobStore> {
-        Arc::new(DirStore::open("fs", &fs[i], "uploads", Layout::Flat, true).expect("open"))
-    };
-    let (fs0, fs1) = (open(0), open(1));
     // Seeds: the standing objects count up from 0; bursts and floors from 1 << 40.
     let mut have = 0u64;
     let mut fresh = 1u64 << 40;
     let mut rows = Vec::new();
-    let mut sizes = vec![2_000u64, 200_000, max];
-    sizes.retain(|n| *n <= max);
-    sizes.dedup();
-    for n in sizes {
+    let mut stores: Option<(usize, Stores)> = None;
+    for (n, pair) in sizes(max) {
+        // A size below the last one is measured on a new pair of fileservers.
+        if stores.as_ref().is_some_and(|(p, _)| *p != pair) {
+            stores = None;
+            have = 0;
+        }
+        let (_, made) =
+            stores.get_or_insert_with(|| (pair, Stores::new(&root.path().join(format!("pair-{pair}")))));
+        let Stores {
+            fs,
+            buckets,
+            fs0,
+            fs1,
+        } = &*made;
+        let again = match pair {
+            0 => String::new(),
+            p => format!(", pair {p}"),
+        };
         let t = Instant::now();
         while have < n {
             let (k, d) = harness::content::upload(have, SIZE);
@@ -348,7 +417,7 @@ fn main() {
         let child = harness::process::Killed(
             std::process::Command::new(&bin)
                 .arg("--config")
-                .arg(config(&run, port, &fs))
+                .arg(config(&run, port, fs))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -380,17 +449,17 @@ fn main() {
                 fresh += BURST;
                 if round == 0 {
                     if floor_turn {
-                        floor_once(&rt, &fs0, &fs1, &seeds);
+                        floor_once(&rt, fs0, fs1, &seeds);
                     } else {
-                        burst_once(&rt, &fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
+                        burst_once(&rt, fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
                     }
                 } else if floor_turn {
-                    let (ms, cpu) = floor_once(&rt, &fs0, &fs1, &seeds);
+                    let (ms, cpu) = floor_once(&rt, fs0, fs1, &seeds);
                     floors.push(ms);
                     floor_cpus.push(cpu);
                 } else {
                     let (burst, announced, cpu, own) =
-                        burst_once(&rt, &fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
+                        burst_once(&rt, fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
                     cpus.push(cpu);
                     senders.push(own);
                     bursts.push(burst);
@@ -413,14 +482,14 @@ fn main() {
              (its CPU {floor_cpu:.1} ms); median of the rounds' own ratios {paired:.2}x"
         );
         rows.push(Row {
-            what: format!("anti-entropy pass over {n} objects (peak RSS {rss:.0} MiB)"),
+            what: format!("anti-entropy pass over {n} objects{again} (peak RSS {rss:.0} MiB)"),
             ours: pass,
             reference: None,
             unit: "s",
             target: "grows ~N, RSS flat",
         });
         rows.push(Row {
-            what: format!("{BURST}-upload burst at {n} objects (median of {rounds})"),
+            what: format!("{BURST}-upload burst at {n} objects{again} (median of {rounds})"),
             ours: burst,
             reference: Some(floor),
             unit: "ms",
@@ -459,4 +528,30 @@ fn main() {
         "fileservers' floor",
         &rows,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_smaller_size_gets_a_new_pair() {
+        type Case<'a> = (&'a [u64], &'a [(u64, usize)]);
+        let cases: [Case; 4] = [
+            (
+                &[2_000, 200_000, 1_000_000],
+                &[(2_000, 0), (200_000, 0), (1_000_000, 0)],
+            ),
+            (
+                &[2_000, 1_000_000, 2_000],
+                &[(2_000, 0), (1_000_000, 0), (2_000, 1)],
+            ),
+            (
+                &[2_000, 1_000_000, 2_000, 1_000_000],
+                &[(2_000, 0), (1_000_000, 0), (2_000, 1), (1_000_000, 1)],
+            ),
+            (&[], &[]),
+        ];
+        for (sizes, want) in cases {
+            assert_eq!(super::pairs(sizes), want, "{sizes:?}");
+        }
+    }
 }
