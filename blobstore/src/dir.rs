@@ -243,6 +243,14 @@ impl DirStore {
         store.xattrs = std::fs::create_dir_all(&tmp).is_ok() && xattr::supported(&tmp);
         if !store.xattrs {
             tracing::info!(store = %store.name, "no user attributes here: sidecars are kept as files");
+        } else if let Some(bytes) = xattr::cost_outside_inode(&tmp).filter(|b| *b > 0) {
+            // Measured: 8,210 against 4,112 bytes of disk per 1 KiB object (docs/runbook.md).
+            tracing::warn!(
+                store = %store.name,
+                bytes_per_object = bytes,
+                "each object's metadata attribute takes a block of its own here, beside its body: \
+                 ext4 formatted with 512-byte inodes (mkfs.ext4 -I 512) keeps it in the inode"
+            );
         }
         let removed = store.remove_stale_temps(STALE_TEMP);
         if removed > 0 {

@@ -47,6 +47,30 @@ pub fn supported(dir: &Path) -> bool {
     works
 }
 
+/// What an attribute the size of an upload's sidecar costs on the file system of `dir` beyond
+/// its inode, in bytes: 0 where it lives in the inode (XFS; ext4 formatted with 512-byte inodes)
+/// or in shared metadata (btrfs, tmpfs); a block of its own on ext4's default 256-byte inodes, which
+/// keep at most 60 bytes of it. `None` if the probe could not be made.
+pub fn cost_outside_inode(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let probe = dir.join(format!("xattr-size-probe-{}", rand::random::<u64>()));
+    let measured = (|| {
+        let file = File::create(&probe).ok()?;
+        let before = file.metadata().ok()?.blocks();
+        // Random digits, as every object's are: equal attribute blocks would be shared.
+        let value = format!(
+            r#"{{"size":123456,"sha256":"{:032x}{:032x}","sha256_prefix":"ImageSigningChallenge","md5":"","content_type":"image/jpeg"}}"#,
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        );
+        set(&file, value.as_bytes()).ok()?;
+        let after = file.metadata().ok()?.blocks();
+        Some(after.saturating_sub(before) * 512)
+    })();
+    let _ = std::fs::remove_file(&probe);
+    measured
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +89,21 @@ mod tests {
         assert_eq!(get(&path).unwrap().as_deref(), Some(&br#"{"size":3}"#[..]));
         assert!(set(&file, &vec![b' '; MAX + 1]).is_err());
         assert!(get(&dir.path().join("none")).is_err(), "no such file is an error");
+    }
+
+    #[test]
+    fn the_size_probe_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        if !supported(dir.path()) {
+            return;
+        }
+        let cost = cost_outside_inode(dir.path()).expect("measured");
+        // Nothing, or whole blocks of this file system's.
+        assert_eq!(cost % 512, 0, "{cost}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the probe is removed"
+        );
     }
 }
