@@ -311,14 +311,7 @@ fn admission_keeps_the_hot_object_in_memory_under_a_one_hit_wonder_flood() {
         fetched + 300,
         "the hot object was never fetched again"
     );
-    let metrics = harness::http::get(edge.admin, "/metrics")
-        .expect("metrics")
-        .text();
-    let refused: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("edge_cache_memory_refused_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let refused = edge.metric("edge_cache_memory_refused_total");
     assert!(refused >= 1.0, "{refused} refused");
 }
 

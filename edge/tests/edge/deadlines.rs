@@ -80,15 +80,8 @@ fn silent_connections_filling_max_connections_are_closed_by_the_deadline() {
     }
     let r = harness::http::get(edge.addr, "/x").expect("served again");
     assert_eq!(r.status, 200);
-    let m = harness::http::get(edge.admin, "/metrics")
-        .expect("metrics")
-        .text();
-    let timed_out: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("edge_client_timeouts_total{phase=\"first_byte\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    assert!(timed_out >= 20.0, "{m}");
+    let timed_out = edge.metric("edge_client_timeouts_total{phase=\"first_byte\"}");
+    assert!(timed_out >= 20.0, "{timed_out} first-byte timeouts");
 }
 
 #[test]

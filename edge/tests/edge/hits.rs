@@ -8,12 +8,7 @@ use harness::origin::Reply;
 use crate::support::{body, closed, connect, count, origin, read, send, Edge};
 
 fn fast_hits(edge: &Edge) -> u64 {
-    let m = harness::http::get(edge.admin, "/metrics").expect("metrics");
-    m.text()
-        .lines()
-        .find_map(|l| l.strip_prefix("edge_cache_fast_hits_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    edge.metric("edge_cache_fast_hits_total") as u64
 }
 
 #[test]

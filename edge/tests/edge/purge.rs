@@ -124,15 +124,6 @@ fn purge_needs_an_allowed_network_or_the_token() {
     assert_eq!(edge.get("/a").header("x-cache"), Some("MISS"));
 }
 
-fn metric(edge: &Edge, name: &str) -> f64 {
-    let r = harness::http::get(edge.admin, "/metrics").expect("metrics");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A ban by tag removes every answer derived from a key, whatever its URL: those whose
 /// `Surrogate-Key` names it (every `/p/` rendering) and those whose URL starts with it (objects
 /// cached before imagehost tagged them); others stay. The header never reaches clients. With a
@@ -270,7 +261,7 @@ fn a_costly_ban_is_answered_at_once_and_hits_go_on_while_it_is_applied() {
     assert_eq!(r.status, 200, "{}", r.text());
     let answered = std::time::Instant::now();
     let mut polls = 0;
-    while metric(&edge, "edge_bans_active") > 0.0 {
+    while edge.metric("edge_bans_active") > 0.0 {
         polls += 1;
         assert!(polls < 3000, "the lurker retires the ban");
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -286,10 +277,7 @@ fn a_costly_ban_is_answered_at_once_and_hits_go_on_while_it_is_applied() {
     );
     assert!(during > 0, "hits were answered while the ban was applied");
     assert!(
-        metric(
-            &edge,
-            "edge_banned_objects_total{how=\"lurker\",where=\"memory\"}"
-        ) > 0.0,
+        edge.metric("edge_banned_objects_total{how=\"lurker\",where=\"memory\"}") > 0.0,
         "the lurker removed objects in the background"
     );
     for i in [1, 3, 501, 1499] {

@@ -173,6 +173,17 @@ impl Edge {
         kill(&mut self.child);
         std::mem::replace(&mut self.dir, harness::tempdir())
     }
+
+    /// The value of the metric line `name` (with its labels, if any) on the admin listener's
+    /// `/metrics`; 0 when absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let r = harness::http::get(self.admin, "/metrics").expect("metrics");
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
 }
 
 impl Drop for Edge {
