@@ -1,6 +1,7 @@
 //! Shared helpers for the benchmarks: timing a child process with its peak RSS, and a results
 //! table that prints each figure beside the reference tool's and the ratio.
 
+pub mod arrivals;
 mod load;
 pub mod mounts;
 pub mod profile;

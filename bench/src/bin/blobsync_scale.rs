@@ -2,11 +2,12 @@
 //! `BLOBSYNC_SCALE_MAX` (1,000,000) objects: its anti-entropy pass over the whole bucket (time,
 //! and the daemon's peak RSS: it must stay flat) and a burst of 400 uploads announced by events
 //! (time until the second fileserver holds them all, then compared byte for byte), against the
-//! fileservers' own floor
-//! for that burst (the calls any replicator must make, issued directly with as many at once as
+//! fileservers' own floor for that burst (the calls any replicator must make, issued directly with as many at once as
 //! blobsync's workers: the same 400 reads from one, each at once with a head on the other to see
 //! whether it holds the object already, as the Garage floor of `replication` heads both, then
-//! the durable writes to it). The burst's cost must not grow with N. Beside it:
+//! the durable writes to it). Both are timed to the last copy's rename into place, told by
+//! inotify to a watcher thread that runs beside either. The burst's cost must not grow with N.
+//! Beside it:
 //! when the last of its events was accepted (each is answered once the queue has it on disk), and
 //! the daemon's CPU time (and the floor's own). Burst and floor alternate
 //! `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every round, after a pair that is
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::arrivals::Arrivals;
 use bench::{median, print_table, Row};
 use blobstore::{BlobStore, DirStore, Key, Layout, PutOptions};
 use futures::StreamExt;
@@ -159,38 +161,25 @@ fn burst_once(
     rt.block_on(bench::put_uploads(fs0, seeds.iter().copied(), SIZE));
     settle();
     let (cpu, own) = (cpu_ns(pid), own_cpu_ns());
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for chunk in seeds.chunks(seeds.len().div_ceil(clients)) {
-            s.spawn(move || {
-                // Kept alive, as imagehost's and MinIO's event senders keep their connections.
-                let mut conn = harness::http::Conn::new(addr);
-                for seed in chunk {
-                    let key = harness::content::upload(*seed, SIZE).0;
-                    let r = conn
-                        .request("POST", "/events", event(&key).as_bytes())
-                        .expect("event");
-                    assert!(matches!(r.status, 200 | 202), "event: {}", r.status);
-                }
-            });
-        }
+    let mut announced = 0.0;
+    let burst = until_copied(copies, seeds, |t| {
+        std::thread::scope(|s| {
+            for chunk in seeds.chunks(seeds.len().div_ceil(clients)) {
+                s.spawn(move || {
+                    // Kept alive, as imagehost's and MinIO's event senders keep their connections.
+                    let mut conn = harness::http::Conn::new(addr);
+                    for seed in chunk {
+                        let key = harness::content::upload(*seed, SIZE).0;
+                        let r = conn
+                            .request("POST", "/events", event(&key).as_bytes())
+                            .expect("event");
+                        assert!(matches!(r.status, 200 | 202), "event: {}", r.status);
+                    }
+                });
+            }
+        });
+        announced = t.elapsed().as_secs_f64() * 1e3;
     });
-    let announced = t.elapsed().as_secs_f64() * 1e3;
-    // Done when the second fileserver holds every upload (a copy is renamed into place once it
-    // is synced): watched on the file system, since asking the daemon would cost it CPU.
-    let names: Vec<String> = seeds
-        .iter()
-        .map(|s| harness::content::upload(*s, SIZE).0)
-        .collect();
-    let mut held = 0;
-    harness::wait_until(Duration::from_secs(600), Duration::from_millis(1), || {
-        while held < names.len() && copies.join(&names[held]).exists() {
-            held += 1;
-        }
-        (held == names.len()).then_some(())
-    })
-    .expect("the burst is copied");
-    let burst = t.elapsed().as_secs_f64() * 1e3;
     // A thread that exited meanwhile takes its time with it: never a negative difference.
     let cpu = cpu_ns(pid).saturating_sub(cpu) as f64 / 1e6;
     // The bench's, its senders' and watcher's: on the same two cores as the daemon, where the
@@ -207,40 +196,66 @@ fn burst_once(
     (burst, announced, cpu, own)
 }
 
-/// The floor: the same work issued directly, as many at once as blobsync's workers: ms, and ms
-/// of this process's CPU time for it.
+/// The floor: the same work issued directly, as many at once as blobsync's workers: ms until the
+/// last copy was renamed into place (timed as the burst is), and ms of this process's CPU time
+/// for it (the watcher's included, as in the bench's own beside the burst).
 fn floor_once(
     rt: &tokio::runtime::Runtime,
     fs0: &Arc<dyn BlobStore>,
     fs1: &Arc<dyn BlobStore>,
+    copies: &Path,
     seeds: &[u64],
 ) -> (f64, f64) {
     rt.block_on(bench::put_uploads(fs0, seeds.iter().copied(), SIZE));
     settle();
     let cpu = own_cpu_ns();
-    let t = Instant::now();
-    rt.block_on(
-        futures::stream::iter(seeds.iter().copied())
-            .map(|s| {
-                let (fs0, fs1) = (fs0.clone(), fs1.clone());
-                async move {
-                    let key = Key::new(harness::content::upload(s, SIZE).0).expect("key");
-                    // What any replicator must ask: the source's bytes, and whether the target
-                    // holds them already (imagehost writes every upload to each fileserver it
-                    // can), at once, as blobsync does; then the write.
-                    let (got, there) = futures::join!(fs0.get(&key, None), fs1.head(&key));
-                    let got = got.expect("get");
-                    assert!(there.is_err_and(|e| e.is_not_found()), "the target lacks {key}");
-                    fs1.put(&key, got.body, &PutOptions::default())
-                        .await
-                        .expect("put");
-                }
-            })
-            .buffer_unordered(WORKERS)
-            .collect::<()>(),
-    );
-    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let ms = until_copied(copies, seeds, |_| {
+        rt.block_on(
+            futures::stream::iter(seeds.iter().copied())
+                .map(|s| {
+                    let (fs0, fs1) = (fs0.clone(), fs1.clone());
+                    async move {
+                        let key = Key::new(harness::content::upload(s, SIZE).0).expect("key");
+                        // What any replicator must ask: the source's bytes, and whether the target
+                        // holds them already (imagehost writes every upload to each fileserver it
+                        // can), at once, as blobsync does; then the write.
+                        let (got, there) = futures::join!(fs0.get(&key, None), fs1.head(&key));
+                        let got = got.expect("get");
+                        assert!(there.is_err_and(|e| e.is_not_found()), "the target lacks {key}");
+                        fs1.put(&key, got.body, &PutOptions::default())
+                            .await
+                            .expect("put");
+                    }
+                })
+                .buffer_unordered(WORKERS)
+                .collect::<()>(),
+        )
+    });
     (ms, own_cpu_ns().saturating_sub(cpu) as f64 / 1e6)
+}
+
+/// Runs `work` (given the start) while a thread of its own waits for the copies of `seeds` to be
+/// renamed into `copies`: ms from the start until the last of them arrived. The burst and the
+/// floor are timed alike, to the same point (a copy's rename), by the same watcher, which wakes
+/// as each group of copies lands and so shares the cores with either the same way.
+fn until_copied(copies: &Path, seeds: &[u64], work: impl FnOnce(Instant)) -> f64 {
+    let names: Vec<String> = seeds
+        .iter()
+        .map(|s| harness::content::upload(*s, SIZE).0)
+        .collect();
+    let arrivals = Arrivals::watch(copies).expect("inotify on the target");
+    let t = Instant::now();
+    let took = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            arrivals
+                .wait_for(&names, Duration::from_secs(600))
+                .expect("every copy lands");
+            t.elapsed()
+        });
+        work(t);
+        watcher.join().expect("the watcher")
+    });
+    took.as_secs_f64() * 1e3
 }
 
 /// The sizes measured (`BLOBSYNC_SCALE_SIZES`, or 2,000, 200,000 and `max`), each with the
@@ -449,12 +464,12 @@ fn main() {
                 fresh += BURST;
                 if round == 0 {
                     if floor_turn {
-                        floor_once(&rt, fs0, fs1, &seeds);
+                        floor_once(&rt, fs0, fs1, &buckets[1], &seeds);
                     } else {
                         burst_once(&rt, fs0, &buckets[1], (addr, child.0.id()), &seeds, clients);
                     }
                 } else if floor_turn {
-                    let (ms, cpu) = floor_once(&rt, fs0, fs1, &seeds);
+                    let (ms, cpu) = floor_once(&rt, fs0, fs1, &buckets[1], &seeds);
                     floors.push(ms);
                     floor_cpus.push(cpu);
                 } else {
