@@ -14,7 +14,7 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
 /// A watch on one directory for files renamed into it, as a directory store publishes each
 /// object it has written. Made before the files can arrive: one renamed in earlier is not seen
-/// (it is found on the final check of [`Arrivals::wait_for`] only after a lost event).
+/// (only a lost event makes [`Arrivals::wait_for`] look the names up).
 pub struct Arrivals {
     fd: OwnedFd,
     dir: PathBuf,

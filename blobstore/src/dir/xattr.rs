@@ -6,7 +6,7 @@
 //! writes.
 //!
 //! Filesystems without user attributes (some network or older in-memory ones) are found when the
-//! store opens ([`supported`]); puts there keep the sidecar file. Reads always look here first,
+//! store opens ([`probe`]); puts there keep the sidecar file. Reads always look here first,
 //! then for a sidecar file. Copying a store elsewhere must keep attributes (`rsync -X`,
 //! `cp --preserve=xattr`): without them its objects read as those of an earlier store (size and
 //! date only, no content type or digest).
@@ -39,21 +39,14 @@ pub fn get(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Whether files made in `dir` take user attributes: one temporary file is tried.
-pub fn supported(dir: &Path) -> bool {
-    let probe = dir.join(format!("xattr-probe-{}", rand::random::<u64>()));
-    let works = File::create(&probe).and_then(|f| set(&f, b"{}")).is_ok();
-    let _ = std::fs::remove_file(&probe);
-    works
-}
-
-/// What an attribute the size of an upload's sidecar costs on the file system of `dir` beyond
-/// its inode, in bytes: 0 where it lives in the inode (XFS; ext4 formatted with 512-byte inodes)
-/// or in shared metadata (btrfs, tmpfs); a block of its own on ext4's default 256-byte inodes, which
-/// keep at most 60 bytes of it. `None` if the probe could not be made.
-pub fn cost_outside_inode(dir: &Path) -> Option<u64> {
+/// Whether files made in `dir` take user attributes, and if so what one the size of an upload's
+/// sidecar costs there beyond the file's inode, in bytes: `None` where attributes are refused;
+/// `Some(0)` where it lives in the inode (ext4 formatted with 512-byte inodes, XFS) or in shared
+/// metadata (btrfs, tmpfs); a block's worth on ext4's default 256-byte inodes, which keep at most
+/// 60 bytes of it. One temporary file is tried.
+pub fn probe(dir: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    let probe = dir.join(format!("xattr-size-probe-{}", rand::random::<u64>()));
+    let probe = dir.join(format!("xattr-probe-{}", rand::random::<u64>()));
     let measured = (|| {
         let file = File::create(&probe).ok()?;
         let before = file.metadata().ok()?.blocks();
@@ -64,7 +57,7 @@ pub fn cost_outside_inode(dir: &Path) -> Option<u64> {
             rand::random::<u128>()
         );
         set(&file, value.as_bytes()).ok()?;
-        let after = file.metadata().ok()?.blocks();
+        let after = file.metadata().ok().map_or(before, |m| m.blocks());
         Some(after.saturating_sub(before) * 512)
     })();
     let _ = std::fs::remove_file(&probe);
@@ -78,7 +71,7 @@ mod tests {
     #[test]
     fn a_value_is_read_back_and_its_absence_is_none() {
         let dir = tempfile::tempdir().unwrap();
-        if !supported(dir.path()) {
+        if probe(dir.path()).is_none() {
             eprintln!("no user attributes on {}: nothing to test", dir.path().display());
             return;
         }
@@ -92,12 +85,11 @@ mod tests {
     }
 
     #[test]
-    fn the_size_probe_leaves_nothing_behind() {
+    fn the_probe_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        if !supported(dir.path()) {
+        let Some(cost) = probe(dir.path()) else {
             return;
-        }
-        let cost = cost_outside_inode(dir.path()).expect("measured");
+        };
         // Nothing, or whole blocks of this file system's.
         assert_eq!(cost % 512, 0, "{cost}");
         assert_eq!(
