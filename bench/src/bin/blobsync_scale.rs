@@ -2,17 +2,17 @@
 //! `BLOBSYNC_SCALE_MAX` (1,000,000) objects: its anti-entropy pass over the whole bucket (time,
 //! and the daemon's peak RSS: it must stay flat) and a burst of 400 uploads announced by events
 //! (time until the second fileserver holds them all, then compared byte for byte), against the
-//! fileservers' own floor for that burst (the calls any replicator must make, issued directly with as many at once as
-//! blobsync's workers: the same 400 reads from one, each at once with a head on the other to see
-//! whether it holds the object already, as the Garage floor of `replication` heads both, then
-//! the durable writes to it). Both are timed to the last copy's rename into place, told by
-//! inotify to a watcher thread that runs beside either. The burst's cost must not grow with N.
-//! Beside it:
-//! when the last of its events was accepted (each is answered once the queue has it on disk), and
-//! the daemon's CPU time (and the floor's own). Burst and floor alternate
-//! `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every round, after a pair that is
-//! not counted (the first after the seeding pays for its writeback, whatever `sync` did); medians,
-//! and the median of the rounds' own ratios (each burst over the floor measured beside it).
+//! fileservers' own floor for that burst: the calls any replicator must make, issued directly
+//! with as many at once as blobsync's workers (the same 400 reads from one, each at once with a
+//! head on the other to see whether it holds the object already, as the Garage floor of
+//! `replication` heads both, then the durable writes to it). Both are timed to the last copy's
+//! rename into place, told by inotify to a watcher thread that runs beside either. The burst's
+//! cost must not grow with N. Beside it: when the last of its events was accepted (each is
+//! answered once the queue has it on disk), and the daemon's CPU time (and the floor's own).
+//! Burst and floor alternate `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every
+//! round, after a pair that is not counted (the first after the seeding pays for its writeback,
+//! whatever `sync` did); medians, and the median of the rounds' own ratios (each burst over the
+//! floor measured beside it).
 //! Events come from `BLOBSYNC_SCALE_CLIENTS` (4) senders, each on one kept-alive connection.
 //! `BLOBSYNC_SCALE_SIZES` lists other sizes (e.g. `2000,1000000,2000`): one below the size before
 //! it is measured on a new pair of fileservers, beside the larger one, which stays (to tell what
@@ -23,126 +23,34 @@
 //!
 //!   BLOBSYNC_BIN=target/release/blobsync target/release/blobsync_scale
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::arrivals::Arrivals;
 use bench::{median, print_table, Row};
-use blobstore::{BlobStore, DirStore, Key, Layout, PutOptions};
+use blobstore::{BlobStore, Key, PutOptions};
 use futures::StreamExt;
 
 const SIZE: usize = 1024;
 const BURST: u64 = 400;
 const WORKERS: usize = 8;
 
-fn config(dir: &Path, port: u16, fs: &[PathBuf]) -> PathBuf {
-    let server = |n: &str, p: &Path| {
-        format!(
-            "[[fileservers]]\nname = \"{n}\"\ndirectory = {{ path = \"{}\" }}\n",
-            p.display()
-        )
-    };
-    let path = dir.join("blobsync.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "buckets = [\"uploads\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[queue]\npath = \"{}\"\n[copy]\nworkers = {WORKERS}\n[anti_entropy]\ninterval = \"0s\"\n[scrub]\ninterval = \"0s\"\n[log]\nlevel = \"warn\"\n{}",
-            queue_dir(dir).display(),
-            fs.iter()
-                .enumerate()
-                .map(|(i, p)| server(&format!("fs{i}"), p))
-                .collect::<String>(),
-        ),
-    )
-    .expect("config");
-    path
-}
-
-/// Where the daemon of the run in `run` keeps its queue: in the run's directory, or with
-/// `BLOBSYNC_SCALE_QUEUE_DIR` on another file system than the fileservers' (to see what its syncs
-/// cost when they share a device with the copies'), under this bench's own temporary directory's
-/// name so that no run opens an earlier one's queue.
-fn queue_dir(run: &Path) -> PathBuf {
-    match std::env::var_os("BLOBSYNC_SCALE_QUEUE_DIR") {
-        None => run.join("queue"),
-        Some(q) => {
-            let root = run.parent().and_then(Path::file_name).unwrap_or_default();
-            PathBuf::from(q)
-                .join(root)
-                .join(run.file_name().unwrap_or_default())
-        }
-    }
-}
-
-/// Removes the queue of the run in `run` when it is outside the temporary directory (which takes
-/// everything else with it).
-fn remove_outside_queue(run: &Path) {
-    if std::env::var_os("BLOBSYNC_SCALE_QUEUE_DIR").is_some() {
-        let queue = queue_dir(run);
-        let _ = std::fs::remove_dir_all(&queue);
-        // And this bench's directory there, once its last run's queue is gone.
-        if let Some(root) = queue.parent() {
-            let _ = std::fs::remove_dir(root);
-        }
-    }
-}
+#[path = "blobsync_scale/measure.rs"]
+mod measure;
+#[path = "blobsync_scale/setup.rs"]
+mod setup;
+use measure::{cpu_ns, own_cpu_ns, peak_rss_kib, settle, until_copied};
+use setup::{config, remove_outside_queue, sizes, Stores};
 
 fn status(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
     let r = harness::http::get(addr, "/status").ok()?;
     serde_json::from_slice(&r.body).ok()
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn event(key: &str) -> String {
     serde_json::json!({"Records": [{"eventName": "s3:ObjectCreated:Put",
         "s3": {"bucket": {"name": "uploads"}, "object": {"key": key}}}]})
     .to_string()
-}
-
-/// Writes back everything dirty before a timed phase: the seeding leaves up to gigabytes of
-/// unwritten files, and a burst's fsyncs would queue behind them (more of them at a larger N)
-/// while the floor, measured later, would not.
-fn settle() {
-    let synced = std::process::Command::new("sync").status();
-    assert!(synced.as_ref().is_ok_and(|s| s.success()), "sync: {synced:?}");
-}
-
-/// CPU time a process has used so far, in ns (every thread's, from the scheduler's accounting).
-fn cpu_ns(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// CPU time this process has used so far, in ns, its exited threads' included (the senders'
-/// end with the burst).
-#[allow(unsafe_code)]
-fn own_cpu_ns() -> u64 {
-    // SAFETY: rusage is plain integers (all zeroes is a valid value), and getrusage only writes
-    // the struct it is given.
-    let (u, ok) = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        let ok = libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0;
-        (u, ok)
-    };
-    if !ok {
-        return 0;
-    }
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    ns(u.ru_utime) + ns(u.ru_stime)
 }
 
 /// A burst of uploads to fs0, announced by events from `clients` senders to the daemon (its
@@ -232,90 +140,6 @@ fn floor_once(
         )
     });
     (ms, own_cpu_ns().saturating_sub(cpu) as f64 / 1e6)
-}
-
-/// Runs `work` (given the start) while a thread of its own waits for the copies of `seeds` to be
-/// renamed into `copies`: ms from the start until the last of them arrived. The burst and the
-/// floor are timed alike, to the same point (a copy's rename), by the same watcher, which wakes
-/// as each group of copies lands and so shares the cores with either the same way.
-fn until_copied(copies: &Path, seeds: &[u64], work: impl FnOnce(Instant)) -> f64 {
-    let names: Vec<String> = seeds
-        .iter()
-        .map(|s| harness::content::upload(*s, SIZE).0)
-        .collect();
-    let arrivals = Arrivals::watch(copies).expect("inotify on the target");
-    let t = Instant::now();
-    let took = std::thread::scope(|s| {
-        let watcher = s.spawn(|| {
-            arrivals
-                .wait_for(&names, Duration::from_secs(600))
-                .expect("every copy lands");
-            t.elapsed()
-        });
-        work(t);
-        watcher.join().expect("the watcher")
-    });
-    took.as_secs_f64() * 1e3
-}
-
-/// The sizes measured (`BLOBSYNC_SCALE_SIZES`, or 2,000, 200,000 and `max`), each with the
-/// number of the fileserver pair it is measured on ([`pairs`]).
-fn sizes(max: u64) -> Vec<(u64, usize)> {
-    let mut sizes: Vec<u64> = match std::env::var("BLOBSYNC_SCALE_SIZES") {
-        Ok(list) => list
-            .split(',')
-            .map(|n| n.trim().parse().expect("BLOBSYNC_SCALE_SIZES: a list of numbers"))
-            .collect(),
-        Err(_) => vec![2_000, 200_000, max],
-    };
-    sizes.retain(|n| *n <= max);
-    sizes.dedup();
-    pairs(&sizes)
-}
-
-/// Each size with the fileserver pair it is measured on: a size below the one before it gets a
-/// new pair, so that a small bucket can be measured again on a file system holding a large one.
-fn pairs(sizes: &[u64]) -> Vec<(u64, usize)> {
-    let mut pair = 0;
-    let mut last = 0;
-    sizes
-        .iter()
-        .map(|&n| {
-            if n < last {
-                pair += 1;
-            }
-            last = n;
-            (n, pair)
-        })
-        .collect()
-}
-
-/// Two directory fileservers of one bucket, `uploads`.
-struct Stores {
-    fs: [PathBuf; 2],
-    buckets: [PathBuf; 2],
-    fs0: Arc<dyn BlobStore>,
-    fs1: Arc<dyn BlobStore>,
-}
-
-impl Stores {
-    fn new(dir: &Path) -> Self {
-        let fs = [dir.join("fs0"), dir.join("fs1")];
-        let buckets = [fs[0].join("uploads"), fs[1].join("uploads")];
-        for b in &buckets {
-            std::fs::create_dir_all(b).expect("bucket");
-        }
-        let open = |i: usize| -> Arc<dyn BlobStore> {
-            Arc::new(DirStore::open("fs", &fs[i], "uploads", Layout::Flat, true).expect("open"))
-        };
-        let (fs0, fs1) = (open(0), open(1));
-        Self {
-            fs,
-            buckets,
-            fs0,
-            fs1,
-        }
-    }
 }
 
 fn main() {
@@ -543,30 +367,4 @@ fn main() {
         "fileservers' floor",
         &rows,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_smaller_size_gets_a_new_pair() {
-        type Case<'a> = (&'a [u64], &'a [(u64, usize)]);
-        let cases: [Case; 4] = [
-            (
-                &[2_000, 200_000, 1_000_000],
-                &[(2_000, 0), (200_000, 0), (1_000_000, 0)],
-            ),
-            (
-                &[2_000, 1_000_000, 2_000],
-                &[(2_000, 0), (1_000_000, 0), (2_000, 1)],
-            ),
-            (
-                &[2_000, 1_000_000, 2_000, 1_000_000],
-                &[(2_000, 0), (1_000_000, 0), (2_000, 1), (1_000_000, 1)],
-            ),
-            (&[], &[]),
-        ];
-        for (sizes, want) in cases {
-            assert_eq!(super::pairs(sizes), want, "{sizes:?}");
-        }
-    }
 }
