@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::engine::Engine;
 use crate::metrics::{EVENTS, QUEUE_DISK_LOW};
-use crate::queue::{now_ms, Action};
+use crate::queue::now_ms;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -129,15 +129,13 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::b
         QUEUE_DISK_LOW.set(0);
     }
     let (mut queued, mut ignored) = (0, 0);
+    let mut pending = crate::queue::journal::Durability::default();
     for r in n.records {
         let key = decode_key(&r.s3.object.key);
         let created = r.event_name.contains("ObjectCreated");
         match (engine.lane(&r.s3.bucket.name), created, Key::new(key.as_str())) {
             (Some(lane), true, Ok(_)) => {
-                if let Err(e) = engine
-                    .queue
-                    .enqueue(&r.s3.bucket.name, &key, Action::Copy, lane, &[])
-                {
+                if let Err(e) = engine.queue.accept(&r.s3.bucket.name, &key, lane, &mut pending) {
                     return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
                 }
                 queued += 1;
@@ -152,7 +150,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: axum::b
         engine.wake.notify_one();
     }
     // Durable before acknowledged.
-    if let Err(e) = engine.queue.flush().await {
+    if let Err(e) = engine.queue.make_durable(pending).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}"));
     }
     EVENTS.with_label_values(&["queued"]).inc_by(queued);

@@ -162,3 +162,10 @@ service::metric!(
         "1 while the queue's disk has less than queue.min_free_bytes free: change events are refused with 503"
     )
 );
+
+service::metric!(
+    JOURNAL_FALLBACKS: IntCounter = register_int_counter!(
+        "blobsync_intake_journal_fallbacks_total",
+        "Groups of change events made durable by a flush of the queue because the intake journal could not be written"
+    )
+);

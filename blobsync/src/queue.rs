@@ -10,7 +10,9 @@
 //! - `takedowns` (seq → entry) and `takedown_keys` (key → seq): the permanent takedown list
 //!   ([`takedowns`]).
 //!
-//! Callers make an enqueue durable with [`Queue::flush`] before acknowledging it. After a crash,
+//! Callers make an enqueue durable with [`Queue::flush`] before acknowledging it; change events,
+//! which come a few at a time and often, use [`Queue::accept`] and [`Queue::make_durable`], made
+//! durable by the intake [`journal`] instead. After a crash,
 //! [`Queue::recover`] reschedules items that were in flight; nothing is lost and nothing rescanned.
 
 use std::collections::HashSet;
@@ -19,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub mod journal;
 pub mod room;
 mod takedowns;
 mod tombstones;
@@ -116,6 +119,8 @@ pub struct Queue {
     flushed: tokio::sync::Mutex<u64>,
     /// sled's file (`None` for a temporary queue), for [`Queue::flush_to_device`].
     file: Option<std::path::PathBuf>,
+    /// The intake journal of change events (`None` for a temporary queue).
+    journal: Option<journal::Journal>,
 }
 
 fn id(bucket: &str, key: &str) -> Vec<u8> {
@@ -160,6 +165,8 @@ impl Queue {
         )?;
         // sled 0.34 keeps its log in one file, `db`, in its directory.
         q.file = Some(path.join("db"));
+        let next = journal::replay(&q, path)?;
+        q.journal = Some(journal::Journal::start(path, q.db.clone(), next).map_err(sled::Error::Io)?);
         Ok(q)
     }
 
@@ -188,6 +195,7 @@ impl Queue {
             flush_tickets: std::sync::atomic::AtomicU64::new(0),
             flushed: tokio::sync::Mutex::new(0),
             file: None,
+            journal: None,
         })
     }
 

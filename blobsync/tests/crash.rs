@@ -155,3 +155,112 @@ fn twenty_sigkills_during_a_backfill_lose_nothing() {
         }
     });
 }
+
+/// Change events acknowledged a moment before a SIGKILL (before sled's own flush, every 500 ms,
+/// and before the intake journal is emptied into it, every 500 ms) are queued again at the next
+/// start and copied, with no anti-entropy pass to find them otherwise.
+#[test]
+fn events_acknowledged_just_before_a_sigkill_are_copied_after_it() {
+    const EVENTS: u64 = 40;
+    let dir = harness::tempdir();
+    let d = dir.path();
+    let port = harness::free_port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let args = |log: &std::path::Path| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--set", &format!("server.listen=127.0.0.1:{port}")])
+            .args(["--set", &format!("queue.path={}/queue", d.display())])
+            .args(["--set", "anti_entropy.interval=\"0s\"", "--set", "scrub.interval=\"0s\""])
+            .args(["--set", "copy.initial_backoff=\"100ms\"", "--set", "copy.max_backoff=\"200ms\""])
+            .args(["--set", &format!(
+                "fileservers=[{{ name = \"a\", directory = {{ path = \"{0}/a\" }} }}, {{ name = \"b\", directory = {{ path = \"{0}/b\" }} }}]",
+                d.display()
+            )])
+            .args(["--log-level", "blobsync=info"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        spawn_tied(&mut cmd).expect("spawn blobsync")
+    };
+    let ready = || {
+        harness::wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+            (harness::http_status(addr, "/status") == Some(200)).then_some(())
+        })
+        .expect("blobsync ready")
+    };
+    let mut child = args(&d.join("first.log"));
+    ready();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = |name: &str| {
+        blobstore::open_bucket(
+            &blobstore::FileserverConfig::directory(name, d.join(name)),
+            "uploads",
+        )
+        .expect("bucket")
+    };
+    let a = store("a");
+    rt.block_on(async {
+        for i in 0..EVENTS {
+            let (k, body) = harness::content::upload(i, 2_000);
+            a.put(
+                &Key::new(k).unwrap(),
+                body_from_bytes(body),
+                &PutOptions::default(),
+            )
+            .await
+            .expect("seed a");
+        }
+    });
+    // b's disk goes away: every copy fails and waits, so only the queue remembers them.
+    std::fs::rename(d.join("b"), d.join("b-gone")).expect("unmount b");
+    let records: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            serde_json::json!({"eventName": "s3:ObjectCreated:Put",
+                "s3": {"bucket": {"name": "uploads"}, "object": {"key": harness::content::upload(i, 2_000).0}}})
+        })
+        .collect();
+    let mut conn = harness::http::Conn::new(addr);
+    for chunk in records.chunks(4) {
+        let body = serde_json::json!({ "Records": chunk }).to_string();
+        let r = conn.request("POST", "/events", body.as_bytes()).expect("event");
+        assert_eq!(r.status, 200, "acknowledged: {}", r.text());
+    }
+    kill(&mut child); // SIGKILL at once: no drain, no flush
+    std::fs::rename(d.join("b-gone"), d.join("b")).expect("b is back");
+
+    let log = d.join("second.log");
+    let mut child = args(&log);
+    ready();
+    let b = store("b");
+    harness::wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        let held = rt.block_on(count(b.as_ref()));
+        (held == EVENTS as usize).then_some(())
+    })
+    .expect("every acknowledged event's object copied to b");
+    rt.block_on(async {
+        for i in 0..EVENTS {
+            let (k, body) = harness::content::upload(i, 2_000);
+            let got = b.get(&Key::new(k.as_str()).unwrap(), None).await.expect("copied");
+            assert_eq!(
+                collect_body(got.body, 1 << 20).await.expect("body").as_ref(),
+                &body[..]
+            );
+        }
+    });
+    terminate(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).is_some_and(|s| s.success()));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("queued again"),
+        "the events came back from the intake journal:\n{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(d.join("queue"))
+        .expect("queue dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("intake-"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "a clean stop leaves no journal: {left:?}");
+}

@@ -8,7 +8,8 @@
 //! `replication` heads both, then the durable writes to it). Both are timed to the last copy's
 //! rename into place, told by inotify to a watcher thread that runs beside either. The burst's
 //! cost must not grow with N. Beside it: when the last of its events was accepted (each is
-//! answered once the queue has it on disk), and the daemon's CPU time (and the floor's own).
+//! answered once it is durable in the queue against a crash of the process: written to its intake
+//! journal), and the daemon's CPU time (and the floor's own).
 //! Burst and floor alternate `BLOBSYNC_SCALE_ROUNDS` (11) times, which goes first changing every
 //! round, after a pair that is not counted (the first after the seeding pays for its writeback,
 //! whatever `sync` did); medians, and the median of the rounds' own ratios (each burst over the
