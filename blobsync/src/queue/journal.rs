@@ -149,6 +149,13 @@ pub fn replay(queue: &Queue, dir: &Path) -> Result<u64, QueueError> {
         return Ok(0);
     }
     queue.db.flush()?;
+    if !records.is_empty() {
+        tracing::info!(
+            events = records.len(),
+            files = found.len(),
+            "change events a crash left in the intake journal are queued again"
+        );
+    }
     if torn > 0 {
         tracing::warn!(
             torn,
@@ -156,11 +163,6 @@ pub fn replay(queue: &Queue, dir: &Path) -> Result<u64, QueueError> {
              wait for anti-entropy"
         );
     }
-    tracing::info!(
-        events = records.len(),
-        files = found.len(),
-        "change events a crash left in the intake journal are queued again"
-    );
     for (_, path) in &found {
         if let Err(e) = std::fs::remove_file(path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a replayed journal file");
@@ -252,24 +254,29 @@ impl Shared {
     /// removed. `last`: at the journal's end, when nothing more comes, the current file goes too.
     fn settle(&self, last: bool) {
         let seq = {
-            let mut p = self.lock();
+            let p = self.lock();
             if !p.dirty && !last {
                 return;
             }
-            if !last {
-                match open_file(&self.dir, p.seq + 1) {
-                    Ok(f) => {
-                        p.file = Arc::new(f);
-                        p.seq += 1;
-                        (p.dirty, p.broken) = (false, false);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot start a new intake journal file");
-                        return;
-                    }
-                }
-            }
             p.seq
+        };
+        // The next file is made outside the lock, which appenders take on async threads. Only
+        // this thread changes files.
+        let seq = match last {
+            true => seq,
+            false => match open_file(&self.dir, seq + 1) {
+                Ok(f) => {
+                    let mut p = self.lock();
+                    p.file = Arc::new(f);
+                    p.seq = seq + 1;
+                    (p.dirty, p.broken) = (false, false);
+                    p.seq
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a new intake journal file");
+                    return;
+                }
+            },
         };
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "cannot flush the queue; the intake journal is kept");
