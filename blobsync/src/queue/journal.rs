@@ -3,9 +3,9 @@
 //!
 //! Why: sled's flush hands its work to sled's I/O pool twice, and each hand-off wakes every
 //! thread of the pool (seven) to run one job, on the cores the copies need. Measured with
-//! `blobsync_scale` (400 events, 8 runs each way): the journal accepts them in 40 ms rather than
-//! 68, the daemon's CPU for the burst falls from 111 to 96 ms, and the burst over its floor from
-//! 1.17× to 1.10× (`docs/architecture.md`, the event flow).
+//! `blobsync_scale` (400 events, 8 runs a build, alternating): the journal accepts them in 41 ms
+//! rather than 70, the daemon's CPU for the burst falls from 112 to 98 ms, and the burst from
+//! 145 to 136 ms beside a floor of 121 ms (`docs/architecture.md`, the event flow).
 //!
 //! The journal only holds what sled may not have written yet. An event is put in sled first, then
 //! appended here, then acknowledged once its line is written ([`Queue::make_durable`]: callers
