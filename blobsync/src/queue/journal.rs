@@ -329,11 +329,11 @@ impl Queue {
     /// Makes what [`Queue::accept`] enqueued durable against a crash of the process: by the
     /// journal, or by a flush of sled for a queue without one (a temporary queue).
     pub async fn make_durable(&self, pending: Durability) -> Result<(), QueueError> {
-        match (&self.journal, pending) {
-            (_, Durability { flush: true, .. }) => self.flush().await,
-            (_, Durability { ticket: 0, .. }) => Ok(()),
-            (Some(j), Durability { ticket, .. }) => j.written(ticket).await,
-            (None, _) => self.flush().await,
+        match &self.journal {
+            _ if pending.flush => self.flush().await,
+            Some(j) if pending.ticket > 0 => j.written(pending.ticket).await,
+            // Nothing was enqueued.
+            _ => Ok(()),
         }
     }
 }

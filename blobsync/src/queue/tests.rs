@@ -24,6 +24,20 @@ fn lanes_then_due_time_and_nothing_dropped() {
     assert_eq!(q.backlog(), 3, "claimed is not done");
 }
 
+/// Opens the queue at `path` once sled has let go of it: sled lets go of its file's lock when its
+/// flusher thread ends, a moment after the last handle is dropped, so reopening at once may find
+/// it still held.
+pub(super) fn reopen(path: &std::path::Path) -> Queue {
+    (0..500)
+        .find_map(|_| {
+            Queue::open(path).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            })
+        })
+        .expect("the queue reopens once sled has let go of it")
+}
+
 /// A takedown's flush reaches the device: sled's file is where the queue expects it (an
 /// `fsync` of a file that is not there would fail every takedown), and a temporary queue,
 /// which has none, flushes as before.
@@ -35,16 +49,7 @@ async fn a_flush_to_the_device_syncs_sleds_file() {
     q.flush_to_device().await.unwrap();
     assert!(dir.path().join("db").is_file(), "sled's file");
     drop(q);
-    // sled lets go of its file's lock when its flusher thread ends, a moment after the last
-    // handle is dropped: reopening at once may find it still held.
-    let q = (0..500)
-        .find_map(|_| {
-            Queue::open(dir.path()).ok().or_else(|| {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                None
-            })
-        })
-        .expect("the queue reopens once sled has let go of it");
+    let q = reopen(dir.path());
     assert_eq!(q.backlog(), 1, "kept");
     Queue::temporary().unwrap().flush_to_device().await.unwrap();
 }

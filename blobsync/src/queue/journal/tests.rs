@@ -78,14 +78,7 @@ fn a_crash_leaves_events_that_are_queued_again() {
     std::fs::write(dir.path().join("intake-notes.log"), "not the journal's").unwrap();
     assert_eq!(leftover(dir.path()).unwrap().torn, 1, "one torn line");
 
-    let q = (0..500)
-        .find_map(|_| {
-            Queue::open(dir.path()).ok().or_else(|| {
-                std::thread::sleep(Duration::from_millis(10));
-                None
-            })
-        })
-        .expect("the queue reopens once sled has let go of it");
+    let q = crate::queue::tests::reopen(dir.path());
     for key in ["D1", "D2", "D3"] {
         let item = q.item("uploads", key).unwrap().expect("queued again");
         assert_eq!((item.action, item.lane), (Action::Copy, 1));
