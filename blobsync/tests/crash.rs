@@ -166,7 +166,7 @@ fn events_acknowledged_just_before_a_sigkill_are_copied_after_it() {
     let d = dir.path();
     let port = harness::free_port();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let args = |log: &std::path::Path| {
+    let start = |log: &std::path::Path| {
         let mut cmd = Command::new(BIN);
         cmd.args(["--set", &format!("server.listen=127.0.0.1:{port}")])
             .args(["--set", &format!("queue.path={}/queue", d.display())])
@@ -187,7 +187,7 @@ fn events_acknowledged_just_before_a_sigkill_are_copied_after_it() {
         })
         .expect("blobsync ready")
     };
-    let mut child = args(&d.join("first.log"));
+    let mut child = start(&d.join("first.log"));
     ready();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -231,7 +231,7 @@ fn events_acknowledged_just_before_a_sigkill_are_copied_after_it() {
     std::fs::rename(d.join("b-gone"), d.join("b")).expect("b is back");
 
     let log = d.join("second.log");
-    let mut child = args(&log);
+    let mut child = start(&log);
     ready();
     let b = store("b");
     harness::wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
